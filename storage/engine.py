@@ -1,0 +1,131 @@
+"""One engine factory for every database opsloop can use.
+
+`sqlite:///path` is the embedded default; `postgresql+psycopg://...` is the
+production store. SQLite runs in WAL mode with a busy timeout, and every write
+transaction starts with `BEGIN IMMEDIATE`, so a transaction never has to
+upgrade a read lock to a write lock mid-way (that upgrade is what fails with
+"database is locked" no matter how long the busy timeout is). Inside one
+process, writers to one SQLite file also queue on a lock of their own, which
+is much cheaper than SQLite's sleeping busy handler.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine, make_url
+
+from storage.errors import ConfigurationError
+
+DEFAULT_URL = "sqlite:///opsloop.db"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+_write_locks: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
+_write_locks_guard = threading.Lock()
+
+
+def normalize_url(url: str) -> str:
+    """Map the URL spellings people paste (postgres://, postgresql://) to our drivers."""
+    url = url.strip()
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def create_engine(url: str = DEFAULT_URL, **kwargs: Any) -> Engine:
+    """Build an engine for `url`; raise ConfigurationError for URLs we cannot use."""
+    url = normalize_url(url)
+    try:
+        parsed = make_url(url)
+    except sa.exc.ArgumentError as exc:
+        raise ConfigurationError(
+            f"DATABASE_URL {url!r} is not a database URL; use sqlite:///path/to/opsloop.db "
+            "or postgresql+psycopg://user@host:5432/dbname"
+        ) from exc
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return _sqlite_engine(parsed, **kwargs)
+    if backend == "postgresql":
+        if parsed.get_driver_name() != "psycopg":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        kwargs.setdefault("pool_size", 10)
+        kwargs.setdefault("max_overflow", 20)
+        kwargs.setdefault("pool_pre_ping", True)
+        return sa.create_engine(parsed, **kwargs)
+    raise ConfigurationError(
+        f"DATABASE_URL uses {backend!r}; opsloop supports sqlite:/// and postgresql+psycopg://"
+    )
+
+
+def _sqlite_engine(parsed: sa.URL, **kwargs: Any) -> Engine:
+    database = parsed.database or ""
+    if database in ("", ":memory:") or database.startswith("file::memory:"):
+        raise ConfigurationError(
+            "an in-memory SQLite database would lose every run at exit; "
+            "use a file, e.g. sqlite:///opsloop.db"
+        )
+    parent = Path(database).expanduser().resolve().parent
+    if not parent.is_dir():
+        raise ConfigurationError(
+            f"the directory for the SQLite database does not exist: {parent}; create it "
+            "or point DATABASE_URL elsewhere"
+        )
+    connect_args = kwargs.pop("connect_args", {})
+    connect_args.setdefault("check_same_thread", False)
+    connect_args.setdefault("timeout", SQLITE_BUSY_TIMEOUT_MS / 1000)
+    kwargs.setdefault("pool_size", 8)
+    kwargs.setdefault("max_overflow", 24)
+    engine = sa.create_engine(parsed, connect_args=connect_args, **kwargs)
+    sa.event.listen(engine, "connect", _sqlite_on_connect)
+    sa.event.listen(engine, "begin", _sqlite_on_begin)
+    return engine
+
+
+def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
+    # Let SQLAlchemy's "begin" event issue BEGIN, so we choose IMMEDIATE or DEFERRED.
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def _sqlite_on_begin(conn: Connection) -> None:
+    mode = "IMMEDIATE" if conn.get_execution_options().get("opsloop_write") else "DEFERRED"
+    conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def _write_lock(engine: Engine) -> threading.Lock:
+    with _write_locks_guard:
+        lock = _write_locks.get(engine)
+        if lock is None:
+            lock = _write_locks[engine] = threading.Lock()
+        return lock
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction that will write: serialized per SQLite file, pooled on PostgreSQL."""
+    guard = _write_lock(engine) if is_sqlite(engine) else nullcontext()
+    with guard, engine.connect().execution_options(opsloop_write=True) as conn, conn.begin():
+        yield conn
+
+
+@contextmanager
+def read_transaction(engine: Engine) -> Iterator[Connection]:
+    """A read-only transaction (a consistent snapshot on both databases)."""
+    with engine.connect() as conn, conn.begin():
+        yield conn

@@ -1,0 +1,221 @@
+"""The tables opsloop keeps: runs, steps, interactions, the audit log, schedules.
+
+Every row that people or timers race for (a step, an interaction, a run) has a
+`status` column and a `version` counter, so "take this row only if it is still
+pending" is one conditional UPDATE (see `storage.claims`). Times are UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _json(nullable: bool = False) -> Any:
+    return Field(default=None, sa_type=JSONType, nullable=nullable)
+
+
+def _time(nullable: bool = True, index: bool = False) -> Any:
+    return Field(default=None, sa_type=sa.DateTime(timezone=True), nullable=nullable, index=index)
+
+
+class RunStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    WAITING = "waiting"  # nothing can move until a person answers
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class StepStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    WAITING = "waiting"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+
+class InteractionKind(StrEnum):
+    APPROVAL = "approval"
+    DECISION = "decision"
+    INPUT = "input"
+
+
+class InteractionStatus(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    DECIDED = "decided"
+    SUBMITTED = "submitted"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+
+
+class WorkflowRun(SQLModel, table=True):
+    __tablename__ = "workflow_run"
+
+    id: str = Field(primary_key=True, max_length=64)
+    workflow: str = Field(index=True, max_length=200)
+    definition_hash: str = Field(max_length=64)
+    params: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType, nullable=False)
+    started_by: str = Field(max_length=200)
+    front_end: str = Field(default="cli", max_length=32)
+    channel: str | None = Field(default=None, max_length=200)
+    thread_ts: str | None = Field(default=None, max_length=64)
+    status: str = Field(default=RunStatus.PENDING, index=True, max_length=16)
+    error: str | None = Field(default=None, sa_type=sa.Text)
+    rerun_of: str | None = Field(default=None, max_length=64)
+    version: int = Field(default=0)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+    started_at: datetime | None = _time()
+    finished_at: datetime | None = _time()
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+
+
+class StepRun(SQLModel, table=True):
+    __tablename__ = "step_run"
+    __table_args__ = (sa.UniqueConstraint("run_id", "step_id", name="uq_step_run_run_step"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(foreign_key="workflow_run.id", index=True, max_length=64)
+    step_id: str = Field(max_length=200)
+    status: str = Field(default=StepStatus.PENDING, index=True, max_length=16)
+    attempts: int = Field(default=0)
+    outputs: dict[str, Any] | None = _json(nullable=True)
+    error: str | None = Field(default=None, sa_type=sa.Text)
+    # The LangGraph thread that holds this step's checkpoints.
+    thread_id: str | None = Field(default=None, max_length=200)
+    # Which replica runs the step, and until when its claim holds.
+    owner: str | None = Field(default=None, max_length=200)
+    lease_until: datetime | None = _time()
+    version: int = Field(default=0)
+    started_at: datetime | None = _time()
+    finished_at: datetime | None = _time()
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+
+
+class Interaction(SQLModel, table=True):
+    """A request for a person: approve/reject, pick an option, or give input."""
+
+    __tablename__ = "interaction"
+
+    id: str = Field(primary_key=True, max_length=64)
+    run_id: str = Field(foreign_key="workflow_run.id", index=True, max_length=64)
+    step_id: str = Field(max_length=200)
+    kind: str = Field(max_length=16)
+    prompt: str = Field(sa_type=sa.Text)
+    options: list[Any] | None = _json(nullable=True)
+    fields: list[Any] | None = _json(nullable=True)
+    allowed_users: list[str] | None = _json(nullable=True)
+    allowed_groups: list[str] | None = _json(nullable=True)
+    required_approvals: int = Field(default=1)
+    allow_requester: bool = Field(default=False)
+    status: str = Field(default=InteractionStatus.PENDING, index=True, max_length=16)
+    responses: list[Any] = Field(default_factory=list, sa_type=JSONType, nullable=False)
+    answer: Any | None = _json(nullable=True)
+    answered_by: str | None = Field(default=None, max_length=200)
+    answered_at: datetime | None = _time()
+    deadline: datetime | None = _time(index=True)
+    on_deadline: str | None = Field(default=None, max_length=32)
+    remind_every_s: int | None = Field(default=None)
+    next_reminder_at: datetime | None = _time()
+    # The chat message the interaction lives in.
+    channel: str | None = Field(default=None, max_length=200)
+    message_ts: str | None = Field(default=None, max_length=64)
+    version: int = Field(default=0)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+
+
+class AuditEntry(SQLModel, table=True):
+    """Append-only: who did what, when, to which run or interaction."""
+
+    __tablename__ = "audit_log"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True), index=True)
+    actor: str = Field(max_length=200)
+    action: str = Field(max_length=64)
+    run_id: str | None = Field(default=None, index=True, max_length=64)
+    interaction_id: str | None = Field(default=None, index=True, max_length=64)
+    detail: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType, nullable=False)
+
+
+class Schedule(SQLModel, table=True):
+    """A workflow started, or a report posted, on a cron schedule."""
+
+    __tablename__ = "schedule"
+
+    id: str = Field(primary_key=True, max_length=64)
+    kind: str = Field(default="workflow", max_length=16)  # workflow | report
+    workflow: str | None = Field(default=None, max_length=200)
+    params: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType, nullable=False)
+    cron: str = Field(max_length=200)
+    timezone: str = Field(default="UTC", max_length=64)
+    channel: str | None = Field(default=None, max_length=200)
+    enabled: bool = Field(default=True)
+    created_by: str = Field(max_length=200)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+    last_fired_at: datetime | None = _time()
+    next_fire_at: datetime | None = _time()
+    version: int = Field(default=0)
+
+
+class CheckpointRow(SQLModel, table=True):
+    """One LangGraph checkpoint, without the channel values kept in `checkpoint_blob`."""
+
+    __tablename__ = "checkpoint"
+
+    thread_id: str = Field(primary_key=True, max_length=200)
+    checkpoint_ns: str = Field(default="", primary_key=True, max_length=500)
+    checkpoint_id: str = Field(primary_key=True, max_length=64)
+    parent_checkpoint_id: str | None = Field(default=None, max_length=64)
+    # The run that wrote it (from metadata), so delete_for_runs is one indexed DELETE.
+    run_id: str | None = Field(default=None, index=True, max_length=64)
+    type: str = Field(max_length=32)
+    checkpoint: bytes = Field(sa_type=sa.LargeBinary)
+    metadata_: dict[str, Any] = Field(
+        default_factory=dict, sa_column=sa.Column("metadata", JSONType, nullable=False)
+    )
+
+
+class CheckpointBlobRow(SQLModel, table=True):
+    """A channel's value at one version; written once, shared by every checkpoint that has it."""
+
+    __tablename__ = "checkpoint_blob"
+
+    thread_id: str = Field(primary_key=True, max_length=200)
+    checkpoint_ns: str = Field(default="", primary_key=True, max_length=500)
+    channel: str = Field(primary_key=True, max_length=500)
+    version: str = Field(primary_key=True, max_length=64)
+    type: str = Field(max_length=32)
+    blob: bytes | None = Field(default=None, sa_type=sa.LargeBinary)
+
+
+class CheckpointWriteRow(SQLModel, table=True):
+    """A pending write of one task against one checkpoint."""
+
+    __tablename__ = "checkpoint_write"
+
+    thread_id: str = Field(primary_key=True, max_length=200)
+    checkpoint_ns: str = Field(default="", primary_key=True, max_length=500)
+    checkpoint_id: str = Field(primary_key=True, max_length=64)
+    task_id: str = Field(primary_key=True, max_length=64)
+    idx: int = Field(primary_key=True, sa_type=sa.Integer, sa_column_kwargs={"autoincrement": False})
+    task_path: str = Field(default="", max_length=500)
+    channel: str = Field(max_length=500)
+    type: str = Field(max_length=32)
+    blob: bytes = Field(sa_type=sa.LargeBinary)
