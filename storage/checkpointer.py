@@ -79,7 +79,9 @@ class SQLModelSaver(BaseCheckpointSaver[str]):
         self.engine = engine
         self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
         if engine.dialect.name not in ("postgresql", "sqlite"):
-            raise ValueError(f"SQLModelSaver supports SQLite and PostgreSQL, not {engine.dialect.name}")
+            raise ValueError(
+                f"SQLModelSaver supports SQLite and PostgreSQL, not {engine.dialect.name}"
+            )
 
     @classmethod
     def from_url(cls, url: str, *, serde: SerializerProtocol | None = None) -> SQLModelSaver:
@@ -224,9 +226,9 @@ class SQLModelSaver(BaseCheckpointSaver[str]):
         with write_transaction(self.engine) as conn:
             conn.execute(
                 sa.delete(WRITES).where(
-                    sa.tuple_(WRITES.c.thread_id, WRITES.c.checkpoint_ns, WRITES.c.checkpoint_id).in_(
-                        doomed
-                    )
+                    sa.tuple_(
+                        WRITES.c.thread_id, WRITES.c.checkpoint_ns, WRITES.c.checkpoint_id
+                    ).in_(doomed)
                 )
             )
             conn.execute(sa.delete(CHECKPOINTS).where(CHECKPOINTS.c.run_id.in_(run_ids)))
@@ -281,9 +283,7 @@ class SQLModelSaver(BaseCheckpointSaver[str]):
                             table.c.checkpoint_id != head.checkpoint_id,
                         )
                     )
-                conn.execute(
-                    sa.update(CHECKPOINTS).where(in_ns).values(parent_checkpoint_id=None)
-                )
+                conn.execute(sa.update(CHECKPOINTS).where(in_ns).values(parent_checkpoint_id=None))
                 garbage = sa.delete(BLOBS).where(
                     BLOBS.c.thread_id == thread_id, BLOBS.c.checkpoint_ns == ns
                 )
@@ -322,7 +322,7 @@ class SQLModelSaver(BaseCheckpointSaver[str]):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> Iterator[CheckpointTuple]:
-        """Checkpoints newest first, narrowed by thread/namespace/id, metadata, `before`, `limit`."""
+        """Checkpoints newest first, narrowed by thread, namespace, id, metadata and `before`."""
         where = []
         if config is not None:
             conf = config["configurable"]
@@ -400,9 +400,7 @@ class SQLModelSaver(BaseCheckpointSaver[str]):
             )
             for channel, version, type_, blob in result:
                 if type_ != "empty":
-                    found[(thread_id, ns, channel, version)] = self.serde.loads_typed(
-                        (type_, blob)
-                    )
+                    found[(thread_id, ns, channel, version)] = self.serde.loads_typed((type_, blob))
         return found
 
     def _load_writes(
@@ -486,5 +484,9 @@ class SQLModelSaver(BaseCheckpointSaver[str]):
 
 def _config(thread_id: str, ns: str, checkpoint_id: str) -> RunnableConfig:
     return {
-        "configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint_id}
+        "configurable": {
+            "thread_id": thread_id,
+            "checkpoint_ns": ns,
+            "checkpoint_id": checkpoint_id,
+        }
     }

@@ -1,9 +1,9 @@
 """Errors raised by the storage layer.
 
-    StorageError
-     +-- ConfigurationError     a DATABASE_URL or path we cannot use
-     +-- SchemaError            the database schema is missing, too new, or failed to upgrade
-     +-- NotFoundError          a row that was asked for by id does not exist
+StorageError
+ +-- ConfigurationError     a DATABASE_URL or path we cannot use
+ +-- SchemaError            the database schema is missing, too new, or failed to upgrade
+ +-- NotFoundError          a row that was asked for by id does not exist
 """
 
 from __future__ import annotations

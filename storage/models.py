@@ -214,7 +214,9 @@ class CheckpointWriteRow(SQLModel, table=True):
     checkpoint_ns: str = Field(default="", primary_key=True, max_length=500)
     checkpoint_id: str = Field(primary_key=True, max_length=64)
     task_id: str = Field(primary_key=True, max_length=64)
-    idx: int = Field(primary_key=True, sa_type=sa.Integer, sa_column_kwargs={"autoincrement": False})
+    idx: int = Field(
+        primary_key=True, sa_type=sa.Integer, sa_column_kwargs={"autoincrement": False}
+    )
     task_path: str = Field(default="", max_length=500)
     channel: str = Field(max_length=500)
     type: str = Field(max_length=32)

@@ -13,9 +13,7 @@ from sqlalchemy.engine import Engine
 
 from storage.engine import create_engine, normalize_url
 
-PG_URL = os.environ.get(
-    "OPSLOOP_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
+PG_URL = os.environ.get("OPSLOOP_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 

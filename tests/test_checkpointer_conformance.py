@@ -19,9 +19,7 @@ def test_conformance_all_capabilities(db_url: str) -> None:
         yield saver
 
     report = asyncio.run(validate(factory))
-    failures = {
-        cap: result.failures for cap, result in report.results.items() if not result.passed
-    }
+    failures = {cap: result.failures for cap, result in report.results.items() if not result.passed}
     assert not failures, failures
     assert {c.value for c in ALL_CAPABILITIES} == set(report.results)
     assert all(r.detected for r in report.results.values())
