@@ -22,6 +22,7 @@ import asyncio
 import random
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as sa
@@ -43,6 +44,7 @@ from sqlalchemy.engine import Connection, Engine
 from storage.checkpoint_filter import MetadataFilter
 from storage.engine import create_engine, read_transaction, write_transaction
 from storage.models import CheckpointBlobRow, CheckpointRow, CheckpointWriteRow
+from storage.sqlite_writer import SqliteWriter
 
 CHECKPOINTS: sa.Table = CheckpointRow.__table__  # type: ignore[attr-defined]
 BLOBS: sa.Table = CheckpointBlobRow.__table__  # type: ignore[attr-defined]
@@ -77,22 +79,66 @@ class SQLModelSaver(BaseCheckpointSaver[str]):
     def __init__(self, engine: Engine, *, serde: SerializerProtocol | None = None) -> None:
         super().__init__(serde=serde)
         self.engine = engine
-        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
         if engine.dialect.name not in ("postgresql", "sqlite"):
             raise ValueError(
                 f"SQLModelSaver supports SQLite and PostgreSQL, not {engine.dialect.name}"
             )
+        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        # Statements are built once: building one costs more than running it on SQLite.
+        self._put_blobs = self._insert(BLOBS).on_conflict_do_nothing()
+        upsert = self._insert(CHECKPOINTS)
+        self._put_checkpoint = upsert.on_conflict_do_update(
+            index_elements=["thread_id", "checkpoint_ns", "checkpoint_id"],
+            set_={c: upsert.excluded[c] for c in ("type", "checkpoint", "metadata", "run_id")},
+        )
+        keys = ["thread_id", "checkpoint_ns", "checkpoint_id", "task_id", "idx"]
+        writes = self._insert(WRITES)
+        self._upsert_writes = writes.on_conflict_do_update(
+            index_elements=keys,
+            set_={c: writes.excluded[c] for c in ("channel", "type", "blob", "task_path")},
+        )
+        self._insert_writes = writes.on_conflict_do_nothing(index_elements=keys)
+        self._sqlite = (
+            SqliteWriter(
+                engine,
+                {
+                    "blobs": self._put_blobs,
+                    "checkpoint": self._put_checkpoint,
+                    "upsert_writes": self._upsert_writes,
+                    "insert_writes": self._insert_writes,
+                },
+            )
+            if engine.dialect.name == "sqlite"
+            else None
+        )
 
     @classmethod
     def from_url(cls, url: str, *, serde: SerializerProtocol | None = None) -> SQLModelSaver:
         """A saver on a new engine for `url`; call `setup()` once before use."""
         return cls(create_engine(url), serde=serde)
 
+    def close(self) -> None:
+        """Give back the SQLite writer connection (the engine itself stays the caller's)."""
+        if self._sqlite is not None:
+            self._sqlite.close()
+
     def setup(self) -> None:
         """Create or upgrade opsloop's schema, checkpoint tables included. Safe to call twice."""
         from storage.schema import setup
 
         setup(self.engine)
+
+    @contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        """Where put and put_writes write.
+
+        On PostgreSQL they autocommit: each statement is idempotent and the order
+        (values before the checkpoint that names them) keeps every prefix
+        consistent, so BEGIN/COMMIT would only add round trips. (SQLite writes go
+        through `storage.sqlite_writer` instead.)
+        """
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            yield conn
 
     # -- versions -------------------------------------------------------------
 
@@ -145,20 +191,14 @@ class SQLModelSaver(BaseCheckpointSaver[str]):
             "checkpoint": data,
             "metadata": md,
         }
-        upsert = self._insert(CHECKPOINTS).values(row)
-        upsert = upsert.on_conflict_do_update(
-            index_elements=["thread_id", "checkpoint_ns", "checkpoint_id"],
-            set_={
-                "type": upsert.excluded.type,
-                "checkpoint": upsert.excluded.checkpoint,
-                "metadata": upsert.excluded.metadata,
-                "run_id": upsert.excluded.run_id,
-            },
-        )
-        with write_transaction(self.engine) as conn:
+        # Blobs first: a crash in between leaves unreferenced blobs, never a dangling checkpoint.
+        if self._sqlite is not None:
+            self._sqlite.write([("blobs", blobs), ("checkpoint", [row])])
+            return _config(thread_id, ns, checkpoint["id"])
+        with self._writing() as conn:
             if blobs:
-                conn.execute(self._insert(BLOBS).on_conflict_do_nothing(), blobs)
-            conn.execute(upsert)
+                conn.execute(self._put_blobs, blobs)
+            conn.execute(self._put_checkpoint, row)
         return {
             "configurable": {
                 "thread_id": thread_id,
@@ -194,17 +234,12 @@ class SQLModelSaver(BaseCheckpointSaver[str]):
                     "blob": blob,
                 }
             )
-        stmt = self._insert(WRITES)
-        keys = ["thread_id", "checkpoint_ns", "checkpoint_id", "task_id", "idx"]
-        if all(channel in WRITES_IDX_MAP for channel, _ in writes):
-            stmt = stmt.on_conflict_do_update(
-                index_elements=keys,
-                set_={c: stmt.excluded[c] for c in ("channel", "type", "blob", "task_path")},
-            )
-        else:
-            stmt = stmt.on_conflict_do_nothing(index_elements=keys)
-        with write_transaction(self.engine) as conn:
-            conn.execute(stmt, rows)
+        special = all(channel in WRITES_IDX_MAP for channel, _ in writes)
+        if self._sqlite is not None:
+            self._sqlite.write([("upsert_writes" if special else "insert_writes", rows)])
+            return
+        with self._writing() as conn:
+            conn.execute(self._upsert_writes if special else self._insert_writes, rows)
 
     def delete_thread(self, thread_id: str) -> None:
         """Delete every checkpoint, value and write of a thread."""

@@ -57,7 +57,9 @@ def create_engine(url: str = DEFAULT_URL, **kwargs: Any) -> Engine:
             parsed = parsed.set(drivername="postgresql+psycopg")
         kwargs.setdefault("pool_size", 10)
         kwargs.setdefault("max_overflow", 20)
-        kwargs.setdefault("pool_pre_ping", True)
+        # No pool_pre_ping: it costs a round trip per checkout. A connection that died
+        # with the server is invalidated on first use and the pool refills.
+        kwargs.setdefault("pool_recycle", 1800)
         return sa.create_engine(parsed, **kwargs)
     raise ConfigurationError(
         f"DATABASE_URL uses {backend!r}; opsloop supports sqlite:/// and postgresql+psycopg://"
@@ -108,7 +110,8 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def _write_lock(engine: Engine) -> threading.Lock:
+def writer_lock(engine: Engine) -> threading.Lock:
+    """The lock that writers to this engine's SQLite file queue on inside this process."""
     with _write_locks_guard:
         lock = _write_locks.get(engine)
         if lock is None:
@@ -119,7 +122,7 @@ def _write_lock(engine: Engine) -> threading.Lock:
 @contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
     """A transaction that will write: serialized per SQLite file, pooled on PostgreSQL."""
-    guard = _write_lock(engine) if is_sqlite(engine) else nullcontext()
+    guard = writer_lock(engine) if is_sqlite(engine) else nullcontext()
     with guard, engine.connect().execution_options(opsloop_write=True) as conn, conn.begin():
         yield conn
 

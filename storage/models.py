@@ -117,6 +117,10 @@ class Interaction(SQLModel, table=True):
     run_id: str = Field(foreign_key="workflow_run.id", index=True, max_length=64)
     step_id: str = Field(max_length=200)
     kind: str = Field(max_length=16)
+    # "gate" (a step asks), or "recovery" (retry/skip/fail a step a crash interrupted).
+    purpose: str = Field(default="gate", max_length=16, sa_column_kwargs={"server_default": "gate"})
+    # The LangGraph interrupt that an answer resumes.
+    interrupt_id: str | None = Field(default=None, max_length=64)
     prompt: str = Field(sa_type=sa.Text)
     options: list[Any] | None = _json(nullable=True)
     fields: list[Any] | None = _json(nullable=True)
@@ -175,17 +179,23 @@ class Schedule(SQLModel, table=True):
 
 
 class CheckpointRow(SQLModel, table=True):
-    """One LangGraph checkpoint, without the channel values kept in `checkpoint_blob`."""
+    """One LangGraph checkpoint, without the channel values kept in `checkpoint_blob`.
+
+    Text columns are unbounded: LangGraph makes channel names such as
+    "join:a+b+...:node" that grow with the graph.
+    """
 
     __tablename__ = "checkpoint"
+    # SQLite keeps the rows in the primary-key b-tree, not beside a copy of the key.
+    __table_args__ = {"sqlite_with_rowid": False}
 
-    thread_id: str = Field(primary_key=True, max_length=200)
-    checkpoint_ns: str = Field(default="", primary_key=True, max_length=500)
-    checkpoint_id: str = Field(primary_key=True, max_length=64)
-    parent_checkpoint_id: str | None = Field(default=None, max_length=64)
+    thread_id: str = Field(primary_key=True, sa_type=sa.Text)
+    checkpoint_ns: str = Field(default="", primary_key=True, sa_type=sa.Text)
+    checkpoint_id: str = Field(primary_key=True, sa_type=sa.Text)
+    parent_checkpoint_id: str | None = Field(default=None, sa_type=sa.Text)
     # The run that wrote it (from metadata), so delete_for_runs is one indexed DELETE.
-    run_id: str | None = Field(default=None, index=True, max_length=64)
-    type: str = Field(max_length=32)
+    run_id: str | None = Field(default=None, index=True, sa_type=sa.Text)
+    type: str = Field(sa_type=sa.Text)
     checkpoint: bytes = Field(sa_type=sa.LargeBinary)
     metadata_: dict[str, Any] = Field(
         default_factory=dict, sa_column=sa.Column("metadata", JSONType, nullable=False)
@@ -196,12 +206,14 @@ class CheckpointBlobRow(SQLModel, table=True):
     """A channel's value at one version; written once, shared by every checkpoint that has it."""
 
     __tablename__ = "checkpoint_blob"
+    # SQLite keeps the rows in the primary-key b-tree, not beside a copy of the key.
+    __table_args__ = {"sqlite_with_rowid": False}
 
-    thread_id: str = Field(primary_key=True, max_length=200)
-    checkpoint_ns: str = Field(default="", primary_key=True, max_length=500)
-    channel: str = Field(primary_key=True, max_length=500)
-    version: str = Field(primary_key=True, max_length=64)
-    type: str = Field(max_length=32)
+    thread_id: str = Field(primary_key=True, sa_type=sa.Text)
+    checkpoint_ns: str = Field(default="", primary_key=True, sa_type=sa.Text)
+    channel: str = Field(primary_key=True, sa_type=sa.Text)
+    version: str = Field(primary_key=True, sa_type=sa.Text)
+    type: str = Field(sa_type=sa.Text)
     blob: bytes | None = Field(default=None, sa_type=sa.LargeBinary)
 
 
@@ -209,15 +221,17 @@ class CheckpointWriteRow(SQLModel, table=True):
     """A pending write of one task against one checkpoint."""
 
     __tablename__ = "checkpoint_write"
+    # SQLite keeps the rows in the primary-key b-tree, not beside a copy of the key.
+    __table_args__ = {"sqlite_with_rowid": False}
 
-    thread_id: str = Field(primary_key=True, max_length=200)
-    checkpoint_ns: str = Field(default="", primary_key=True, max_length=500)
-    checkpoint_id: str = Field(primary_key=True, max_length=64)
-    task_id: str = Field(primary_key=True, max_length=64)
+    thread_id: str = Field(primary_key=True, sa_type=sa.Text)
+    checkpoint_ns: str = Field(default="", primary_key=True, sa_type=sa.Text)
+    checkpoint_id: str = Field(primary_key=True, sa_type=sa.Text)
+    task_id: str = Field(primary_key=True, sa_type=sa.Text)
     idx: int = Field(
         primary_key=True, sa_type=sa.Integer, sa_column_kwargs={"autoincrement": False}
     )
-    task_path: str = Field(default="", max_length=500)
-    channel: str = Field(max_length=500)
-    type: str = Field(max_length=32)
+    task_path: str = Field(default="", sa_type=sa.Text)
+    channel: str = Field(sa_type=sa.Text)
+    type: str = Field(sa_type=sa.Text)
     blob: bytes = Field(sa_type=sa.LargeBinary)
