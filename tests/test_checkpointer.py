@@ -138,3 +138,20 @@ def test_metadata_is_json_and_values_are_typed_bytes(db_url: str) -> None:
     assert len(found) == 1 and found[0].metadata["team"] == "infra"
     assert list(saver.list(None, filter={"parents": {"nope": "x"}})) == []
     saver.engine.dispose()
+
+
+def test_a_wide_join_with_a_long_channel_name_is_stored(db_url: str) -> None:
+    # LangGraph names the channel of add_edge([...120 nodes...], "join") after every node.
+    saver = SQLModelSaver.from_url(db_url)
+    saver.setup()
+    graph = StateGraph(FanState)
+    names = [f"fan_{n}" for n in range(120)]
+    for n, name in enumerate(names):
+        graph.add_node(name, lambda s, n=n: {"results": [n]})
+        graph.add_edge(START, name)
+    graph.add_node("join", lambda s: {"results": [-1]})
+    graph.add_edge(names, "join")
+    config = {"configurable": {"thread_id": str(uuid.uuid4())}}
+    result = graph.compile(checkpointer=saver).invoke({"results": []}, config)
+    assert len(result["results"]) == 121 and result["results"].count(-1) == 1
+    saver.engine.dispose()
