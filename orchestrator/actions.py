@@ -1,0 +1,155 @@
+"""Side effects of steps: call a Python task, run a process. Retries and timeouts live here."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import inspect
+import json
+import os
+import signal
+import subprocess
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import tenacity
+from langgraph.errors import GraphBubbleUp
+
+from orchestrator.definitions import PythonAction, RetryPolicy, ShellAction
+from orchestrator.errors import StepFailed, StepTimeout
+from orchestrator.expressions import render_argv
+
+TAIL_CHARS = 4000
+
+
+@dataclass
+class StepContext:
+    """What a Python task may take as keyword arguments: `params`, `needs`, `ctx`."""
+
+    run_id: str
+    step_id: str
+    params: Mapping[str, Any]
+    needs: Mapping[str, Mapping[str, Any]]
+    attempt: int = 1
+    # Set by the engine: asks a person mid-step and returns the answer (see orchestrator.gates).
+    asker: Callable[..., Any] | None = field(default=None, repr=False)
+    _asked: int = field(default=0, repr=False)
+
+    def ask(self, kind: str, message: str, **spec: Any) -> Any:
+        """Ask a person (kind: approval, decision, input); the run pauses until they answer."""
+        if self.asker is None:
+            raise StepFailed("this step cannot ask a person: it is not run by the orchestrator")
+        self._asked += 1
+        return self.asker(kind, message, n=self._asked, **spec)
+
+
+def call_python(action: PythonAction, ctx: StepContext, timeout_s: float | None) -> dict:
+    fn = _resolve(action.target)
+    accepted = inspect.signature(fn).parameters
+    offered = {"params": dict(ctx.params), "needs": ctx.needs, "ctx": ctx}
+    has_kwargs = any(p.kind is p.VAR_KEYWORD for p in accepted.values())
+    kwargs = {k: v for k, v in offered.items() if has_kwargs or k in accepted}
+    result = _with_timeout(lambda: fn(**kwargs), timeout_s, action.target)
+    outputs = result if isinstance(result, dict) else {"result": result}
+    try:
+        return json.loads(json.dumps(outputs))
+    except (TypeError, ValueError) as exc:
+        raise StepFailed(
+            f"{action.target} returned outputs that are not JSON ({exc}); return plain "
+            "dicts, lists, strings and numbers"
+        ) from exc
+
+
+def _resolve(target: str) -> Callable[..., Any]:
+    module_name, _, attr = target.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise StepFailed(f"cannot load task {target}: {exc}") from exc
+    if not callable(fn):
+        raise StepFailed(f"task {target} is not a function")
+    return fn
+
+
+def _with_timeout(call: Callable[[], Any], timeout_s: float | None, what: str) -> Any:
+    if timeout_s is None:
+        return call()
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = call()
+        except BaseException as exc:  # handed over to the waiting thread
+            box["error"] = exc
+
+    # A thread cannot be killed: on timeout the step fails and the thread is abandoned.
+    worker = threading.Thread(target=target, name=f"opsloop-task-{what}", daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    if worker.is_alive():
+        raise StepTimeout(f"{what} did not finish within {timeout_s:g} s")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def run_shell(
+    action: ShellAction,
+    context: Mapping[str, Any],
+    timeout_s: float | None,
+    on_start: Callable[[subprocess.Popen], None] | None = None,
+) -> dict:
+    argv = render_argv(list(action.argv), context)
+    try:
+        proc = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            start_new_session=True, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    except OSError as exc:
+        raise StepFailed(f"cannot start {argv[0]!r}: {exc.strerror}") from exc
+    if on_start is not None:
+        on_start(proc)
+    try:
+        out, err = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        kill_process_group(proc)
+        out, err = proc.communicate()
+        raise StepTimeout(f"{argv[0]} was killed after {timeout_s:g} s") from None
+    outputs = {
+        "exit_code": proc.returncode,
+        "stdout": out[-TAIL_CHARS:],
+        "stderr": err[-TAIL_CHARS:],
+    }
+    if proc.returncode != 0:
+        raise StepFailed(
+            f"{argv[0]} exited with {proc.returncode}: {err.strip()[-500:]}", outputs=outputs
+        )
+    return outputs
+
+
+def kill_process_group(proc: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def with_retries(
+    policy: RetryPolicy, attempt: Callable[[], dict], before: Callable[[int], None]
+) -> dict:
+    """Run `attempt` until it succeeds or the policy gives up; `before(n)` persists attempt n."""
+
+    def retryable(exc: BaseException) -> bool:
+        if isinstance(exc, GraphBubbleUp):  # an interrupt is not a failure
+            return False
+        kind = "timeout" if isinstance(exc, StepTimeout) else "error"
+        return kind in policy.on
+
+    retrying = tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(max(policy.attempts, 1)),
+        wait=lambda state: policy.delay(state.attempt_number),
+        retry=tenacity.retry_if_exception(retryable),
+        before=lambda state: before(state.attempt_number),
+        reraise=True,
+    )
+    return retrying(attempt)

@@ -1,0 +1,537 @@
+"""The orchestrator: schedules a run's DAG itself, each step as its own LangGraph thread.
+
+Why not one LangGraph graph per workflow: LangGraph runs nodes in lockstep
+supersteps and a pending interrupt stops the whole graph, so a workflow graph
+would wait for each level's slowest step and freeze every branch beside a
+gate (../shared/notes/langgraph.md). Here a step starts the moment its needs
+are done, on a bounded thread pool, and a gate parks only its own step.
+
+Every transition is a conditional UPDATE committed before anything acts on
+it: a step is claimed pending -> running before it is submitted, an answer
+claims its interaction before the step resumes, and a deadline claims the
+same row, so racing answers, deadlines and replicas give one result.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import threading
+import uuid
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from langgraph.types import interrupt
+from sqlalchemy.engine import Engine
+
+from orchestrator import gates, runs
+from orchestrator.actions import (
+    StepContext,
+    call_python,
+    kill_process_group,
+    run_shell,
+    with_retries,
+)
+from orchestrator.definitions import PythonAction, Step, Workflow
+from orchestrator.errors import (
+    AlreadyAnswered,
+    NotFound,
+    OrchestratorError,
+    StepFailed,
+    UnknownWorkflow,
+)
+from orchestrator.expressions import render_text
+from orchestrator.params import coerce_params
+from orchestrator.planning import Readiness, readiness, run_outcome, template_context
+from orchestrator.protocol import (
+    Directory,
+    FrontEnd,
+    InteractionView,
+    RunView,
+    SilentFrontEnd,
+    StaticDirectory,
+)
+from orchestrator.stepgraph import StepGraph
+from orchestrator.timers import Timers
+from storage.checkpointer import SQLModelSaver
+from storage.claims import claim
+from storage.engine import read_transaction, write_transaction
+from storage.models import Interaction, InteractionStatus, RunStatus, StepStatus
+
+log = logging.getLogger(__name__)
+Clock = Callable[[], datetime]
+SYSTEM = "opsloop"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Orchestrator:
+    """Starts runs, advances them as steps finish, and applies people's answers."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        workflows: Mapping[str, Workflow],
+        *,
+        front_end: FrontEnd | None = None,
+        directory: Directory | None = None,
+        max_workers: int = 16,
+        clock: Clock = utcnow,
+    ) -> None:
+        self.engine = engine
+        self.workflows = dict(workflows)
+        self.front_end: FrontEnd = front_end or SilentFrontEnd()
+        self.directory: Directory = directory or StaticDirectory()
+        self.clock = clock
+        self.saver = SQLModelSaver(engine)
+        self.graph = StepGraph(self.saver)
+        self.pool = ThreadPoolExecutor(max_workers, thread_name_prefix="opsloop-step")
+        self.timers = Timers(self.expire, self.remind)
+        self._run_locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+        self._procs: dict[tuple[str, str], subprocess.Popen] = {}
+        self._changed = threading.Condition()
+
+    # -- life cycle ----------------------------------------------------------
+
+    def start(self) -> None:
+        """Rebuild timers from the database and continue every unfinished run."""
+        self.timers.start()
+        with read_transaction(self.engine) as conn:
+            pending = runs.pending_interactions(conn)
+            unfinished = runs.unfinished_run_ids(conn)
+        for row in pending:
+            self.timers.watch(row, self.clock())
+        from orchestrator.recovery import recover_run
+
+        for run_id in unfinished:
+            recover_run(self, run_id)
+
+    def close(self) -> None:
+        self.timers.shutdown()
+        self.pool.shutdown(wait=True, cancel_futures=False)
+
+    # -- runs -----------------------------------------------------------------
+
+    def workflow(self, name: str) -> Workflow:
+        try:
+            return self.workflows[name]
+        except KeyError:
+            known = ", ".join(sorted(self.workflows)) or "none"
+            raise UnknownWorkflow(f"no workflow named {name!r}; known workflows: {known}") from None
+
+    def start_run(
+        self,
+        workflow: str,
+        params: Mapping[str, Any],
+        *,
+        started_by: str,
+        front_end: str = "cli",
+        channel: str | None = None,
+        rerun_of: str | None = None,
+    ) -> str:
+        """Validate params, persist the run and its steps, and start what can start."""
+        wf = self.workflow(workflow)
+        values = coerce_params(wf, params)
+        run_id, now = runs.new_run_id(), self.clock()
+        with write_transaction(self.engine) as conn:
+            runs.insert_run(
+                conn, run_id=run_id, workflow=wf.name, digest=wf.digest, params=values,
+                step_ids=[s.id for s in wf.steps], started_by=started_by,
+                front_end=front_end, channel=channel, rerun_of=rerun_of, now=now,
+            )  # fmt: skip
+            runs.audit(conn, started_by, "run.started", now=now, run_id=run_id, params=values)
+        self.front_end.run_started(self.view(run_id))
+        self.advance(run_id)
+        return run_id
+
+    def view(self, run_id: str) -> RunView:
+        with read_transaction(self.engine) as conn:
+            run = runs.load_run(conn, run_id)
+        if run is None:
+            raise NotFound(f"no run {run_id!r}; `opsloop runs` lists the recent ones")
+        return run
+
+    def advance(self, run_id: str) -> None:
+        """Skip what cannot run, claim and submit what can, and finish the run when done."""
+        with self._run_lock(run_id):
+            while self._advance_once(run_id):
+                pass
+        self._notify()
+
+    def _advance_once(self, run_id: str) -> bool:
+        run = self.view(run_id)
+        if run.status in runs.TERMINAL_RUN:
+            return False
+        wf = self.workflow(run.workflow)
+        ready = readiness(wf, run)
+        for step_id in ready.skip:
+            self._finish(run_id, step_id, StepStatus.SKIPPED, expect=[StepStatus.PENDING])
+        for step_id in ready.start:
+            self._dispatch(run, wf.step(step_id))
+        if ready.skip:
+            return True
+        if not ready.start:
+            self._settle(run, ready)
+        return False
+
+    def _dispatch(self, run: RunView, step: Step) -> None:
+        thread_id = f"{run.id}/{step.id}/{uuid.uuid4().hex[:8]}"
+        now = self.clock()
+        with write_transaction(self.engine) as conn:
+            won = runs.set_step(
+                conn, run.id, step.id, expect=[StepStatus.PENDING], status=StepStatus.RUNNING,
+                thread_id=thread_id, started_at=now, finished_at=None, updated_at=now,
+            )  # fmt: skip
+            if won:
+                runs.set_run(conn, run.id, expect=[RunStatus.WAITING], status=RunStatus.RUNNING,
+                             updated_at=now)  # fmt: skip
+        if won:
+            self._step_changed(run.id, step.id)
+            self.pool.submit(self._execute, run.id, step.id, thread_id, None)
+
+    def _settle(self, run: RunView, ready: Readiness) -> None:
+        """No step can start: the run waits for a person, or it is over."""
+        if ready.active:
+            status = RunStatus.WAITING if ready.only_waiting else RunStatus.RUNNING
+            with write_transaction(self.engine) as conn:
+                runs.set_run(
+                    conn, run.id, expect=[RunStatus.RUNNING, RunStatus.WAITING], status=status,
+                    updated_at=self.clock(),
+                )  # fmt: skip
+            return
+        status, error = run_outcome(self.workflow(run.workflow), run)
+        now = self.clock()
+        with write_transaction(self.engine) as conn:
+            done = runs.set_run(
+                conn, run.id, expect=[RunStatus.RUNNING, RunStatus.WAITING], status=status,
+                error=error, finished_at=now, updated_at=now,
+            )  # fmt: skip
+            if done:
+                runs.audit(conn, SYSTEM, f"run.{status}", now=now, run_id=run.id)
+        if done:
+            self.front_end.run_finished(self.view(run.id))
+
+    # -- executing one step ---------------------------------------------------
+
+    def _execute(
+        self, run_id: str, step_id: str, thread_id: str, resume: Mapping[str, Any] | None
+    ) -> None:
+        try:
+            run = self.view(run_id)
+            step = self.workflow(run.workflow).step(step_id)
+            result = self.graph.run(thread_id, lambda: self._work(run, step, thread_id), resume)
+        except StepFailed as exc:
+            self._finish(run_id, step_id, StepStatus.FAILED, error=str(exc), outputs=exc.outputs)
+        except Exception as exc:
+            log.exception("step %s of run %s crashed", step_id, run_id)
+            self._finish(run_id, step_id, StepStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
+        else:
+            if result.interrupt is not None:
+                self._paused(run_id, step_id, result.interrupt)
+            else:
+                self._finish(run_id, step_id, StepStatus.SUCCEEDED, outputs=result.outputs)
+        finally:
+            self._procs.pop((run_id, step_id), None)
+        self.advance(run_id)
+
+    def _work(self, run: RunView, step: Step, thread_id: str) -> dict[str, Any]:
+        """The body of the step's LangGraph node. Re-runs from the top on resume."""
+        context = template_context(run)
+        if step.is_gate:
+            if step.auto_approve_if and self._auto_approved(run, step, context):
+                return {"approved": True, "auto": True}
+            spec = gates.gate_spec(step, lambda text: render_text(text, context))
+            resolution = self._ask(run, step, thread_id, 1, spec)
+            return gates.step_outputs(step.kind, resolution)
+        ctx = StepContext(
+            run_id=run.id, step_id=step.id, params=run.params,
+            needs={n: context["steps"][n]["outputs"] for n in step.needs},
+            asker=lambda kind, message, n, **spec: self._ask(
+                run, step, thread_id, n, {"kind": kind, "prompt": message, **spec}
+            ),
+        )  # fmt: skip
+
+        def attempt() -> dict[str, Any]:
+            if isinstance(step.action, PythonAction):
+                return call_python(step.action, ctx, step.timeout_s)
+            return run_shell(
+                step.action, context, step.timeout_s,
+                on_start=lambda p: self._procs.__setitem__((run.id, step.id), p),
+            )  # fmt: skip
+
+        return with_retries(step.retry, attempt, lambda n: self._attempt(run.id, step.id, n))
+
+    def _attempt(self, run_id: str, step_id: str, n: int) -> None:
+        with write_transaction(self.engine) as conn:
+            runs.set_step(
+                conn, run_id, step_id, expect=[StepStatus.RUNNING],
+                attempts=runs.STEPS.c.attempts + 1, updated_at=self.clock(),
+            )  # fmt: skip
+        if n > 1:
+            self._step_changed(run_id, step_id)
+
+    def _auto_approved(self, run: RunView, step: Step, context: Mapping[str, Any]) -> bool:
+        from orchestrator.expressions import compile_condition
+
+        if not compile_condition(step.auto_approve_if or "").evaluate(context):
+            return False
+        with write_transaction(self.engine) as conn:
+            runs.audit(
+                conn, SYSTEM, "gate.auto_approved", now=self.clock(), run_id=run.id,
+                step=step.id, condition=step.auto_approve_if,
+            )  # fmt: skip
+        return True
+
+    def _ask(
+        self, run: RunView, step: Step, thread_id: str, n: int, spec: Mapping[str, Any]
+    ) -> Mapping[str, Any]:
+        """Open an interaction (once, whatever re-runs) and pause until it closes."""
+        iid = runs.interaction_id(thread_id, n)
+        now = self.clock()
+        deadline = gates.deadline_at(now, spec.get("deadline_s"))
+        every = spec.get("remind_every_s")
+        values = {
+            "id": iid, "run_id": run.id, "step_id": step.id, "kind": spec["kind"],
+            "purpose": "gate", "prompt": spec["prompt"], "options": spec.get("options"),
+            "fields": spec.get("fields"), "allowed_users": spec.get("allowed_users") or [],
+            "allowed_groups": spec.get("allowed_groups") or [],
+            "required_approvals": spec.get("required_approvals", 1),
+            "allow_requester": spec.get("allow_requester", False),
+            "status": InteractionStatus.PENDING, "responses": [], "deadline": deadline,
+            "on_deadline": spec.get("on_deadline"),
+            "remind_every_s": int(every) if every else None,
+            "next_reminder_at": gates.deadline_at(now, every), "version": 0, "created_at": now,
+        }  # fmt: skip
+        with write_transaction(self.engine) as conn:
+            inserted = conn.execute(
+                self.saver._insert(runs.INTERACTIONS).values(values).on_conflict_do_nothing()
+            ).rowcount
+            if inserted:
+                runs.audit(conn, SYSTEM, "interaction.opened", now=now, run_id=run.id,
+                           interaction_id=iid, step=step.id)  # fmt: skip
+        return interrupt({"interaction_id": iid})
+
+    def _paused(self, run_id: str, step_id: str, pending: Any) -> None:
+        iid = pending.value["interaction_id"]
+        with write_transaction(self.engine) as conn:
+            runs.set_step(
+                conn, run_id, step_id, expect=[StepStatus.RUNNING], status=StepStatus.WAITING,
+                updated_at=self.clock(),
+            )  # fmt: skip
+            conn.execute(
+                sa.update(runs.INTERACTIONS)
+                .where(runs.INTERACTIONS.c.id == iid)
+                .values(interrupt_id=pending.id)
+            )
+            row = runs.load_interaction(conn, iid)
+        assert row is not None
+        self._step_changed(run_id, step_id)
+        if row["status"] == InteractionStatus.PENDING:
+            self.timers.watch(row, self.clock())
+            self.front_end.interaction_opened(self.view(run_id), runs.interaction_view(row))
+        else:  # answered before the step finished pausing
+            self.resume_interaction(iid)
+
+    def _finish(
+        self,
+        run_id: str,
+        step_id: str,
+        status: StepStatus,
+        *,
+        expect: list[StepStatus] | None = None,
+        error: str | None = None,
+        outputs: Mapping[str, Any] | None = None,
+    ) -> bool:
+        now = self.clock()
+        with write_transaction(self.engine) as conn:
+            done = runs.set_step(
+                conn, run_id, step_id, expect=expect or [StepStatus.RUNNING], status=status,
+                error=error, outputs=dict(outputs) if outputs is not None else None,
+                finished_at=now, updated_at=now,
+            )  # fmt: skip
+        if done:
+            self._step_changed(run_id, step_id)
+        return done
+
+    def _step_changed(self, run_id: str, step_id: str) -> None:
+        run = self.view(run_id)
+        step = next(s for s in run.steps if s.step_id == step_id)
+        self.front_end.step_changed(run, step)
+        self._notify()
+
+    # -- people ---------------------------------------------------------------
+
+    def decide(
+        self, iid: str, user: str, answer: Any, comment: str | None = None
+    ) -> InteractionView:
+        """Record `user`'s answer exactly once and resume the step when the interaction closes.
+
+        Raises NotFound, NotAllowed (audited), AlreadyAnswered (names who answered) or
+        InvalidAnswer; none of them changes anything.
+        """
+        from orchestrator.answers import record_answer
+
+        row = record_answer(self, iid, user, answer, comment)
+        view = runs.interaction_view(row)
+        self.front_end.interaction_updated(self.view(row["run_id"]), view)
+        if row["status"] != InteractionStatus.PENDING:
+            self.timers.forget(iid)
+            self.resume_interaction(iid)
+        return view
+
+    def resume_interaction(self, iid: str) -> None:
+        """Continue the step behind a closed interaction, once, whoever calls."""
+        from orchestrator.recovery import apply_recovery
+
+        with write_transaction(self.engine) as conn:
+            row = runs.load_interaction(conn, iid)
+            if row is None or row["status"] == InteractionStatus.PENDING:
+                return
+            won = runs.set_step(
+                conn, row["run_id"], row["step_id"], expect=[StepStatus.WAITING],
+                status=StepStatus.RUNNING, updated_at=self.clock(),
+            )  # fmt: skip
+            if won:
+                runs.set_run(conn, row["run_id"], expect=[RunStatus.WAITING],
+                             status=RunStatus.RUNNING, updated_at=self.clock())  # fmt: skip
+            thread_id = conn.execute(
+                sa.select(runs.STEPS.c.thread_id).where(
+                    runs.STEPS.c.run_id == row["run_id"], runs.STEPS.c.step_id == row["step_id"]
+                )
+            ).scalar()
+        if not won:
+            return
+        self._step_changed(row["run_id"], row["step_id"])
+        if row["purpose"] == "recovery":
+            apply_recovery(self, row)
+            return
+        resolution = {
+            "status": row["status"], "value": row["answer"], "by": row["answered_by"],
+            "responses": row["responses"],
+        }  # fmt: skip
+        self.pool.submit(
+            self._execute, row["run_id"], row["step_id"], thread_id,
+            {row["interrupt_id"]: resolution},
+        )  # fmt: skip
+
+    def expire(self, iid: str) -> None:
+        """Apply an interaction's deadline action, unless someone answered first."""
+        now = self.clock()
+        with write_transaction(self.engine) as conn:
+            row = runs.load_interaction(conn, iid)
+            if row is None or row["status"] != InteractionStatus.PENDING:
+                return
+            outcome = gates.deadline_outcome(row, now)
+            if not claim(
+                conn, Interaction, iid, expect=[InteractionStatus.PENDING],
+                version=row["version"],
+                values={"status": outcome.status, "answer": outcome.answer,
+                        "responses": outcome.responses, "answered_by": SYSTEM,
+                        "answered_at": now},
+            ):  # fmt: skip
+                return
+            runs.audit(conn, SYSTEM, "interaction.deadline", now=now, run_id=row["run_id"],
+                       interaction_id=iid, outcome=outcome.status)  # fmt: skip
+            row = runs.load_interaction(conn, iid)
+        assert row is not None
+        self.timers.forget(iid)
+        self.front_end.interaction_updated(self.view(row["run_id"]), runs.interaction_view(row))
+        self.resume_interaction(iid)
+
+    def remind(self, iid: str) -> None:
+        with read_transaction(self.engine) as conn:
+            row = runs.load_interaction(conn, iid)
+        if row is None or row["status"] != InteractionStatus.PENDING:
+            self.timers.forget(iid)
+            return
+        self.front_end.reminder(self.view(row["run_id"]), runs.interaction_view(row))
+
+    # -- operator commands ----------------------------------------------------
+
+    def cancel(self, run_id: str, by: str) -> RunView:
+        """Cancel a run: pending steps and open interactions close, processes are killed."""
+        now = self.clock()
+        with write_transaction(self.engine) as conn:
+            if not runs.set_run(
+                conn, run_id, expect=[RunStatus.RUNNING, RunStatus.WAITING, RunStatus.PENDING],
+                status=RunStatus.CANCELLED, finished_at=now, updated_at=now,
+                error=f"cancelled by {by}",
+            ):  # fmt: skip
+                raise OrchestratorError(
+                    f"run {run_id} is not running (`opsloop show {run_id}` shows its state)"
+                )
+            conn.execute(
+                sa.update(runs.STEPS)
+                .where(
+                    runs.STEPS.c.run_id == run_id,
+                    runs.STEPS.c.status.in_(
+                        [StepStatus.PENDING, StepStatus.WAITING, StepStatus.RUNNING]
+                    ),
+                )
+                .values(status=StepStatus.CANCELLED, finished_at=now, updated_at=now)
+            )
+            open_ids = [r["id"] for r in runs.pending_interactions(conn, run_id)]
+            conn.execute(
+                sa.update(runs.INTERACTIONS)
+                .where(runs.INTERACTIONS.c.id.in_(open_ids))
+                .values(status=InteractionStatus.CANCELLED, answered_by=by, answered_at=now)
+            )
+            runs.audit(conn, by, "run.cancelled", now=now, run_id=run_id)
+        for iid in open_ids:
+            self.timers.forget(iid)
+        for (rid, _), proc in list(self._procs.items()):
+            if rid == run_id:
+                kill_process_group(proc)
+        view = self.view(run_id)
+        self.front_end.run_finished(view)
+        self._notify()
+        return view
+
+    def retry(self, run_id: str, step_id: str | None, by: str) -> RunView:
+        from orchestrator.recovery import retry_run
+
+        retry_run(self, run_id, step_id, by)
+        self.advance(run_id)
+        return self.view(run_id)
+
+    def rerun(self, run_id: str, by: str) -> str:
+        """Start a new run of the same workflow with the same params."""
+        old = self.view(run_id)
+        return self.start_run(old.workflow, old.params, started_by=by, rerun_of=run_id)
+
+    # -- waiting (CLI, tests) -------------------------------------------------
+
+    def wait(self, run_id: str, timeout: float = 60.0) -> RunView:
+        """Block until the run is finished or nothing can move without a person."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                run = self.view(run_id)
+                busy = any(s.status in (StepStatus.RUNNING,) for s in run.steps)
+                if run.status in runs.TERMINAL_RUN or (
+                    run.status == RunStatus.WAITING and not busy
+                ):
+                    return run
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"run {run_id} still {run.status} after {timeout} s")
+                self._changed.wait(min(left, 0.5))
+
+    def _notify(self) -> None:
+        with self._changed:
+            self._changed.notify_all()
+
+    def _run_lock(self, run_id: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._run_locks.setdefault(run_id, threading.Lock())
+
+
+__all__ = ["AlreadyAnswered", "Orchestrator"]

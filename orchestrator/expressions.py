@@ -1,0 +1,451 @@
+"""The safe condition language of `if:`, `auto_approve_if:` and `{{ }}` templates.
+
+An expression is parsed with `ast`, checked against a small whitelist at load
+time (so a typo fails `opsloop validate`, not a run), and evaluated by
+`simpleeval`; nothing here calls eval() or exec(). References such as
+`params.service` or `steps.build.outputs.image` are replaced by plain names
+before evaluation and resolved from a context mapping:
+
+    {"params": {name: value},
+     "steps": {id: {"status": str, "outcome": str | None, "outputs": {key: value}}},
+     "needs": [direct needs of the step being decided],      # optional
+     "upstream": [everything it needs transitively]}          # optional
+
+`build_context` makes one from run results and `should_run` applies the
+default rule (a step without `if:` runs only when all its needs succeeded).
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import json
+import operator
+import re
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from simpleeval import EvalWithCompoundTypes, InvalidExpression, safe_add, safe_mult
+
+from orchestrator.definitions import FINISHED_STATUSES, Workflow
+from orchestrator.errors import ExpressionError
+
+MAX_LENGTH = 1000
+MAX_DEPTH = 32
+MAX_EXPONENT = 64
+STATUS_FUNCTIONS = ("success", "failure", "always")
+STEP_FIELDS = ("status", "outcome", "outputs")
+_NAMES_HINT = "read values as params.<name>, steps.<id>.status or steps.<id>.outputs.<key>"
+_PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
+_CONSTANT_TYPES = (str, int, float, bool, type(None))
+_COMPOUND = (ast.BoolOp, ast.UnaryOp, ast.BinOp, ast.Compare, ast.IfExp, ast.List, ast.Tuple)
+_OPS = {
+    ast.And, ast.Or, ast.Not, ast.USub, ast.UAdd, ast.Add, ast.Sub, ast.Mult, ast.Div,
+    ast.FloorDiv, ast.Mod, ast.Pow, ast.Eq, ast.NotEq, ast.Lt, ast.LtE, ast.Gt, ast.GtE,
+    ast.In, ast.NotIn, ast.Is, ast.IsNot,
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A compiled expression; `paths` are the references it reads, in `ref<i>` order."""
+
+    text: str
+    tree: ast.expr
+    paths: tuple[tuple[str | int, ...], ...]
+    uses_status: bool
+
+    def references(self) -> set[tuple[str, str]]:
+        """("params", name) and ("steps", id) pairs this expression reads."""
+        return {(str(path[0]), str(path[1])) for path in self.paths}
+
+    def evaluate(self, context: Mapping[str, Any]) -> bool:
+        """The expression's truth value; ExpressionError if evaluation fails."""
+        return bool(self.value(context))
+
+    def value(self, context: Mapping[str, Any]) -> Any:
+        """The expression's value; ExpressionError if evaluation fails."""
+        names = {f"ref{i}": _resolve(path, context) for i, path in enumerate(self.paths)}
+        evaluator = EvalWithCompoundTypes(
+            operators=_OPERATORS, functions=_status_functions(context), names=names
+        )
+        try:
+            return evaluator.eval(self.text, previously_parsed=self.tree)
+        except (InvalidExpression, ArithmeticError, TypeError, ValueError, RecursionError) as exc:
+            raise ExpressionError(
+                f"could not evaluate `{self.text}`: {exc}",
+                self.text,
+                "fix the expression or the values it reads; a missing output is None",
+            ) from exc
+
+
+@dataclass(frozen=True)
+class Template:
+    """Text with `{{ expression }}` placeholders, compiled once."""
+
+    text: str
+    parts: tuple[str | Condition, ...]
+
+    def references(self) -> set[tuple[str, str]]:
+        """("params", name) and ("steps", id) pairs the placeholders read."""
+        refs: set[tuple[str, str]] = set()
+        for part in self.parts:
+            if isinstance(part, Condition):
+                refs |= part.references()
+        return refs
+
+    def render(self, context: Mapping[str, Any]) -> str:
+        """The text with every placeholder replaced by its value."""
+        return "".join(
+            part if isinstance(part, str) else format_value(part.value(context))
+            for part in self.parts
+        )
+
+
+def compile_condition(text: str) -> Condition:
+    """Parse and check an expression; ExpressionError says what is wrong and how to fix it."""
+    if not isinstance(text, str):
+        raise ExpressionError(f"expected an expression, got {text!r}", str(text), "quote it")
+    if not text.strip():
+        raise ExpressionError("empty expression", text, "write a condition like success()")
+    if len(text) > MAX_LENGTH:
+        raise ExpressionError(
+            f"expression is {len(text)} characters long; the limit is {MAX_LENGTH}",
+            text[:80],
+            "move the logic into a python step and test its output",
+        )
+    return _compile(text)
+
+
+@functools.lru_cache(maxsize=1024)
+def _compile(text: str) -> Condition:
+    paths: list[tuple[str | int, ...]] = []
+    calls: set[str] = set()
+    tree = _check(_parse(text), text, 0, paths, calls)
+    return Condition(text, tree, tuple(paths), bool(calls))
+
+
+def compile_template(text: str) -> Template:
+    """Split text into literal parts and compiled `{{ }}` placeholders."""
+    if not isinstance(text, str):
+        raise ExpressionError(f"expected text, got {text!r}", str(text), "quote it")
+    return _compile_template(text)
+
+
+@functools.lru_cache(maxsize=1024)
+def _compile_template(text: str) -> Template:
+    parts: list[str | Condition] = []
+    position = 0
+    for match in _PLACEHOLDER.finditer(text):
+        parts.append(text[position : match.start()])
+        parts.append(compile_condition(match.group(1)))
+        position = match.end()
+    parts.append(text[position:])
+    literals = [part for part in parts if isinstance(part, str)]
+    if any("{{" in part for part in literals):
+        raise ExpressionError(
+            "unclosed `{{` placeholder", text, "close it with }}, e.g. {{ params.name }}"
+        )
+    return Template(text, tuple(part for part in parts if part != ""))
+
+
+def render_text(template: str, context: Mapping[str, Any]) -> str:
+    """Render one template string against a context."""
+    return compile_template(template).render(context)
+
+
+def render_argv(argv: Sequence[str], context: Mapping[str, Any]) -> list[str]:
+    """Render each argv element on its own: a value never splits into more arguments."""
+    return [render_text(arg, context) for arg in argv]
+
+
+def format_value(value: Any) -> str:
+    """How a value reads inside a template: None is empty, booleans are true/false."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Mapping | list | tuple):
+        return json.dumps(value, default=str, sort_keys=True)
+    return str(value)
+
+
+def step_outcome(status: str | None, continue_on_error: bool) -> str | None:
+    """How a finished step counts for its dependents; None while it is not finished."""
+    if status not in FINISHED_STATUSES:
+        return None
+    if status == "failed" and continue_on_error:
+        return "succeeded"
+    return status
+
+
+def build_context(
+    workflow: Workflow,
+    step_id: str,
+    params: Mapping[str, Any],
+    results: Mapping[str, Mapping[str, Any]],
+) -> dict[str, Any]:
+    """The evaluation context of `step_id`, from {step id: {"status", "outputs"}} results."""
+    steps = {}
+    for step in workflow.steps:
+        result = results.get(step.id, {})
+        status = str(result.get("status") or "pending")  # plain text, also for StrEnums
+        steps[step.id] = {
+            "status": status,
+            "outcome": step_outcome(status, step.continue_on_error),
+            "outputs": dict(result.get("outputs") or {}),
+        }
+    ancestors = workflow.upstream(step_id)
+    upstream = [s.id for s in workflow.steps if s.id in ancestors]
+    return {
+        "params": dict(params),
+        "steps": steps,
+        "needs": list(workflow.step(step_id).needs),
+        "upstream": upstream,
+    }
+
+
+def should_run(
+    workflow: Workflow,
+    step_id: str,
+    params: Mapping[str, Any],
+    results: Mapping[str, Mapping[str, Any]],
+) -> bool:
+    """Decide, once all needs have finished, whether `step_id` runs (False means skipped)."""
+    context = build_context(workflow, step_id, params, results)
+    condition = workflow.step(step_id).condition
+    if condition is None:
+        return _success(context)
+    compiled = compile_condition(condition)
+    if compiled.uses_status:
+        return compiled.evaluate(context)
+    return _success(context) and compiled.evaluate(context)
+
+
+def _parse(text: str) -> ast.expr:
+    """Parse inside parentheses so that YAML block scalars may span lines."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. SyntaxWarning for "x is 1"
+            tree = ast.parse(f"({text}\n)", mode="eval").body
+    except (SyntaxError, ValueError) as exc:
+        line = getattr(exc, "lineno", None) or 1
+        where = f" at column {max((getattr(exc, 'offset', None) or 2) - 1, 1)}"
+        if line > len(text.splitlines()):
+            where = " at the end"
+        elif line != 1:
+            where = f" on line {line}"
+        reason = getattr(exc, "msg", str(exc))
+        raise ExpressionError(
+            f"invalid expression `{text.strip()}`{where}: {reason}",
+            text,
+            "expressions look like: steps.test.status == 'succeeded' and params.replicas > 1",
+        ) from None
+    if isinstance(tree, ast.Tuple):
+        raise ExpressionError(
+            f"invalid expression `{text.strip()}`: a comma makes it several expressions",
+            text,
+            "join conditions with `and` / `or`",
+        )
+    return tree
+
+
+def _check(node: ast.AST, text: str, depth: int, paths: list, calls: set[str]) -> ast.expr:
+    """Reject anything outside the whitelist; replace references by `ref<i>` names."""
+    if depth > MAX_DEPTH:
+        raise ExpressionError("expression is nested too deeply", text, "split it into steps")
+    if isinstance(node, ast.Attribute | ast.Subscript | ast.Name):
+        return _reference(node, text, paths)
+    if isinstance(node, ast.Call):
+        return _call(node, text, calls)
+    if isinstance(node, ast.Constant):
+        if not isinstance(node.value, _CONSTANT_TYPES):
+            raise _unsupported(f"the literal {node.value!r}", text)
+        return node
+    if not isinstance(node, _COMPOUND):
+        raise _unsupported(_describe(node), text)
+    for child_field, value in ast.iter_fields(node):
+        if isinstance(value, ast.AST) and not isinstance(value, ast.expr_context):
+            if isinstance(value, ast.operator | ast.unaryop | ast.boolop):
+                if type(value) not in _OPS:
+                    raise _unsupported(f"the operator {type(value).__name__}", text)
+                continue
+            setattr(node, child_field, _check(value, text, depth + 1, paths, calls))
+        elif isinstance(value, list):
+            checked = [_check_item(item, text, depth + 1, paths, calls) for item in value]
+            setattr(node, child_field, checked)
+    return node
+
+
+def _check_item(item: ast.AST, text: str, depth: int, paths: list, calls: set[str]) -> ast.AST:
+    if isinstance(item, ast.cmpop):
+        if type(item) not in _OPS:
+            raise _unsupported(f"the comparison {type(item).__name__}", text)
+        return item
+    if isinstance(item, ast.Starred):
+        raise _unsupported("unpacking with *", text)
+    return _check(item, text, depth, paths, calls)
+
+
+def _reference(node: ast.expr, text: str, paths: list) -> ast.Name:
+    """Turn `params.x` / `steps.s.outputs['k']` into a name bound at evaluation time."""
+    keys: list[str | int] = []
+    current: ast.expr = node
+    while not isinstance(current, ast.Name):
+        if isinstance(current, ast.Attribute):
+            keys.append(current.attr)
+            current = current.value
+        elif isinstance(current, ast.Subscript) and _is_key(current.slice):
+            keys.append(current.slice.value)  # type: ignore[attr-defined]
+            current = current.value
+        else:
+            raise _unsupported("indexing anything but params and steps with a literal key", text)
+    path = (current.id, *reversed(keys))
+    _check_path(path, text)
+    if path not in paths:
+        paths.append(path)
+    return ast.Name(id=f"ref{paths.index(path)}", ctx=ast.Load())
+
+
+def _is_key(node: ast.AST) -> bool:
+    return isinstance(node, ast.Constant) and type(node.value) in (str, int)
+
+
+def _check_path(path: tuple[str | int, ...], text: str) -> None:
+    root = path[0]
+    if root == "params" and len(path) == 2 and isinstance(path[1], str):
+        return
+    if root == "params":
+        raise ExpressionError(f"`{text.strip()}`: use params.<name>", text, _NAMES_HINT)
+    if (
+        root == "steps"
+        and len(path) >= 3
+        and isinstance(path[1], str)
+        and (path[2] == "outputs" or (path[2] in STEP_FIELDS and len(path) == 3))
+    ):
+        return
+    if root == "steps":
+        raise ExpressionError(
+            f"`{text.strip()}`: a step reference ends in .status, .outcome or .outputs.<key>",
+            text,
+            "write it like steps.build.status or steps.build.outputs.image",
+        )
+    hint = f"put text in quotes ('{root}'); {_NAMES_HINT}"
+    if root in STATUS_FUNCTIONS:
+        hint = f"call it: {root}()"
+    elif root in ("true", "false", "null", "none"):
+        hint = "write True, False or None (capitalized), or always() to always run"
+    raise ExpressionError(f"unknown name `{root}` in `{text.strip()}`", text, hint)
+
+
+def _call(node: ast.Call, text: str, calls: set[str]) -> ast.Call:
+    name = node.func.id if isinstance(node.func, ast.Name) else None
+    if name not in STATUS_FUNCTIONS:
+        raise ExpressionError(
+            f"unknown function in `{text.strip()}`",
+            text,
+            "the only functions are success(), failure() and always()",
+        )
+    if node.args or node.keywords:
+        raise ExpressionError(f"{name}() takes no arguments", text, f"write {name}()")
+    calls.add(name)
+    return node
+
+
+def _unsupported(what: str, text: str) -> ExpressionError:
+    return ExpressionError(
+        f"{what} is not allowed in `{text.strip()}`",
+        text,
+        "use comparisons, and/or/not, in, arithmetic, literals and success()/failure()/always()",
+    )
+
+
+def _describe(node: ast.AST) -> str:
+    names = {"Lambda": "lambda", "NamedExpr": ":=", "JoinedStr": "an f-string"}
+    kind = type(node).__name__
+    return names.get(kind, f"a {kind} expression")
+
+
+def _resolve(path: tuple[str | int, ...], context: Mapping[str, Any]) -> Any:
+    value: Any = context.get(str(path[0]))
+    if path[0] == "steps" and _get(value, path[1]) is None:
+        return "pending" if path[2] == "status" else None
+    for key in path[1:]:
+        value = _get(value, key)
+    return value
+
+
+def _get(container: Any, key: str | int) -> Any:
+    if isinstance(container, Mapping):
+        return container.get(key)
+    if isinstance(container, list | tuple) and isinstance(key, int) and -len(container) <= key:
+        return container[key] if key < len(container) else None
+    return None
+
+
+def _status_functions(context: Mapping[str, Any]) -> dict[str, Callable[[], bool]]:
+    return {
+        "success": lambda: _success(context),
+        "failure": lambda: _failure(context),
+        "always": lambda: True,
+    }
+
+
+def _outcomes(context: Mapping[str, Any], key: str) -> list[Any]:
+    steps = context.get("steps") or {}
+    ids = context.get(key)
+    if ids is None:
+        ids = context.get("needs") if key == "upstream" else None
+    ids = list(steps) if ids is None else ids
+    return [(steps.get(i) or {}).get("outcome") for i in ids]
+
+
+def _success(context: Mapping[str, Any]) -> bool:
+    return all(outcome == "succeeded" for outcome in _outcomes(context, "needs"))
+
+
+def _failure(context: Mapping[str, Any]) -> bool:
+    return any(outcome == "failed" for outcome in _outcomes(context, "upstream"))
+
+
+def _ordered(compare: Callable[[Any, Any], bool]) -> Callable[[Any, Any], bool]:
+    """Ordering comparisons with None (a missing output) are False instead of an error."""
+    return lambda a, b: False if a is None or b is None else compare(a, b)
+
+
+def _power(base: Any, exponent: Any) -> Any:
+    if isinstance(exponent, int | float) and abs(exponent) > MAX_EXPONENT:
+        raise ValueError(f"exponent {exponent} is larger than {MAX_EXPONENT}")
+    if isinstance(base, int | float) and abs(base) > 10**12:
+        raise ValueError("base of ** is too large")
+    return base**exponent
+
+
+def _contains(item: Any, container: Any) -> bool:
+    return container is not None and item in container
+
+
+_OPERATORS: dict[type, Callable[..., Any]] = {
+    ast.Add: safe_add,
+    ast.Sub: operator.sub,
+    ast.Mult: safe_mult,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+    ast.Pow: _power,
+    ast.Eq: operator.eq,
+    ast.NotEq: operator.ne,
+    ast.Lt: _ordered(operator.lt),
+    ast.LtE: _ordered(operator.le),
+    ast.Gt: _ordered(operator.gt),
+    ast.GtE: _ordered(operator.ge),
+    ast.Not: operator.not_,
+    ast.USub: operator.neg,
+    ast.UAdd: operator.pos,
+    ast.In: _contains,
+    ast.NotIn: lambda item, container: not _contains(item, container),
+    ast.Is: operator.is_,
+    ast.IsNot: operator.is_not,
+}

@@ -1,0 +1,182 @@
+"""Gates: who may answer an interaction, what an answer does to it, and what a step sees.
+
+Pure functions over interaction rows; the engine wraps them in transactions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from orchestrator.definitions import ApprovalGate, DecisionGate, InputGate, Step
+from orchestrator.errors import InvalidAnswer, NotAllowed, StepFailed
+from orchestrator.protocol import Directory
+from storage.models import InteractionKind, InteractionStatus
+
+APPROVE_WORDS = frozenset({"approve", "approved", "yes", "y", "ok", "lgtm"})
+REJECT_WORDS = frozenset({"reject", "rejected", "no", "n", "deny"})
+RECOVERY_OPTIONS = (
+    {"value": "retry", "label": "Retry the step"},
+    {"value": "skip", "label": "Skip it"},
+    {"value": "fail", "label": "Fail it"},
+)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The interaction's state after one answer."""
+
+    status: str
+    responses: list[dict[str, Any]]
+    answer: Any
+    closed: bool
+
+
+def gate_spec(step: Step, render: Any) -> dict[str, Any]:
+    """Columns of the interaction a gate step opens; `render` fills templates."""
+    gate = step.action
+    assert isinstance(gate, ApprovalGate | DecisionGate | InputGate)
+    spec: dict[str, Any] = {
+        "kind": step.kind,
+        "prompt": render(gate.message),
+        "allowed_users": list(gate.approvers.users),
+        "allowed_groups": list(gate.approvers.groups),
+        "allow_requester": gate.allow_requester,
+        "required_approvals": getattr(gate, "required", 1),
+        "on_deadline": gate.on_deadline,
+        "deadline_s": gate.deadline_s,
+        "remind_every_s": gate.remind_every_s,
+    }
+    if isinstance(gate, DecisionGate):
+        spec["options"] = [{"value": o.value, "label": o.label} for o in gate.options]
+        if gate.on_deadline == "default":
+            spec["on_deadline"] = f"default:{gate.default}"
+    if isinstance(gate, InputGate):
+        spec["fields"] = [
+            {"name": f.name, "type": f.type, "required": f.required,
+             "choices": list(f.choices), "label": f.label}
+            for f in gate.fields
+        ]  # fmt: skip
+    return spec
+
+
+def check_allowed(row: Mapping[str, Any], user: str, requester: str, directory: Directory) -> None:
+    """Raise NotAllowed unless `user` may answer the interaction `row`."""
+    if row["purpose"] == "recovery":
+        return
+    if user == requester and not row["allow_requester"]:
+        raise NotAllowed(f"{user} started this run and this gate needs someone else to answer it")
+    users = set(row["allowed_users"] or ())
+    groups = list(row["allowed_groups"] or ())
+    if not users and not groups:
+        return
+    if user in users or any(user in directory.members(g) for g in groups):
+        return
+    who = ", ".join([*sorted(users), *(f"group {g}" for g in groups)])
+    raise NotAllowed(f"{user} may not answer this; it is for {who}")
+
+
+def apply_answer(
+    row: Mapping[str, Any], user: str, answer: Any, comment: str | None, now: datetime
+) -> Outcome:
+    """What the interaction becomes when `user` answers `answer`; raise InvalidAnswer."""
+    responses = list(row["responses"] or ())
+    entry = {"user": user, "at": now.isoformat(), "comment": comment}
+    kind = row["kind"]
+    if kind == InteractionKind.APPROVAL:
+        verdict = str(answer).strip().lower()
+        if verdict in REJECT_WORDS:
+            responses.append({**entry, "answer": "reject"})
+            return Outcome(InteractionStatus.REJECTED, responses, "reject", True)
+        if verdict not in APPROVE_WORDS:
+            raise InvalidAnswer(f"answer {answer!r} is not approve or reject")
+        if any(r["user"] == user and r["answer"] == "approve" for r in responses):
+            raise InvalidAnswer(f"{user} already approved; it needs someone else")
+        responses.append({**entry, "answer": "approve"})
+        approvals = len({r["user"] for r in responses if r["answer"] == "approve"})
+        if approvals >= row["required_approvals"]:
+            return Outcome(InteractionStatus.APPROVED, responses, "approve", True)
+        return Outcome(InteractionStatus.PENDING, responses, None, False)
+    if kind == InteractionKind.DECISION:
+        values = [o["value"] for o in row["options"] or ()]
+        if answer not in values:
+            raise InvalidAnswer(f"{answer!r} is not one of the options: {', '.join(values)}")
+        responses.append({**entry, "answer": answer})
+        return Outcome(InteractionStatus.DECIDED, responses, answer, True)
+    values = coerce_input(row["fields"] or (), answer)
+    responses.append({**entry, "answer": values})
+    return Outcome(InteractionStatus.SUBMITTED, responses, values, True)
+
+
+def coerce_input(fields: Any, answer: Any) -> dict[str, Any]:
+    """Check submitted input values against the gate's fields."""
+    if not isinstance(answer, Mapping):
+        raise InvalidAnswer(
+            'input answers are a mapping of field to value, e.g. {"ticket": "OPS-1"}'
+        )
+    known = {f["name"]: f for f in fields}
+    unknown = sorted(set(answer) - set(known))
+    if unknown:
+        raise InvalidAnswer(f"unknown fields {unknown}; the fields are {sorted(known)}")
+    values: dict[str, Any] = {}
+    for name, field in known.items():
+        raw = answer.get(name)
+        if raw in (None, ""):
+            if field["required"]:
+                raise InvalidAnswer(f"field {name!r} is required")
+            values[name] = None
+            continue
+        values[name] = _coerce_field(name, field, raw)
+    return values
+
+
+def _coerce_field(name: str, field: Mapping[str, Any], raw: Any) -> Any:
+    if field["type"] == "number":
+        try:
+            number = float(raw)
+        except (TypeError, ValueError):
+            raise InvalidAnswer(f"field {name!r} must be a number, not {raw!r}") from None
+        return int(number) if number.is_integer() else number
+    if field["type"] == "choice" and raw not in field["choices"]:
+        raise InvalidAnswer(f"field {name!r} must be one of {field['choices']}, not {raw!r}")
+    return str(raw)
+
+
+def deadline_outcome(row: Mapping[str, Any], now: datetime) -> Outcome:
+    """What the interaction becomes when its deadline passes unanswered."""
+    action = row["on_deadline"] or "fail"
+    responses = [*(row["responses"] or ()), {"user": "opsloop", "at": now.isoformat(),
+                                              "answer": f"deadline: {action}"}]  # fmt: skip
+    if action == "approve":
+        return Outcome(InteractionStatus.APPROVED, responses, "approve", True)
+    if action == "reject":
+        return Outcome(InteractionStatus.REJECTED, responses, "reject", True)
+    if action.startswith("default:"):
+        return Outcome(InteractionStatus.DECIDED, responses, action.partition(":")[2], True)
+    return Outcome(InteractionStatus.EXPIRED, responses, None, True)
+
+
+def step_outputs(kind: str, resolution: Mapping[str, Any]) -> dict[str, Any]:
+    """A gate step's outputs once its interaction closed; raise StepFailed when it says no."""
+    status, by = resolution["status"], resolution.get("by")
+    if status == InteractionStatus.EXPIRED:
+        raise StepFailed("nobody answered before the deadline")
+    if status == InteractionStatus.CANCELLED:
+        raise StepFailed("the interaction was cancelled")
+    if kind == InteractionKind.APPROVAL:
+        approvers = [r["user"] for r in resolution.get("responses", ()) if r["answer"] == "approve"]
+        if status == InteractionStatus.REJECTED:
+            reason = next(
+                (r.get("comment") for r in reversed(resolution.get("responses", ()))), None
+            )
+            raise StepFailed(f"rejected by {by}" + (f": {reason}" if reason else ""))
+        return {"approved": True, "approved_by": approvers}
+    if kind == InteractionKind.DECISION:
+        return {"choice": resolution["value"], "decided_by": by}
+    return {**(resolution["value"] or {}), "submitted_by": by}
+
+
+def deadline_at(now: datetime, seconds: float | None) -> datetime | None:
+    return None if seconds is None else now + timedelta(seconds=seconds)

@@ -1,0 +1,70 @@
+"""Which steps of a run can start, which must be skipped, and how the run ends. Pure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrator.definitions import Workflow
+from orchestrator.expressions import build_context, should_run
+from orchestrator.protocol import RunView
+from storage.models import RunStatus, StepStatus
+
+FINISHED = frozenset(
+    {StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.SKIPPED, StepStatus.CANCELLED}
+)
+
+
+@dataclass(frozen=True)
+class Readiness:
+    start: tuple[str, ...]  # pending steps whose needs finished and whose condition holds
+    skip: tuple[str, ...]  # pending steps whose needs finished and whose condition fails
+    active: bool  # something is running or waiting
+    only_waiting: bool  # ...and all of it waits for a person
+
+
+def _results(run: RunView) -> dict[str, dict[str, Any]]:
+    return {s.step_id: {"status": s.status, "outputs": s.outputs or {}} for s in run.steps}
+
+
+def readiness(workflow: Workflow, run: RunView) -> Readiness:
+    """What the scheduler may do now; respects the workflow's max_parallel."""
+    status = {s.step_id: s.status for s in run.steps}
+    results = _results(run)
+    running = sum(1 for s in status.values() if s == StepStatus.RUNNING)
+    room = (workflow.max_parallel or len(workflow.steps)) - running
+    start: list[str] = []
+    skip: list[str] = []
+    for step in workflow.steps:
+        if status.get(step.id) != StepStatus.PENDING:
+            continue
+        if not all(status.get(n) in FINISHED for n in step.needs):
+            continue
+        if not should_run(workflow, step.id, run.params, results):
+            skip.append(step.id)
+        elif len(start) < room:
+            start.append(step.id)
+    waiting = any(s == StepStatus.WAITING for s in status.values())
+    return Readiness(tuple(start), tuple(skip), running > 0 or waiting, waiting and running == 0)
+
+
+def run_outcome(workflow: Workflow, run: RunView) -> tuple[RunStatus, str | None]:
+    """Succeeded unless a step failed without continue_on_error."""
+    for view in run.steps:
+        step = workflow.step(view.step_id)
+        if view.status == StepStatus.FAILED and not step.continue_on_error:
+            return RunStatus.FAILED, f"step {view.step_id} failed: {view.error}"
+        if view.status == StepStatus.CANCELLED:
+            return RunStatus.CANCELLED, f"step {view.step_id} was cancelled"
+    return RunStatus.SUCCEEDED, None
+
+
+def template_context(run: RunView, workflow: Workflow | None = None) -> dict[str, Any]:
+    """params and every step's status/outputs, for templates and conditions."""
+    steps = {
+        s.step_id: {"status": s.status, "outcome": s.status, "outputs": dict(s.outputs or {})}
+        for s in run.steps
+    }
+    if workflow is not None and run.steps:
+        return build_context(workflow, run.steps[0].step_id, run.params, _results(run))
+    return {"params": dict(run.params), "steps": steps}

@@ -1,0 +1,130 @@
+"""The small protocol through which the orchestrator reaches people.
+
+The orchestrator never imports a chat library. It announces what happens to a
+`FrontEnd`: the console, a local shell and the Slack bot each implement it,
+and any of them can be plugged in. Every call happens after the change it
+reports is committed to the database, so a front end may re-read state freely.
+Calls come from worker threads: implementations must be thread-safe and quick
+(queue slow work, e.g. Slack API calls, instead of doing it inline).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class StepView:
+    step_id: str
+    kind: str
+    status: str
+    attempts: int = 0
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    error: str | None = None
+    outputs: dict[str, Any] | None = None
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started_at is None:
+            return None
+        end = self.finished_at
+        return None if end is None else (end - self.started_at).total_seconds()
+
+
+@dataclass(frozen=True)
+class RunView:
+    id: str
+    workflow: str
+    status: str
+    params: dict[str, Any]
+    started_by: str
+    channel: str | None = None
+    thread_ts: str | None = None
+    error: str | None = None
+    steps: tuple[StepView, ...] = ()
+
+
+@dataclass(frozen=True)
+class InteractionView:
+    id: str
+    run_id: str
+    step_id: str
+    kind: str
+    purpose: str
+    prompt: str
+    status: str
+    options: tuple[dict[str, str], ...] = ()
+    fields: tuple[dict[str, Any], ...] = ()
+    allowed_users: tuple[str, ...] = ()
+    allowed_groups: tuple[str, ...] = ()
+    required: int = 1
+    responses: tuple[dict[str, Any], ...] = field(default=())
+    answer: Any = None
+    answered_by: str | None = None
+    deadline: datetime | None = None
+
+
+class FrontEnd(Protocol):
+    """What the orchestrator tells the people watching a run."""
+
+    def run_started(self, run: RunView) -> None: ...
+
+    def step_changed(self, run: RunView, step: StepView) -> None: ...
+
+    def interaction_opened(self, run: RunView, interaction: InteractionView) -> None: ...
+
+    def interaction_updated(self, run: RunView, interaction: InteractionView) -> None:
+        """A response arrived (quorum progress) or the interaction closed."""
+
+    def reminder(self, run: RunView, interaction: InteractionView) -> None: ...
+
+    def run_finished(self, run: RunView) -> None: ...
+
+
+class SilentFrontEnd:
+    """A front end that tells nobody: for tests, benchmarks and headless workers."""
+
+    def run_started(self, run: RunView) -> None:
+        pass
+
+    def step_changed(self, run: RunView, step: StepView) -> None:
+        pass
+
+    def interaction_opened(self, run: RunView, interaction: InteractionView) -> None:
+        pass
+
+    def interaction_updated(self, run: RunView, interaction: InteractionView) -> None:
+        pass
+
+    def reminder(self, run: RunView, interaction: InteractionView) -> None:
+        pass
+
+    def run_finished(self, run: RunView) -> None:
+        pass
+
+
+class Directory(Protocol):
+    """Who belongs to a group (a Slack user group, an on-call rota...)."""
+
+    def members(self, group: str) -> frozenset[str]: ...
+
+
+@dataclass(frozen=True)
+class StaticDirectory:
+    """Groups given up front, e.g. from OPSLOOP_GROUPS="oncall=U1,U2;leads=U3"."""
+
+    groups: dict[str, frozenset[str]] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, text: str) -> StaticDirectory:
+        groups: dict[str, frozenset[str]] = {}
+        for part in filter(None, (p.strip() for p in text.split(";"))):
+            name, _, users = part.partition("=")
+            groups[name.strip()] = frozenset(u.strip() for u in users.split(",") if u.strip())
+        return cls(groups)
+
+    def members(self, group: str) -> frozenset[str]:
+        return self.groups.get(group, frozenset())

@@ -1,0 +1,133 @@
+"""After a crash or restart: put every unfinished step back on a safe path.
+
+A step found `running` was cut off mid-flight. Its LangGraph thread tells how far it got:
+- finished: its result was saved; record it (a finished step never runs again);
+- interrupted: it was pausing for a person; it waits again;
+- otherwise it is run again if it is a gate or declared `idempotent: true`, and
+  for any other step a person decides: retry, skip or fail.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from orchestrator import gates, runs
+from orchestrator.errors import OrchestratorError
+from storage.engine import read_transaction, write_transaction
+from storage.models import InteractionKind, InteractionStatus, RunStatus, StepStatus
+
+if TYPE_CHECKING:
+    from orchestrator.engine import Orchestrator
+
+
+def recover_run(orch: Orchestrator, run_id: str) -> None:
+    run = orch.view(run_id)
+    wf = orch.workflow(run.workflow)
+    with read_transaction(orch.engine) as conn:
+        threads = dict(
+            conn.execute(
+                sa.select(runs.STEPS.c.step_id, runs.STEPS.c.thread_id).where(
+                    runs.STEPS.c.run_id == run_id
+                )
+            ).all()
+        )
+    for view in run.steps:
+        if view.status == StepStatus.WAITING:
+            with read_transaction(orch.engine) as conn:
+                row = runs.step_interaction(conn, run_id, view.step_id)
+            if row is not None and row["status"] != InteractionStatus.PENDING:
+                orch.resume_interaction(row["id"])
+        elif view.status == StepStatus.RUNNING:
+            _recover_step(orch, run_id, wf.step(view.step_id), threads.get(view.step_id))
+    orch.advance(run_id)
+
+
+def _recover_step(orch: Orchestrator, run_id: str, step: Any, thread_id: str | None) -> None:
+    state, detail = orch.graph.inspect(thread_id) if thread_id else ("new", None)
+    if state == "finished":
+        orch._finish(run_id, step.id, StepStatus.SUCCEEDED, outputs=detail)
+    elif state == "interrupted":
+        orch._paused(run_id, step.id, detail)
+    elif state == "new" or step.is_gate or step.idempotent:
+        # The same thread id: a gate finds its interaction again instead of opening another.
+        orch.pool.submit(orch._execute, run_id, step.id, thread_id, None)
+    else:
+        _ask_recovery(orch, run_id, step.id, thread_id or "")
+
+
+def _ask_recovery(orch: Orchestrator, run_id: str, step_id: str, thread_id: str) -> None:
+    now = orch.clock()
+    iid = runs.interaction_id(thread_id, 0)
+    with write_transaction(orch.engine) as conn:
+        runs.set_step(conn, run_id, step_id, expect=[StepStatus.RUNNING],
+                      status=StepStatus.WAITING, updated_at=now)  # fmt: skip
+        conn.execute(
+            orch.saver._insert(runs.INTERACTIONS)
+            .values(
+                id=iid, run_id=run_id, step_id=step_id, kind=InteractionKind.DECISION,
+                purpose="recovery", status=InteractionStatus.PENDING, responses=[],
+                prompt=(f"Step {step_id} was running when opsloop stopped and is not marked "
+                        "idempotent. Run it again, skip it, or fail it?"),
+                options=list(gates.RECOVERY_OPTIONS), allowed_users=[], allowed_groups=[],
+                required_approvals=1, allow_requester=True, version=0, created_at=now,
+            )
+            .on_conflict_do_nothing()
+        )  # fmt: skip
+        runs.audit(conn, "opsloop", "step.interrupted_by_crash", now=now, run_id=run_id,
+                   interaction_id=iid, step=step_id)  # fmt: skip
+        row = runs.load_interaction(conn, iid)
+    assert row is not None
+    orch._step_changed(run_id, step_id)
+    if row["status"] == InteractionStatus.PENDING:
+        orch.front_end.interaction_opened(orch.view(run_id), runs.interaction_view(row))
+    else:
+        orch.resume_interaction(iid)
+
+
+def apply_recovery(orch: Orchestrator, row: Mapping[str, Any]) -> None:
+    """The answer to a recovery question: the step (now `running`) retries, skips or fails."""
+    run_id, step_id, choice = row["run_id"], row["step_id"], row["answer"]
+    if choice == "retry":
+        with write_transaction(orch.engine) as conn:
+            runs.set_step(conn, run_id, step_id, expect=[StepStatus.RUNNING],
+                          status=StepStatus.PENDING, updated_at=orch.clock())  # fmt: skip
+    else:
+        status = StepStatus.SKIPPED if choice == "skip" else StepStatus.FAILED
+        error = None if choice == "skip" else f"failed by {row['answered_by']} after a crash"
+        orch._finish(run_id, step_id, status, error=error)
+    orch.advance(run_id)
+
+
+def retry_run(orch: Orchestrator, run_id: str, step_id: str | None, by: str) -> None:
+    """Reset a failed step (or every failed one) and what it left skipped or cancelled."""
+    run = orch.view(run_id)
+    wf = orch.workflow(run.workflow)
+    failed = [s.step_id for s in run.steps if s.status == StepStatus.FAILED]
+    targets = [step_id] if step_id else failed
+    if step_id and step_id not in failed:
+        known = ", ".join(failed) or "none"
+        raise OrchestratorError(f"step {step_id!r} has not failed; failed steps: {known}")
+    if not targets:
+        raise OrchestratorError(f"run {run_id} has no failed step to retry")
+    reset = set(targets)
+    for level in wf.levels():
+        for sid in level:
+            if any(n in reset for n in wf.step(sid).needs):
+                reset.add(sid)
+    now = orch.clock()
+    with write_transaction(orch.engine) as conn:
+        for sid in reset:
+            runs.set_step(
+                conn, run_id, sid,
+                expect=[StepStatus.FAILED, StepStatus.SKIPPED, StepStatus.CANCELLED],
+                status=StepStatus.PENDING, error=None, outputs=None, finished_at=None,
+                updated_at=now,
+            )  # fmt: skip
+        runs.set_run(
+            conn, run_id, expect=[RunStatus.FAILED, RunStatus.CANCELLED],
+            status=RunStatus.RUNNING, error=None, finished_at=None, updated_at=now,
+        )  # fmt: skip
+        runs.audit(conn, by, "run.retried", now=now, run_id=run_id, steps=sorted(reset))

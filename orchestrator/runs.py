@@ -1,0 +1,195 @@
+"""Runs, steps, interactions and audit entries as the orchestrator reads and changes them.
+
+Each function takes an open connection, so callers group changes into one
+transaction. Status changes go through conditional UPDATEs: a function that
+returns False lost a race and must not act.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from orchestrator.protocol import InteractionView, RunView, StepView
+from storage.models import (
+    AuditEntry,
+    Interaction,
+    InteractionStatus,
+    RunStatus,
+    StepRun,
+    StepStatus,
+    WorkflowRun,
+)
+
+RUNS: sa.Table = WorkflowRun.__table__  # type: ignore[attr-defined]
+STEPS: sa.Table = StepRun.__table__  # type: ignore[attr-defined]
+INTERACTIONS: sa.Table = Interaction.__table__  # type: ignore[attr-defined]
+AUDIT: sa.Table = AuditEntry.__table__  # type: ignore[attr-defined]
+
+TERMINAL_RUN = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
+TERMINAL_STEP = frozenset(
+    {StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.SKIPPED, StepStatus.CANCELLED}
+)
+
+
+def new_run_id() -> str:
+    return "r-" + uuid.uuid4().hex[:10]
+
+
+def interaction_id(thread_id: str, n: int) -> str:
+    """Deterministic: a step that re-runs (resume, crash) finds its n-th interaction again."""
+    digest = hashlib.sha256(f"{thread_id}#{n}".encode()).hexdigest()
+    return "i-" + digest[:12]
+
+
+def insert_run(
+    conn: Connection,
+    *,
+    run_id: str,
+    workflow: str,
+    digest: str,
+    params: Mapping[str, Any],
+    step_ids: Iterable[str],
+    started_by: str,
+    front_end: str,
+    channel: str | None,
+    rerun_of: str | None,
+    now: datetime,
+) -> None:
+    conn.execute(
+        sa.insert(RUNS).values(
+            id=run_id, workflow=workflow, definition_hash=digest, params=dict(params),
+            started_by=started_by, front_end=front_end, channel=channel,
+            status=RunStatus.RUNNING, rerun_of=rerun_of, version=0,
+            created_at=now, started_at=now, updated_at=now,
+        )
+    )  # fmt: skip
+    conn.execute(
+        sa.insert(STEPS),
+        [
+            {"run_id": run_id, "step_id": s, "status": StepStatus.PENDING, "attempts": 0,
+             "version": 0, "updated_at": now}
+            for s in step_ids
+        ],
+    )  # fmt: skip
+
+
+def set_step(
+    conn: Connection, run_id: str, step_id: str, *, expect: Iterable[str], **values: Any
+) -> bool:
+    """Change a step only if its status is one of `expect`; True if this call did it."""
+    stmt = (
+        sa.update(STEPS)
+        .where(
+            STEPS.c.run_id == run_id,
+            STEPS.c.step_id == step_id,
+            STEPS.c.status.in_([str(s) for s in expect]),
+        )
+        .values(**values, version=STEPS.c.version + 1)
+    )
+    return conn.execute(stmt).rowcount == 1
+
+
+def set_run(conn: Connection, run_id: str, *, expect: Iterable[str], **values: Any) -> bool:
+    stmt = (
+        sa.update(RUNS)
+        .where(RUNS.c.id == run_id, RUNS.c.status.in_([str(s) for s in expect]))
+        .values(**values, version=RUNS.c.version + 1)
+    )
+    return conn.execute(stmt).rowcount == 1
+
+
+def audit(
+    conn: Connection,
+    actor: str,
+    action: str,
+    *,
+    now: datetime,
+    run_id: str | None = None,
+    interaction_id: str | None = None,
+    **detail: Any,
+) -> None:
+    conn.execute(
+        sa.insert(AUDIT).values(
+            at=now, actor=actor, action=action, run_id=run_id,
+            interaction_id=interaction_id, detail=detail,
+        )
+    )  # fmt: skip
+
+
+def load_run(conn: Connection, run_id: str) -> RunView | None:
+    row = conn.execute(sa.select(RUNS).where(RUNS.c.id == run_id)).mappings().first()
+    if row is None:
+        return None
+    steps = conn.execute(
+        sa.select(STEPS).where(STEPS.c.run_id == run_id).order_by(STEPS.c.id)
+    ).mappings()
+    return RunView(
+        id=row["id"], workflow=row["workflow"], status=row["status"], params=row["params"],
+        started_by=row["started_by"], channel=row["channel"], thread_ts=row["thread_ts"],
+        error=row["error"], steps=tuple(_step_view(s) for s in steps),
+    )  # fmt: skip
+
+
+def _step_view(row: Mapping[str, Any]) -> StepView:
+    return StepView(
+        step_id=row["step_id"], kind="", status=row["status"], attempts=row["attempts"],
+        started_at=row["started_at"], finished_at=row["finished_at"], error=row["error"],
+        outputs=row["outputs"],
+    )  # fmt: skip
+
+
+def list_runs(conn: Connection, limit: int = 20) -> list[Mapping[str, Any]]:
+    return list(
+        conn.execute(sa.select(RUNS).order_by(RUNS.c.created_at.desc()).limit(limit)).mappings()
+    )
+
+
+def unfinished_run_ids(conn: Connection) -> list[str]:
+    rows = conn.execute(
+        sa.select(RUNS.c.id).where(RUNS.c.status.not_in([str(s) for s in TERMINAL_RUN]))
+    )
+    return [r[0] for r in rows]
+
+
+def load_interaction(conn: Connection, iid: str) -> Mapping[str, Any] | None:
+    return conn.execute(sa.select(INTERACTIONS).where(INTERACTIONS.c.id == iid)).mappings().first()
+
+
+def interaction_view(row: Mapping[str, Any]) -> InteractionView:
+    return InteractionView(
+        id=row["id"], run_id=row["run_id"], step_id=row["step_id"], kind=row["kind"],
+        purpose=row["purpose"], prompt=row["prompt"], status=row["status"],
+        options=tuple(row["options"] or ()), fields=tuple(row["fields"] or ()),
+        allowed_users=tuple(row["allowed_users"] or ()),
+        allowed_groups=tuple(row["allowed_groups"] or ()), required=row["required_approvals"],
+        responses=tuple(row["responses"] or ()), answer=row["answer"],
+        answered_by=row["answered_by"], deadline=row["deadline"],
+    )  # fmt: skip
+
+
+def pending_interactions(conn: Connection, run_id: str | None = None) -> list[Mapping[str, Any]]:
+    stmt = sa.select(INTERACTIONS).where(INTERACTIONS.c.status == InteractionStatus.PENDING)
+    if run_id is not None:
+        stmt = stmt.where(INTERACTIONS.c.run_id == run_id)
+    return list(conn.execute(stmt.order_by(INTERACTIONS.c.created_at)).mappings())
+
+
+def step_interaction(conn: Connection, run_id: str, step_id: str) -> Mapping[str, Any] | None:
+    """The newest interaction of a step."""
+    return (
+        conn.execute(
+            sa.select(INTERACTIONS)
+            .where(INTERACTIONS.c.run_id == run_id, INTERACTIONS.c.step_id == step_id)
+            .order_by(INTERACTIONS.c.created_at.desc())
+            .limit(1)
+        )
+        .mappings()
+        .first()
+    )

@@ -1,0 +1,165 @@
+"""The orchestrator end to end on real databases: parallel branches, gates, races, deadlines."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+
+from orchestrator.engine import Orchestrator
+from orchestrator.errors import AlreadyAnswered, NotAllowed
+from orchestrator.loader import parse_workflow
+
+DEPLOY = """
+name: deploy
+params:
+  service: {type: string, default: api}
+steps:
+  - id: build
+    shell: ["true"]
+  - id: test
+    needs: [build]
+    shell: ["true"]
+  - id: package
+    needs: [test]
+    shell: ["echo", "package {{ params.service }}"]
+  - id: gate
+    approval:
+      message: "Deploy {{ params.service }}?"
+      approvers: {users: [UAAA, UBBB, UCCC]}
+  - id: ship
+    needs: [gate, package]
+    shell: ["true"]
+"""
+
+EXPIRING = """
+name: expiring
+steps:
+  - id: gate
+    approval:
+      message: "ok?"
+      deadline: 0.2s
+      on_deadline: reject
+  - id: after
+    needs: [gate]
+    shell: ["true"]
+"""
+
+
+@pytest.fixture
+def orch(engine: sa.Engine) -> Iterator[Orchestrator]:
+    workflows = {w.name: w for w in (parse_workflow(DEPLOY), parse_workflow(EXPIRING))}
+    o = Orchestrator(engine, workflows, max_workers=8)
+    o.start()
+    yield o
+    o.close()
+
+
+def _statuses(orch: Orchestrator, run_id: str) -> dict[str, str]:
+    return {s.step_id: s.status for s in orch.view(run_id).steps}
+
+
+def _pending_id(orch: Orchestrator, run_id: str) -> str:
+    from orchestrator import runs
+    from storage.engine import read_transaction
+
+    with read_transaction(orch.engine) as conn:
+        (row,) = runs.pending_interactions(conn, run_id)
+    return row["id"]
+
+
+def test_a_pending_gate_does_not_hold_back_other_branches(orch: Orchestrator) -> None:
+    run_id = orch.start_run("deploy", {}, started_by="URUN")
+    run = orch.wait(run_id, timeout=30)
+    assert run.status == "waiting"
+    assert _statuses(orch, run_id) == {
+        "build": "succeeded", "test": "succeeded", "package": "succeeded",
+        "gate": "waiting", "ship": "pending",
+    }  # fmt: skip
+    package = next(s for s in run.steps if s.step_id == "package")
+    assert package.outputs["stdout"] == "package api\n"
+
+    orch.decide(_pending_id(orch, run_id), "UAAA", "approve")
+    run = orch.wait(run_id, timeout=30)
+    assert run.status == "succeeded"
+    assert _statuses(orch, run_id)["ship"] == "succeeded"
+
+
+def test_a_rejection_fails_the_gate_and_skips_what_needs_it(orch: Orchestrator) -> None:
+    run_id = orch.start_run("deploy", {}, started_by="URUN")
+    orch.wait(run_id, timeout=30)
+    orch.decide(_pending_id(orch, run_id), "UBBB", "reject", comment="not today")
+    run = orch.wait(run_id, timeout=30)
+    assert run.status == "failed"
+    gate = next(s for s in run.steps if s.step_id == "gate")
+    assert gate.error == "rejected by UBBB: not today"
+    assert _statuses(orch, run_id)["ship"] == "skipped"
+
+
+def test_outsiders_and_the_requester_cannot_approve(orch: Orchestrator) -> None:
+    run_id = orch.start_run("deploy", {}, started_by="UAAA")
+    orch.wait(run_id, timeout=30)
+    iid = _pending_id(orch, run_id)
+    with pytest.raises(NotAllowed, match="started this run"):
+        orch.decide(iid, "UAAA", "approve")
+    with pytest.raises(NotAllowed, match="may not answer"):
+        orch.decide(iid, "UZZZ", "approve")
+    assert orch.view(run_id).status == "waiting"
+    with orch.engine.connect() as conn:
+        refusals = conn.execute(
+            sa.text("SELECT count(*) FROM audit_log WHERE action = 'interaction.refused'")
+        ).scalar()
+    assert refusals == 2
+
+
+def test_twenty_racing_answers_resume_the_run_once(orch: Orchestrator) -> None:
+    run_id = orch.start_run("deploy", {}, started_by="URUN")
+    orch.wait(run_id, timeout=30)
+    iid = _pending_id(orch, run_id)
+    barrier = threading.Barrier(20)
+    won: list[str] = []
+    lost: list[str | None] = []
+
+    def answer(n: int) -> None:
+        user = ("UAAA", "UBBB", "UCCC")[n % 3]
+        barrier.wait(timeout=30)
+        try:
+            orch.decide(iid, user, "approve")
+            won.append(user)
+        except AlreadyAnswered as exc:
+            lost.append(exc.answered_by)
+
+    threads = [threading.Thread(target=answer, args=(n,)) for n in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert len(won) == 1 and len(lost) == 19
+    assert set(lost) == {won[0]}
+    assert orch.wait(run_id, timeout=30).status == "succeeded"
+    with orch.engine.connect() as conn:
+        answered = conn.execute(
+            sa.text("SELECT count(*) FROM audit_log WHERE action = 'interaction.answered'")
+        ).scalar()
+    assert answered == 1
+
+
+def test_a_deadline_applies_its_action_once(orch: Orchestrator) -> None:
+    run_id = orch.start_run("expiring", {}, started_by="URUN")
+    deadline = time.monotonic() + 30
+    while orch.view(run_id).status not in ("failed", "succeeded"):
+        assert time.monotonic() < deadline, "the deadline never fired"
+        orch.wait(run_id, timeout=5)
+    assert _statuses(orch, run_id) == {"gate": "failed", "after": "skipped"}
+    with pytest.raises(AlreadyAnswered, match="by opsloop"):
+        orch.decide(_closed_id(orch, run_id), "UAAA", "approve")
+
+
+def _closed_id(orch: Orchestrator, run_id: str) -> str:
+    with orch.engine.connect() as conn:
+        return conn.execute(
+            sa.text("SELECT id FROM interaction WHERE run_id = :r"), {"r": run_id}
+        ).scalar()
