@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.definitions import Workflow
-from orchestrator.expressions import build_context, should_run
+from orchestrator.expressions import should_run
 from orchestrator.protocol import RunView
 from storage.models import RunStatus, StepStatus
 
@@ -59,12 +59,10 @@ def run_outcome(workflow: Workflow, run: RunView) -> tuple[RunStatus, str | None
     return RunStatus.SUCCEEDED, None
 
 
-def template_context(run: RunView, workflow: Workflow | None = None) -> dict[str, Any]:
+def template_context(run: RunView) -> dict[str, Any]:
     """params and every step's status/outputs, for templates and conditions."""
     steps = {
         s.step_id: {"status": s.status, "outcome": s.status, "outputs": dict(s.outputs or {})}
         for s in run.steps
     }
-    if workflow is not None and run.steps:
-        return build_context(workflow, run.steps[0].step_id, run.params, _results(run))
     return {"params": dict(run.params), "steps": steps}
