@@ -20,6 +20,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, make_url
+from tenacity import retry, retry_if_exception, stop_after_delay, wait_random_exponential
 
 from storage.errors import ConfigurationError
 
@@ -94,11 +95,26 @@ def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
     # Let SQLAlchemy's "begin" event issue BEGIN, so we choose IMMEDIATE or DEFERRED.
     dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
     cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    _use_wal(cur)
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
+
+
+@retry(
+    retry=retry_if_exception(lambda e: "locked" in str(e)),
+    wait=wait_random_exponential(multiplier=0.005, max=0.2),
+    stop=stop_after_delay(SQLITE_BUSY_TIMEOUT_MS / 1000),
+    reraise=True,
+)
+def _use_wal(cur: Any) -> None:
+    # WAL is a property of the file, so only the first connection really switches it. That
+    # switch needs the file to itself and SQLite answers "database is locked" at once,
+    # without its busy handler, when another connection is opening the file meanwhile
+    # (replicas starting together on a new database); so we wait and try again.
+    if cur.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+        cur.execute("PRAGMA journal_mode=WAL")
 
 
 def _sqlite_on_begin(conn: Connection) -> None:
