@@ -140,6 +140,16 @@ class Interaction(SQLModel, table=True):
     # The chat message the interaction lives in.
     channel: str | None = Field(default=None, max_length=200)
     message_ts: str | None = Field(default=None, max_length=64)
+    # Where the question is posted: thread | channel | dm.
+    notify: str = Field(
+        default="thread", max_length=16, sa_column_kwargs={"server_default": "thread"}
+    )
+    # Mention these people ({"users": [...], "groups": [...]}) if still open at escalate_at.
+    escalate_at: datetime | None = _time()
+    escalate_to: dict[str, Any] | None = _json(nullable=True)
+    escalated_at: datetime | None = _time()
+    # Params an approver may change while approving.
+    editable_params: list[str] | None = _json(nullable=True)
     version: int = Field(default=0)
     created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
 
@@ -235,3 +245,40 @@ class CheckpointWriteRow(SQLModel, table=True):
     channel: str = Field(sa_type=sa.Text)
     type: str = Field(sa_type=sa.Text)
     blob: bytes = Field(sa_type=sa.LargeBinary)
+
+
+class OutboxStatus(StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"  # gave up after many attempts; kept for the operator to see
+
+
+class OutboxMessage(SQLModel, table=True):
+    """A chat message to post or edit, persisted before it is sent.
+
+    `id` is the message's idempotency key ("board:<run>", "gate:<interaction>"):
+    asking twice for the same message is one row, and asking again for an edit
+    while it waits only bumps `version`, so edits coalesce. The content is
+    rendered from the current state when the row is sent, never stored.
+    """
+
+    __tablename__ = "outbox"
+
+    id: str = Field(primary_key=True, max_length=255)
+    run_id: str | None = Field(default=None, index=True, max_length=64)
+    kind: str = Field(max_length=32)
+    channel: str | None = Field(default=None, max_length=200)
+    after: str | None = Field(default=None, max_length=255)  # a row that must be sent first
+    payload: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType, nullable=False)
+    status: str = Field(default=OutboxStatus.PENDING, max_length=16)
+    not_before: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+    attempts: int = Field(default=0)
+    result: dict[str, Any] | None = _json(nullable=True)
+    error: str | None = Field(default=None, sa_type=sa.Text)
+    claimed_by: str | None = Field(default=None, max_length=64)
+    version: int = Field(default=0)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+    sent_at: datetime | None = _time()
+
+    __table_args__ = (sa.Index("ix_outbox_status_not_before", "status", "not_before"),)
