@@ -101,44 +101,62 @@ class InputField:
     label: str = ""
 
 
+NOTIFY_MODES: tuple[str, ...] = ("thread", "channel", "dm")
+
+
 @dataclass(frozen=True)
-class ApprovalGate:
-    """Wait until `required` distinct people approve, or one rejects."""
+class Escalation:
+    """Who is mentioned when a gate is still open `after_s` seconds after it opened."""
+
+    after_s: float
+    users: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Gate:
+    """What every gate has: the question, who answers, and its timing.
+
+    `notify` says where the question is posted: the run's thread, the thread and
+    the channel, or the thread and a direct message to each listed person.
+    """
 
     message: str
     approvers: Approvers = field(default_factory=Approvers)
+    allow_requester: bool = True
+    deadline_s: float | None = None
+    remind_every_s: float | None = None
+    on_deadline: str = "fail"
+    notify: str = "thread"
+    escalate: Escalation | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApprovalGate(Gate):
+    """Wait until `required` distinct people approve, or one rejects.
+
+    `editable_params` lets an approver change those params while approving.
+    """
+
     required: int = 1
     allow_requester: bool = False
-    deadline_s: float | None = None
-    remind_every_s: float | None = None
     on_deadline: str = "reject"
+    editable_params: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class DecisionGate:
+@dataclass(frozen=True, kw_only=True)
+class DecisionGate(Gate):
     """Wait until someone picks one of `options`."""
 
-    message: str
     options: tuple[Option, ...]
     default: str | None = None
-    approvers: Approvers = field(default_factory=Approvers)
-    allow_requester: bool = True
-    deadline_s: float | None = None
-    remind_every_s: float | None = None
-    on_deadline: str = "fail"
 
 
-@dataclass(frozen=True)
-class InputGate:
+@dataclass(frozen=True, kw_only=True)
+class InputGate(Gate):
     """Wait until someone fills in a form with `fields`."""
 
-    message: str
     fields: tuple[InputField, ...]
-    approvers: Approvers = field(default_factory=Approvers)
-    allow_requester: bool = True
-    deadline_s: float | None = None
-    remind_every_s: float | None = None
-    on_deadline: str = "fail"
 
 
 Action = PythonAction | ShellAction | ApprovalGate | DecisionGate | InputGate

@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from langgraph.types import interrupt
 from sqlalchemy.engine import Engine
 
-from orchestrator import gates, runs
+from orchestrator import gates, leases, queries, runs
 from orchestrator.actions import (
     StepContext,
     call_python,
@@ -38,14 +38,20 @@ from orchestrator.actions import (
 from orchestrator.definitions import PythonAction, Step, Workflow
 from orchestrator.errors import (
     AlreadyAnswered,
-    NotFound,
+    ExpressionError,
     OrchestratorError,
     StepFailed,
     UnknownWorkflow,
 )
 from orchestrator.expressions import render_text
 from orchestrator.params import coerce_params
-from orchestrator.planning import Readiness, readiness, run_outcome, template_context
+from orchestrator.planning import (
+    Readiness,
+    condition_context,
+    readiness,
+    run_outcome,
+    template_context,
+)
 from orchestrator.protocol import (
     Directory,
     FrontEnd,
@@ -55,8 +61,9 @@ from orchestrator.protocol import (
     StaticDirectory,
 )
 from orchestrator.stepgraph import StepGraph
+from orchestrator.storage_retry import RetryingSaver, storage_attempts
 from orchestrator.timers import Timers
-from storage.checkpointer import SQLModelSaver
+from orchestrator.timers import aware as timers_aware
 from storage.claims import claim
 from storage.engine import read_transaction, write_transaction
 from storage.models import Interaction, InteractionStatus, RunStatus, StepStatus
@@ -88,33 +95,78 @@ class Orchestrator:
         self.front_end: FrontEnd = front_end or SilentFrontEnd()
         self.directory: Directory = directory or StaticDirectory()
         self.clock = clock
-        self.saver = SQLModelSaver(engine)
+        self.saver = RetryingSaver(engine)
         self.graph = StepGraph(self.saver)
         self.pool = ThreadPoolExecutor(max_workers, thread_name_prefix="opsloop-step")
-        self.timers = Timers(self.expire, self.remind)
+        self.timers = Timers(self.expire, self.remind, self.escalate)
+        self.replica = leases.replica_id()
         self._run_locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
+        # Per run: advance() calls so far, and how many of them a pass has covered.
+        self._advance_asked: dict[str, int] = {}
+        self._advance_covered: dict[str, int] = {}
         self._procs: dict[tuple[str, str], subprocess.Popen] = {}
         self._changed = threading.Condition()
 
     # -- life cycle ----------------------------------------------------------
 
-    def start(self) -> None:
-        """Rebuild timers from the database and continue every unfinished run."""
+    def start(self, *, recover: bool = True) -> None:
+        """Start the timers and, with `recover`, take over every unfinished run.
+
+        Recovery rebuilds every pending deadline and reminder and continues
+        every unfinished run, treating steps left `running` as interrupted by a
+        crash: only a process that owns the database (`serve`, `resume`) may
+        do it. Short-lived commands pass `recover=False` and `watch_run()` the
+        run they act on.
+        """
         self.timers.start()
-        with read_transaction(self.engine) as conn:
-            pending = runs.pending_interactions(conn)
-            unfinished = runs.unfinished_run_ids(conn)
-        for row in pending:
-            self.timers.watch(row, self.clock())
+        self.timers.every(leases.HEARTBEAT_S, self._heartbeat, "heartbeat")
+        if not recover:
+            return
+        self.sweep()
+        self.watch_run(None)
+        self.timers.every(leases.LEASE.total_seconds(), self.sweep, "sweep")
+
+    def sweep(self) -> None:
+        """Continue unfinished runs: steps whose process is gone, answers not yet acted on.
+
+        Runs at start and then every lease period, so a replica that dies is
+        taken over by the others; steps a live process runs are left alone.
+        """
         from orchestrator.recovery import recover_run
 
+        with read_transaction(self.engine) as conn:
+            unfinished = runs.unfinished_run_ids(conn)
         for run_id in unfinished:
-            recover_run(self, run_id)
+            try:
+                recover_run(self, run_id)
+            except OrchestratorError:
+                log.exception("could not recover run %s", run_id)
+
+    def _heartbeat(self) -> None:
+        leases.renew(self.engine, self.replica, self.clock())
+
+    def watch_run(self, run_id: str | None) -> None:
+        """Schedule the deadlines and reminders of one run's (or every) open interactions.
+
+        A deadline that passed while no process watched it is applied now,
+        before this returns, so a caller that waits next sees its outcome.
+        """
+        with read_transaction(self.engine) as conn:
+            pending = runs.pending_interactions(conn, run_id)
+        now = self.clock()
+        for row in pending:
+            if row["deadline"] is not None and timers_aware(row["deadline"]) <= now:
+                self.expire(row["id"])
+            else:
+                self.timers.watch(row, now)
 
     def close(self) -> None:
         self.timers.shutdown()
         self.pool.shutdown(wait=True, cancel_futures=False)
+        # The SQLite checkpoint writer keeps one pooled connection: give it back, or every
+        # Orchestrator built on a shared engine would hold one until the pool runs dry.
+        self.saver.close()
 
     # -- runs -----------------------------------------------------------------
 
@@ -139,29 +191,47 @@ class Orchestrator:
         wf = self.workflow(workflow)
         values = coerce_params(wf, params)
         run_id, now = runs.new_run_id(), self.clock()
-        with write_transaction(self.engine) as conn:
-            runs.insert_run(
-                conn, run_id=run_id, workflow=wf.name, digest=wf.digest, params=values,
-                step_ids=[s.id for s in wf.steps], started_by=started_by,
-                front_end=front_end, channel=channel, rerun_of=rerun_of, now=now,
-            )  # fmt: skip
-            runs.audit(conn, started_by, "run.started", now=now, run_id=run_id, params=values)
+        for attempt in storage_attempts():
+            with attempt, write_transaction(self.engine) as conn:
+                runs.insert_run(
+                    conn, run_id=run_id, workflow=wf.name, digest=wf.digest, params=values,
+                    step_ids=[s.id for s in wf.steps], started_by=started_by,
+                    front_end=front_end, channel=channel, rerun_of=rerun_of, now=now,
+                )  # fmt: skip
+                runs.audit(conn, started_by, "run.started", now=now, run_id=run_id, params=values)
         self.front_end.run_started(self.view(run_id))
         self.advance(run_id)
         return run_id
 
     def view(self, run_id: str) -> RunView:
-        with read_transaction(self.engine) as conn:
-            run = runs.load_run(conn, run_id)
-        if run is None:
-            raise NotFound(f"no run {run_id!r}; `opsloop runs` lists the recent ones")
+        for attempt in storage_attempts():
+            with attempt:
+                run = queries.run_view(self.engine, run_id)
         return run
 
     def advance(self, run_id: str) -> None:
-        """Skip what cannot run, claim and submit what can, and finish the run when done."""
+        """Skip what cannot run, claim and submit what can, and finish the run when done.
+
+        Steps that finish together each ask for a pass; a pass reads the run after it
+        begins, so it covers every request made before then. A caller whose request a
+        pass covered while it waited for the lock returns without repeating it; either
+        way the run has been advanced since the call (bench/engine.py: `overhead`).
+        """
+        with self._locks_guard:
+            asked = self._advance_asked[run_id] = self._advance_asked.get(run_id, 0) + 1
         with self._run_lock(run_id):
-            while self._advance_once(run_id):
-                pass
+            with self._locks_guard:
+                covered = self._advance_covered.get(run_id, 0)
+                if covered >= asked:
+                    return
+                self._advance_covered[run_id] = self._advance_asked[run_id]
+            try:
+                while self._advance_once(run_id):
+                    pass
+            except BaseException:
+                with self._locks_guard:  # a failed pass covers nobody: the waiters try again
+                    self._advance_covered[run_id] = covered
+                raise
         self._notify()
 
     def _advance_once(self, run_id: str) -> bool:
@@ -172,9 +242,12 @@ class Orchestrator:
         ready = readiness(wf, run)
         for step_id in ready.skip:
             self._finish(run_id, step_id, StepStatus.SKIPPED, expect=[StepStatus.PENDING])
+        for step_id, error in ready.fail:
+            self._finish(run_id, step_id, StepStatus.FAILED, expect=[StepStatus.PENDING],
+                         error=error)  # fmt: skip
         for step_id in ready.start:
             self._dispatch(run, wf.step(step_id))
-        if ready.skip:
+        if ready.skip or ready.fail:
             return True
         if not ready.start:
             self._settle(run, ready)
@@ -183,14 +256,16 @@ class Orchestrator:
     def _dispatch(self, run: RunView, step: Step) -> None:
         thread_id = f"{run.id}/{step.id}/{uuid.uuid4().hex[:8]}"
         now = self.clock()
-        with write_transaction(self.engine) as conn:
-            won = runs.set_step(
-                conn, run.id, step.id, expect=[StepStatus.PENDING], status=StepStatus.RUNNING,
-                thread_id=thread_id, started_at=now, finished_at=None, updated_at=now,
-            )  # fmt: skip
-            if won:
-                runs.set_run(conn, run.id, expect=[RunStatus.WAITING], status=RunStatus.RUNNING,
-                             updated_at=now)  # fmt: skip
+        for attempt in storage_attempts():
+            with attempt, write_transaction(self.engine) as conn:
+                won = runs.set_step(
+                    conn, run.id, step.id, expect=[StepStatus.PENDING], status=StepStatus.RUNNING,
+                    thread_id=thread_id, started_at=now, finished_at=None, updated_at=now,
+                    attempts=0 if step.is_gate else 1, **leases.ownership(self.replica, now),
+                )  # fmt: skip
+                if won:
+                    runs.set_run(conn, run.id, expect=[RunStatus.WAITING], status=RunStatus.RUNNING,
+                                 updated_at=now)  # fmt: skip
         if won:
             self._step_changed(run.id, step.id)
             self.pool.submit(self._execute, run.id, step.id, thread_id, None)
@@ -199,21 +274,23 @@ class Orchestrator:
         """No step can start: the run waits for a person, or it is over."""
         if ready.active:
             status = RunStatus.WAITING if ready.only_waiting else RunStatus.RUNNING
-            with write_transaction(self.engine) as conn:
-                runs.set_run(
-                    conn, run.id, expect=[RunStatus.RUNNING, RunStatus.WAITING], status=status,
-                    updated_at=self.clock(),
-                )  # fmt: skip
+            for attempt in storage_attempts():
+                with attempt, write_transaction(self.engine) as conn:
+                    runs.set_run(
+                        conn, run.id, expect=[RunStatus.RUNNING, RunStatus.WAITING], status=status,
+                        updated_at=self.clock(),
+                    )  # fmt: skip
             return
         status, error = run_outcome(self.workflow(run.workflow), run)
         now = self.clock()
-        with write_transaction(self.engine) as conn:
-            done = runs.set_run(
-                conn, run.id, expect=[RunStatus.RUNNING, RunStatus.WAITING], status=status,
-                error=error, finished_at=now, updated_at=now,
-            )  # fmt: skip
-            if done:
-                runs.audit(conn, SYSTEM, f"run.{status}", now=now, run_id=run.id)
+        for attempt in storage_attempts():
+            with attempt, write_transaction(self.engine) as conn:
+                done = runs.set_run(
+                    conn, run.id, expect=[RunStatus.RUNNING, RunStatus.WAITING], status=status,
+                    error=error, finished_at=now, updated_at=now,
+                )  # fmt: skip
+                if done:
+                    runs.audit(conn, SYSTEM, f"run.{status}", now=now, run_id=run.id)
         if done:
             self.front_end.run_finished(self.view(run.id))
 
@@ -244,7 +321,7 @@ class Orchestrator:
         """The body of the step's LangGraph node. Re-runs from the top on resume."""
         context = template_context(run)
         if step.is_gate:
-            if step.auto_approve_if and self._auto_approved(run, step, context):
+            if step.auto_approve_if and self._auto_approved(run, step):
                 return {"approved": True, "auto": True}
             spec = gates.gate_spec(step, lambda text: render_text(text, context))
             resolution = self._ask(run, step, thread_id, 1, spec)
@@ -268,24 +345,34 @@ class Orchestrator:
         return with_retries(step.retry, attempt, lambda n: self._attempt(run.id, step.id, n))
 
     def _attempt(self, run_id: str, step_id: str, n: int) -> None:
-        with write_transaction(self.engine) as conn:
-            runs.set_step(
-                conn, run_id, step_id, expect=[StepStatus.RUNNING],
-                attempts=runs.STEPS.c.attempts + 1, updated_at=self.clock(),
-            )  # fmt: skip
-        if n > 1:
-            self._step_changed(run_id, step_id)
+        """Persist that attempt `n` starts; the first was recorded when the step was claimed."""
+        if n == 1:  # also when a paused step resumes: its attempt goes on
+            return
+        for attempt in storage_attempts():
+            with attempt, write_transaction(self.engine) as conn:
+                runs.set_step(
+                    conn, run_id, step_id, expect=[StepStatus.RUNNING], attempts=n,
+                    updated_at=self.clock(),
+                )  # fmt: skip
+        self._step_changed(run_id, step_id)
 
-    def _auto_approved(self, run: RunView, step: Step, context: Mapping[str, Any]) -> bool:
+    def _auto_approved(self, run: RunView, step: Step) -> bool:
+        """Evaluate `auto_approve_if` as an `if` of the gate is: over its needs and upstream."""
         from orchestrator.expressions import compile_condition
 
-        if not compile_condition(step.auto_approve_if or "").evaluate(context):
+        context = condition_context(self.workflow(run.workflow), run, step.id)
+        try:
+            approved = compile_condition(step.auto_approve_if or "").evaluate(context)
+        except ExpressionError as exc:
+            raise StepFailed(f"auto_approve_if failed: {exc}") from exc
+        if not approved:
             return False
-        with write_transaction(self.engine) as conn:
-            runs.audit(
-                conn, SYSTEM, "gate.auto_approved", now=self.clock(), run_id=run.id,
-                step=step.id, condition=step.auto_approve_if,
-            )  # fmt: skip
+        for attempt in storage_attempts():
+            with attempt, write_transaction(self.engine) as conn:
+                runs.audit(
+                    conn, SYSTEM, "gate.auto_approved", now=self.clock(), run_id=run.id,
+                    step=step.id, condition=step.auto_approve_if,
+                )  # fmt: skip
         return True
 
     def _ask(
@@ -305,31 +392,36 @@ class Orchestrator:
             "allow_requester": spec.get("allow_requester", False),
             "status": InteractionStatus.PENDING, "responses": [], "deadline": deadline,
             "on_deadline": spec.get("on_deadline"),
-            "remind_every_s": int(every) if every else None,
+            "remind_every_s": max(1, round(every)) if every else None,  # whole seconds, at least 1
             "next_reminder_at": gates.deadline_at(now, every), "version": 0, "created_at": now,
+            "notify": spec.get("notify") or "thread", "escalate_to": spec.get("escalate_to"),
+            "escalate_at": gates.deadline_at(now, spec.get("escalate_after_s")),
+            "editable_params": spec.get("editable_params") or None,
         }  # fmt: skip
-        with write_transaction(self.engine) as conn:
-            inserted = conn.execute(
-                self.saver._insert(runs.INTERACTIONS).values(values).on_conflict_do_nothing()
-            ).rowcount
-            if inserted:
-                runs.audit(conn, SYSTEM, "interaction.opened", now=now, run_id=run.id,
-                           interaction_id=iid, step=step.id)  # fmt: skip
+        for attempt in storage_attempts():
+            with attempt, write_transaction(self.engine) as conn:
+                inserted = conn.execute(
+                    self.saver._insert(runs.INTERACTIONS).values(values).on_conflict_do_nothing()
+                ).rowcount
+                if inserted:
+                    runs.audit(conn, SYSTEM, "interaction.opened", now=now, run_id=run.id,
+                               interaction_id=iid, step=step.id)  # fmt: skip
         return interrupt({"interaction_id": iid})
 
     def _paused(self, run_id: str, step_id: str, pending: Any) -> None:
         iid = pending.value["interaction_id"]
-        with write_transaction(self.engine) as conn:
-            runs.set_step(
-                conn, run_id, step_id, expect=[StepStatus.RUNNING], status=StepStatus.WAITING,
-                updated_at=self.clock(),
-            )  # fmt: skip
-            conn.execute(
-                sa.update(runs.INTERACTIONS)
-                .where(runs.INTERACTIONS.c.id == iid)
-                .values(interrupt_id=pending.id)
-            )
-            row = runs.load_interaction(conn, iid)
+        for attempt in storage_attempts():
+            with attempt, write_transaction(self.engine) as conn:
+                runs.set_step(
+                    conn, run_id, step_id, expect=[StepStatus.RUNNING], status=StepStatus.WAITING,
+                    updated_at=self.clock(),
+                )  # fmt: skip
+                conn.execute(
+                    sa.update(runs.INTERACTIONS)
+                    .where(runs.INTERACTIONS.c.id == iid)
+                    .values(interrupt_id=pending.id)
+                )
+                row = runs.load_interaction(conn, iid)
         assert row is not None
         self._step_changed(run_id, step_id)
         if row["status"] == InteractionStatus.PENDING:
@@ -349,12 +441,13 @@ class Orchestrator:
         outputs: Mapping[str, Any] | None = None,
     ) -> bool:
         now = self.clock()
-        with write_transaction(self.engine) as conn:
-            done = runs.set_step(
-                conn, run_id, step_id, expect=expect or [StepStatus.RUNNING], status=status,
-                error=error, outputs=dict(outputs) if outputs is not None else None,
-                finished_at=now, updated_at=now,
-            )  # fmt: skip
+        for attempt in storage_attempts():
+            with attempt, write_transaction(self.engine) as conn:
+                done = runs.set_step(
+                    conn, run_id, step_id, expect=expect or [StepStatus.RUNNING], status=status,
+                    error=error, outputs=dict(outputs) if outputs is not None else None,
+                    finished_at=now, updated_at=now,
+                )  # fmt: skip
         if done:
             self._step_changed(run_id, step_id)
         return done
@@ -368,16 +461,23 @@ class Orchestrator:
     # -- people ---------------------------------------------------------------
 
     def decide(
-        self, iid: str, user: str, answer: Any, comment: str | None = None
+        self,
+        iid: str,
+        user: str,
+        answer: Any,
+        comment: str | None = None,
+        params: Mapping[str, Any] | None = None,
     ) -> InteractionView:
         """Record `user`'s answer exactly once and resume the step when the interaction closes.
 
+        `params` (approvals only, names in the gate's editable_params) changes the
+        run's params in the same transaction: approve with changes.
         Raises NotFound, NotAllowed (audited), AlreadyAnswered (names who answered) or
         InvalidAnswer; none of them changes anything.
         """
         from orchestrator.answers import record_answer
 
-        row = record_answer(self, iid, user, answer, comment)
+        row = record_answer(self, iid, user, answer, comment, params)
         view = runs.interaction_view(row)
         self.front_end.interaction_updated(self.view(row["run_id"]), view)
         if row["status"] != InteractionStatus.PENDING:
@@ -389,22 +489,32 @@ class Orchestrator:
         """Continue the step behind a closed interaction, once, whoever calls."""
         from orchestrator.recovery import apply_recovery
 
-        with write_transaction(self.engine) as conn:
-            row = runs.load_interaction(conn, iid)
-            if row is None or row["status"] == InteractionStatus.PENDING:
-                return
-            won = runs.set_step(
-                conn, row["run_id"], row["step_id"], expect=[StepStatus.WAITING],
-                status=StepStatus.RUNNING, updated_at=self.clock(),
-            )  # fmt: skip
-            if won:
-                runs.set_run(conn, row["run_id"], expect=[RunStatus.WAITING],
-                             status=RunStatus.RUNNING, updated_at=self.clock())  # fmt: skip
-            thread_id = conn.execute(
-                sa.select(runs.STEPS.c.thread_id).where(
-                    runs.STEPS.c.run_id == row["run_id"], runs.STEPS.c.step_id == row["step_id"]
-                )
-            ).scalar()
+        for attempt in storage_attempts():
+            with attempt, read_transaction(self.engine) as conn:
+                row = runs.load_interaction(conn, iid)
+        if row is None or row["status"] == InteractionStatus.PENDING:
+            return
+        # Under the run's lock: an advance pass that read the step as waiting would
+        # otherwise settle the run as waiting after this made the step run again.
+        with self._run_lock(row["run_id"]):
+            for attempt in storage_attempts():
+                with attempt, write_transaction(self.engine) as conn:
+                    row = runs.load_interaction(conn, iid)  # again: _paused may have set it
+                    assert row is not None
+                    won = runs.set_step(
+                        conn, row["run_id"], row["step_id"], expect=[StepStatus.WAITING],
+                        status=StepStatus.RUNNING, updated_at=self.clock(),
+                        **leases.ownership(self.replica, self.clock()),
+                    )  # fmt: skip
+                    if won:
+                        runs.set_run(conn, row["run_id"], expect=[RunStatus.WAITING],
+                                     status=RunStatus.RUNNING, updated_at=self.clock())  # fmt: skip
+                    thread_id = conn.execute(
+                        sa.select(runs.STEPS.c.thread_id).where(
+                            runs.STEPS.c.run_id == row["run_id"],
+                            runs.STEPS.c.step_id == row["step_id"],
+                        )
+                    ).scalar()
         if not won:
             return
         self._step_changed(row["run_id"], row["step_id"])
@@ -423,22 +533,23 @@ class Orchestrator:
     def expire(self, iid: str) -> None:
         """Apply an interaction's deadline action, unless someone answered first."""
         now = self.clock()
-        with write_transaction(self.engine) as conn:
-            row = runs.load_interaction(conn, iid)
-            if row is None or row["status"] != InteractionStatus.PENDING:
-                return
-            outcome = gates.deadline_outcome(row, now)
-            if not claim(
-                conn, Interaction, iid, expect=[InteractionStatus.PENDING],
-                version=row["version"],
-                values={"status": outcome.status, "answer": outcome.answer,
-                        "responses": outcome.responses, "answered_by": SYSTEM,
-                        "answered_at": now},
-            ):  # fmt: skip
-                return
-            runs.audit(conn, SYSTEM, "interaction.deadline", now=now, run_id=row["run_id"],
-                       interaction_id=iid, outcome=outcome.status)  # fmt: skip
-            row = runs.load_interaction(conn, iid)
+        for attempt in storage_attempts():
+            with attempt, write_transaction(self.engine) as conn:
+                row = runs.load_interaction(conn, iid)
+                if row is None or row["status"] != InteractionStatus.PENDING:
+                    return
+                outcome = gates.deadline_outcome(row, now)
+                if not claim(
+                    conn, Interaction, iid, expect=[InteractionStatus.PENDING],
+                    version=row["version"],
+                    values={"status": outcome.status, "answer": outcome.answer,
+                            "responses": outcome.responses, "answered_by": SYSTEM,
+                            "answered_at": now},
+                ):  # fmt: skip
+                    return
+                runs.audit(conn, SYSTEM, "interaction.deadline", now=now, run_id=row["run_id"],
+                           interaction_id=iid, outcome=outcome.status)  # fmt: skip
+                row = runs.load_interaction(conn, iid)
         assert row is not None
         self.timers.forget(iid)
         self.front_end.interaction_updated(self.view(row["run_id"]), runs.interaction_view(row))
@@ -451,6 +562,24 @@ class Orchestrator:
             self.timers.forget(iid)
             return
         self.front_end.reminder(self.view(row["run_id"]), runs.interaction_view(row))
+
+    def escalate(self, iid: str) -> None:
+        """Tell the escalation contacts of a still-open interaction, once across replicas."""
+        now = self.clock()
+        with write_transaction(self.engine) as conn:
+            won = conn.execute(
+                sa.update(runs.INTERACTIONS)
+                .where(runs.INTERACTIONS.c.id == iid,
+                       runs.INTERACTIONS.c.status == InteractionStatus.PENDING,
+                       runs.INTERACTIONS.c.escalated_at.is_(None))
+                .values(escalated_at=now)
+            ).rowcount  # fmt: skip
+            row = runs.load_interaction(conn, iid)
+            if won:
+                runs.audit(conn, SYSTEM, "interaction.escalated", now=now, run_id=row["run_id"],
+                           interaction_id=iid, to=row["escalate_to"])  # fmt: skip
+        if won and row is not None:
+            self.front_end.escalated(self.view(row["run_id"]), runs.interaction_view(row))
 
     # -- operator commands ----------------------------------------------------
 

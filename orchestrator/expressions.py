@@ -214,10 +214,11 @@ def should_run(
     results: Mapping[str, Mapping[str, Any]],
 ) -> bool:
     """Decide, once all needs have finished, whether `step_id` runs (False means skipped)."""
+    step = workflow.step(step_id)
+    if step.condition is None:  # the implicit success(), without building the whole context
+        return all(_need_outcome(workflow, results, need) == "succeeded" for need in step.needs)
     context = build_context(workflow, step_id, params, results)
-    condition = workflow.step(step_id).condition
-    if condition is None:
-        return _success(context)
+    condition = step.condition
     compiled = compile_condition(condition)
     if compiled.uses_status:
         return compiled.evaluate(context)
@@ -400,6 +401,13 @@ def _outcomes(context: Mapping[str, Any], key: str) -> list[Any]:
         ids = context.get("needs") if key == "upstream" else None
     ids = list(steps) if ids is None else ids
     return [(steps.get(i) or {}).get("outcome") for i in ids]
+
+
+def _need_outcome(
+    workflow: Workflow, results: Mapping[str, Mapping[str, Any]], need: str
+) -> str | None:
+    status = str(results.get(need, {}).get("status") or "pending")
+    return step_outcome(status, workflow.step(need).continue_on_error)
 
 
 def _success(context: Mapping[str, Any]) -> bool:

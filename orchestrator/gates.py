@@ -5,7 +5,7 @@ Pure functions over interaction rows; the engine wraps them in transactions.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -48,7 +48,13 @@ def gate_spec(step: Step, render: Any) -> dict[str, Any]:
         "on_deadline": gate.on_deadline,
         "deadline_s": gate.deadline_s,
         "remind_every_s": gate.remind_every_s,
+        "notify": gate.notify,
+        "editable_params": list(getattr(gate, "editable_params", ())),
     }
+    if gate.escalate is not None:
+        spec["escalate_after_s"] = gate.escalate.after_s
+        spec["escalate_to"] = {"users": list(gate.escalate.users),
+                               "groups": list(gate.escalate.groups)}  # fmt: skip
     if isinstance(gate, DecisionGate):
         spec["options"] = [{"value": o.value, "label": o.label} for o in gate.options]
         if gate.on_deadline == "default":
@@ -70,12 +76,18 @@ def check_allowed(row: Mapping[str, Any], user: str, requester: str, directory: 
         raise NotAllowed(f"{user} started this run and this gate needs someone else to answer it")
     users = set(row["allowed_users"] or ())
     groups = list(row["allowed_groups"] or ())
-    if not users and not groups:
-        return
-    if user in users or any(user in directory.members(g) for g in groups):
+    if listed(user, users, groups, directory):
         return
     who = ", ".join([*sorted(users), *(f"group {g}" for g in groups)])
     raise NotAllowed(f"{user} may not answer this; it is for {who}")
+
+
+def listed(user: str, users: Collection[str], groups: Iterable[str], directory: Directory) -> bool:
+    """True if the gate names nobody (anyone may answer) or names `user`, directly or by group."""
+    groups = list(groups)
+    if not users and not groups:
+        return True
+    return user in users or any(user in directory.members(g) for g in groups)
 
 
 def apply_answer(

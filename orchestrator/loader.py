@@ -24,11 +24,13 @@ from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from orchestrator.definitions import (
+    NOTIFY_MODES,
     RETRY_ON,
     STEP_KINDS,
     ApprovalGate,
     Approvers,
     DecisionGate,
+    Escalation,
     InputField,
     InputGate,
     Option,
@@ -463,6 +465,7 @@ def _workflow(ctx: _Context, root: Node, text: str) -> Workflow | None:
     drafts: list[_Draft] = values.pop("steps", None) or []
     _check_graph(ctx, drafts)
     _check_references(ctx, drafts, {p.name for p in values.get("params") or ()})
+    _check_editable(ctx, drafts, {p.name for p in values.get("params") or ()})
     if ctx.items:
         return None
     values.setdefault("description", "")
@@ -726,6 +729,18 @@ def _check_references(ctx: _Context, drafts: list[_Draft], params: set[str]) -> 
                     ctx.add(node, f"`{key}` of step `{draft.id}` {problem[0]}", problem[1])
 
 
+def _check_editable(ctx: _Context, drafts: list[_Draft], params: set[str]) -> None:
+    for draft in drafts:
+        gate = draft.step.action if draft.step is not None else None
+        if not isinstance(gate, ApprovalGate):
+            continue
+        for name in gate.editable_params:
+            if name not in params:
+                hint = _suggest(name, sorted(params), "params") if params else "declare it"
+                ctx.add(draft.node, f"step `{draft.id}` lets approvers edit unknown param "
+                                    f"`{name}`", hint)  # fmt: skip
+
+
 def _reference_problem(
     kind: str, name: str, step_id: str, params: set[str], ids: list[str], upstream: set[str]
 ) -> tuple[str, str] | None:
@@ -751,15 +766,23 @@ _APPROVERS = _nested(
      "groups": ("groups", _slack_ids(_GROUP, "S012AB3CD"))},
     Approvers,
 )  # fmt: skip
+_ESCALATE = {
+    "after": ("after_s", _seconds()),
+    "users": ("users", _slack_ids(_USER, "U012AB3CD")),
+    "groups": ("groups", _slack_ids(_GROUP, "S012AB3CD")),
+}
 _GATE = {
     "message": ("message", _TEMPLATE),
     "allow_requester": ("allow_requester", _flag),
     "deadline": ("deadline_s", _seconds()),
     "remind_every": ("remind_every_s", _seconds()),
+    "notify": ("notify", _word(NOTIFY_MODES)),
+    "escalate": ("escalate", _nested(_ESCALATE, Escalation)),
 }
 _GATES: dict[str, dict[str, tuple[str, Convert]]] = {
     "approval": {**_GATE, "approvers": ("approvers", _APPROVERS),
                  "required": ("required", _count(1, 50)),
+                 "editable_params": ("editable_params", _texts),
                  "on_deadline": ("on_deadline", _word(("reject", "approve", "fail")))},
     "decision": {**_GATE, "deciders": ("approvers", _APPROVERS),
                  "options": ("options", _options), "default": ("default", _text),

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.definitions import Workflow
-from orchestrator.expressions import should_run
+from orchestrator.errors import ExpressionError
+from orchestrator.expressions import build_context, should_run
 from orchestrator.protocol import RunView
 from storage.models import RunStatus, StepStatus
 
@@ -21,6 +22,8 @@ class Readiness:
     skip: tuple[str, ...]  # pending steps whose needs finished and whose condition fails
     active: bool  # something is running or waiting
     only_waiting: bool  # ...and all of it waits for a person
+    # pending steps whose condition could not be evaluated, with the reason: they fail
+    fail: tuple[tuple[str, str], ...] = ()
 
 
 def _results(run: RunView) -> dict[str, dict[str, Any]]:
@@ -35,17 +38,25 @@ def readiness(workflow: Workflow, run: RunView) -> Readiness:
     room = (workflow.max_parallel or len(workflow.steps)) - running
     start: list[str] = []
     skip: list[str] = []
+    fail: list[tuple[str, str]] = []
     for step in workflow.steps:
         if status.get(step.id) != StepStatus.PENDING:
             continue
         if not all(status.get(n) in FINISHED for n in step.needs):
             continue
-        if not should_run(workflow, step.id, run.params, results):
+        try:
+            go = should_run(workflow, step.id, run.params, results)
+        except ExpressionError as exc:  # e.g. a str compared with an int, found only now
+            fail.append((step.id, str(exc)))
+            continue
+        if not go:
             skip.append(step.id)
         elif len(start) < room:
             start.append(step.id)
     waiting = any(s == StepStatus.WAITING for s in status.values())
-    return Readiness(tuple(start), tuple(skip), running > 0 or waiting, waiting and running == 0)
+    return Readiness(
+        tuple(start), tuple(skip), running > 0 or waiting, waiting and running == 0, tuple(fail)
+    )
 
 
 def run_outcome(workflow: Workflow, run: RunView) -> tuple[RunStatus, str | None]:
@@ -57,6 +68,11 @@ def run_outcome(workflow: Workflow, run: RunView) -> tuple[RunStatus, str | None
         if view.status == StepStatus.CANCELLED:
             return RunStatus.CANCELLED, f"step {view.step_id} was cancelled"
     return RunStatus.SUCCEEDED, None
+
+
+def condition_context(workflow: Workflow, run: RunView, step_id: str) -> dict[str, Any]:
+    """What a condition of `step_id` reads: the same context as its `if`."""
+    return build_context(workflow, step_id, run.params, _results(run))
 
 
 def template_context(run: RunView) -> dict[str, Any]:

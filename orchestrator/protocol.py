@@ -65,6 +65,12 @@ class InteractionView:
     answer: Any = None
     answered_by: str | None = None
     deadline: datetime | None = None
+    answered_at: datetime | None = None
+    allow_requester: bool = True
+    on_deadline: str | None = None
+    notify: str = "thread"  # thread | channel | dm
+    escalate_to: dict[str, list[str]] | None = None  # {"users": [...], "groups": [...]}
+    editable_params: tuple[str, ...] = ()
 
 
 class FrontEnd(Protocol):
@@ -80,6 +86,9 @@ class FrontEnd(Protocol):
         """A response arrived (quorum progress) or the interaction closed."""
 
     def reminder(self, run: RunView, interaction: InteractionView) -> None: ...
+
+    def escalated(self, run: RunView, interaction: InteractionView) -> None:
+        """Still open after the gate's `escalate.after`: tell its escalation contacts."""
 
     def run_finished(self, run: RunView) -> None: ...
 
@@ -100,6 +109,9 @@ class SilentFrontEnd:
         pass
 
     def reminder(self, run: RunView, interaction: InteractionView) -> None:
+        pass
+
+    def escalated(self, run: RunView, interaction: InteractionView) -> None:
         pass
 
     def run_finished(self, run: RunView) -> None:

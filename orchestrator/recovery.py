@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from orchestrator import gates, runs
+from orchestrator import gates, leases, runs
 from orchestrator.errors import OrchestratorError
+from orchestrator.storage_retry import storage_attempts
 from storage.engine import read_transaction, write_transaction
 from storage.models import InteractionKind, InteractionStatus, RunStatus, StepStatus
 
@@ -26,21 +27,25 @@ if TYPE_CHECKING:
 def recover_run(orch: Orchestrator, run_id: str) -> None:
     run = orch.view(run_id)
     wf = orch.workflow(run.workflow)
-    with read_transaction(orch.engine) as conn:
-        threads = dict(
-            conn.execute(
-                sa.select(runs.STEPS.c.step_id, runs.STEPS.c.thread_id).where(
-                    runs.STEPS.c.run_id == run_id
-                )
-            ).all()
-        )
+    threads: dict[str, str | None] = {}
+    if any(view.status == StepStatus.RUNNING for view in run.steps):  # the sweep's usual case: none
+        with read_transaction(orch.engine) as conn:
+            threads = dict(
+                conn.execute(
+                    sa.select(runs.STEPS.c.step_id, runs.STEPS.c.thread_id).where(
+                        runs.STEPS.c.run_id == run_id
+                    )
+                ).all()
+            )
     for view in run.steps:
         if view.status == StepStatus.WAITING:
             with read_transaction(orch.engine) as conn:
                 row = runs.step_interaction(conn, run_id, view.step_id)
             if row is not None and row["status"] != InteractionStatus.PENDING:
                 orch.resume_interaction(row["id"])
-        elif view.status == StepStatus.RUNNING:
+        elif view.status == StepStatus.RUNNING and leases.claim_orphan(
+            orch.engine, orch.replica, run_id, view.step_id, orch.clock()
+        ):
             _recover_step(orch, run_id, wf.step(view.step_id), threads.get(view.step_id))
     orch.advance(run_id)
 
@@ -61,24 +66,25 @@ def _recover_step(orch: Orchestrator, run_id: str, step: Any, thread_id: str | N
 def _ask_recovery(orch: Orchestrator, run_id: str, step_id: str, thread_id: str) -> None:
     now = orch.clock()
     iid = runs.interaction_id(thread_id, 0)
-    with write_transaction(orch.engine) as conn:
-        runs.set_step(conn, run_id, step_id, expect=[StepStatus.RUNNING],
-                      status=StepStatus.WAITING, updated_at=now)  # fmt: skip
-        conn.execute(
-            orch.saver._insert(runs.INTERACTIONS)
-            .values(
-                id=iid, run_id=run_id, step_id=step_id, kind=InteractionKind.DECISION,
-                purpose="recovery", status=InteractionStatus.PENDING, responses=[],
-                prompt=(f"Step {step_id} was running when opsloop stopped and is not marked "
-                        "idempotent. Run it again, skip it, or fail it?"),
-                options=list(gates.RECOVERY_OPTIONS), allowed_users=[], allowed_groups=[],
-                required_approvals=1, allow_requester=True, version=0, created_at=now,
-            )
-            .on_conflict_do_nothing()
-        )  # fmt: skip
-        runs.audit(conn, "opsloop", "step.interrupted_by_crash", now=now, run_id=run_id,
-                   interaction_id=iid, step=step_id)  # fmt: skip
-        row = runs.load_interaction(conn, iid)
+    for attempt in storage_attempts():
+        with attempt, write_transaction(orch.engine) as conn:
+            runs.set_step(conn, run_id, step_id, expect=[StepStatus.RUNNING],
+                          status=StepStatus.WAITING, updated_at=now)  # fmt: skip
+            conn.execute(
+                orch.saver._insert(runs.INTERACTIONS)
+                .values(
+                    id=iid, run_id=run_id, step_id=step_id, kind=InteractionKind.DECISION,
+                    purpose="recovery", status=InteractionStatus.PENDING, responses=[],
+                    prompt=(f"Step {step_id} was running when opsloop stopped and is not marked "
+                            "idempotent. Run it again, skip it, or fail it?"),
+                    options=list(gates.RECOVERY_OPTIONS), allowed_users=[], allowed_groups=[],
+                    required_approvals=1, allow_requester=True, version=0, created_at=now,
+                )
+                .on_conflict_do_nothing()
+            )  # fmt: skip
+            runs.audit(conn, "opsloop", "step.interrupted_by_crash", now=now, run_id=run_id,
+                       interaction_id=iid, step=step_id)  # fmt: skip
+            row = runs.load_interaction(conn, iid)
     assert row is not None
     orch._step_changed(run_id, step_id)
     if row["status"] == InteractionStatus.PENDING:
@@ -91,9 +97,10 @@ def apply_recovery(orch: Orchestrator, row: Mapping[str, Any]) -> None:
     """The answer to a recovery question: the step (now `running`) retries, skips or fails."""
     run_id, step_id, choice = row["run_id"], row["step_id"], row["answer"]
     if choice == "retry":
-        with write_transaction(orch.engine) as conn:
-            runs.set_step(conn, run_id, step_id, expect=[StepStatus.RUNNING],
-                          status=StepStatus.PENDING, updated_at=orch.clock())  # fmt: skip
+        for attempt in storage_attempts():
+            with attempt, write_transaction(orch.engine) as conn:
+                runs.set_step(conn, run_id, step_id, expect=[StepStatus.RUNNING],
+                              status=StepStatus.PENDING, updated_at=orch.clock())  # fmt: skip
     else:
         status = StepStatus.SKIPPED if choice == "skip" else StepStatus.FAILED
         error = None if choice == "skip" else f"failed by {row['answered_by']} after a crash"

@@ -19,7 +19,7 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 
 
-def _aware(moment: datetime) -> datetime:
+def aware(moment: datetime) -> datetime:
     # SQLite hands back naive datetimes; we only ever store UTC.
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
@@ -28,10 +28,14 @@ class Timers:
     """Owns the scheduler; calls `on_deadline(iid)` and `on_reminder(iid)` on its own threads."""
 
     def __init__(
-        self, on_deadline: Callable[[str], None], on_reminder: Callable[[str], None]
+        self,
+        on_deadline: Callable[[str], None],
+        on_reminder: Callable[[str], None],
+        on_escalation: Callable[[str], None] | None = None,
     ) -> None:
         self._on_deadline = on_deadline
         self._on_reminder = on_reminder
+        self._on_escalation = on_escalation
         self._scheduler = BackgroundScheduler(
             timezone=UTC,
             job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
@@ -49,20 +53,30 @@ class Timers:
         iid = row["id"]
         if row["deadline"] is not None:
             self._scheduler.add_job(
-                self._on_deadline, "date", run_date=_aware(row["deadline"]), args=[iid],
+                self._on_deadline, "date", run_date=aware(row["deadline"]), args=[iid],
                 id=f"deadline:{iid}", replace_existing=True,
+            )  # fmt: skip
+        if self._on_escalation and row.get("escalate_at") and not row.get("escalated_at"):
+            self._scheduler.add_job(
+                self._on_escalation, "date", run_date=aware(row["escalate_at"]), args=[iid],
+                id=f"escalate:{iid}", replace_existing=True,
             )  # fmt: skip
         every = row["remind_every_s"]
         if every:
-            first = _aware(row["next_reminder_at"] or now + timedelta(seconds=every))
+            first = aware(row["next_reminder_at"] or now + timedelta(seconds=every))
             self._scheduler.add_job(
                 self._on_reminder, "interval", seconds=every, start_date=first, args=[iid],
                 id=f"remind:{iid}", replace_existing=True,
             )  # fmt: skip
 
+    def every(self, seconds: float, job: Callable[[], None], job_id: str) -> None:
+        """Run `job` every `seconds` on the scheduler's threads (heartbeats, sweeps)."""
+        self._scheduler.add_job(job, "interval", seconds=seconds, id=job_id,
+                                replace_existing=True)  # fmt: skip
+
     def forget(self, iid: str) -> None:
         """Drop the jobs of an interaction that closed."""
-        for job_id in (f"deadline:{iid}", f"remind:{iid}"):
+        for job_id in (f"deadline:{iid}", f"remind:{iid}", f"escalate:{iid}"):
             with contextlib.suppress(JobLookupError):
                 self._scheduler.remove_job(job_id)
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
+
+from orchestrator.errors import StepFailed
 
 
 def mark(params: dict, needs: dict) -> dict:
@@ -16,3 +19,74 @@ def mark(params: dict, needs: dict) -> dict:
 
 def confidence(params: dict) -> dict:
     return {"confidence": 0.95}
+
+
+def ok() -> dict:
+    return {"n": 1, "word": "x"}
+
+
+def boom() -> dict:
+    raise StepFailed("boom")
+
+
+def crash() -> dict:
+    raise RuntimeError("unexpected")
+
+
+def effect(ctx: object) -> dict:
+    """Record "<run>/<step>/start", work briefly, record ".../done" (crash tests read the file).
+
+    The file comes from OPSLOOP_TEST_EFFECTS; each line is fsync'ed so that a
+    SIGKILL right after it cannot lose it.
+    """
+    path = os.environ["OPSLOOP_TEST_EFFECTS"]
+    key = f"{ctx.run_id}/{ctx.step_id}"  # type: ignore[attr-defined]
+    _append(path, f"{key}/start\n")
+    time.sleep(0.01)  # the step's "work": a window for a kill between start and done
+    _append(path, f"{key}/done\n")
+    return {"step": ctx.step_id}  # type: ignore[attr-defined]
+
+
+def _append(path: str, line: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def ask_twice(ctx: object) -> dict:
+    """Ask a person twice in the middle of the step; return both answers."""
+    approval = ctx.ask("approval", "restart the database?")  # type: ignore[attr-defined]
+    choice = ctx.ask(  # type: ignore[attr-defined]
+        "decision",
+        "which replica first?",
+        options=[{"value": "east", "label": "East"}, {"value": "west", "label": "West"}],
+    )
+    return {"approval": approval, "choice": choice}
+
+
+def drop_connections(params: dict) -> dict:
+    """Terminate every PostgreSQL backend named params["app"]: what a server restart does."""
+    import psycopg
+
+    with psycopg.connect(params["dsn"], autocommit=True) as conn:
+        dropped = conn.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE application_name = %s AND pid <> pg_backend_pid()",
+            (params["app"],),
+        ).fetchone()
+    return {"dropped": dropped[0] if dropped else 0}
+
+
+GATES: dict[str, threading.Event] = {}
+CALLS: dict[str, int] = {}
+
+
+def held(params: dict) -> dict:
+    """Count the call, then wait until the test opens the gate named by params["key"]."""
+    key = params["key"]
+    CALLS[key] = CALLS.get(key, 0) + 1
+    GATES.setdefault(key, threading.Event()).wait(30)
+    return {"calls": CALLS[key]}

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from orchestrator.engine import Orchestrator
 from orchestrator.errors import AlreadyAnswered, NotAllowed
 from orchestrator.loader import parse_workflow
+from tests.sample_workflows import EXPIRING
 
 DEPLOY = """
 name: deploy
@@ -32,19 +33,6 @@ steps:
       approvers: {users: [UAAA, UBBB, UCCC]}
   - id: ship
     needs: [gate, package]
-    shell: ["true"]
-"""
-
-EXPIRING = """
-name: expiring
-steps:
-  - id: gate
-    approval:
-      message: "ok?"
-      deadline: 0.2s
-      on_deadline: reject
-  - id: after
-    needs: [gate]
     shell: ["true"]
 """
 

@@ -1,0 +1,89 @@
+"""Which process runs a step: leases, so several replicas can share one database.
+
+A process that starts a step writes its `replica_id` into `step_run.owner` and
+keeps `lease_until` in the future with a heartbeat. Recovery (at start and in a
+periodic sweep) takes over a `running` step only when its owner stopped
+renewing, or is a process on this host that no longer exists. The takeover is a
+conditional UPDATE, so exactly one replica recovers a step.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from orchestrator import runs
+from orchestrator.timers import aware
+from storage.engine import read_transaction, write_transaction
+from storage.models import StepStatus
+
+LEASE = timedelta(seconds=30)
+HEARTBEAT_S = LEASE.total_seconds() / 3
+
+
+def replica_id() -> str:
+    """host/pid/incarnation: unique per process start, and says where it ran."""
+    return f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
+
+
+def dead_here(owner: str) -> bool:
+    """True if `owner` ran on this host in a process that is gone (a crash, a SIGKILL)."""
+    host, _, rest = owner.partition("/")
+    pid = rest.partition("/")[0]
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, someone else's
+        return False
+    return False
+
+
+def claim_orphan(engine: Engine, me: str, run_id: str, step_id: str, now: datetime) -> bool:
+    """Take a `running` step whose owner is gone; False if a live process still runs it."""
+    steps = runs.STEPS
+    where = (steps.c.run_id == run_id, steps.c.step_id == step_id,
+             steps.c.status == StepStatus.RUNNING)  # fmt: skip
+    with read_transaction(engine) as conn:
+        row = conn.execute(sa.select(steps.c.owner, steps.c.lease_until).where(*where)).first()
+    if row is None:
+        return False
+    owner, lease_until = row
+    if owner == me:
+        return False  # running in this process right now
+    expired = lease_until is None or aware(lease_until) <= now
+    if owner is not None and not expired and not dead_here(owner):
+        return False
+    same_owner = steps.c.owner.is_(None) if owner is None else steps.c.owner == owner
+    with write_transaction(engine) as conn:
+        return (
+            conn.execute(
+                sa.update(steps)
+                .where(*where, same_owner)
+                .values(owner=me, lease_until=now + LEASE, version=steps.c.version + 1)
+            ).rowcount
+            == 1
+        )
+
+
+def renew(engine: Engine, me: str, now: datetime) -> int:
+    """Push the leases of every step this process runs; the heartbeat."""
+    steps = runs.STEPS
+    with write_transaction(engine) as conn:
+        return conn.execute(
+            sa.update(steps)
+            .where(steps.c.owner == me, steps.c.status == StepStatus.RUNNING)
+            .values(lease_until=now + LEASE)
+        ).rowcount
+
+
+def ownership(me: str, now: datetime) -> dict[str, object]:
+    """The columns a step gets when this process starts running it."""
+    return {"owner": me, "lease_until": now + LEASE}

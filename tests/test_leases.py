@@ -1,0 +1,100 @@
+"""Replicas on one database: a live replica's steps are left alone, a dead one's are taken over."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import engine_tasks
+import pytest
+import sqlalchemy as sa
+
+from orchestrator.engine import Orchestrator
+from orchestrator.loader import parse_workflow
+from orchestrator.queries import open_interactions
+from storage.engine import create_engine
+from tests.polling import until
+
+HELD = """
+name: held
+params:
+  key: {type: string, required: true}
+steps:
+  - id: slow
+    python: engine_tasks:held
+    idempotent: true
+  - id: after
+    needs: slow
+    shell: ["true"]
+"""
+
+
+def replica(url: str) -> Orchestrator:
+    return Orchestrator(create_engine(url), {"held": parse_workflow(HELD)}, max_workers=4)
+
+
+def step_row(orch: Orchestrator, run_id: str) -> sa.Row:
+    with orch.engine.connect() as conn:
+        return conn.execute(sa.text(
+            "SELECT status, owner, lease_until FROM step_run WHERE run_id = :r AND step_id = 'slow'"
+        ), {"r": run_id}).one()  # fmt: skip
+
+
+def test_a_second_replica_leaves_a_live_replicas_step_alone(db_url: str, engine) -> None:
+    key = uuid.uuid4().hex
+    engine_tasks.GATES[key] = threading.Event()
+    first, second = replica(db_url), replica(db_url)
+    first.start()
+    try:
+        run_id = first.start_run("held", {"key": key}, started_by="U0OPS")
+        until(lambda: engine_tasks.CALLS.get(key) == 1)
+        second.start()  # recovery at start, as a new replica does
+        second.sweep()
+        status, owner, _ = step_row(second, run_id)
+        assert (status, owner) == ("running", first.replica)
+        assert engine_tasks.CALLS[key] == 1 and open_interactions(second.engine, run_id) == []
+        engine_tasks.GATES[key].set()
+        assert first.wait(run_id, 30).status == "succeeded"
+    finally:
+        engine_tasks.GATES[key].set()
+        first.close()
+        second.close()
+
+
+def test_a_step_whose_replica_stopped_renewing_is_taken_over_once(db_url: str, engine) -> None:
+    key = uuid.uuid4().hex
+    engine_tasks.GATES[key] = threading.Event()
+    engine_tasks.GATES[key].set()
+    # A replica that claimed the step and died before running it: its pool is gone.
+    lost = replica(db_url)
+    lost.pool.shutdown()
+    with pytest.raises(RuntimeError):
+        lost.start_run("held", {"key": key}, started_by="U0OPS")
+    run_id = lost.view(next(iter(_run_ids(engine)))).id
+    assert step_row(lost, run_id)[:2] == ("running", lost.replica)
+    with engine.begin() as conn:  # ...on another host, five minutes ago
+        conn.execute(sa.text(
+            "UPDATE step_run SET owner = 'elsewhere/1/dead', lease_until = :t "
+            "WHERE run_id = :r AND step_id = 'slow'"
+        ), {"r": run_id, "t": datetime.now(UTC) - timedelta(minutes=5)})  # fmt: skip
+    survivors = [replica(db_url), replica(db_url)]
+    try:
+        for orch in survivors:
+            orch.start(recover=False)
+        threads = [threading.Thread(target=o.sweep) for o in survivors]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        done = until(lambda: (r := survivors[0].view(run_id)).status == "succeeded" and r)
+        assert [s.status for s in done.steps] == ["succeeded", "succeeded"]
+        assert engine_tasks.CALLS[key] == 1  # exactly one survivor ran it
+    finally:
+        for orch in survivors:
+            orch.close()
+
+
+def _run_ids(engine) -> list[str]:
+    with engine.connect() as conn:
+        return [r[0] for r in conn.execute(sa.text("SELECT id FROM workflow_run"))]
