@@ -1,82 +1,51 @@
-"""`opsloop demo`: the smallest real thing opsloop does end to end.
+"""`opsloop demo`: the README's main job, the example workflows end to end.
 
-Three checks run in parallel, an approval gate pauses the graph, the process
-"restarts" (a new engine and saver on the same database), the gate is
-answered and the deploy step runs. Every state change goes through
-`SQLModelSaver` into the database.
+It types the same commands an operator would (`validate`, `run`, `decide`,
+`runs`) into the real CLI, against the configured database (SQLite in
+./opsloop.db by default): `hello` runs by itself; `deploy` builds and tests in
+parallel, stops at an approval gate and at a rollout decision, and finishes
+once both are answered by someone other than the person who started it.
 """
 
 from __future__ import annotations
 
-import operator
-import time
-import uuid
-from typing import Annotated, TypedDict
+import shlex
+from collections.abc import Callable, Sequence
 
-import sqlalchemy as sa
-from langgraph.graph import START, StateGraph
-from langgraph.types import Command, interrupt
+from bot.settings import Settings
+from orchestrator.queries import open_interactions, recent_runs
+from storage.engine import create_engine
 
-from storage.checkpointer import SQLModelSaver
-
-
-class DemoState(TypedDict):
-    service: str
-    checks: Annotated[list[str], operator.add]
-    approved_by: str
-    deployed: bool
+Main = Callable[[Sequence[str]], int]
+OPERATOR, APPROVER = "U0DEMOOPS", "U0DEMOLEAD"
 
 
-def _check(name: str):
-    def run(state: DemoState) -> dict:
-        time.sleep(0.1)  # stands in for real I/O, so the parallelism shows
-        return {"checks": [name]}
+def run_demo(main: Main, settings: Settings) -> int:
+    where = ["--database-url", settings.database_url, "--workflows", str(settings.workflows_dir)]
 
-    return run
+    def opsloop(*args: str) -> int:
+        print(f"\n$ opsloop {shlex.join(args)}", flush=True)
+        return main([*args, *where])
 
-
-def _graph() -> StateGraph:
-    graph = StateGraph(DemoState)
-    for name in ("lint", "unit", "security"):
-        graph.add_node(name, _check(name))
-        graph.add_edge(START, name)
-    graph.add_node("approve", lambda s: {"approved_by": interrupt(f"deploy {s['service']}?")})
-    graph.add_node("deploy", lambda s: {"deployed": True})
-    graph.add_edge(["lint", "unit", "security"], "approve")
-    graph.add_edge("approve", "deploy")
-    return graph
-
-
-def run_demo(url: str) -> int:
-    """Run the demo against `url`; print what happened and what was stored."""
-    config = {"configurable": {"thread_id": f"demo-{uuid.uuid4().hex[:8]}"}}
-    saver = SQLModelSaver.from_url(url)
-    saver.setup()
-    print(f"database: {saver.engine.url.render_as_string()}")
-    started = time.perf_counter()
-    paused = (
-        _graph()
-        .compile(checkpointer=saver)
-        .invoke({"service": "api", "checks": [], "deployed": False}, config)
-    )
-    took = time.perf_counter() - started
-    print(f"checks {', '.join(sorted(paused['checks']))} ran in parallel: {took:.2f} s")
-    print(f"paused at the gate: {paused['__interrupt__'][0].value!r}; state saved")
-    saver.engine.dispose()
-
-    restarted = SQLModelSaver.from_url(url)
-    app = _graph().compile(checkpointer=restarted)
-    (gate,) = app.get_state(config).interrupts
-    done = app.invoke(Command(resume={gate.id: "demo-operator"}), config)
-    print(f"reopened the database, approved by {done['approved_by']}, deployed={done['deployed']}")
-    with restarted.engine.connect() as conn:
-        counts = {
-            table: conn.execute(
-                sa.text(f"SELECT count(*) FROM {table} WHERE thread_id = :t"),
-                {"t": config["configurable"]["thread_id"]},
-            ).scalar()
-            for table in ("checkpoint", "checkpoint_blob", "checkpoint_write")
-        }
-    print("stored: " + ", ".join(f"{n} {t} rows" for t, n in counts.items()))
-    restarted.engine.dispose()
-    return 0 if done["deployed"] else 1
+    steps: list[tuple[str, ...]] = [
+        ("validate",),
+        ("run", "hello", "name=two words; not a command"),
+        ("run", "deploy", "service=api", "version=v1.4.2", "--as", OPERATOR, "--no-prompt"),
+    ]
+    for args in steps:
+        if opsloop(*args) != 0:
+            return 1
+    engine = create_engine(settings.database_url)
+    try:
+        run_id = recent_runs(engine, 1)[0].id
+        for answer in ("approve", "canary"):
+            pending = open_interactions(engine, run_id)
+            if not pending:
+                break
+            code = opsloop("decide", pending[0].id, answer, "--as", APPROVER, "--no-prompt",
+                           "--comment", "demo")  # fmt: skip
+            if code != 0:
+                return code
+    finally:
+        engine.dispose()
+    return opsloop("runs", "--limit", "5")

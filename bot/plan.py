@@ -1,0 +1,64 @@
+"""`opsloop plan`: a workflow's DAG as levels, and who each gate will ask."""
+
+from __future__ import annotations
+
+from orchestrator.definitions import Approvers, ParamSpec, Step, Workflow
+
+
+def format_plan(workflow: Workflow) -> str:
+    lines = [f"{workflow.name}: {workflow.description}".rstrip(": ")]
+    if workflow.max_parallel:
+        lines.append(f"at most {workflow.max_parallel} steps at once")
+    if workflow.params:
+        lines.append("params:")
+        lines += [f"  {_param(p)}" for p in workflow.params]
+    lines.append("steps (each starts as soon as what it needs has finished):")
+    for n, level in enumerate(workflow.levels(), 1):
+        lines.append(f"  level {n}:")
+        lines += [f"    {_step(workflow.step(s))}" for s in level]
+    return "\n".join(lines)
+
+
+def _param(spec: ParamSpec) -> str:
+    kind = f"choice of {'|'.join(spec.choices)}" if spec.choices else spec.type
+    bits = ["required" if spec.required else f"default {spec.default!r}"]
+    if spec.pattern:
+        bits.append(f"matching {spec.pattern}")
+    text = f"{spec.name} ({kind}, {', '.join(bits)})"
+    return f"{text}: {spec.help}" if spec.help else text
+
+
+def _step(step: Step) -> str:
+    text = f"{step.id} [{step.kind}]"
+    if step.needs:
+        text += f" after {', '.join(step.needs)}"
+    if step.condition:
+        text += f" if {step.condition}"
+    if step.is_gate:
+        text += f"\n      asks {_asks(step)}"
+        if step.auto_approve_if:
+            text += f"\n      passes without a person if {step.auto_approve_if}"
+    return text
+
+
+def _asks(step: Step) -> str:
+    gate = step.action
+    approvers: Approvers = gate.approvers  # type: ignore[union-attr]
+    who = [*approvers.users, *(f"group {g}" for g in approvers.groups)] or ["anyone"]
+    text = ", ".join(who)
+    required = getattr(gate, "required", 1)
+    if required > 1:
+        text += f" ({required} distinct approvals)"
+    if not gate.allow_requester:  # type: ignore[union-attr]
+        text += ", not the person who started the run"
+    if gate.deadline_s:  # type: ignore[union-attr]
+        deadline = _span(gate.deadline_s)  # type: ignore[union-attr]
+        text += f"; deadline {deadline}, then {gate.on_deadline}"  # type: ignore[union-attr]
+    return text
+
+
+def _span(seconds: float) -> str:
+    for unit, size in (("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"

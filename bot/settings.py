@@ -1,0 +1,121 @@
+"""One `Settings` object built at start-up from flags and the environment, checked once."""
+
+from __future__ import annotations
+
+import getpass
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from storage.engine import DEFAULT_URL
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed; the message names it and says how to fix it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = DEFAULT_URL
+    workflows_dir: Path = Path("workflows")
+    user: str = "cli"  # who the CLI acts as: runs are started by and answered as this id
+    groups: str = ""  # OPSLOOP_GROUPS="oncall=U1,U2;leads=U3" for gates that name groups
+    max_workers: int = 16
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **flags: str | int | None) -> Settings:
+        """Flags win over the environment, which wins over the defaults."""
+        env = os.environ if env is None else env
+
+        def pick(flag: str, var: str, default: str) -> str:
+            value = flags.get(flag)
+            return str(value) if value not in (None, "") else env.get(var) or default
+
+        workers = pick("max_workers", "OPSLOOP_MAX_WORKERS", "16")
+        if not workers.isdigit() or not 1 <= int(workers) <= 1024:
+            raise SettingsError(
+                f"OPSLOOP_MAX_WORKERS={workers!r} is not a whole number between 1 and 1024"
+            )
+        return cls(
+            database_url=pick("database_url", "DATABASE_URL", DEFAULT_URL),
+            workflows_dir=Path(pick("workflows", "OPSLOOP_WORKFLOWS", "workflows")),
+            user=pick("user", "OPSLOOP_USER", f"cli:{_login()}"),
+            groups=env.get("OPSLOOP_GROUPS", ""),
+            max_workers=int(workers),
+        )
+
+    def check_workflows_dir(self) -> Path:
+        if not self.workflows_dir.is_dir():
+            raise SettingsError(
+                f"workflows directory {str(self.workflows_dir)!r} does not exist; "
+                "run opsloop from the project directory, or set OPSLOOP_WORKFLOWS "
+                "(or --workflows) to the directory that holds your workflow .yml files"
+            )
+        return self.workflows_dir
+
+
+def _login() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry, e.g. in a bare container
+        return "unknown"
+
+
+SLACK_API_URL = "https://slack.com/api/"
+
+
+@dataclass(frozen=True)
+class SlackSettings:
+    """What `opsloop serve` needs besides `Settings`; checked once at start."""
+
+    bot_token: str
+    signing_secret: str | None
+    app_token: str | None  # set: Socket Mode; unset: HTTP mode on host:port
+    api_url: str = SLACK_API_URL
+    channel: str | None = None  # where runs started outside Slack are posted
+    admins: frozenset[str] = frozenset()  # may run, cancel and retry anything
+    host: str = "0.0.0.0"
+    port: int = 3000
+    threads: int = 16
+
+    @classmethod
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, **flags: str | int | None
+    ) -> SlackSettings:
+        env = os.environ if env is None else env
+
+        def pick(flag: str, var: str, default: str = "") -> str:
+            value = flags.get(flag)
+            return str(value) if value not in (None, "") else env.get(var) or default
+
+        problems: list[str] = []
+        bot_token = pick("bot_token", "SLACK_BOT_TOKEN")
+        if not bot_token.startswith("xoxb-"):
+            problems.append("SLACK_BOT_TOKEN must be the app's bot token (xoxb-...), from "
+                            "OAuth & Permissions after installing the app")  # fmt: skip
+        app_token = pick("app_token", "SLACK_APP_TOKEN") or None
+        if app_token and not app_token.startswith("xapp-"):
+            problems.append("SLACK_APP_TOKEN must be an app-level token (xapp-...) with "
+                            "connections:write, or unset for HTTP mode")  # fmt: skip
+        secret = pick("signing_secret", "SLACK_SIGNING_SECRET") or None
+        if app_token is None and not secret:
+            problems.append("SLACK_SIGNING_SECRET is needed in HTTP mode (Basic Information > "
+                            "App Credentials); or set SLACK_APP_TOKEN for Socket Mode")  # fmt: skip
+        api_url = pick("api_url", "SLACK_API_URL", SLACK_API_URL)
+        if not api_url.startswith(("http://", "https://")):
+            problems.append(f"SLACK_API_URL={api_url!r} must be an http(s) URL such as "
+                            f"{SLACK_API_URL}")  # fmt: skip
+        port = pick("port", "PORT", "3000")
+        if not port.isdigit() or not 0 <= int(port) <= 65535:
+            problems.append(f"PORT={port!r} must be a port number (0-65535)")
+        if problems:
+            raise SettingsError("; ".join(problems))
+        admins = pick("admins", "OPSLOOP_ADMINS")
+        return cls(
+            bot_token=bot_token, signing_secret=secret, app_token=app_token,
+            api_url=api_url if api_url.endswith("/") else api_url + "/",
+            channel=pick("channel", "OPSLOOP_CHANNEL") or None,
+            admins=frozenset(a.strip() for a in admins.split(",") if a.strip()),
+            host=pick("host", "HOST", "0.0.0.0"), port=int(port),
+        )  # fmt: skip
