@@ -1,0 +1,120 @@
+"""The Slack front end of the orchestrator's protocol: every event becomes an outbox row.
+
+Nothing here calls Slack. Events arrive on worker threads right after the
+change is committed; turning them into outbox rows keeps them fast and makes
+every message survive a Slack outage or a restart (see `bot.slack.outbox`).
+
+Keys, one message each:
+    board:<run>            the run's parent message (posted once)
+    board-edit:<run>       edits of it, coalesced
+    gate:<interaction>     the gate message in the run's thread
+    gate-edit:<interaction> edits of it (quorum progress, the outcome)
+    step:<run>:<step>:<n>  a failed step's details in the thread
+    remind:<interaction>:<time>, summary:<run>
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from bot.slack.outbox import Outbox
+from orchestrator.protocol import InteractionView, RunView, StepView
+
+
+def board_key(run_id: str) -> str:
+    return f"board:{run_id}"
+
+
+def gate_key(iid: str) -> str:
+    return f"gate:{iid}"
+
+
+class SlackFrontEnd:
+    """Queues the messages a run needs in chat; the outbox dispatcher sends them."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        default_channel: str | None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.outbox = outbox
+        self.default_channel = default_channel
+        self.clock = clock
+
+    def _channel(self, run: RunView) -> str | None:
+        return run.channel or self.default_channel
+
+    def _board_changed(self, run: RunView, channel: str) -> None:
+        """Edit the board; post it first if this process never saw the run start."""
+        self.outbox.post(board_key(run.id), "board.post", channel=channel, run_id=run.id)
+        self.outbox.edit(f"board-edit:{run.id}", "board.update", channel=channel, run_id=run.id,
+                         after=board_key(run.id))  # fmt: skip
+
+    def run_started(self, run: RunView) -> None:
+        if channel := self._channel(run):
+            self.outbox.post(board_key(run.id), "board.post", channel=channel, run_id=run.id)
+
+    def step_changed(self, run: RunView, step: StepView) -> None:
+        channel = self._channel(run)
+        if channel is None:
+            return
+        self._board_changed(run, channel)
+        if step.status == "failed":
+            self.outbox.post(
+                f"step:{run.id}:{step.step_id}:{step.attempts}", "thread.step", channel=channel,
+                run_id=run.id, payload={"step_id": step.step_id}, after=board_key(run.id),
+            )  # fmt: skip
+
+    def interaction_opened(self, run: RunView, interaction: InteractionView) -> None:
+        if channel := self._channel(run):
+            self.outbox.post(
+                gate_key(interaction.id), "gate.post", channel=channel, run_id=run.id,
+                payload={"interaction_id": interaction.id,
+                         "broadcast": interaction.notify == "channel"},
+                after=board_key(run.id),
+            )  # fmt: skip
+        for user in _dm_recipients(interaction):
+            self.outbox.post(
+                f"dm:{interaction.id}:{user}", "dm.post", channel=user, run_id=run.id,
+                payload={"interaction_id": interaction.id},
+            )  # fmt: skip
+
+    def interaction_updated(self, run: RunView, interaction: InteractionView) -> None:
+        if channel := self._channel(run):
+            self.outbox.edit(
+                f"gate-edit:{interaction.id}", "gate.update", channel=channel, run_id=run.id,
+                payload={"interaction_id": interaction.id}, after=gate_key(interaction.id),
+            )  # fmt: skip
+        for user in _dm_recipients(interaction):
+            self.outbox.edit(
+                f"dm-edit:{interaction.id}:{user}", "gate.update", channel=user, run_id=run.id,
+                payload={"interaction_id": interaction.id}, after=f"dm:{interaction.id}:{user}",
+            )  # fmt: skip
+
+    def escalated(self, run: RunView, interaction: InteractionView) -> None:
+        if channel := self._channel(run):
+            self.outbox.post(
+                f"escalate:{interaction.id}", "thread.escalation", channel=channel,
+                run_id=run.id, payload={"interaction_id": interaction.id},
+                after=board_key(run.id),
+            )  # fmt: skip
+
+    def reminder(self, run: RunView, interaction: InteractionView) -> None:
+        if channel := self._channel(run):
+            at = self.clock().strftime("%Y%m%dT%H%M%S")
+            self.outbox.post(
+                f"remind:{interaction.id}:{at}", "thread.reminder", channel=channel,
+                run_id=run.id, payload={"interaction_id": interaction.id},
+                after=board_key(run.id),
+            )  # fmt: skip
+
+    def run_finished(self, run: RunView) -> None:
+        if channel := self._channel(run):
+            self._board_changed(run, channel)
+
+
+def _dm_recipients(interaction: InteractionView) -> tuple[str, ...]:
+    """With `notify: dm`, each listed person also gets the question in a direct message."""
+    return interaction.allowed_users if interaction.notify == "dm" else ()

@@ -1,0 +1,246 @@
+"""What `/ops` commands, clicks and modal submissions do, after Bolt has acked them.
+
+These run on the bot's own work pool, never on Bolt's listener pool, so a slow
+database or Slack call can never delay another request's ack. Each handler
+parses a payload into a typed value, calls one orchestrator function and
+replies through the request's response_url (ephemeral, no scope needed).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import Any
+
+from slack_sdk import WebClient
+
+from bot.plan import format_plan
+from bot.settings import SlackSettings
+from bot.slack import commands as cmds
+from bot.slack import ids, modals
+from bot.slack.blocks import render_run_board
+from bot.slack.home import render_home
+from orchestrator.definitions import Workflow
+from orchestrator.engine import Orchestrator
+from orchestrator.errors import NotAllowed, OrchestratorError
+from orchestrator.gates import listed
+from orchestrator.params import missing_required
+from orchestrator.protocol import InteractionView
+from orchestrator.queries import interaction, open_interactions, recent_runs
+
+log = logging.getLogger(__name__)
+Respond = Callable[..., Any]
+
+
+_USER_ID = re.compile(r"(?<![<@\w])([UW][A-Z0-9]{2,})\b")
+
+
+def _say(respond: Respond, text: str, **more: Any) -> None:
+    respond(text=text, response_type="ephemeral", replace_original=False, **more)
+
+
+def _mentions(text: str) -> str:
+    """Orchestrator messages name people by id; Slack shows `<@U123>` as their name."""
+    return _USER_ID.sub(r"<@\1>", text)
+
+
+class Handlers:
+    def __init__(self, orch: Orchestrator, client: WebClient, settings: SlackSettings) -> None:
+        self.orch, self.client, self.settings = orch, client, settings
+
+    # -- /ops -----------------------------------------------------------------
+
+    def command(self, command: cmds.Command, body: Mapping[str, Any], respond: Respond) -> None:
+        user = body["user_id"]
+        try:
+            self._command(command, body, user, respond)
+        except OrchestratorError as exc:
+            _say(respond, f":warning: {_mentions(str(exc))}")
+        except Exception:
+            log.exception("/ops %s failed", body.get("text"))
+            _say(respond, ":boom: Something went wrong on our side; the logs have the details.")
+
+    def _command(
+        self, command: cmds.Command, body: Mapping[str, Any], user: str, respond: Respond
+    ) -> None:
+        match command:
+            case cmds.Run(workflow=name, params=params):
+                self._run(name, params, body, respond)
+            case cmds.ListWorkflows():
+                lines = [f"• `{w.name}`: {w.description}" for w in self.orch.workflows.values()]
+                _say(respond, "\n".join(lines) or "No workflows are configured.")
+            case cmds.Status(run_id=None) | cmds.Runs():
+                rows = recent_runs(self.orch.engine, 10)
+                lines = [f"• `{r.id}` {r.workflow} *{r.status}* (<@{r.started_by}>)" for r in rows]
+                _say(respond, "\n".join(lines) or "No runs yet.")
+            case cmds.Status(run_id=run_id):
+                board = render_run_board(self.orch.view(run_id))
+                _say(respond, board["text"], blocks=board["blocks"])
+            case cmds.Pending():
+                lines = [f"• `{i.run_id}` step `{i.step_id}` ({i.kind}): {i.prompt[:200]}"
+                         for i in self._waiting_for(user)]  # fmt: skip
+                _say(respond, "\n".join(lines) or "Nothing is waiting for you.")
+            case cmds.Cancel(run_id=run_id):
+                self._check_operator(run_id, user)
+                self.orch.cancel(run_id, user)
+                _say(respond, f"Cancelled run `{run_id}`.")
+            case cmds.Retry(run_id=run_id, step_id=step_id):
+                self._check_operator(run_id, user)
+                self.orch.retry(run_id, step_id, user)
+                _say(respond, f"Retrying run `{run_id}`.")
+            case cmds.Plan(workflow=name):
+                _say(respond, f"```{format_plan(self.orch.workflow(name))}```")
+            case _:
+                _say(respond, f"```{cmds.usage()}```")
+
+    def _run(
+        self, name: str, params: Mapping[str, Any], body: Mapping[str, Any], respond: Respond
+    ) -> None:
+        workflow = self.orch.workflow(name)
+        if missing_required(workflow, params):
+            meta = {"channel": body["channel_id"]}
+            view = modals.params_modal(workflow, params, context=meta)
+            self.client.views_open(trigger_id=body["trigger_id"], view=view)
+            return
+        run_id = self.orch.start_run(
+            name, params, started_by=body["user_id"], front_end="slack",
+            channel=body["channel_id"],
+        )  # fmt: skip
+        _say(respond, f"Started `{name}` run `{run_id}`; its status board is in this channel.")
+
+    def _check_operator(self, run_id: str, user: str) -> None:
+        run = self.orch.view(run_id)
+        admins = self.settings.admins
+        if admins and user != run.started_by and user not in admins:
+            raise NotAllowed(f"only <@{run.started_by}> or an admin may change run {run_id}")
+
+    def _waiting_for(self, user: str) -> list[InteractionView]:
+        """Open interactions that name `user` (or nobody), as `pending` and App Home list them."""
+        return [
+            i for i in open_interactions(self.orch.engine)
+            if listed(user, i.allowed_users, i.allowed_groups, self.orch.directory)
+        ]  # fmt: skip
+
+    def home(self, user: str) -> None:
+        """Publish the App Home tab for `user`."""
+        view = render_home(self._waiting_for(user), recent_runs(self.orch.engine, 10))
+        self.client.views_publish(user_id=user, view=view)
+
+    # -- clicks -----------------------------------------------------------------
+
+    def action(self, body: Mapping[str, Any], respond: Respond) -> None:
+        user = body["user"]["id"]
+        try:
+            ref = ids.decode_action(body["actions"][0])
+            self._action(ref, body, user)
+        except (OrchestratorError, ids.PayloadError) as exc:
+            _say(respond, f":no_entry_sign: {_mentions(str(exc))}")
+        except Exception:
+            log.exception("click failed")
+            _say(respond, ":boom: Something went wrong on our side; the logs have the details.")
+
+    def _action(self, ref: ids.ActionRef, body: Mapping[str, Any], user: str) -> None:
+        if ref.action == ids.APPROVE:
+            self.orch.decide(ref.interaction_id, user, "approve")
+        elif ref.action == ids.REJECT:
+            self.orch.decide(ref.interaction_id, user, "reject")
+        elif ref.action == ids.DECIDE:
+            self.orch.decide(ref.interaction_id, user, self._choice(ref))
+        elif ref.action in (ids.REJECT_WITH_REASON, ids.OPEN_INPUT):
+            item = self._interaction(ref.interaction_id)
+            opened = ref.action == ids.OPEN_INPUT
+            build = modals.input_modal if opened else modals.reject_reason_modal
+            self.client.views_open(trigger_id=body["trigger_id"], view=build(item))
+        elif ref.action == ids.APPROVE_WITH_CHANGES:
+            item = self._interaction(ref.interaction_id)
+            run = self.orch.view(item.run_id)
+            workflow = self._editable(run.workflow, item)
+            view = modals.edit_params_modal(workflow, run, item)
+            self.client.views_open(trigger_id=body["trigger_id"], view=view)
+        else:
+            raise ids.PayloadError(f"{ref.action} is not supported")
+
+    def _editable(self, name: str, item: InteractionView) -> Workflow:
+        """The workflow as the edit modal shows it: only the params this gate lets change."""
+        workflow = self.orch.workflow(name)
+        params = tuple(p for p in workflow.params if p.name in item.editable_params)
+        return replace(workflow, params=params)
+
+    def _interaction(self, iid: str) -> InteractionView:
+        item = interaction(self.orch.engine, iid)
+        if item is None:
+            raise OrchestratorError(f"interaction {iid} no longer exists")
+        return item
+
+    def _choice(self, ref: ids.ActionRef) -> str:
+        if ref.choice is not None:
+            return ref.choice
+        options = self._interaction(ref.interaction_id).options
+        if ref.index is None or not 0 <= ref.index < len(options):
+            raise ids.PayloadError("that option no longer exists")
+        return options[ref.index]["value"]
+
+    # -- modal submissions (validated before ack, applied after) -----------------
+
+    def validate_submission(self, view: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Slack's `response_action: errors` payload when the form is wrong, else None."""
+        callback = view.get("callback_id")
+        values = view.get("state", {}).get("values", {})
+        meta = ids.decode_metadata(view.get("private_metadata"))
+        if callback == ids.INPUT_VIEW:
+            item = interaction(self.orch.engine, meta.get("interaction", ""))
+            if item is None:
+                return None
+            parsed = modals.parse_input_submission(item, values)
+            errors = modals.validate_input_submission(item, parsed)
+        elif callback in (ids.PARAMS_VIEW, ids.EDIT_PARAMS_VIEW):
+            workflow = self.orch.workflows.get(meta.get("workflow", ""))
+            item = interaction(self.orch.engine, meta.get("interaction", ""))
+            if workflow is None or (callback == ids.EDIT_PARAMS_VIEW and item is None):
+                return None
+            if item is not None and callback == ids.EDIT_PARAMS_VIEW:
+                workflow = self._editable(workflow.name, item)
+            parsed = modals.parse_params_submission(workflow, values, view.get("private_metadata"))
+            errors = modals.validate_params_submission(workflow, parsed)
+        else:
+            return None
+        return modals.errors_response(errors) if errors else None
+
+    def submission(self, body: Mapping[str, Any]) -> None:
+        view, user = body["view"], body["user"]["id"]
+        values = view.get("state", {}).get("values", {})
+        meta = ids.decode_metadata(view.get("private_metadata"))
+        try:
+            if view["callback_id"] == ids.INPUT_VIEW:
+                item = self._interaction(meta["interaction"])
+                answer = modals.parse_input_submission(item, values)
+                self.orch.decide(item.id, user, answer)
+            elif view["callback_id"] == ids.REJECT_REASON_VIEW:
+                reason = modals.parse_reason(values)
+                self.orch.decide(meta["interaction"], user, "reject", reason)
+            elif view["callback_id"] == ids.PARAMS_VIEW:
+                workflow = self.orch.workflow(meta["workflow"])
+                parsed = modals.parse_params_submission(
+                    workflow, values, view.get("private_metadata")
+                )
+                self.orch.start_run(workflow.name, parsed, started_by=user, front_end="slack",
+                                    channel=meta.get("channel"))  # fmt: skip
+            elif view["callback_id"] == ids.EDIT_PARAMS_VIEW:
+                item = self._interaction(meta["interaction"])
+                workflow = self._editable(meta["workflow"], item)
+                changed = modals.parse_params_submission(
+                    workflow, values, view.get("private_metadata")
+                )
+                reason = modals.parse_reason(values)
+                self.orch.decide(item.id, user, "approve", reason, params=changed)
+        except OrchestratorError as exc:
+            self._dm(user, f":no_entry_sign: {exc}")
+        except Exception:
+            log.exception("modal submission failed")
+            self._dm(user, ":boom: Something went wrong on our side; the logs have the details.")
+
+    def _dm(self, user: str, text: str) -> None:
+        # A modal has no response_url: tell the person in the app's DM with them.
+        self.client.chat_postMessage(channel=user, text=text)

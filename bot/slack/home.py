@@ -1,0 +1,34 @@
+"""The App Home tab: what waits for this person, and the latest runs. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from bot.slack.text import context, divider, escaped, header, one_line, section
+from orchestrator.protocol import InteractionView
+from orchestrator.queries import RunSummary
+
+MAX_HOME_BLOCKS = 100
+_SHOWN = 40  # per list; each item is one block
+
+
+def render_home(waiting: Sequence[InteractionView], runs: Sequence[RunSummary]) -> dict[str, Any]:
+    """A `views.publish` view: open gates this user may answer, then recent runs."""
+    blocks: list[dict[str, Any]] = [header("Waiting for you")]
+    if not waiting:
+        blocks.append(section("_Nothing is waiting for you._"))
+    for item in waiting[:_SHOWN]:
+        prompt = escaped(one_line(item.prompt), 300)
+        blocks.append(section(f"*{escaped(item.kind, 20)}* in run `{escaped(item.run_id, 64)}`, "
+                              f"step `{escaped(item.step_id, 80)}`: {prompt}"))  # fmt: skip
+    if len(waiting) > _SHOWN:
+        blocks.append(context(f"… and {len(waiting) - _SHOWN} more"))
+    blocks += [divider(), header("Recent runs")]
+    for run in runs[:_SHOWN]:
+        who = f"<@{escaped(run.started_by, 64)}>"
+        what = f"`{escaped(run.id, 64)}` {escaped(run.workflow, 100)} *{escaped(run.status, 16)}*"
+        blocks.append(context(f"{what} started by {who}"))
+    if not runs:
+        blocks.append(context("No runs yet: try `/ops run hello`."))
+    return {"type": "home", "blocks": blocks[:MAX_HOME_BLOCKS]}

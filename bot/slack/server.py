@@ -1,0 +1,191 @@
+"""`opsloop serve`: the orchestrator, the outbox and the Bolt app in one process.
+
+HTTP mode serves `POST /slack/events` and `GET /healthz` with waitress (a
+production WSGI server, not Bolt's development server); Socket Mode connects
+out with the app-level token instead and needs no public URL.
+
+In HTTP mode the bot's follow-up work (what a command or click asks for) waits
+while requests are being answered: see `_AcksFirst`.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from slack_bolt import App
+from slack_bolt.adapter.wsgi import SlackRequestHandler
+
+from bot.runtime import orchestrator
+from bot.settings import Settings, SlackSettings
+from bot.slack.app import build_app
+from bot.slack.delivery import SlackDelivery, web_client
+from bot.slack.directory import CombinedDirectory, SlackDirectory
+from bot.slack.frontend import SlackFrontEnd
+from bot.slack.handlers import Handlers
+from bot.slack.outbox import Dispatcher, Outbox
+from bot.slack.scopes import EVENTS_PATH
+from orchestrator.engine import Orchestrator
+from orchestrator.queries import interaction
+
+log = logging.getLogger(__name__)
+Wsgi = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+T = TypeVar("T")
+QUIET_S = 0.005  # follow-up work starts once no request has been in the app for this long,
+MAX_DELAY_S = 1.0  # or this long after it was submitted, whatever the traffic
+
+
+@dataclass
+class Bot:
+    orch: Orchestrator
+    outbox: Outbox
+    dispatcher: Dispatcher
+    app: App
+    wsgi: Wsgi
+
+
+@contextmanager
+def running_bot(settings: Settings, slack: SlackSettings) -> Iterator[Bot]:
+    """Everything `serve` runs, started; stopped in reverse order on exit."""
+    client = web_client(slack.bot_token, slack.api_url)
+    front_end = _LateFrontEnd()
+    with orchestrator(settings, front_end, recover=True) as orch:
+        orch.directory = CombinedDirectory(orch.directory, SlackDirectory(client))
+        outbox = Outbox(orch.engine)
+        front_end.target = SlackFrontEnd(outbox, slack.channel)
+        delivery = SlackDelivery(client, orch.view,
+                                 lambda iid: interaction(orch.engine, iid))  # fmt: skip
+        dispatcher = Dispatcher(outbox, delivery)
+        acks = _AcksFirst()
+        work = _FollowUps(slack.threads, acks)
+        app = build_app(Handlers(orch, client, slack), client,
+                        signing_secret=slack.signing_secret, work=work)  # fmt: skip
+        dispatcher.start()
+        _freeze_start_up()
+        try:
+            yield Bot(orch, outbox, dispatcher, app, _wsgi(app, orch, acks))
+        finally:
+            gc.unfreeze()
+            work.shutdown(wait=True)
+            dispatcher.stop()
+
+
+def _freeze_start_up() -> None:
+    """Keep what start-up built (~180k objects: imports, workflows, the app) out of the
+    cyclic GC, so a full collection scans only what requests and runs create: with them it
+    stopped every thread for ~120 ms, in the middle of a burst of requests."""
+    gc.collect()
+    gc.freeze()
+
+
+class _LateFrontEnd:
+    """Forwards to the Slack front end once it exists (recovery may report before)."""
+
+    target: Any = None
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        def forward(*args: Any) -> None:
+            if self.target is not None:
+                getattr(self.target, name)(*args)
+
+        return forward
+
+
+class _AcksFirst:
+    """Holds the bot's follow-up work while Slack requests are being answered.
+
+    Follow-up work (start a run, record an answer, reply) runs in this process, so it
+    competes for the GIL with the acks of the requests still coming in: in a burst of 50
+    requests at once it made acks 3-4x (SQLite) to 15x (PostgreSQL) slower than a bare
+    Bolt app's (bench/slack_ack.py, docs/benchmarks.md). Slack's 3 s deadline is on the
+    ack, so a follow-up waits until no request has been in the app for QUIET_S, but never
+    longer than MAX_DELAY_S after it was submitted.
+    """
+
+    def __init__(self) -> None:
+        self._busy = 0
+        self._last = 0.0  # time.monotonic() when the app last finished a request
+        self._changed = threading.Condition()
+
+    @contextmanager
+    def answering(self) -> Iterator[None]:
+        with self._changed:
+            self._busy += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._busy -= 1
+                self._last = time.monotonic()
+                if not self._busy:  # not on every request: waking the waiters costs GIL time
+                    self._changed.notify_all()
+
+    def wait_turn(self, since: float) -> None:
+        """Return once requests have been quiet for QUIET_S, or MAX_DELAY_S after `since`."""
+        with self._changed:
+            while (left := since + MAX_DELAY_S - time.monotonic()) > 0:
+                quiet = time.monotonic() - self._last
+                if not self._busy and quiet >= QUIET_S:
+                    return
+                self._changed.wait(left if self._busy else min(left, QUIET_S - quiet))
+
+
+class _FollowUps(ThreadPoolExecutor):
+    """The pool the listeners hand their work to; each task waits for its turn first."""
+
+    def __init__(self, threads: int, acks: _AcksFirst) -> None:
+        super().__init__(threads, thread_name_prefix="opsloop-bot")
+        self._acks = acks
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        since = time.monotonic()
+
+        def after_acks() -> T:
+            self._acks.wait_turn(since)
+            return fn(*args, **kwargs)
+
+        return super().submit(after_acks)
+
+
+def _wsgi(app: App, orch: Orchestrator, acks: _AcksFirst) -> Wsgi:
+    slack = SlackRequestHandler(app, path=EVENTS_PATH)
+
+    def route(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == "/healthz" and environ.get("REQUEST_METHOD") == "GET":
+            body = json.dumps({"ok": True, "workflows": len(orch.workflows)}).encode()
+            start_response("200 OK", [("Content-Type", "application/json"),
+                                      ("Content-Length", str(len(body)))])  # fmt: skip
+            return [body]
+        with acks.answering():
+            return slack(environ, start_response)
+
+    return route
+
+
+def serve(settings: Settings, slack: SlackSettings) -> int:
+    """Run until interrupted."""
+    with running_bot(settings, slack) as bot:
+        if slack.app_token:
+            from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+            print("opsloop: connected in Socket Mode", flush=True)
+            SocketModeHandler(bot.app, slack.app_token).start()
+            return 0
+        from waitress import create_server
+
+        server = create_server(bot.wsgi, host=slack.host, port=slack.port, threads=slack.threads)
+        print(f"opsloop: listening on http://{slack.host}:{server.effective_port}{EVENTS_PATH}",
+              flush=True)  # fmt: skip
+        try:
+            server.run()
+        finally:
+            server.close()
+    return 0

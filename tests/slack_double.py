@@ -1,0 +1,595 @@
+"""A Slack Web API test double: a real HTTP server on 127.0.0.1 that slack_sdk talks to.
+
+    with SlackDouble(groups={"S0ONCALL": ["U0ALICE"]}) as slack:
+        client = WebClient(token=slack.token, base_url=slack.api_url)
+        client.chat_postMessage(channel="C0OPS", text="hi")
+        slack.wait_for(lambda calls: slack.messages("C0OPS"))
+
+It answers the methods the bot uses (auth.test, chat.postMessage/update/postEphemeral,
+views.open/update/publish, usergroups.users.list, users.info, conversations.open)
+from form, JSON or query-string bodies with the token in a Bearer header or a
+`token` field, as WebClient sends them. It records every call (faulted ones too),
+keeps the current text and blocks of every message, refuses blocks and views
+that break Slack's limits the way Slack does (tests/slack_limits.py), and can
+answer 429 with Retry-After, 500s or API errors on demand or at random (seeded).
+It also serves response_urls (`response_url()`), which Bolt's `respond()` posts to.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from email.message import Message as Headers
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlsplit
+
+from slack_limits import message_problems, view_problems
+
+T = TypeVar("T")
+
+TS_EPOCH = 1_700_000_000
+_JSON_FIELDS = ("blocks", "view", "attachments", "metadata")
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request the double received, and what it answered."""
+
+    method: str  # "chat.postMessage", or "response_url" for posts to a response_url
+    params: dict[str, Any]
+    at: float  # time.monotonic() when it arrived
+    status: int  # HTTP status of the answer
+    response: dict[str, Any]
+    token: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 200 and self.response.get("ok") is True
+
+    @property
+    def faulted(self) -> bool:
+        """True when an injected fault answered instead of the method."""
+        return self.response.get("_fault", False) is True
+
+
+@dataclass
+class Message:
+    """A message as it looks now; `versions` holds every text/blocks it had, oldest first."""
+
+    channel: str
+    ts: str
+    text: str | None
+    blocks: list[dict[str, Any]] | None
+    thread_ts: str | None
+    user: str
+    versions: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def edits(self) -> int:
+        return len(self.versions) - 1
+
+
+@dataclass(frozen=True)
+class Fault:
+    """An answer instead of the method's: an HTTP status (429 gets Retry-After) or an API error."""
+
+    status: int = 429
+    retry_after: int | None = 1
+    error: str | None = None  # with status 200: {"ok": false, "error": error}
+
+
+@dataclass
+class _Storm:
+    rate: float
+    rng: random.Random
+    statuses: tuple[int, ...]
+    retry_after: int
+    methods: frozenset[str] | None
+
+
+class SlackDouble:
+    """The Slack Web API for tests; start it (or use `with`) and point a WebClient at `api_url`."""
+
+    def __init__(
+        self,
+        *,
+        token: str = "xoxb-test-token",
+        groups: Mapping[str, Iterable[str]] | None = None,
+        users: Mapping[str, Mapping[str, Any]] | None = None,
+        team_id: str = "T0TEAM",
+        bot_user_id: str = "U0BOT",
+        bot_id: str = "B0BOT",
+        validate: bool = True,
+    ) -> None:
+        self.token = token
+        self.team_id, self.bot_user_id, self.bot_id = team_id, bot_user_id, bot_id
+        self.validate = validate
+        self.latency = 0.0  # seconds every answer waits, to play a slow Slack
+        self._groups = {g: list(u) for g, u in (groups or {}).items()}
+        self._users = {u: dict(p) for u, p in (users or {}).items()}
+        self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)
+        self._calls: list[Call] = []
+        self._faults: dict[str, deque[Fault]] = {}
+        self._storm: _Storm | None = None
+        self._messages: dict[tuple[str, str], Message] = {}
+        self._ephemerals: list[dict[str, Any]] = []
+        self._views: dict[str, dict[str, Any]] = {}
+        self._homes: dict[str, dict[str, Any]] = {}
+        self._responses: dict[str, list[dict[str, Any]]] = {}
+        self._used_triggers: set[str] = set()
+        self._counter = itertools.count(1)
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- life cycle -------------------------------------------------------------
+
+    def start(self) -> SlackDouble:
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        server.daemon_threads = True
+        server.double = self  # type: ignore[attr-defined]
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._server = self._thread = None
+
+    def __enter__(self) -> SlackDouble:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "start the double first"
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def api_url(self) -> str:
+        """What to give WebClient(base_url=...) and SLACK_API_URL."""
+        return self.url + "/api/"
+
+    def response_url(self, name: str = "default") -> str:
+        """A response_url whose posts are kept under `name` (see `responses`)."""
+        return f"{self.url}/response/{name}"
+
+    # -- set-up -----------------------------------------------------------------
+
+    def set_group(self, group_id: str, users: Iterable[str]) -> None:
+        with self._lock:
+            self._groups[group_id] = list(users)
+
+    def add_user(self, user_id: str, **profile: Any) -> None:
+        with self._lock:
+            self._users[user_id] = profile
+
+    def fail_next(
+        self,
+        method: str,
+        *,
+        status: int = 429,
+        retry_after: int | None = 1,
+        error: str | None = None,
+        times: int = 1,
+    ) -> None:
+        """Answer the next `times` calls of `method` with a fault instead of the method."""
+        with self._lock:
+            queue = self._faults.setdefault(method, deque())
+            queue.extend(Fault(status, retry_after, error) for _ in range(times))
+
+    def storm(
+        self,
+        rate: float,
+        *,
+        seed: int = 0,
+        statuses: Iterable[int] = (429, 500),
+        retry_after: int = 0,
+        methods: Iterable[str] | None = None,
+    ) -> None:
+        """From now on fail a `rate` share of calls (of `methods`, default all), seeded."""
+        with self._lock:
+            self._storm = _Storm(rate, random.Random(seed), tuple(statuses), retry_after,
+                                 frozenset(methods) if methods is not None else None)  # fmt: skip
+
+    def calm(self) -> None:
+        """End a storm and drop the faults still queued."""
+        with self._lock:
+            self._storm = None
+            self._faults.clear()
+
+    # -- what happened ----------------------------------------------------------
+
+    def calls(self, method: str | None = None, *, ok: bool | None = None) -> list[Call]:
+        """Calls received so far, oldest first; only `method`'s, only (not) ok ones if asked."""
+        with self._lock:
+            return [
+                c for c in self._calls
+                if (method is None or c.method == method) and (ok is None or c.ok == ok)
+            ]  # fmt: skip
+
+    def message(self, channel: str, ts: str) -> Message:
+        with self._lock:
+            try:
+                return self._messages[(channel, ts)]
+            except KeyError:
+                known = sorted(self._messages)
+                raise KeyError(f"no message {channel}/{ts}; there are {known}") from None
+
+    def messages(self, channel: str | None = None) -> list[Message]:
+        """Top-level messages (no thread replies), oldest first."""
+        with self._lock:
+            return sorted(
+                (m for m in self._messages.values()
+                 if (channel is None or m.channel == channel) and m.thread_ts in (None, m.ts)),
+                key=lambda m: float(m.ts),
+            )  # fmt: skip
+
+    def thread(self, channel: str, thread_ts: str) -> list[Message]:
+        """Replies in a thread, oldest first (without the parent)."""
+        with self._lock:
+            return sorted(
+                (m for m in self._messages.values()
+                 if m.channel == channel and m.thread_ts == thread_ts and m.ts != thread_ts),
+                key=lambda m: float(m.ts),
+            )  # fmt: skip
+
+    def ephemerals(self, user: str | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            return [e for e in self._ephemerals if user is None or e.get("user") == user]
+
+    def view(self, view_id: str) -> dict[str, Any]:
+        with self._lock:
+            return self._views[view_id]
+
+    def views(self) -> list[dict[str, Any]]:
+        """Every modal opened, oldest first, as it looks now."""
+        with self._lock:
+            return list(self._views.values())
+
+    def home(self, user_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            return self._homes.get(user_id)
+
+    def responses(self, name: str = "default") -> list[dict[str, Any]]:
+        """What was posted to `response_url(name)`, oldest first."""
+        with self._lock:
+            return list(self._responses.get(name, ()))
+
+    def wait_for(
+        self, predicate: Callable[[list[Call]], T], *, timeout: float = 5.0, what: str = ""
+    ) -> T:
+        """Wait until `predicate(calls)` is truthy and return it; AssertionError at `timeout`.
+
+        The predicate is re-checked whenever a call arrives (and at least every 50 ms).
+        """
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                result = predicate(list(self._calls))
+                if result:
+                    return result
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    seen = ", ".join(f"{c.method}:{c.status}" for c in self._calls[-20:])
+                    raise AssertionError(
+                        f"timed out after {timeout}s waiting for {what or predicate}; "
+                        f"last calls: {seen or 'none'}"
+                    )
+                self._changed.wait(min(left, 0.05))
+
+    def wait_for_calls(self, method: str, count: int = 1, *, timeout: float = 5.0) -> list[Call]:
+        """Wait until `count` successful calls of `method` arrived; return them."""
+
+        def enough(calls: list[Call]) -> list[Call] | None:
+            done = [c for c in calls if c.method == method and c.ok]
+            return done if len(done) >= count else None
+
+        return self.wait_for(enough, timeout=timeout, what=f"{count} ok {method} call(s)")
+
+    # -- serving ----------------------------------------------------------------
+
+    def respond(
+        self, verb: str, path: str, headers: Headers, body: bytes
+    ) -> tuple[int, dict[str, str], dict[str, Any]]:
+        """Answer one HTTP request: (status, extra headers, JSON body)."""
+        if self.latency:
+            time.sleep(self.latency)
+        arrived = time.monotonic()
+        url = urlsplit(path)
+        params = _params(url.query, headers.get("Content-Type", ""), body)
+        token = _bearer(headers.get("Authorization")) or params.pop("token", None)
+        if url.path.startswith("/response/"):
+            return self._response_url(url.path.removeprefix("/response/"), params, arrived)
+        if not url.path.startswith("/api/"):
+            return 404, {}, {"ok": False, "error": "not_found"}
+        method = url.path.removeprefix("/api/")
+        with self._lock:
+            fault = self._next_fault(method)
+            if fault is not None:
+                status, extra, answer = _fault_answer(fault)
+            else:
+                status, extra, answer = 200, {}, self._call(method, params, token)
+            self._record(Call(method, params, arrived, status, answer, token))
+        answer = {k: v for k, v in answer.items() if k != "_fault"}
+        return status, extra, answer
+
+    def _response_url(
+        self, name: str, params: dict[str, Any], arrived: float
+    ) -> tuple[int, dict[str, str], dict[str, Any]]:
+        with self._lock:
+            self._responses.setdefault(name, []).append(params)
+            call = Call("response_url", {**params, "_name": name}, arrived, 200, {"ok": True})
+            self._record(call)
+        return 200, {}, {"ok": True}
+
+    def _record(self, call: Call) -> None:
+        self._calls.append(call)
+        self._changed.notify_all()
+
+    def _next_fault(self, method: str) -> Fault | None:
+        queue = self._faults.get(method)
+        if queue:
+            return queue.popleft()
+        storm = self._storm
+        if storm is None or (storm.methods is not None and method not in storm.methods):
+            return None
+        if storm.rng.random() < storm.rate:
+            return Fault(storm.rng.choice(storm.statuses), storm.retry_after)
+        return None
+
+    def _call(self, method: str, params: dict[str, Any], token: str | None) -> dict[str, Any]:
+        if not token:
+            return {"ok": False, "error": "not_authed"}
+        if token != self.token:
+            return {"ok": False, "error": "invalid_auth"}
+        handler = _METHODS.get(method)
+        if handler is None:
+            return {"ok": False, "error": "unknown_method", "req_method": method}
+        return handler(self, params)
+
+    def _ts(self) -> str:
+        n = next(self._counter)
+        return f"{TS_EPOCH + n // 1_000_000}.{n % 1_000_000:06d}"
+
+    # -- the methods ------------------------------------------------------------
+
+    def _auth_test(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "url": "https://opsloop-test.slack.com/", "team": "opsloop tests",
+                "user": "opsloop", "team_id": self.team_id, "user_id": self.bot_user_id,
+                "bot_id": self.bot_id, "is_enterprise_install": False}  # fmt: skip
+
+    def _post_message(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel = str(params.get("channel") or "")
+        if not channel:
+            return {"ok": False, "error": "channel_not_found"}
+        if problem := self._content_problem(params):
+            return problem
+        channel = _dm_channel(channel)
+        ts = self._ts()
+        thread_ts = params.get("thread_ts") or None
+        content = {"text": params.get("text"), "blocks": params.get("blocks")}
+        message = Message(channel, ts, content["text"], content["blocks"], thread_ts,
+                          self.bot_user_id, [content])  # fmt: skip
+        self._messages[(channel, ts)] = message
+        return {"ok": True, "channel": channel, "ts": ts, "message": self._shown(message)}
+
+    def _update(self, params: dict[str, Any]) -> dict[str, Any]:
+        key = (str(params.get("channel") or ""), str(params.get("ts") or ""))
+        message = self._messages.get(key)
+        if message is None:
+            return {"ok": False, "error": "message_not_found"}
+        if problem := self._content_problem(params):
+            return problem
+        if "text" in params:
+            message.text = params["text"]
+        if "blocks" in params:
+            message.blocks = params["blocks"]
+        message.versions.append({"text": message.text, "blocks": message.blocks})
+        return {"ok": True, "channel": message.channel, "ts": message.ts,
+                "text": message.text, "message": self._shown(message)}  # fmt: skip
+
+    def _post_ephemeral(self, params: dict[str, Any]) -> dict[str, Any]:
+        if not params.get("channel"):
+            return {"ok": False, "error": "channel_not_found"}
+        if not params.get("user"):
+            return {"ok": False, "error": "user_not_in_channel"}
+        if problem := self._content_problem(params):
+            return problem
+        ts = self._ts()
+        self._ephemerals.append({**params, "message_ts": ts})
+        return {"ok": True, "message_ts": ts}
+
+    def _content_problem(self, params: Mapping[str, Any]) -> dict[str, Any] | None:
+        if not self.validate:
+            return None
+        problems = message_problems(params)
+        if not problems:
+            return None
+        error = problems[0].split(":")[0]
+        if error not in ("no_text", "msg_too_long", "msg_blocks_too_long"):
+            error = "invalid_blocks"
+        return {"ok": False, "error": error, "errors": problems}
+
+    def _shown(self, message: Message) -> dict[str, Any]:
+        shown: dict[str, Any] = {"type": "message", "user": self.bot_user_id, "bot_id": self.bot_id,
+                                 "ts": message.ts, "text": message.text or ""}  # fmt: skip
+        if message.blocks is not None:
+            shown["blocks"] = message.blocks
+        if message.thread_ts:
+            shown["thread_ts"] = message.thread_ts
+        return shown
+
+    def _views_open(self, params: dict[str, Any]) -> dict[str, Any]:
+        trigger = params.get("trigger_id")
+        if not trigger:
+            return {"ok": False, "error": "invalid_arguments"}
+        if trigger in self._used_triggers:
+            return {"ok": False, "error": "expired_trigger_id"}
+        self._used_triggers.add(trigger)
+        return self._store_view(params.get("view"), view_id=None)
+
+    def _views_update(self, params: dict[str, Any]) -> dict[str, Any]:
+        view_id = params.get("view_id")
+        if not view_id:
+            by_external = [v for v in self._views.values()
+                           if v.get("external_id") == params.get("external_id")]  # fmt: skip
+            view_id = by_external[0]["id"] if by_external and params.get("external_id") else None
+        if view_id not in self._views:
+            return {"ok": False, "error": "not_found"}
+        if params.get("hash") and params["hash"] != self._views[view_id]["hash"]:
+            return {"ok": False, "error": "hash_conflict"}
+        return self._store_view(params.get("view"), view_id=view_id)
+
+    def _views_publish(self, params: dict[str, Any]) -> dict[str, Any]:
+        user = params.get("user_id")
+        if not user:
+            return {"ok": False, "error": "invalid_arguments"}
+        answer = self._store_view(params.get("view"), view_id=None, keep=False)
+        if answer["ok"]:
+            self._homes[user] = answer["view"]
+        return answer
+
+    def _store_view(self, view: Any, *, view_id: str | None, keep: bool = True) -> dict[str, Any]:
+        if not isinstance(view, dict):
+            return {"ok": False, "error": "invalid_arguments"}
+        if self.validate and (problems := view_problems(view)):
+            messages = [f"[ERROR] {p}" for p in problems]
+            return {"ok": False, "error": "invalid_arguments",
+                    "response_metadata": {"messages": messages}}  # fmt: skip
+        n = next(self._counter)
+        view_id = view_id or f"V{n:08d}"
+        stored = {**view, "id": view_id, "team_id": self.team_id, "hash": f"{n}.hash",
+                  "state": {"values": {}}, "bot_id": self.bot_id, "root_view_id": view_id,
+                  "private_metadata": view.get("private_metadata", ""),
+                  "callback_id": view.get("callback_id", "")}  # fmt: skip
+        if keep:
+            self._views[view_id] = stored
+        return {"ok": True, "view": stored}
+
+    def _usergroup_users(self, params: dict[str, Any]) -> dict[str, Any]:
+        group = params.get("usergroup")
+        if group not in self._groups:
+            return {"ok": False, "error": "no_such_subteam"}
+        return {"ok": True, "users": list(self._groups[group])}
+
+    def _users_info(self, params: dict[str, Any]) -> dict[str, Any]:
+        user = str(params.get("user") or "")
+        if user in self._users:
+            profile = self._users[user]
+        elif user[:1] in ("U", "W") and len(user) > 2:
+            profile = {}
+        else:
+            return {"ok": False, "error": "user_not_found"}
+        name = profile.get("name", user.lower())
+        return {"ok": True, "user": {
+            "id": user, "team_id": self.team_id, "name": name, "deleted": False,
+            "real_name": profile.get("real_name", name), "tz": profile.get("tz", "UTC"),
+            "is_bot": False, "is_admin": profile.get("is_admin", False),
+            "profile": {"display_name": name, "real_name": profile.get("real_name", name)},
+        }}  # fmt: skip
+
+    def _conversations_open(self, params: dict[str, Any]) -> dict[str, Any]:
+        users = [u for u in str(params.get("users") or "").split(",") if u]
+        if params.get("channel"):
+            return {"ok": True, "channel": {"id": params["channel"]}}
+        if not users:
+            return {"ok": False, "error": "users_list_not_supplied"}
+        if len(users) == 1:
+            return {"ok": True, "channel": {"id": _dm_channel(users[0])}}
+        return {"ok": True, "channel": {"id": "G" + "".join(sorted(u[1:] for u in users))[:20]}}
+
+
+_METHODS: dict[str, Callable[[SlackDouble, dict[str, Any]], dict[str, Any]]] = {
+    "auth.test": SlackDouble._auth_test,
+    "chat.postMessage": SlackDouble._post_message,
+    "chat.update": SlackDouble._update,
+    "chat.postEphemeral": SlackDouble._post_ephemeral,
+    "views.open": SlackDouble._views_open,
+    "views.update": SlackDouble._views_update,
+    "views.publish": SlackDouble._views_publish,
+    "usergroups.users.list": SlackDouble._usergroup_users,
+    "users.info": SlackDouble._users_info,
+    "conversations.open": SlackDouble._conversations_open,
+}
+
+
+def _dm_channel(channel: str) -> str:
+    """Posting to a user id posts in the app's DM with them, as Slack does."""
+    return "D" + channel[1:] if channel[:1] in ("U", "W") else channel
+
+
+def _fault_answer(fault: Fault) -> tuple[int, dict[str, str], dict[str, Any]]:
+    if fault.status == 200:
+        return 200, {}, {"ok": False, "error": fault.error or "fatal_error", "_fault": True}
+    headers = {}
+    if fault.status == 429 and fault.retry_after is not None:
+        headers["Retry-After"] = str(fault.retry_after)
+    error = fault.error or ("ratelimited" if fault.status == 429 else "internal_error")
+    return fault.status, headers, {"ok": False, "error": error, "_fault": True}
+
+
+def _bearer(header: str | None) -> str | None:
+    if header and header.lower().startswith("bearer "):
+        return header[7:].strip() or None
+    return None
+
+
+def _params(query: str, content_type: str, body: bytes) -> dict[str, Any]:
+    """Query string and body (JSON or form) merged; JSON-typed form fields decoded."""
+    params: dict[str, Any] = dict(parse_qsl(query, keep_blank_values=True))
+    text = body.decode("utf-8") if body else ""
+    if "json" in content_type and text:
+        params.update(json.loads(text))
+    elif text:
+        params.update(parse_qsl(text, keep_blank_values=True))
+    for key in _JSON_FIELDS:
+        if isinstance(params.get(key), str) and params[key]:
+            with contextlib.suppress(ValueError):  # not JSON: keep the text
+                params[key] = json.loads(params[key])
+    return params
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        self._serve("GET")
+
+    def do_POST(self) -> None:
+        self._serve("POST")
+
+    def _serve(self, verb: str) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        double: SlackDouble = self.server.double  # type: ignore[attr-defined]
+        status, extra, answer = double.respond(verb, self.path, self.headers, body)
+        data = json.dumps(answer).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in extra.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # keep test output quiet
