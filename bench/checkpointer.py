@@ -44,7 +44,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import argparse  # noqa: E402
-import contextlib  # noqa: E402
 import cProfile  # noqa: E402
 import io  # noqa: E402
 import json  # noqa: E402
@@ -55,7 +54,7 @@ import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
-from collections.abc import Callable, Iterator  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from dataclasses import asdict, dataclass, field  # noqa: E402
 from typing import Annotated, Any, TypedDict  # noqa: E402
 
@@ -66,9 +65,9 @@ from langgraph.checkpoint.sqlite import SqliteSaver  # noqa: E402
 from langgraph.graph import END, START, StateGraph  # noqa: E402
 from langgraph.graph.state import CompiledStateGraph  # noqa: E402
 
+from bench._databases import PG_URL, pg_schema  # noqa: E402
 from storage.checkpointer import SQLModelSaver  # noqa: E402
 
-PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 MAX_CONCURRENCY = 16
 TIMED_METHODS = ("put", "put_writes", "get_tuple", "list")
 MB = 1024 * 1024
@@ -347,19 +346,6 @@ def bench_sqlite(args: argparse.Namespace, profiles: ThreadProfiles | None) -> l
         finally:
             conn.close()
     return results
-
-
-@contextlib.contextmanager
-def pg_schema(admin: sa.Engine) -> Iterator[str]:
-    """A fresh schema, dropped (with everything in it) on exit."""
-    schema = f"bench_{uuid.uuid4().hex[:10]}"
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield schema
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
 
 
 def pg_sizes(admin: sa.Engine, schema: str) -> dict[str, int]:
