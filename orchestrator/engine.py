@@ -18,8 +18,10 @@ import logging
 import subprocess
 import threading
 import uuid
+import weakref
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -59,6 +61,7 @@ from orchestrator.protocol import (
     RunView,
     SilentFrontEnd,
     StaticDirectory,
+    StepView,
 )
 from orchestrator.stepgraph import StepGraph
 from orchestrator.storage_retry import RetryingSaver, storage_attempts
@@ -92,7 +95,7 @@ class Orchestrator:
     ) -> None:
         self.engine = engine
         self.workflows = dict(workflows)
-        self.front_end: FrontEnd = front_end or SilentFrontEnd()
+        self.front_end: FrontEnd = _Guarded(front_end or SilentFrontEnd())  # type: ignore[assignment]
         self.directory: Directory = directory or StaticDirectory()
         self.clock = clock
         self.saver = RetryingSaver(engine)
@@ -100,8 +103,13 @@ class Orchestrator:
         self.pool = ThreadPoolExecutor(max_workers, thread_name_prefix="opsloop-step")
         self.timers = Timers(self.expire, self.remind, self.escalate)
         self.replica = leases.replica_id()
-        self._run_locks: dict[str, threading.Lock] = {}
+        self._run_locks: weakref.WeakValueDictionary[str, _RunLock] = weakref.WeakValueDictionary()
         self._locks_guard = threading.Lock()
+        # Per active run: its newest view, re-read by every advance pass and patched with
+        # each change this process commits, so telling the front end costs no query.
+        self._latest: dict[str, RunView] = {}
+        # Steps handed to the pool that no worker has claimed yet: (run id, step id).
+        self._queued: set[tuple[str, str]] = set()
         # Per run: advance() calls so far, and how many of them a pass has covered.
         self._advance_asked: dict[str, int] = {}
         self._advance_covered: dict[str, int] = {}
@@ -224,7 +232,7 @@ class Orchestrator:
                 covered = self._advance_covered.get(run_id, 0)
                 if covered >= asked:
                     return
-                self._advance_covered[run_id] = self._advance_asked[run_id]
+                self._advance_covered[run_id] = self._advance_asked.get(run_id, asked)
             try:
                 while self._advance_once(run_id):
                     pass
@@ -237,9 +245,14 @@ class Orchestrator:
     def _advance_once(self, run_id: str) -> bool:
         run = self.view(run_id)
         if run.status in runs.TERMINAL_RUN:
+            self._forget(run_id)
             return False
+        with self._locks_guard:
+            self._latest[run_id] = run
         wf = self.workflow(run.workflow)
-        ready = readiness(wf, run)
+        with self._locks_guard:
+            queued = {step for rid, step in self._queued if rid == run_id}
+        ready = readiness(wf, run, queued)
         for step_id in ready.skip:
             self._finish(run_id, step_id, StepStatus.SKIPPED, expect=[StepStatus.PENDING])
         for step_id, error in ready.fail:
@@ -254,26 +267,45 @@ class Orchestrator:
         return False
 
     def _dispatch(self, run: RunView, step: Step) -> None:
+        """Queue a ready step on the pool. It stays `pending` in the database until a worker
+        picks it up and claims it, so a step still queued at a crash is simply started
+        again, and its time counts from when it really started."""
+        with self._locks_guard:
+            self._queued.add((run.id, step.id))
+        self.pool.submit(self._start, run, step)
+
+    def _start(self, run: RunView, step: Step) -> None:
+        """On a worker: claim the step pending -> running, then run it."""
         thread_id = f"{run.id}/{step.id}/{uuid.uuid4().hex[:8]}"
         now = self.clock()
-        for attempt in storage_attempts():
-            with attempt, write_transaction(self.engine) as conn:
-                won = runs.set_step(
-                    conn, run.id, step.id, expect=[StepStatus.PENDING], status=StepStatus.RUNNING,
-                    thread_id=thread_id, started_at=now, finished_at=None, updated_at=now,
-                    attempts=0 if step.is_gate else 1, **leases.ownership(self.replica, now),
-                )  # fmt: skip
-                if won:
-                    runs.set_run(conn, run.id, expect=[RunStatus.WAITING], status=RunStatus.RUNNING,
-                                 updated_at=now)  # fmt: skip
-        if won:
-            self._step_changed(run.id, step.id)
-            self.pool.submit(self._execute, run.id, step.id, thread_id, None)
+        attempts = 0 if step.is_gate else 1
+        try:
+            for attempt in storage_attempts():
+                with attempt, write_transaction(self.engine) as conn:
+                    won = runs.set_step(
+                        conn, run.id, step.id, expect=[StepStatus.PENDING],
+                        status=StepStatus.RUNNING, thread_id=thread_id, started_at=now,
+                        finished_at=None, updated_at=now, attempts=attempts,
+                        **leases.ownership(self.replica, now),
+                    )  # fmt: skip
+                    if won:
+                        runs.set_run(conn, run.id, expect=[RunStatus.WAITING],
+                                     status=RunStatus.RUNNING, updated_at=now)  # fmt: skip
+        finally:
+            with self._locks_guard:
+                self._queued.discard((run.id, step.id))
+        if not won:  # cancelled meanwhile, or another replica started it
+            return
+        self._step_changed(run.id, step.id, status=StepStatus.RUNNING, started_at=now,
+                           finished_at=None, attempts=attempts)  # fmt: skip
+        self._execute(run.id, step.id, thread_id, None, run)
 
     def _settle(self, run: RunView, ready: Readiness) -> None:
         """No step can start: the run waits for a person, or it is over."""
         if ready.active:
             status = RunStatus.WAITING if ready.only_waiting else RunStatus.RUNNING
+            if run.status == status:  # read in this pass, under the run's lock
+                return
             for attempt in storage_attempts():
                 with attempt, write_transaction(self.engine) as conn:
                     runs.set_run(
@@ -292,15 +324,24 @@ class Orchestrator:
                 if done:
                     runs.audit(conn, SYSTEM, f"run.{status}", now=now, run_id=run.id)
         if done:
+            self._forget(run.id)
             self.front_end.run_finished(self.view(run.id))
 
     # -- executing one step ---------------------------------------------------
 
     def _execute(
-        self, run_id: str, step_id: str, thread_id: str, resume: Mapping[str, Any] | None
+        self,
+        run_id: str,
+        step_id: str,
+        thread_id: str,
+        resume: Mapping[str, Any] | None,
+        run: RunView | None = None,
     ) -> None:
+        """Run (or resume) one step. `run` is the view the step was dispatched from: its
+        needs had finished by then, so their outputs in it are final."""
         try:
-            run = self.view(run_id)
+            if run is None:
+                run = self.view(run_id)
             step = self.workflow(run.workflow).step(step_id)
             result = self.graph.run(thread_id, lambda: self._work(run, step, thread_id), resume)
         except StepFailed as exc:
@@ -354,7 +395,7 @@ class Orchestrator:
                     conn, run_id, step_id, expect=[StepStatus.RUNNING], attempts=n,
                     updated_at=self.clock(),
                 )  # fmt: skip
-        self._step_changed(run_id, step_id)
+        self._step_changed(run_id, step_id, attempts=n)
 
     def _auto_approved(self, run: RunView, step: Step) -> bool:
         """Evaluate `auto_approve_if` as an `if` of the gate is: over its needs and upstream."""
@@ -423,7 +464,7 @@ class Orchestrator:
                 )
                 row = runs.load_interaction(conn, iid)
         assert row is not None
-        self._step_changed(run_id, step_id)
+        self._step_changed(run_id, step_id, status=StepStatus.WAITING)
         if row["status"] == InteractionStatus.PENDING:
             self.timers.watch(row, self.clock())
             self.front_end.interaction_opened(self.view(run_id), runs.interaction_view(row))
@@ -449,14 +490,34 @@ class Orchestrator:
                     finished_at=now, updated_at=now,
                 )  # fmt: skip
         if done:
-            self._step_changed(run_id, step_id)
+            self._step_changed(
+                run_id, step_id, status=status, error=error, finished_at=now,
+                outputs=dict(outputs) if outputs is not None else None,
+            )  # fmt: skip
         return done
 
-    def _step_changed(self, run_id: str, step_id: str) -> None:
-        run = self.view(run_id)
-        step = next(s for s in run.steps if s.step_id == step_id)
+    def _step_changed(self, run_id: str, step_id: str, **committed: Any) -> None:
+        """Tell the front end about a change just committed: `committed` holds its values."""
+        with self._locks_guard:
+            run = self._latest.get(run_id)
+            if run is not None:
+                steps = tuple(
+                    replace(s, **committed) if s.step_id == step_id else s for s in run.steps
+                )
+                run = self._latest[run_id] = replace(run, steps=steps)
+        if run is None:  # not a run this process is advancing: read it
+            run = self.view(run_id)
+        step: StepView = next(s for s in run.steps if s.step_id == step_id)
         self.front_end.step_changed(run, step)
         self._notify()
+
+    def _forget(self, run_id: str) -> None:
+        """Drop what this process keeps about a run that ended."""
+        with self._locks_guard:
+            self._latest.pop(run_id, None)
+            if self._advance_asked.get(run_id) == self._advance_covered.get(run_id):
+                self._advance_asked.pop(run_id, None)
+                self._advance_covered.pop(run_id, None)
 
     # -- people ---------------------------------------------------------------
 
@@ -517,7 +578,7 @@ class Orchestrator:
                     ).scalar()
         if not won:
             return
-        self._step_changed(row["run_id"], row["step_id"])
+        self._step_changed(row["run_id"], row["step_id"], status=StepStatus.RUNNING)
         if row["purpose"] == "recovery":
             apply_recovery(self, row)
             return
@@ -658,9 +719,51 @@ class Orchestrator:
         with self._changed:
             self._changed.notify_all()
 
-    def _run_lock(self, run_id: str) -> threading.Lock:
+    def _run_lock(self, run_id: str) -> _RunLock:
+        # Weakly held: a lock nobody holds or waits for is dropped, so a long-lived
+        # process does not keep one per run it ever saw.
         with self._locks_guard:
-            return self._run_locks.setdefault(run_id, threading.Lock())
+            lock = self._run_locks.get(run_id)
+            if lock is None:
+                lock = self._run_locks[run_id] = _RunLock()
+            return lock
+
+
+class _Guarded:
+    """The front end as the engine calls it: a front end that raises is logged, and the
+    run goes on (the change it was told about is already committed)."""
+
+    def __init__(self, front_end: FrontEnd) -> None:
+        self._front_end = front_end
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._front_end, name)
+        if not callable(method):
+            return method
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(*args, **kwargs)
+            except Exception:
+                log.exception("front end %s.%s failed", type(self._front_end).__name__, name)
+                return None
+
+        return call
+
+
+class _RunLock:
+    """A lock that can be weakly referenced (threading.Lock cannot)."""
+
+    __slots__ = ("__weakref__", "_lock")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> bool:
+        return self._lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
 
 
 __all__ = ["AlreadyAnswered", "Orchestrator"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,9 +31,16 @@ def _results(run: RunView) -> dict[str, dict[str, Any]]:
     return {s.step_id: {"status": s.status, "outputs": s.outputs or {}} for s in run.steps}
 
 
-def readiness(workflow: Workflow, run: RunView) -> Readiness:
-    """What the scheduler may do now; respects the workflow's max_parallel."""
-    status = {s.step_id: s.status for s in run.steps}
+def readiness(
+    workflow: Workflow, run: RunView, queued: AbstractSet[str] = frozenset()
+) -> Readiness:
+    """What the scheduler may do now; respects the workflow's max_parallel.
+
+    `queued` steps were handed to workers that have not claimed them yet: they are
+    still `pending` in `run` but count as running.
+    """
+    status = {s.step_id: StepStatus.RUNNING if s.step_id in queued else s.status
+              for s in run.steps}  # fmt: skip
     results = _results(run)
     running = sum(1 for s in status.values() if s == StepStatus.RUNNING)
     room = (workflow.max_parallel or len(workflow.steps)) - running

@@ -3,8 +3,10 @@
 A step found `running` was cut off mid-flight. Its LangGraph thread tells how far it got:
 - finished: its result was saved; record it (a finished step never runs again);
 - interrupted: it was pausing for a person; it waits again;
-- otherwise it is run again if it is a gate or declared `idempotent: true`, and
-  for any other step a person decides: retry, skip or fail.
+- otherwise (no checkpoint, or one from before it finished) it may have done part of
+  its work: it is run again if it is a gate or declared `idempotent: true`, and for
+  any other step a person decides: retry, skip or fail. A step is marked running only
+  by the worker about to run it (a step still queued at a crash is `pending`).
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ def _recover_step(orch: Orchestrator, run_id: str, step: Any, thread_id: str | N
         orch._finish(run_id, step.id, StepStatus.SUCCEEDED, outputs=detail)
     elif state == "interrupted":
         orch._paused(run_id, step.id, detail)
-    elif state == "new" or step.is_gate or step.idempotent:
+    elif step.is_gate or step.idempotent:
         # The same thread id: a gate finds its interaction again instead of opening another.
         orch.pool.submit(orch._execute, run_id, step.id, thread_id, None)
     else:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -158,9 +158,14 @@ def _step_view(
     finished_at: datetime | None, error: str | None, outputs: dict[str, Any] | None,
 ) -> StepView:  # fmt: skip
     return StepView(
-        step_id=step_id, kind="", status=status, attempts=attempts, started_at=started_at,
-        finished_at=finished_at, error=error, outputs=outputs,
+        step_id=step_id, kind="", status=status, attempts=attempts, started_at=aware(started_at),
+        finished_at=aware(finished_at), error=error, outputs=outputs,
     )  # fmt: skip
+
+
+def aware(moment: datetime | None) -> datetime | None:
+    """Times in views are aware UTC on both databases (SQLite hands them back naive)."""
+    return moment if moment is None or moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def list_runs(conn: Connection, limit: int = 20) -> list[Mapping[str, Any]]:

@@ -51,7 +51,10 @@ class StepGraph:
     ) -> StepResult:
         config: RunnableConfig = {"configurable": {"thread_id": thread_id, "opsloop_work": work}}
         payload: Any = Command(resume=dict(resume)) if resume else {"outputs": None}
-        result = self.app.invoke(payload, config, durability="sync")
+        # "exit": one checkpoint when the invocation ends (finished or interrupted) instead
+        # of one before and one after the node. A crash mid-step then leaves no checkpoint,
+        # which recovery reads as "may have started", as a running step is (recovery.py).
+        result = self.app.invoke(payload, config, durability="exit")
         pending = result.get("__interrupt__")
         if pending:
             return StepResult(None, pending[0])
