@@ -208,7 +208,7 @@ class ThreadProfiles:
         return wrapped
 
     def instrument(self, orch: Orchestrator) -> None:
-        for name in ("_execute", "start_run", "decide"):
+        for name in ("_start", "_execute", "start_run", "decide"):
             setattr(orch, name, self.wrap(getattr(orch, name)))
 
     def report(self, top: int = 30) -> str:

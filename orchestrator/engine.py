@@ -68,12 +68,13 @@ from orchestrator.storage_retry import RetryingSaver, storage_attempts
 from orchestrator.timers import Timers
 from orchestrator.timers import aware as timers_aware
 from storage.claims import claim
-from storage.engine import read_transaction, write_transaction
+from storage.engine import checkpoint_wal, is_sqlite, read_transaction, write_transaction
 from storage.models import Interaction, InteractionStatus, RunStatus, StepStatus
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 SYSTEM = "opsloop"
+WAL_CHECKPOINT_S = 1.0  # SQLite: how often the write-ahead log is copied back, off the commit path
 
 
 def utcnow() -> datetime:
@@ -108,8 +109,9 @@ class Orchestrator:
         # Per active run: its newest view, re-read by every advance pass and patched with
         # each change this process commits, so telling the front end costs no query.
         self._latest: dict[str, RunView] = {}
-        # Steps handed to the pool that no worker has claimed yet: (run id, step id).
-        self._queued: set[tuple[str, str]] = set()
+        # Steps this process dispatched and is still running: (run id, step id). A pass
+        # counts them as running even if the view it read predates their claim.
+        self._inflight: set[tuple[str, str]] = set()
         # Per run: advance() calls so far, and how many of them a pass has covered.
         self._advance_asked: dict[str, int] = {}
         self._advance_covered: dict[str, int] = {}
@@ -129,6 +131,8 @@ class Orchestrator:
         """
         self.timers.start()
         self.timers.every(leases.HEARTBEAT_S, self._heartbeat, "heartbeat")
+        if is_sqlite(self.engine):
+            self.timers.every(WAL_CHECKPOINT_S, lambda: checkpoint_wal(self.engine), "wal")
         if not recover:
             return
         self.sweep()
@@ -251,8 +255,8 @@ class Orchestrator:
             self._latest[run_id] = run
         wf = self.workflow(run.workflow)
         with self._locks_guard:
-            queued = {step for rid, step in self._queued if rid == run_id}
-        ready = readiness(wf, run, queued)
+            inflight = {step for rid, step in self._inflight if rid == run_id}
+        ready = readiness(wf, run, inflight)
         for step_id in ready.skip:
             self._finish(run_id, step_id, StepStatus.SKIPPED, expect=[StepStatus.PENDING])
         for step_id, error in ready.fail:
@@ -271,14 +275,15 @@ class Orchestrator:
         picks it up and claims it, so a step still queued at a crash is simply started
         again, and its time counts from when it really started."""
         with self._locks_guard:
-            self._queued.add((run.id, step.id))
-        self.pool.submit(self._start, run, step)
+            self._inflight.add((run.id, step.id))
+        self.submit(self._start, run, step)
 
     def _start(self, run: RunView, step: Step) -> None:
         """On a worker: claim the step pending -> running, then run it."""
         thread_id = f"{run.id}/{step.id}/{uuid.uuid4().hex[:8]}"
         now = self.clock()
         attempts = 0 if step.is_gate else 1
+        won = False
         try:
             for attempt in storage_attempts():
                 with attempt, write_transaction(self.engine) as conn:
@@ -292,10 +297,12 @@ class Orchestrator:
                         runs.set_run(conn, run.id, expect=[RunStatus.WAITING],
                                      status=RunStatus.RUNNING, updated_at=now)  # fmt: skip
         finally:
-            with self._locks_guard:
-                self._queued.discard((run.id, step.id))
-        if not won:  # cancelled meanwhile, or another replica started it
+            if not won:  # cancelled meanwhile, another replica started it, or storage failed
+                with self._locks_guard:
+                    self._inflight.discard((run.id, step.id))
+        if not won:
             return
+        self.saver.new_thread(thread_id)
         self._step_changed(run.id, step.id, status=StepStatus.RUNNING, started_at=now,
                            finished_at=None, attempts=attempts)  # fmt: skip
         self._execute(run.id, step.id, thread_id, None, run)
@@ -356,6 +363,8 @@ class Orchestrator:
                 self._finish(run_id, step_id, StepStatus.SUCCEEDED, outputs=result.outputs)
         finally:
             self._procs.pop((run_id, step_id), None)
+            with self._locks_guard:
+                self._inflight.discard((run_id, step_id))
         self.advance(run_id)
 
     def _work(self, run: RunView, step: Step, thread_id: str) -> dict[str, Any]:
@@ -586,7 +595,7 @@ class Orchestrator:
             "status": row["status"], "value": row["answer"], "by": row["answered_by"],
             "responses": row["responses"],
         }  # fmt: skip
-        self.pool.submit(
+        self.submit(
             self._execute, row["run_id"], row["step_id"], thread_id,
             {row["interrupt_id"]: resolution},
         )  # fmt: skip
@@ -714,6 +723,18 @@ class Orchestrator:
                 if left <= 0:
                     raise TimeoutError(f"run {run_id} still {run.status} after {timeout} s")
                 self._changed.wait(min(left, 0.5))
+
+    def submit(self, fn: Callable[..., None], *args: Any) -> None:
+        """Run `fn(*args)` on the step pool; what it raises is logged, not lost in a future
+        (the run stays as its last commit left it, and the next sweep picks it up)."""
+
+        def logged() -> None:
+            try:
+                fn(*args)
+            except Exception:
+                log.exception("%s%r failed on the step pool", fn.__name__, args[:2])
+
+        self.pool.submit(logged)
 
     def _notify(self) -> None:
         with self._changed:

@@ -32,14 +32,14 @@ def _results(run: RunView) -> dict[str, dict[str, Any]]:
 
 
 def readiness(
-    workflow: Workflow, run: RunView, queued: AbstractSet[str] = frozenset()
+    workflow: Workflow, run: RunView, inflight: AbstractSet[str] = frozenset()
 ) -> Readiness:
     """What the scheduler may do now; respects the workflow's max_parallel.
 
-    `queued` steps were handed to workers that have not claimed them yet: they are
-    still `pending` in `run` but count as running.
+    `inflight` steps were handed to workers: they count as running whatever `run`
+    (which may have been read just before a worker claimed one) says.
     """
-    status = {s.step_id: StepStatus.RUNNING if s.step_id in queued else s.status
+    status = {s.step_id: StepStatus.RUNNING if s.step_id in inflight else s.status
               for s in run.steps}  # fmt: skip
     results = _results(run)
     running = sum(1 for s in status.values() if s == StepStatus.RUNNING)

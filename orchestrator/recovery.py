@@ -60,7 +60,7 @@ def _recover_step(orch: Orchestrator, run_id: str, step: Any, thread_id: str | N
         orch._paused(run_id, step.id, detail)
     elif step.is_gate or step.idempotent:
         # The same thread id: a gate finds its interaction again instead of opening another.
-        orch.pool.submit(orch._execute, run_id, step.id, thread_id, None)
+        orch.submit(orch._execute, run_id, step.id, thread_id, None)
     else:
         _ask_recovery(orch, run_id, step.id, thread_id or "")
 

@@ -7,6 +7,7 @@ returns False lost a race and must not act.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import uuid
 from collections.abc import Iterable, Mapping
@@ -84,25 +85,41 @@ def set_step(
     conn: Connection, run_id: str, step_id: str, *, expect: Iterable[str], **values: Any
 ) -> bool:
     """Change a step only if its status is one of `expect`; True if this call did it."""
-    stmt = (
-        sa.update(STEPS)
-        .where(
-            STEPS.c.run_id == run_id,
-            STEPS.c.step_id == step_id,
-            STEPS.c.status.in_([str(s) for s in expect]),
-        )
-        .values(**values, version=STEPS.c.version + 1)
-    )
-    return conn.execute(stmt).rowcount == 1
+    stmt = _conditional_update(STEPS.name, ("run_id", "step_id"), tuple(values))
+    params = {"k0": run_id, "k1": step_id, "expect": [str(s) for s in expect]}
+    params.update((f"v_{k}", v) for k, v in values.items())
+    return conn.execute(stmt, params).rowcount == 1
 
 
 def set_run(conn: Connection, run_id: str, *, expect: Iterable[str], **values: Any) -> bool:
-    stmt = (
-        sa.update(RUNS)
-        .where(RUNS.c.id == run_id, RUNS.c.status.in_([str(s) for s in expect]))
-        .values(**values, version=RUNS.c.version + 1)
+    stmt = _conditional_update(RUNS.name, ("id",), tuple(values))
+    params = {"k0": run_id, "expect": [str(s) for s in expect]}
+    params.update((f"v_{k}", v) for k, v in values.items())
+    return conn.execute(stmt, params).rowcount == 1
+
+
+@functools.cache
+def _conditional_update(
+    table_name: str, keys: tuple[str, ...], columns: tuple[str, ...]
+) -> sa.Update:
+    """UPDATE table SET columns..., version = version + 1 WHERE keys AND status IN expect.
+
+    Built once per shape: building and keying a statement costs more than running it
+    (the scheduler makes several of these per step)."""
+    table = {RUNS.name: RUNS, STEPS.name: STEPS}[table_name]
+    return (
+        sa.update(table)
+        .where(
+            *(table.c[key] == sa.bindparam(f"k{i}") for i, key in enumerate(keys)),
+            table.c.status.in_(sa.bindparam("expect", expanding=True)),
+        )
+        .values(
+            {
+                **{name: sa.bindparam(f"v_{name}", type_=table.c[name].type) for name in columns},
+                "version": table.c.version + 1,
+            }
+        )
     )
-    return conn.execute(stmt).rowcount == 1
 
 
 def audit(

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
@@ -139,8 +140,22 @@ class RetryingSaver(SQLModelSaver):
     def __init__(self, engine: Engine, policy: StorageRetry = STORAGE_RETRY) -> None:
         super().__init__(engine)
         self.policy = policy
+        self._new: set[str] = set()
+        self._new_guard = threading.Lock()
+
+    def new_thread(self, thread_id: str) -> None:
+        """Promise that `thread_id` has no checkpoint yet (the engine just made the id up):
+        its first read costs no query, which is most of a short step's database time."""
+        with self._new_guard:
+            self._new.add(thread_id)
 
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        conf = config["configurable"]
+        if "checkpoint_id" not in conf:
+            with self._new_guard:
+                if conf["thread_id"] in self._new:
+                    self._new.discard(conf["thread_id"])
+                    return None
         return self.policy.call(super().get_tuple, config)
 
     def put(
