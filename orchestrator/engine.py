@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from langgraph.types import interrupt
 from sqlalchemy.engine import Engine
 
-from orchestrator import gates, leases, queries, runs
+from orchestrator import gates, leases, queries, runs, scheduler
 from orchestrator.actions import (
     StepContext,
     call_python,
@@ -48,10 +48,7 @@ from orchestrator.errors import (
 from orchestrator.expressions import render_text
 from orchestrator.params import coerce_params
 from orchestrator.planning import (
-    Readiness,
     condition_context,
-    readiness,
-    run_outcome,
     template_context,
 )
 from orchestrator.protocol import (
@@ -101,6 +98,7 @@ class Orchestrator:
         self.clock = clock
         self.saver = RetryingSaver(engine)
         self.graph = StepGraph(self.saver)
+        self.max_workers = max_workers
         self.pool = ThreadPoolExecutor(max_workers, thread_name_prefix="opsloop-step")
         self.timers = Timers(self.expire, self.remind, self.escalate)
         self.replica = leases.replica_id()
@@ -112,6 +110,8 @@ class Orchestrator:
         # Steps this process dispatched and is still running: (run id, step id). A pass
         # counts them as running even if the view it read predates their claim.
         self._inflight: set[tuple[str, str]] = set()
+        # Per run: steps whose work ended, for the next pass to record.
+        self._outcomes: dict[str, list[scheduler.Outcome]] = {}
         # Per run: advance() calls so far, and how many of them a pass has covered.
         self._advance_asked: dict[str, int] = {}
         self._advance_covered: dict[str, int] = {}
@@ -238,37 +238,51 @@ class Orchestrator:
                     return
                 self._advance_covered[run_id] = self._advance_asked.get(run_id, asked)
             try:
-                while self._advance_once(run_id):
-                    pass
+                self._advance_once(run_id)
             except BaseException:
                 with self._locks_guard:  # a failed pass covers nobody: the waiters try again
                     self._advance_covered[run_id] = covered
                 raise
         self._notify()
 
-    def _advance_once(self, run_id: str) -> bool:
-        run = self.view(run_id)
+    def _advance_once(self, run_id: str) -> None:
+        """One scheduling pass (orchestrator/scheduler.py), then act on what it committed."""
+        with self._locks_guard:
+            outcomes = self._outcomes.pop(run_id, [])
+            inflight = frozenset(step for rid, step in self._inflight if rid == run_id)
+            free = self.max_workers - len(self._inflight)
+        now = self.clock()
+        try:
+            for attempt in storage_attempts():
+                with attempt, write_transaction(self.engine) as conn:
+                    done = scheduler.run_pass(
+                        conn, run_id, self.workflow, outcomes, inflight=inflight, free=free,
+                        now=now, ownership=leases.ownership(self.replica, now),
+                        new_thread_id=lambda step_id: _thread_id(run_id, step_id),
+                    )  # fmt: skip
+        except BaseException:
+            with self._locks_guard:  # not recorded: the next pass tries again
+                self._outcomes.setdefault(run_id, [])[:0] = outcomes
+            raise
+        run = done.run
+        if run is None:
+            return
         if run.status in runs.TERMINAL_RUN:
             self._forget(run_id)
-            return False
-        with self._locks_guard:
-            self._latest[run_id] = run
-        wf = self.workflow(run.workflow)
-        with self._locks_guard:
-            inflight = {step for rid, step in self._inflight if rid == run_id}
-        ready = readiness(wf, run, inflight)
-        for step_id in ready.skip:
-            self._finish(run_id, step_id, StepStatus.SKIPPED, expect=[StepStatus.PENDING])
-        for step_id, error in ready.fail:
-            self._finish(run_id, step_id, StepStatus.FAILED, expect=[StepStatus.PENDING],
-                         error=error)  # fmt: skip
-        for step_id in ready.start:
-            self._dispatch(run, wf.step(step_id))
-        if ready.skip or ready.fail:
-            return True
-        if not ready.start:
-            self._settle(run, ready)
-        return False
+        else:
+            with self._locks_guard:
+                self._latest[run_id] = run
+                self._inflight.update((run_id, c.step.id) for c in done.claimed)
+        views = {s.step_id: s for s in run.steps}
+        for step_id, _values in done.changed:
+            self.front_end.step_changed(run, views[step_id])
+        for started in done.claimed:
+            self.saver.new_thread(started.thread_id)
+            self.submit(self._execute, run_id, started.step.id, started.thread_id, None, run)
+        for step in done.queued:
+            self._dispatch(run, step)
+        if done.finished:
+            self.front_end.run_finished(run)
 
     def _dispatch(self, run: RunView, step: Step) -> None:
         """Queue a ready step on the pool. It stays `pending` in the database until a worker
@@ -280,7 +294,7 @@ class Orchestrator:
 
     def _start(self, run: RunView, step: Step) -> None:
         """On a worker: claim the step pending -> running, then run it."""
-        thread_id = f"{run.id}/{step.id}/{uuid.uuid4().hex[:8]}"
+        thread_id = _thread_id(run.id, step.id)
         now = self.clock()
         attempts = 0 if step.is_gate else 1
         won = False
@@ -307,33 +321,6 @@ class Orchestrator:
                            finished_at=None, attempts=attempts)  # fmt: skip
         self._execute(run.id, step.id, thread_id, None, run)
 
-    def _settle(self, run: RunView, ready: Readiness) -> None:
-        """No step can start: the run waits for a person, or it is over."""
-        if ready.active:
-            status = RunStatus.WAITING if ready.only_waiting else RunStatus.RUNNING
-            if run.status == status:  # read in this pass, under the run's lock
-                return
-            for attempt in storage_attempts():
-                with attempt, write_transaction(self.engine) as conn:
-                    runs.set_run(
-                        conn, run.id, expect=[RunStatus.RUNNING, RunStatus.WAITING], status=status,
-                        updated_at=self.clock(),
-                    )  # fmt: skip
-            return
-        status, error = run_outcome(self.workflow(run.workflow), run)
-        now = self.clock()
-        for attempt in storage_attempts():
-            with attempt, write_transaction(self.engine) as conn:
-                done = runs.set_run(
-                    conn, run.id, expect=[RunStatus.RUNNING, RunStatus.WAITING], status=status,
-                    error=error, finished_at=now, updated_at=now,
-                )  # fmt: skip
-                if done:
-                    runs.audit(conn, SYSTEM, f"run.{status}", now=now, run_id=run.id)
-        if done:
-            self._forget(run.id)
-            self.front_end.run_finished(self.view(run.id))
-
     # -- executing one step ---------------------------------------------------
 
     def _execute(
@@ -352,15 +339,15 @@ class Orchestrator:
             step = self.workflow(run.workflow).step(step_id)
             result = self.graph.run(thread_id, lambda: self._work(run, step, thread_id), resume)
         except StepFailed as exc:
-            self._finish(run_id, step_id, StepStatus.FAILED, error=str(exc), outputs=exc.outputs)
+            self._outcome(run_id, step_id, StepStatus.FAILED, error=str(exc), outputs=exc.outputs)
         except Exception as exc:
             log.exception("step %s of run %s crashed", step_id, run_id)
-            self._finish(run_id, step_id, StepStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
+            self._outcome(run_id, step_id, StepStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
         else:
             if result.interrupt is not None:
                 self._paused(run_id, step_id, result.interrupt)
             else:
-                self._finish(run_id, step_id, StepStatus.SUCCEEDED, outputs=result.outputs)
+                self._outcome(run_id, step_id, StepStatus.SUCCEEDED, outputs=result.outputs)
         finally:
             self._procs.pop((run_id, step_id), None)
             with self._locks_guard:
@@ -504,6 +491,24 @@ class Orchestrator:
                 outputs=dict(outputs) if outputs is not None else None,
             )  # fmt: skip
         return done
+
+    def _outcome(
+        self,
+        run_id: str,
+        step_id: str,
+        status: StepStatus,
+        *,
+        error: str | None = None,
+        outputs: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Leave how a step ended for the next pass, which records it with what it unblocks.
+
+        Its checkpoint already holds the result, so a crash before that pass loses
+        nothing: recovery records it from there."""
+        outcome = scheduler.Outcome(step_id, status, self.clock(), error,
+                                    dict(outputs) if outputs is not None else None)  # fmt: skip
+        with self._locks_guard:
+            self._outcomes.setdefault(run_id, []).append(outcome)
 
     def _step_changed(self, run_id: str, step_id: str, **committed: Any) -> None:
         """Tell the front end about a change just committed: `committed` holds its values."""
@@ -748,6 +753,11 @@ class Orchestrator:
             if lock is None:
                 lock = self._run_locks[run_id] = _RunLock()
             return lock
+
+
+def _thread_id(run_id: str, step_id: str) -> str:
+    """A fresh LangGraph thread for one execution of a step."""
+    return f"{run_id}/{step_id}/{uuid.uuid4().hex[:8]}"
 
 
 class _Guarded:

@@ -66,18 +66,17 @@ def test_a_step_whose_replica_stopped_renewing_is_taken_over_once(db_url: str, e
     key = uuid.uuid4().hex
     engine_tasks.GATES[key] = threading.Event()
     engine_tasks.GATES[key].set()
-    # A replica that started the run and died as its worker claimed the step: the pool is
-    # gone before the worker ran, and the row is left as that worker's claim leaves it.
+    # A replica that claimed the step and died before running it: its pool is gone.
     lost = replica(db_url)
     lost.pool.shutdown()
     with pytest.raises(RuntimeError):
         lost.start_run("held", {"key": key}, started_by="U0OPS")
     run_id = lost.view(next(iter(_run_ids(engine)))).id
-    assert step_row(lost, run_id)[:2] == ("pending", None)
+    assert step_row(lost, run_id)[:2] == ("running", lost.replica)
     with engine.begin() as conn:  # ...on another host, five minutes ago
         conn.execute(sa.text(
-            "UPDATE step_run SET status = 'running', thread_id = :r || '/slow/dead0001',"
-            " owner = 'elsewhere/1/dead', lease_until = :t WHERE run_id = :r AND step_id = 'slow'"
+            "UPDATE step_run SET owner = 'elsewhere/1/dead', lease_until = :t "
+            "WHERE run_id = :r AND step_id = 'slow'"
         ), {"r": run_id, "t": datetime.now(UTC) - timedelta(minutes=5)})  # fmt: skip
     survivors = [replica(db_url), replica(db_url)]
     try:

@@ -1,0 +1,170 @@
+"""One scheduling pass over a run, in one transaction.
+
+A pass records the steps that finished since the last one, skips what can no
+longer run, claims what can start, and settles the run (running, waiting for a
+person, or over). Doing all of it in one transaction is what keeps a wide run
+fast: when sixteen steps finish together, their results and the claims of the
+steps they unblock commit together instead of one by one (bench/engine.py).
+
+The pass decides; the engine acts on what it returns, after the commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from orchestrator import runs
+from orchestrator.definitions import Step, Workflow
+from orchestrator.planning import readiness, run_outcome
+from orchestrator.protocol import RunView
+from storage.models import RunStatus, StepStatus
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a step's work ended, waiting to be recorded by the next pass."""
+
+    step_id: str
+    status: StepStatus
+    at: datetime
+    error: str | None = None
+    outputs: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Claim:
+    step: Step
+    thread_id: str
+
+
+@dataclass
+class Pass:
+    """What a committed pass changed, for the engine to act on."""
+
+    run: RunView | None = None  # the run as the pass left it (None: no such run)
+    changed: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # step, values
+    claimed: list[Claim] = field(default_factory=list)  # marked running: submit them now
+    queued: list[Step] = field(default_factory=list)  # ready, but no worker is free
+    finished: bool = False  # the run ended in this pass
+
+    def set_step(self, step_id: str, **values: Any) -> None:
+        """Record a committed change and apply it to `run`."""
+        assert self.run is not None
+        self.changed.append((step_id, values))
+        steps = tuple(replace(s, **values) if s.step_id == step_id else s for s in self.run.steps)
+        self.run = replace(self.run, steps=steps)
+
+
+def run_pass(
+    conn: Connection,
+    run_id: str,
+    workflow_of: Callable[[str], Workflow],
+    outcomes: Iterable[Outcome],
+    *,
+    inflight: frozenset[str],
+    free: int,
+    now: datetime,
+    new_thread_id: Callable[[str], str],
+    ownership: dict[str, Any],
+) -> Pass:
+    """Advance `run_id` as far as it goes without running anything; see the module doc.
+
+    `inflight` steps run in this process (they count as running whatever was read);
+    at most `free` steps are claimed, the rest come back as `queued`.
+    """
+    done = Pass()
+    recorded = [o for o in outcomes if _record(conn, run_id, o)]
+    done.run = runs.load_run(conn, run_id)
+    if done.run is None:
+        return done
+    for o in recorded:  # load_run saw them; tell the front end
+        done.changed.append((o.step_id, _finished_values(o)))
+    if done.run.status in runs.TERMINAL_RUN:
+        return done
+    wf = workflow_of(done.run.workflow)
+    while True:
+        ready = readiness(wf, done.run, inflight)
+        for step_id in ready.skip:
+            _close(conn, done, run_id, step_id, StepStatus.SKIPPED, now)
+        for step_id, error in ready.fail:
+            _close(conn, done, run_id, step_id, StepStatus.FAILED, now, error)
+        if not (ready.skip or ready.fail):
+            break
+    for step_id in ready.start[:free]:
+        step = wf.step(step_id)
+        thread_id = new_thread_id(step_id)
+        attempts = 0 if step.is_gate else 1
+        if runs.set_step(
+            conn, run_id, step_id, expect=[StepStatus.PENDING], status=StepStatus.RUNNING,
+            thread_id=thread_id, started_at=now, finished_at=None, updated_at=now,
+            attempts=attempts, **ownership,
+        ):  # fmt: skip
+            done.claimed.append(Claim(step, thread_id))
+            done.set_step(step_id, status=StepStatus.RUNNING, started_at=now, finished_at=None,
+                          attempts=attempts)  # fmt: skip
+    done.queued = [wf.step(s) for s in ready.start[free:]]
+    if done.claimed and done.run.status == RunStatus.WAITING:
+        _set_run(conn, done, run_id, now, status=RunStatus.RUNNING)
+    if not ready.start:
+        _settle(conn, done, run_id, wf, ready.active, ready.only_waiting, now)
+    return done
+
+
+def _record(conn: Connection, run_id: str, o: Outcome) -> bool:
+    return runs.set_step(conn, run_id, o.step_id, expect=[StepStatus.RUNNING],
+                         updated_at=o.at, **_finished_values(o))  # fmt: skip
+
+
+def _finished_values(o: Outcome) -> dict[str, Any]:
+    return {"status": o.status, "error": o.error, "outputs": o.outputs, "finished_at": o.at}
+
+
+def _close(
+    conn: Connection,
+    done: Pass,
+    run_id: str,
+    step_id: str,
+    status: StepStatus,
+    now: datetime,
+    error: str | None = None,
+) -> None:
+    """A pending step that will not run: skipped, or failed because its `if` could not be read."""
+    if runs.set_step(conn, run_id, step_id, expect=[StepStatus.PENDING], status=status,
+                     error=error, finished_at=now, updated_at=now):  # fmt: skip
+        done.set_step(step_id, status=status, error=error, finished_at=now)
+
+
+def _set_run(conn: Connection, done: Pass, run_id: str, now: datetime, **values: Any) -> bool:
+    if not runs.set_run(conn, run_id, expect=[RunStatus.RUNNING, RunStatus.WAITING],
+                        updated_at=now, **values):  # fmt: skip
+        return False
+    assert done.run is not None
+    done.run = replace(done.run, **{k: v for k, v in values.items() if k in ("status", "error")})
+    return True
+
+
+def _settle(
+    conn: Connection,
+    done: Pass,
+    run_id: str,
+    wf: Workflow,
+    active: bool,
+    only_waiting: bool,
+    now: datetime,
+) -> None:
+    """Nothing can start: the run waits (for its steps or a person), or it is over."""
+    assert done.run is not None
+    if active:
+        status = RunStatus.WAITING if only_waiting else RunStatus.RUNNING
+        if done.run.status != status:
+            _set_run(conn, done, run_id, now, status=status)
+        return
+    status, error = run_outcome(wf, done.run)
+    if _set_run(conn, done, run_id, now, status=status, error=error, finished_at=now):
+        runs.audit(conn, "opsloop", f"run.{status}", now=now, run_id=run_id)
+        done.finished = True
