@@ -84,15 +84,14 @@ import slack_tasks  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 from slack_bolt import Ack, App  # noqa: E402
 from slack_bolt.adapter.wsgi import SlackRequestHandler  # noqa: E402
-from waitress import create_server  # noqa: E402
 
 from bench._databases import database_url  # noqa: E402
 from bot.settings import Settings, SlackSettings  # noqa: E402
 from bot.slack import ids  # noqa: E402
 from bot.slack import server as bot_server  # noqa: E402
 from bot.slack.delivery import web_client  # noqa: E402
-from bot.slack.scopes import EVENTS_PATH, SLASH_COMMAND  # noqa: E402
-from bot.slack.server import Bot, running_bot  # noqa: E402
+from bot.slack.scopes import SLASH_COMMAND  # noqa: E402
+from bot.slack.server import Bot, http_in_background, running_bot  # noqa: E402
 from tests.slack_double import SlackDouble  # noqa: E402
 from tests.slack_signing import (  # noqa: E402
     SIGNING_SECRET,
@@ -225,14 +224,8 @@ def bare_app(client: Any) -> App:
 @contextlib.contextmanager
 def served(wsgi: Callable[..., Any], threads: int) -> Iterator[str]:
     """`wsgi` behind waitress on 127.0.0.1 (as `opsloop serve` runs it); the events URL."""
-    server = create_server(wsgi, host="127.0.0.1", port=0, threads=threads)
-    thread = threading.Thread(target=server.run, name="waitress", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.effective_port}{EVENTS_PATH}"
-    finally:
-        server.close()
-        thread.join(5)
+    with http_in_background(wsgi, threads=threads) as url:
+        yield url
 
 
 # -- one database: the bot, the bare app, the bursts ---------------------------------------

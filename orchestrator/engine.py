@@ -112,9 +112,10 @@ class Orchestrator:
         self._inflight: set[tuple[str, str]] = set()
         # Per run: steps whose work ended, for the next pass to record.
         self._outcomes: dict[str, list[scheduler.Outcome]] = {}
-        # Per run: advance() calls so far, and how many of them a pass has covered.
-        self._advance_asked: dict[str, int] = {}
-        self._advance_covered: dict[str, int] = {}
+        # Runs a thread is making passes over, and runs that need one more pass.
+        self._passing: set[str] = set()
+        self._local = threading.local()  # .worker: this thread is one of the pool's
+        self._pass_wanted: set[str] = set()
         self._procs: dict[tuple[str, str], subprocess.Popen] = {}
         self._changed = threading.Condition()
 
@@ -222,27 +223,38 @@ class Orchestrator:
         return run
 
     def advance(self, run_id: str) -> None:
-        """Skip what cannot run, claim and submit what can, and finish the run when done.
+        """Have the run advanced: skip what cannot run, start what can, settle the run.
 
-        Steps that finish together each ask for a pass; a pass reads the run after it
-        begins, so it covers every request made before then. A caller whose request a
-        pass covered while it waited for the lock returns without repeating it; either
-        way the run has been advanced since the call (bench/engine.py: `overhead`).
+        One thread at a time makes passes over a run. A call made while another
+        thread is passing returns at once, and that thread makes one more pass
+        (which reads everything committed before it starts): so a worker that
+        finished a step goes straight back to the pool, while steps that finish
+        together are recorded by a few passes, not one pass each. A caller from
+        outside the pool (start_run, retry, recovery) makes one pass and leaves
+        any further ones to the pool, so it never ends up driving the run.
         """
         with self._locks_guard:
-            asked = self._advance_asked[run_id] = self._advance_asked.get(run_id, 0) + 1
-        with self._run_lock(run_id):
+            self._pass_wanted.add(run_id)
+            if run_id in self._passing:
+                return
+            self._passing.add(run_id)
+        on_worker, handed_off = getattr(self._local, "worker", False), False
+        try:
+            while True:
+                with self._locks_guard:
+                    if run_id not in self._pass_wanted or handed_off:
+                        self._passing.discard(run_id)
+                        break
+                    self._pass_wanted.discard(run_id)
+                with self._run_lock(run_id):
+                    self._advance_once(run_id)
+                handed_off = not on_worker
+        except BaseException:
             with self._locks_guard:
-                covered = self._advance_covered.get(run_id, 0)
-                if covered >= asked:
-                    return
-                self._advance_covered[run_id] = self._advance_asked.get(run_id, asked)
-            try:
-                self._advance_once(run_id)
-            except BaseException:
-                with self._locks_guard:  # a failed pass covers nobody: the waiters try again
-                    self._advance_covered[run_id] = covered
-                raise
+                self._passing.discard(run_id)
+            raise
+        if handed_off and run_id in self._pass_wanted:
+            self.submit(self.advance, run_id)
         self._notify()
 
     def _advance_once(self, run_id: str) -> None:
@@ -254,12 +266,17 @@ class Orchestrator:
         now = self.clock()
         try:
             for attempt in storage_attempts():
-                with attempt, write_transaction(self.engine) as conn:
-                    done = scheduler.run_pass(
-                        conn, run_id, self.workflow, outcomes, inflight=inflight, free=free,
-                        now=now, ownership=leases.ownership(self.replica, now),
-                        new_thread_id=lambda step_id: _thread_id(run_id, step_id),
-                    )  # fmt: skip
+                with attempt:
+                    read = None
+                    if is_sqlite(self.engine):  # outside SQLite's one write lock
+                        with read_transaction(self.engine) as conn:
+                            read = runs.load_run(conn, run_id)
+                    with write_transaction(self.engine) as conn:
+                        done = scheduler.run_pass(
+                            conn, run_id, self.workflow, outcomes, inflight=inflight, free=free,
+                            now=now, ownership=leases.ownership(self.replica, now),
+                            new_thread_id=lambda step_id: _thread_id(run_id, step_id), read=read,
+                        )  # fmt: skip
         except BaseException:
             with self._locks_guard:  # not recorded: the next pass tries again
                 self._outcomes.setdefault(run_id, [])[:0] = outcomes
@@ -529,9 +546,6 @@ class Orchestrator:
         """Drop what this process keeps about a run that ended."""
         with self._locks_guard:
             self._latest.pop(run_id, None)
-            if self._advance_asked.get(run_id) == self._advance_covered.get(run_id):
-                self._advance_asked.pop(run_id, None)
-                self._advance_covered.pop(run_id, None)
 
     # -- people ---------------------------------------------------------------
 
@@ -734,6 +748,7 @@ class Orchestrator:
         (the run stays as its last commit left it, and the next sweep picks it up)."""
 
         def logged() -> None:
+            self._local.worker = True
             try:
                 fn(*args)
             except Exception:

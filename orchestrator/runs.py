@@ -91,6 +91,40 @@ def set_step(
     return conn.execute(stmt, params).rowcount == 1
 
 
+def set_steps(
+    conn: Connection,
+    run_id: str,
+    changes: Mapping[str, Mapping[str, Any]],
+    *,
+    expect: str,
+) -> int:
+    """`set_step` for several steps of a run in one round trip; how many changed.
+
+    Every change must set the same columns. Which steps changed is for the caller to
+    read back when the count is short (another replica or a cancel got there first).
+    """
+    if not changes:
+        return 0
+    columns = tuple(next(iter(changes.values())))
+    # One expected status: an IN list cannot be expanded in an executemany.
+    stmt = _conditional_update(STEPS.name, ("run_id", "step_id"), columns, single=True)
+    params = [
+        {"k0": run_id, "k1": step_id, "expect": str(expect), **{f"v_{k}": v[k] for k in columns}}
+        for step_id, v in changes.items()
+    ]
+    return conn.execute(stmt, params).rowcount
+
+
+def steps_with_threads(conn: Connection, run_id: str, thread_ids: Iterable[str]) -> set[str]:
+    """Which steps of a run now run on one of `thread_ids`."""
+    rows = conn.execute(
+        sa.select(STEPS.c.step_id).where(
+            STEPS.c.run_id == run_id, STEPS.c.thread_id.in_(list(thread_ids))
+        )
+    )
+    return {r[0] for r in rows}
+
+
 def set_run(conn: Connection, run_id: str, *, expect: Iterable[str], **values: Any) -> bool:
     stmt = _conditional_update(RUNS.name, ("id",), tuple(values))
     params = {"k0": run_id, "expect": [str(s) for s in expect]}
@@ -100,7 +134,7 @@ def set_run(conn: Connection, run_id: str, *, expect: Iterable[str], **values: A
 
 @functools.cache
 def _conditional_update(
-    table_name: str, keys: tuple[str, ...], columns: tuple[str, ...]
+    table_name: str, keys: tuple[str, ...], columns: tuple[str, ...], single: bool = False
 ) -> sa.Update:
     """UPDATE table SET columns..., version = version + 1 WHERE keys AND status IN expect.
 
@@ -111,7 +145,9 @@ def _conditional_update(
         sa.update(table)
         .where(
             *(table.c[key] == sa.bindparam(f"k{i}") for i, key in enumerate(keys)),
-            table.c.status.in_(sa.bindparam("expect", expanding=True)),
+            table.c.status == sa.bindparam("expect")
+            if single
+            else table.c.status.in_(sa.bindparam("expect", expanding=True)),
         )
         .values(
             {

@@ -71,19 +71,35 @@ def run_pass(
     now: datetime,
     new_thread_id: Callable[[str], str],
     ownership: dict[str, Any],
+    read: RunView | None = None,
 ) -> Pass:
     """Advance `run_id` as far as it goes without running anything; see the module doc.
 
     `inflight` steps run in this process (they count as running whatever was read);
-    at most `free` steps are claimed, the rest come back as `queued`.
+    at most `free` steps are claimed, the rest come back as `queued`. `read` is the run
+    as read just before this transaction: on SQLite, reading it there keeps the pass
+    short inside the file's single write lock. It stands in for a fresh read when every
+    outcome was recorded; anything else that changed since only moved a step into or
+    out of running or waiting, which no decision here takes for finished.
     """
     done = Pass()
-    recorded = [o for o in outcomes if _record(conn, run_id, o)]
-    done.run = runs.load_run(conn, run_id)
-    if done.run is None:
-        return done
-    for o in recorded:  # load_run saw them; tell the front end
-        done.changed.append((o.step_id, _finished_values(o)))
+    outcomes = list(outcomes)
+    recorded = runs.set_steps(
+        conn, run_id, {o.step_id: {**_finished_values(o), "updated_at": o.at} for o in outcomes},
+        expect=StepStatus.RUNNING,
+    )  # fmt: skip
+    if read is not None and recorded == len(outcomes):
+        done.run = read
+        for o in outcomes:
+            done.set_step(o.step_id, **_finished_values(o))
+    else:
+        done.run = runs.load_run(conn, run_id)
+        if done.run is None:
+            return done
+        views = {s.step_id: s for s in done.run.steps}
+        for o in outcomes:  # recorded unless, say, a cancel got there first
+            if views[o.step_id].status == o.status and views[o.step_id].finished_at == o.at:
+                done.changed.append((o.step_id, _finished_values(o)))
     if done.run.status in runs.TERMINAL_RUN:
         return done
     wf = workflow_of(done.run.workflow)
@@ -95,18 +111,8 @@ def run_pass(
             _close(conn, done, run_id, step_id, StepStatus.FAILED, now, error)
         if not (ready.skip or ready.fail):
             break
-    for step_id in ready.start[:free]:
-        step = wf.step(step_id)
-        thread_id = new_thread_id(step_id)
-        attempts = 0 if step.is_gate else 1
-        if runs.set_step(
-            conn, run_id, step_id, expect=[StepStatus.PENDING], status=StepStatus.RUNNING,
-            thread_id=thread_id, started_at=now, finished_at=None, updated_at=now,
-            attempts=attempts, **ownership,
-        ):  # fmt: skip
-            done.claimed.append(Claim(step, thread_id))
-            done.set_step(step_id, status=StepStatus.RUNNING, started_at=now, finished_at=None,
-                          attempts=attempts)  # fmt: skip
+    _claim(conn, done, run_id, [wf.step(s) for s in ready.start[:free]], now, new_thread_id,
+           ownership)  # fmt: skip
     done.queued = [wf.step(s) for s in ready.start[free:]]
     if done.claimed and done.run.status == RunStatus.WAITING:
         _set_run(conn, done, run_id, now, status=RunStatus.RUNNING)
@@ -115,9 +121,32 @@ def run_pass(
     return done
 
 
-def _record(conn: Connection, run_id: str, o: Outcome) -> bool:
-    return runs.set_step(conn, run_id, o.step_id, expect=[StepStatus.RUNNING],
-                         updated_at=o.at, **_finished_values(o))  # fmt: skip
+def _claim(
+    conn: Connection,
+    done: Pass,
+    run_id: str,
+    steps: list[Step],
+    now: datetime,
+    new_thread_id: Callable[[str], str],
+    ownership: dict[str, Any],
+) -> None:
+    """Mark `steps` running (pending -> running) in one round trip."""
+    claims = {s.id: Claim(s, new_thread_id(s.id)) for s in steps}
+    values = {
+        s.id: {"status": StepStatus.RUNNING, "thread_id": claims[s.id].thread_id,
+               "started_at": now, "finished_at": None, "updated_at": now,
+               "attempts": 0 if s.is_gate else 1, **ownership}
+        for s in steps
+    }  # fmt: skip
+    won = runs.set_steps(conn, run_id, values, expect=StepStatus.PENDING)
+    if won < len(steps):  # another replica or a cancel took some: keep ours
+        ours = runs.steps_with_threads(conn, run_id, [c.thread_id for c in claims.values()])
+        claims = {k: c for k, c in claims.items() if k in ours}
+    for step_id, started in claims.items():
+        done.claimed.append(started)
+        v = values[step_id]
+        done.set_step(step_id, status=v["status"], started_at=now, finished_at=None,
+                      attempts=v["attempts"])  # fmt: skip
 
 
 def _finished_values(o: Outcome) -> dict[str, Any]:

@@ -18,12 +18,11 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from waitress import create_server
 
 from bot.settings import Settings, SlackSettings
 from bot.slack import ids
 from bot.slack.modals import field_block_id, param_block_id
-from bot.slack.server import Bot, running_bot
+from bot.slack.server import Bot, http_in_background, running_bot
 from orchestrator.loader import parse_workflow
 from tests.polling import until
 from tests.sample_workflows import GATED
@@ -168,15 +167,11 @@ def harness(db_url: str, tmp_path: Path, slack: SlackDouble) -> Iterator[Harness
         bot_token=slack.token, signing_secret=SIGNING_SECRET, app_token=None,
         api_url=slack.api_url, channel=CHANNEL, host="127.0.0.1", port=0,
     )  # fmt: skip
-    with running_bot(settings, slack_settings) as bot:
-        server = create_server(bot.wsgi, host="127.0.0.1", port=0, threads=8)
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        try:
-            yield Harness(f"http://127.0.0.1:{server.effective_port}/slack/events", bot, slack)
-        finally:
-            server.close()
-            thread.join(5)
+    with (
+        running_bot(settings, slack_settings) as bot,
+        http_in_background(bot.wsgi, threads=8) as url,
+    ):
+        yield Harness(url, bot, slack)
 
 
 def test_run_approve_click_completes_and_the_gate_message_shows_who(harness: Harness) -> None:

@@ -170,6 +170,26 @@ def _wsgi(app: App, orch: Orchestrator, acks: _AcksFirst) -> Wsgi:
     return route
 
 
+@contextmanager
+def http_in_background(
+    wsgi: Callable[..., Any], host: str = "127.0.0.1", port: int = 0, threads: int = 16
+) -> Iterator[str]:
+    """`wsgi` behind waitress on a thread of its own (tests, benchmarks, embedding);
+    yields the events URL. Stops cleanly: the server closes its sockets on its own
+    thread, so no select() is left waiting on a closed one."""
+    from waitress import create_server, wasyncore
+
+    server = create_server(wsgi, host=host, port=port, threads=threads)
+    thread = threading.Thread(target=server.run, name="opsloop-http", daemon=True)
+    thread.start()
+    try:
+        yield f"http://{host}:{server.effective_port}{EVENTS_PATH}"
+    finally:
+        server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
+        thread.join(10)
+        server.task_dispatcher.shutdown()
+
+
 def serve(settings: Settings, slack: SlackSettings) -> int:
     """Run until interrupted."""
     with running_bot(settings, slack) as bot:
