@@ -645,8 +645,9 @@ class Orchestrator:
         self.resume_interaction(iid)
 
     def remind(self, iid: str) -> None:
-        with read_transaction(self.engine) as conn:
-            row = runs.load_interaction(conn, iid)
+        for attempt in storage_attempts():
+            with attempt, read_transaction(self.engine) as conn:
+                row = runs.load_interaction(conn, iid)
         if row is None or row["status"] != InteractionStatus.PENDING:
             self.timers.forget(iid)
             return
@@ -655,52 +656,43 @@ class Orchestrator:
     def escalate(self, iid: str) -> None:
         """Tell the escalation contacts of a still-open interaction, once across replicas."""
         now = self.clock()
-        with write_transaction(self.engine) as conn:
-            won = conn.execute(
-                sa.update(runs.INTERACTIONS)
-                .where(runs.INTERACTIONS.c.id == iid,
-                       runs.INTERACTIONS.c.status == InteractionStatus.PENDING,
-                       runs.INTERACTIONS.c.escalated_at.is_(None))
-                .values(escalated_at=now)
-            ).rowcount  # fmt: skip
-            row = runs.load_interaction(conn, iid)
-            if won:
-                runs.audit(conn, SYSTEM, "interaction.escalated", now=now, run_id=row["run_id"],
-                           interaction_id=iid, to=row["escalate_to"])  # fmt: skip
+        for attempt in storage_attempts():
+            with attempt, write_transaction(self.engine) as conn:
+                won = self._claim_escalation(conn, iid, now)
+                row = runs.load_interaction(conn, iid)
+                if won and row is not None:
+                    runs.audit(conn, SYSTEM, "interaction.escalated", now=now,
+                               run_id=row["run_id"], interaction_id=iid,
+                               to=row["escalate_to"])  # fmt: skip
         if won and row is not None:
             self.front_end.escalated(self.view(row["run_id"]), runs.interaction_view(row))
+
+    @staticmethod
+    def _claim_escalation(conn: Any, iid: str, now: datetime) -> bool:
+        """Mark a still-open interaction escalated; True for the one caller that did."""
+        stmt = (
+            sa.update(runs.INTERACTIONS)
+            .where(
+                runs.INTERACTIONS.c.id == iid,
+                runs.INTERACTIONS.c.status == InteractionStatus.PENDING,
+                runs.INTERACTIONS.c.escalated_at.is_(None),
+            )
+            .values(escalated_at=now)
+        )
+        return conn.execute(stmt).rowcount == 1
 
     # -- operator commands ----------------------------------------------------
 
     def cancel(self, run_id: str, by: str) -> RunView:
         """Cancel a run: pending steps and open interactions close, processes are killed."""
         now = self.clock()
-        with write_transaction(self.engine) as conn:
-            if not runs.set_run(
-                conn, run_id, expect=[RunStatus.RUNNING, RunStatus.WAITING, RunStatus.PENDING],
-                status=RunStatus.CANCELLED, finished_at=now, updated_at=now,
-                error=f"cancelled by {by}",
-            ):  # fmt: skip
-                raise OrchestratorError(
-                    f"run {run_id} is not running (`opsloop show {run_id}` shows its state)"
-                )
-            conn.execute(
-                sa.update(runs.STEPS)
-                .where(
-                    runs.STEPS.c.run_id == run_id,
-                    runs.STEPS.c.status.in_(
-                        [StepStatus.PENDING, StepStatus.WAITING, StepStatus.RUNNING]
-                    ),
-                )
-                .values(status=StepStatus.CANCELLED, finished_at=now, updated_at=now)
+        for attempt in storage_attempts():
+            with attempt, write_transaction(self.engine) as conn:
+                open_ids = runs.cancel_run(conn, run_id, by, now)
+        if open_ids is None:
+            raise OrchestratorError(
+                f"run {run_id} is not running (`opsloop show {run_id}` shows its state)"
             )
-            open_ids = [r["id"] for r in runs.pending_interactions(conn, run_id)]
-            conn.execute(
-                sa.update(runs.INTERACTIONS)
-                .where(runs.INTERACTIONS.c.id.in_(open_ids))
-                .values(status=InteractionStatus.CANCELLED, answered_by=by, answered_at=now)
-            )
-            runs.audit(conn, by, "run.cancelled", now=now, run_id=run_id)
         for iid in open_ids:
             self.timers.forget(iid)
         for (rid, _), proc in list(self._procs.items()):

@@ -158,6 +158,30 @@ def _conditional_update(
     )
 
 
+def cancel_run(conn: Connection, run_id: str, by: str, now: datetime) -> list[str] | None:
+    """Cancel a run with its unfinished steps and open interactions; the interactions'
+    ids, or None if the run was not running."""
+    if not set_run(
+        conn, run_id, expect=[RunStatus.RUNNING, RunStatus.WAITING, RunStatus.PENDING],
+        status=RunStatus.CANCELLED, finished_at=now, updated_at=now, error=f"cancelled by {by}",
+    ):  # fmt: skip
+        return None
+    unfinished = [StepStatus.PENDING, StepStatus.WAITING, StepStatus.RUNNING]
+    conn.execute(
+        sa.update(STEPS)
+        .where(STEPS.c.run_id == run_id, STEPS.c.status.in_(unfinished))
+        .values(status=StepStatus.CANCELLED, finished_at=now, updated_at=now)
+    )
+    open_ids = [r["id"] for r in pending_interactions(conn, run_id)]
+    conn.execute(
+        sa.update(INTERACTIONS)
+        .where(INTERACTIONS.c.id.in_(open_ids))
+        .values(status=InteractionStatus.CANCELLED, answered_by=by, answered_at=now)
+    )
+    audit(conn, by, "run.cancelled", now=now, run_id=run_id)
+    return open_ids
+
+
 def audit(
     conn: Connection,
     actor: str,
