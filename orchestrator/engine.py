@@ -26,31 +26,20 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from langgraph.types import interrupt
 from sqlalchemy.engine import Engine
 
-from orchestrator import gates, leases, queries, runs, scheduler
+from orchestrator import leases, people, queries, runs, scheduler, stepwork
 from orchestrator.actions import (
-    StepContext,
-    call_python,
     kill_process_group,
-    run_shell,
-    with_retries,
 )
-from orchestrator.definitions import PythonAction, Step, Workflow
+from orchestrator.definitions import Step, Workflow
 from orchestrator.errors import (
     AlreadyAnswered,
-    ExpressionError,
     OrchestratorError,
     StepFailed,
     UnknownWorkflow,
 )
-from orchestrator.expressions import render_text
 from orchestrator.params import coerce_params
-from orchestrator.planning import (
-    condition_context,
-    template_context,
-)
 from orchestrator.protocol import (
     Directory,
     FrontEnd,
@@ -64,13 +53,11 @@ from orchestrator.stepgraph import StepGraph
 from orchestrator.storage_retry import RetryingSaver, storage_attempts
 from orchestrator.timers import Timers
 from orchestrator.timers import aware as timers_aware
-from storage.claims import claim
 from storage.engine import checkpoint_wal, is_sqlite, read_transaction, write_transaction
-from storage.models import Interaction, InteractionStatus, RunStatus, StepStatus
+from storage.models import InteractionStatus, RunStatus, StepStatus
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
-SYSTEM = "opsloop"
 WAL_CHECKPOINT_S = 1.0  # SQLite: how often the write-ahead log is copied back, off the commit path
 
 
@@ -354,7 +341,9 @@ class Orchestrator:
             if run is None:
                 run = self.view(run_id)
             step = self.workflow(run.workflow).step(step_id)
-            result = self.graph.run(thread_id, lambda: self._work(run, step, thread_id), resume)
+            result = self.graph.run(
+                thread_id, lambda: stepwork.work(self, run, step, thread_id), resume
+            )
         except StepFailed as exc:
             self._outcome(run_id, step_id, StepStatus.FAILED, error=str(exc), outputs=exc.outputs)
         except Exception as exc:
@@ -370,97 +359,6 @@ class Orchestrator:
             with self._locks_guard:
                 self._inflight.discard((run_id, step_id))
         self.advance(run_id)
-
-    def _work(self, run: RunView, step: Step, thread_id: str) -> dict[str, Any]:
-        """The body of the step's LangGraph node. Re-runs from the top on resume."""
-        context = template_context(run)
-        if step.is_gate:
-            if step.auto_approve_if and self._auto_approved(run, step):
-                return {"approved": True, "auto": True}
-            spec = gates.gate_spec(step, lambda text: render_text(text, context))
-            resolution = self._ask(run, step, thread_id, 1, spec)
-            return gates.step_outputs(step.kind, resolution)
-        ctx = StepContext(
-            run_id=run.id, step_id=step.id, params=run.params,
-            needs={n: context["steps"][n]["outputs"] for n in step.needs},
-            asker=lambda kind, message, n, **spec: self._ask(
-                run, step, thread_id, n, {"kind": kind, "prompt": message, **spec}
-            ),
-        )  # fmt: skip
-
-        def attempt() -> dict[str, Any]:
-            if isinstance(step.action, PythonAction):
-                return call_python(step.action, ctx, step.timeout_s)
-            return run_shell(
-                step.action, context, step.timeout_s,
-                on_start=lambda p: self._procs.__setitem__((run.id, step.id), p),
-            )  # fmt: skip
-
-        return with_retries(step.retry, attempt, lambda n: self._attempt(run.id, step.id, n))
-
-    def _attempt(self, run_id: str, step_id: str, n: int) -> None:
-        """Persist that attempt `n` starts; the first was recorded when the step was claimed."""
-        if n == 1:  # also when a paused step resumes: its attempt goes on
-            return
-        for attempt in storage_attempts():
-            with attempt, write_transaction(self.engine) as conn:
-                runs.set_step(
-                    conn, run_id, step_id, expect=[StepStatus.RUNNING], attempts=n,
-                    updated_at=self.clock(),
-                )  # fmt: skip
-        self._step_changed(run_id, step_id, attempts=n)
-
-    def _auto_approved(self, run: RunView, step: Step) -> bool:
-        """Evaluate `auto_approve_if` as an `if` of the gate is: over its needs and upstream."""
-        from orchestrator.expressions import compile_condition
-
-        context = condition_context(self.workflow(run.workflow), run, step.id)
-        try:
-            approved = compile_condition(step.auto_approve_if or "").evaluate(context)
-        except ExpressionError as exc:
-            raise StepFailed(f"auto_approve_if failed: {exc}") from exc
-        if not approved:
-            return False
-        for attempt in storage_attempts():
-            with attempt, write_transaction(self.engine) as conn:
-                runs.audit(
-                    conn, SYSTEM, "gate.auto_approved", now=self.clock(), run_id=run.id,
-                    step=step.id, condition=step.auto_approve_if,
-                )  # fmt: skip
-        return True
-
-    def _ask(
-        self, run: RunView, step: Step, thread_id: str, n: int, spec: Mapping[str, Any]
-    ) -> Mapping[str, Any]:
-        """Open an interaction (once, whatever re-runs) and pause until it closes."""
-        iid = runs.interaction_id(thread_id, n)
-        now = self.clock()
-        deadline = gates.deadline_at(now, spec.get("deadline_s"))
-        every = spec.get("remind_every_s")
-        values = {
-            "id": iid, "run_id": run.id, "step_id": step.id, "kind": spec["kind"],
-            "purpose": "gate", "prompt": spec["prompt"], "options": spec.get("options"),
-            "fields": spec.get("fields"), "allowed_users": spec.get("allowed_users") or [],
-            "allowed_groups": spec.get("allowed_groups") or [],
-            "required_approvals": spec.get("required_approvals", 1),
-            "allow_requester": spec.get("allow_requester", False),
-            "status": InteractionStatus.PENDING, "responses": [], "deadline": deadline,
-            "on_deadline": spec.get("on_deadline"),
-            "remind_every_s": max(1, round(every)) if every else None,  # whole seconds, at least 1
-            "next_reminder_at": gates.deadline_at(now, every), "version": 0, "created_at": now,
-            "notify": spec.get("notify") or "thread", "escalate_to": spec.get("escalate_to"),
-            "escalate_at": gates.deadline_at(now, spec.get("escalate_after_s")),
-            "editable_params": spec.get("editable_params") or None,
-        }  # fmt: skip
-        for attempt in storage_attempts():
-            with attempt, write_transaction(self.engine) as conn:
-                inserted = conn.execute(
-                    self.saver._insert(runs.INTERACTIONS).values(values).on_conflict_do_nothing()
-                ).rowcount
-                if inserted:
-                    runs.audit(conn, SYSTEM, "interaction.opened", now=now, run_id=run.id,
-                               interaction_id=iid, step=step.id)  # fmt: skip
-        return interrupt({"interaction_id": iid})
 
     def _paused(self, run_id: str, step_id: str, pending: Any) -> None:
         iid = pending.value["interaction_id"]
@@ -576,110 +474,19 @@ class Orchestrator:
 
     def resume_interaction(self, iid: str) -> None:
         """Continue the step behind a closed interaction, once, whoever calls."""
-        from orchestrator.recovery import apply_recovery
-
-        for attempt in storage_attempts():
-            with attempt, read_transaction(self.engine) as conn:
-                row = runs.load_interaction(conn, iid)
-        if row is None or row["status"] == InteractionStatus.PENDING:
-            return
-        # Under the run's lock: an advance pass that read the step as waiting would
-        # otherwise settle the run as waiting after this made the step run again.
-        with self._run_lock(row["run_id"]):
-            for attempt in storage_attempts():
-                with attempt, write_transaction(self.engine) as conn:
-                    row = runs.load_interaction(conn, iid)  # again: _paused may have set it
-                    assert row is not None
-                    won = runs.set_step(
-                        conn, row["run_id"], row["step_id"], expect=[StepStatus.WAITING],
-                        status=StepStatus.RUNNING, updated_at=self.clock(),
-                        **leases.ownership(self.replica, self.clock()),
-                    )  # fmt: skip
-                    if won:
-                        runs.set_run(conn, row["run_id"], expect=[RunStatus.WAITING],
-                                     status=RunStatus.RUNNING, updated_at=self.clock())  # fmt: skip
-                    thread_id = conn.execute(
-                        sa.select(runs.STEPS.c.thread_id).where(
-                            runs.STEPS.c.run_id == row["run_id"],
-                            runs.STEPS.c.step_id == row["step_id"],
-                        )
-                    ).scalar()
-        if not won:
-            return
-        self._step_changed(row["run_id"], row["step_id"], status=StepStatus.RUNNING)
-        if row["purpose"] == "recovery":
-            apply_recovery(self, row)
-            return
-        resolution = {
-            "status": row["status"], "value": row["answer"], "by": row["answered_by"],
-            "responses": row["responses"],
-        }  # fmt: skip
-        self.submit(
-            self._execute, row["run_id"], row["step_id"], thread_id,
-            {row["interrupt_id"]: resolution},
-        )  # fmt: skip
+        people.resume_interaction(self, iid)
 
     def expire(self, iid: str) -> None:
         """Apply an interaction's deadline action, unless someone answered first."""
-        now = self.clock()
-        for attempt in storage_attempts():
-            with attempt, write_transaction(self.engine) as conn:
-                row = runs.load_interaction(conn, iid)
-                if row is None or row["status"] != InteractionStatus.PENDING:
-                    return
-                outcome = gates.deadline_outcome(row, now)
-                if not claim(
-                    conn, Interaction, iid, expect=[InteractionStatus.PENDING],
-                    version=row["version"],
-                    values={"status": outcome.status, "answer": outcome.answer,
-                            "responses": outcome.responses, "answered_by": SYSTEM,
-                            "answered_at": now},
-                ):  # fmt: skip
-                    return
-                runs.audit(conn, SYSTEM, "interaction.deadline", now=now, run_id=row["run_id"],
-                           interaction_id=iid, outcome=outcome.status)  # fmt: skip
-                row = runs.load_interaction(conn, iid)
-        assert row is not None
-        self.timers.forget(iid)
-        self.front_end.interaction_updated(self.view(row["run_id"]), runs.interaction_view(row))
-        self.resume_interaction(iid)
+        people.expire(self, iid)
 
     def remind(self, iid: str) -> None:
-        for attempt in storage_attempts():
-            with attempt, read_transaction(self.engine) as conn:
-                row = runs.load_interaction(conn, iid)
-        if row is None or row["status"] != InteractionStatus.PENDING:
-            self.timers.forget(iid)
-            return
-        self.front_end.reminder(self.view(row["run_id"]), runs.interaction_view(row))
+        """Remind the people an open interaction waits for."""
+        people.remind(self, iid)
 
     def escalate(self, iid: str) -> None:
         """Tell the escalation contacts of a still-open interaction, once across replicas."""
-        now = self.clock()
-        for attempt in storage_attempts():
-            with attempt, write_transaction(self.engine) as conn:
-                won = self._claim_escalation(conn, iid, now)
-                row = runs.load_interaction(conn, iid)
-                if won and row is not None:
-                    runs.audit(conn, SYSTEM, "interaction.escalated", now=now,
-                               run_id=row["run_id"], interaction_id=iid,
-                               to=row["escalate_to"])  # fmt: skip
-        if won and row is not None:
-            self.front_end.escalated(self.view(row["run_id"]), runs.interaction_view(row))
-
-    @staticmethod
-    def _claim_escalation(conn: Any, iid: str, now: datetime) -> bool:
-        """Mark a still-open interaction escalated; True for the one caller that did."""
-        stmt = (
-            sa.update(runs.INTERACTIONS)
-            .where(
-                runs.INTERACTIONS.c.id == iid,
-                runs.INTERACTIONS.c.status == InteractionStatus.PENDING,
-                runs.INTERACTIONS.c.escalated_at.is_(None),
-            )
-            .values(escalated_at=now)
-        )
-        return conn.execute(stmt).rowcount == 1
+        people.escalate(self, iid)
 
     # -- operator commands ----------------------------------------------------
 

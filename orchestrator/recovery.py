@@ -84,7 +84,7 @@ def _ask_recovery(orch: Orchestrator, run_id: str, step_id: str, thread_id: str)
                 )
                 .on_conflict_do_nothing()
             )  # fmt: skip
-            runs.audit(conn, "opsloop", "step.interrupted_by_crash", now=now, run_id=run_id,
+            runs.audit(conn, runs.SYSTEM, "step.interrupted_by_crash", now=now, run_id=run_id,
                        interaction_id=iid, step=step_id)  # fmt: skip
             row = runs.load_interaction(conn, iid)
     assert row is not None

@@ -33,6 +33,7 @@ STEPS: sa.Table = StepRun.__table__  # type: ignore[attr-defined]
 INTERACTIONS: sa.Table = Interaction.__table__  # type: ignore[attr-defined]
 AUDIT: sa.Table = AuditEntry.__table__  # type: ignore[attr-defined]
 
+SYSTEM = "opsloop"  # the actor in the audit log for what opsloop does by itself
 TERMINAL_RUN = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
 TERMINAL_STEP = frozenset(
     {StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.SKIPPED, StepStatus.CANCELLED}

@@ -195,5 +195,5 @@ def _settle(
         return
     status, error = run_outcome(wf, done.run)
     if _set_run(conn, done, run_id, now, status=status, error=error, finished_at=now):
-        runs.audit(conn, "opsloop", f"run.{status}", now=now, run_id=run_id)
+        runs.audit(conn, runs.SYSTEM, f"run.{status}", now=now, run_id=run_id)
         done.finished = True

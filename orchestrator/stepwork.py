@@ -1,0 +1,122 @@
+"""What a step does inside its LangGraph node: run its action with retries, or ask a person.
+
+A gate asks once; a python task may ask several times (`ctx.ask`). Asking opens the
+interaction row (once, however often the node re-runs) and calls `interrupt()`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from langgraph.types import interrupt
+
+from orchestrator import gates, runs
+from orchestrator.actions import StepContext, call_python, run_shell, with_retries
+from orchestrator.definitions import PythonAction, Step
+from orchestrator.errors import ExpressionError, StepFailed
+from orchestrator.expressions import render_text
+from orchestrator.planning import condition_context, template_context
+from orchestrator.protocol import RunView
+from orchestrator.runs import SYSTEM
+from orchestrator.storage_retry import storage_attempts
+from storage.engine import write_transaction
+from storage.models import InteractionStatus, StepStatus
+
+if TYPE_CHECKING:
+    from orchestrator.engine import Orchestrator
+
+
+def work(orch: Orchestrator, run: RunView, step: Step, thread_id: str) -> dict[str, Any]:
+    """The body of the step's LangGraph node. Re-runs from the top on resume."""
+    context = template_context(run)
+    if step.is_gate:
+        if step.auto_approve_if and _auto_approved(orch, run, step):
+            return {"approved": True, "auto": True}
+        spec = gates.gate_spec(step, lambda text: render_text(text, context))
+        resolution = ask(orch, run, step, thread_id, 1, spec)
+        return gates.step_outputs(step.kind, resolution)
+    ctx = StepContext(
+        run_id=run.id, step_id=step.id, params=run.params,
+        needs={n: context["steps"][n]["outputs"] for n in step.needs},
+        asker=lambda kind, message, n, **spec: ask(
+            orch, run, step, thread_id, n, {"kind": kind, "prompt": message, **spec}
+        ),
+    )  # fmt: skip
+
+    def attempt() -> dict[str, Any]:
+        if isinstance(step.action, PythonAction):
+            return call_python(step.action, ctx, step.timeout_s)
+        return run_shell(
+            step.action, context, step.timeout_s,
+            on_start=lambda p: orch._procs.__setitem__((run.id, step.id), p),
+        )  # fmt: skip
+
+    return with_retries(step.retry, attempt, lambda n: _attempt(orch, run.id, step.id, n))
+
+
+def _attempt(orch: Orchestrator, run_id: str, step_id: str, n: int) -> None:
+    """Persist that attempt `n` starts; the first was recorded when the step was claimed."""
+    if n == 1:  # also when a paused step resumes: its attempt goes on
+        return
+    for attempt in storage_attempts():
+        with attempt, write_transaction(orch.engine) as conn:
+            runs.set_step(
+                conn, run_id, step_id, expect=[StepStatus.RUNNING], attempts=n,
+                updated_at=orch.clock(),
+            )  # fmt: skip
+    orch._step_changed(run_id, step_id, attempts=n)
+
+
+def _auto_approved(orch: Orchestrator, run: RunView, step: Step) -> bool:
+    """Evaluate `auto_approve_if` as an `if` of the gate is: over its needs and upstream."""
+    from orchestrator.expressions import compile_condition
+
+    context = condition_context(orch.workflow(run.workflow), run, step.id)
+    try:
+        approved = compile_condition(step.auto_approve_if or "").evaluate(context)
+    except ExpressionError as exc:
+        raise StepFailed(f"auto_approve_if failed: {exc}") from exc
+    if not approved:
+        return False
+    for attempt in storage_attempts():
+        with attempt, write_transaction(orch.engine) as conn:
+            runs.audit(
+                conn, SYSTEM, "gate.auto_approved", now=orch.clock(), run_id=run.id,
+                step=step.id, condition=step.auto_approve_if,
+            )  # fmt: skip
+    return True
+
+
+def ask(
+    orch: Orchestrator, run: RunView, step: Step, thread_id: str, n: int, spec: Mapping[str, Any]
+) -> Mapping[str, Any]:
+    """Open an interaction (once, whatever re-runs) and pause until it closes."""
+    iid = runs.interaction_id(thread_id, n)
+    now = orch.clock()
+    deadline = gates.deadline_at(now, spec.get("deadline_s"))
+    every = spec.get("remind_every_s")
+    values = {
+        "id": iid, "run_id": run.id, "step_id": step.id, "kind": spec["kind"],
+        "purpose": "gate", "prompt": spec["prompt"], "options": spec.get("options"),
+        "fields": spec.get("fields"), "allowed_users": spec.get("allowed_users") or [],
+        "allowed_groups": spec.get("allowed_groups") or [],
+        "required_approvals": spec.get("required_approvals", 1),
+        "allow_requester": spec.get("allow_requester", False),
+        "status": InteractionStatus.PENDING, "responses": [], "deadline": deadline,
+        "on_deadline": spec.get("on_deadline"),
+        "remind_every_s": max(1, round(every)) if every else None,  # whole seconds, at least 1
+        "next_reminder_at": gates.deadline_at(now, every), "version": 0, "created_at": now,
+        "notify": spec.get("notify") or "thread", "escalate_to": spec.get("escalate_to"),
+        "escalate_at": gates.deadline_at(now, spec.get("escalate_after_s")),
+        "editable_params": spec.get("editable_params") or None,
+    }  # fmt: skip
+    for attempt in storage_attempts():
+        with attempt, write_transaction(orch.engine) as conn:
+            inserted = conn.execute(
+                orch.saver._insert(runs.INTERACTIONS).values(values).on_conflict_do_nothing()
+            ).rowcount
+            if inserted:
+                runs.audit(conn, SYSTEM, "interaction.opened", now=now, run_id=run.id,
+                           interaction_id=iid, step=step.id)  # fmt: skip
+    return interrupt({"interaction_id": iid})
