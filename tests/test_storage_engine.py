@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from storage.engine import create_engine, normalize_url
+from storage.engine import checkpoint_wal, create_engine, normalize_url
 from storage.errors import ConfigurationError
 
 
@@ -60,4 +60,19 @@ def test_sqlite_writers_from_many_threads_never_hit_database_is_locked(tmp_path:
         list(pool.map(add, range(400)))
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM t").scalar() == 400
+    engine.dispose()
+
+
+def test_checkpoint_wal_copies_the_log_into_the_database_file(tmp_path: Path) -> None:
+    path = tmp_path / "wal.db"
+    engine = create_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (x BLOB)")
+        for _ in range(50):
+            conn.exec_driver_sql("INSERT INTO t VALUES (randomblob(4096))")
+    before = path.stat().st_size  # the rows are still only in the write-ahead log
+    checkpoint_wal(engine)
+    assert before < 50 * 4096 <= path.stat().st_size
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM t").scalar() == 50
     engine.dispose()
