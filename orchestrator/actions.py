@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import inspect
 import json
@@ -46,11 +47,9 @@ class StepContext:
 
 
 def call_python(action: PythonAction, ctx: StepContext, timeout_s: float | None) -> dict:
-    fn = _resolve(action.target)
-    accepted = inspect.signature(fn).parameters
+    fn, wants = _task(action.target)
     offered = {"params": dict(ctx.params), "needs": ctx.needs, "ctx": ctx}
-    has_kwargs = any(p.kind is p.VAR_KEYWORD for p in accepted.values())
-    kwargs = {k: v for k, v in offered.items() if has_kwargs or k in accepted}
+    kwargs = {k: v for k, v in offered.items() if k in wants}
     result = _with_timeout(lambda: fn(**kwargs), timeout_s, action.target)
     outputs = result if isinstance(result, dict) else {"result": result}
     try:
@@ -60,6 +59,16 @@ def call_python(action: PythonAction, ctx: StepContext, timeout_s: float | None)
             f"{action.target} returned outputs that are not JSON ({exc}); return plain "
             "dicts, lists, strings and numbers"
         ) from exc
+
+
+@functools.lru_cache(maxsize=1024)
+def _task(target: str) -> tuple[Callable[..., Any], frozenset[str]]:
+    """The task function and which of params/needs/ctx it takes (looked up once)."""
+    fn = _resolve(target)
+    accepted = inspect.signature(fn).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
+        return fn, frozenset({"params", "needs", "ctx"})
+    return fn, frozenset(accepted)
 
 
 def _resolve(target: str) -> Callable[..., Any]:
@@ -138,6 +147,9 @@ def with_retries(
     policy: RetryPolicy, attempt: Callable[[], dict], before: Callable[[int], None]
 ) -> dict:
     """Run `attempt` until it succeeds or the policy gives up; `before(n)` persists attempt n."""
+    if policy.attempts <= 1:  # the common case: no retry machinery per step
+        before(1)
+        return attempt()
 
     def retryable(exc: BaseException) -> bool:
         if isinstance(exc, GraphBubbleUp):  # an interrupt is not a failure

@@ -29,16 +29,17 @@ if TYPE_CHECKING:
 
 def work(orch: Orchestrator, run: RunView, step: Step, thread_id: str) -> dict[str, Any]:
     """The body of the step's LangGraph node. Re-runs from the top on resume."""
-    context = template_context(run)
     if step.is_gate:
+        context = template_context(run)
         if step.auto_approve_if and _auto_approved(orch, run, step):
             return {"approved": True, "auto": True}
         spec = gates.gate_spec(step, lambda text: render_text(text, context))
         resolution = ask(orch, run, step, thread_id, 1, spec)
         return gates.step_outputs(step.kind, resolution)
+    outputs = {s.step_id: s.outputs for s in run.steps}
     ctx = StepContext(
         run_id=run.id, step_id=step.id, params=run.params,
-        needs={n: context["steps"][n]["outputs"] for n in step.needs},
+        needs={n: dict(outputs[n] or {}) for n in step.needs},
         asker=lambda kind, message, n, **spec: ask(
             orch, run, step, thread_id, n, {"kind": kind, "prompt": message, **spec}
         ),
@@ -48,7 +49,7 @@ def work(orch: Orchestrator, run: RunView, step: Step, thread_id: str) -> dict[s
         if isinstance(step.action, PythonAction):
             return call_python(step.action, ctx, step.timeout_s)
         return run_shell(
-            step.action, context, step.timeout_s,
+            step.action, template_context(run), step.timeout_s,
             on_start=lambda p: orch._procs.__setitem__((run.id, step.id), p),
         )  # fmt: skip
 

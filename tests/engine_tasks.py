@@ -90,3 +90,12 @@ def held(params: dict) -> dict:
     CALLS[key] = CALLS.get(key, 0) + 1
     GATES.setdefault(key, threading.Event()).wait(30)
     return {"calls": CALLS[key]}
+
+
+def flaky(params: dict) -> dict:
+    """Fail until called params["succeed_on"] times for params["key"]; count every call."""
+    key = params["key"]
+    CALLS[key] = CALLS.get(key, 0) + 1
+    if CALLS[key] < params["succeed_on"]:
+        raise RuntimeError(f"flaky failure {CALLS[key]}")
+    return {"calls": CALLS[key]}

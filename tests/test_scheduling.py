@@ -108,3 +108,37 @@ def test_a_front_end_that_raises_does_not_stop_the_run(engine: sa.Engine) -> Non
         assert orch.wait(run_id, 30).status == "succeeded"
     finally:
         orch.close()
+
+
+FLAKY = """
+name: flaky
+params:
+  key: {type: string, required: true}
+  succeed_on: {type: int, required: true}
+steps:
+  - id: shaky
+    python: engine_tasks:flaky
+    retry: {attempts: 3, backoff: 0s}
+  - id: once
+    needs: [shaky]
+    python: engine_tasks:ok
+"""
+
+
+def test_a_failing_step_is_tried_again_as_its_retry_policy_says(engine: sa.Engine) -> None:
+    orch = Orchestrator(engine, {"flaky": parse_workflow(FLAKY)})
+    orch.start(recover=False)
+    try:
+        ok_key, bad_key = uuid.uuid4().hex, uuid.uuid4().hex
+        ok = orch.wait(orch.start_run("flaky", {"key": ok_key, "succeed_on": 3},
+                                      started_by="U0OPS"), 30)  # fmt: skip
+        bad = orch.wait(orch.start_run("flaky", {"key": bad_key, "succeed_on": 4},
+                                       started_by="U0OPS"), 30)  # fmt: skip
+    finally:
+        orch.close()
+    shaky = next(s for s in ok.steps if s.step_id == "shaky")
+    assert (ok.status, shaky.status, shaky.attempts) == ("succeeded", "succeeded", 3)
+    assert engine_tasks.CALLS[ok_key] == 3
+    shaky = next(s for s in bad.steps if s.step_id == "shaky")
+    assert (bad.status, shaky.status, shaky.attempts) == ("failed", "failed", 3)
+    assert engine_tasks.CALLS[bad_key] == 3 and "flaky failure 3" in (shaky.error or "")
