@@ -13,6 +13,15 @@ keeps the current text and blocks of every message, refuses blocks and views
 that break Slack's limits the way Slack does (tests/slack_limits.py), and can
 answer 429 with Retry-After, 500s or API errors on demand or at random (seeded).
 It also serves response_urls (`response_url()`), which Bolt's `respond()` posts to.
+
+Socket Mode: `apps.connections.open` (called with the app-level token) answers the
+ws:// URL of a WebSocket server the double runs on 127.0.0.1. A client that connects
+gets Slack's `hello`; the test then pushes envelopes to it (`push_slash_command`,
+`push_interactive`, `push_event`, `push_disconnect`), drops it (`close_sockets`) and
+reads the acks it sends back (`acks`, `wait_for_ack`):
+
+    envelope_id = slack.push_slash_command({"command": "/ops", "text": "help", ...})
+    ack = slack.wait_for_ack(envelope_id)  # ack.payload: what an HTTP answer's body holds
 """
 
 from __future__ import annotations
@@ -29,9 +38,12 @@ from dataclasses import dataclass, field
 from email.message import Message as Headers
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 from slack_limits import message_problems, view_problems
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+from websockets.sync.server import Server, ServerConnection, serve
 
 T = TypeVar("T")
 
@@ -86,6 +98,15 @@ class Fault:
     error: str | None = None  # with status 200: {"ok": false, "error": error}
 
 
+@dataclass(frozen=True)
+class Ack:
+    """What a Socket Mode client sent back for one envelope; `payload` is its answer, if any."""
+
+    envelope_id: str
+    payload: dict[str, Any] | None
+    at: float  # time.monotonic() when it arrived
+
+
 @dataclass
 class _Storm:
     rate: float
@@ -108,8 +129,11 @@ class SlackDouble:
         bot_user_id: str = "U0BOT",
         bot_id: str = "B0BOT",
         validate: bool = True,
+        app_token: str = "xapp-1-A0OPSLOOP-1-test",
+        app_id: str = "A0OPSLOOP",
     ) -> None:
         self.token = token
+        self.app_token, self.app_id = app_token, app_id
         self.team_id, self.bot_user_id, self.bot_id = team_id, bot_user_id, bot_id
         self.validate = validate
         self.latency = 0.0  # seconds every answer waits, to play a slow Slack
@@ -129,6 +153,14 @@ class SlackDouble:
         self._counter = itertools.count(1)
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        # Socket Mode: the WebSocket server starts on the first apps.connections.open
+        self._ws_server: Server | None = None
+        self._ws_thread: threading.Thread | None = None
+        self._tickets: set[str] = set()  # issued by apps.connections.open, each used once
+        self._sockets: list[ServerConnection] = []  # greeted and still open, oldest first
+        self._connections = 0  # how many clients ever got a hello
+        self._envelopes: list[dict[str, Any]] = []
+        self._acks: list[Ack] = []
 
     # -- life cycle -------------------------------------------------------------
 
@@ -144,6 +176,11 @@ class SlackDouble:
         return self
 
     def stop(self) -> None:
+        if self._ws_server is not None:
+            self._ws_server.shutdown()  # closes the open sockets and waits for their threads
+        if self._ws_thread is not None:
+            self._ws_thread.join(timeout=5)
+        self._ws_server = self._ws_thread = None
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -305,6 +342,154 @@ class SlackDouble:
 
         return self.wait_for(enough, timeout=timeout, what=f"{count} ok {method} call(s)")
 
+    # -- Socket Mode ------------------------------------------------------------
+
+    def socket_connections(self) -> int:
+        """How many Socket Mode clients are connected (greeted and not closed) now."""
+        with self._lock:
+            return len(self._sockets)
+
+    def wait_for_socket(self, count: int = 1, *, timeout: float = 10.0) -> None:
+        """Wait until `count` clients in all have connected and been greeted."""
+        self._wait(lambda: self._connections >= count and self._sockets, timeout,
+                   f"{count} Socket Mode connection(s)")  # fmt: skip
+
+    def push(
+        self,
+        kind: str,
+        payload: Mapping[str, Any],
+        *,
+        accepts_response_payload: bool = False,
+        **extra: Any,
+    ) -> str:
+        """Send an envelope of type `kind` to the newest connection; return its envelope_id."""
+        with self._lock:
+            if not self._sockets:
+                raise AssertionError("no Socket Mode client is connected")
+            socket = self._sockets[-1]
+            envelope_id = f"{next(self._counter):08x}-5e7e-4c1d-9f00-0000000ed9e1"
+            envelope = {"envelope_id": envelope_id, "type": kind, "payload": dict(payload),
+                        "accepts_response_payload": accepts_response_payload, **extra}  # fmt: skip
+            self._envelopes.append(envelope)
+        socket.send(json.dumps(envelope))
+        return envelope_id
+
+    def push_slash_command(self, fields: Mapping[str, Any]) -> str:
+        """A slash command: `fields` as Slack would have form-posted them over HTTP."""
+        return self.push("slash_commands", fields, accepts_response_payload=True)
+
+    def push_interactive(self, payload: Mapping[str, Any]) -> str:
+        """A block_actions, view_submission, shortcut... payload (the JSON of `payload=`)."""
+        answers = payload.get("type") in ("view_submission", "block_suggestion")
+        return self.push("interactive", payload, accepts_response_payload=answers)
+
+    def push_event(self, body: Mapping[str, Any], *, retry_attempt: int = 0) -> str:
+        """An Events API `event_callback` body."""
+        return self.push("events_api", body, retry_attempt=retry_attempt,
+                         retry_reason="" if not retry_attempt else "timeout")  # fmt: skip
+
+    def push_disconnect(self, reason: str = "refresh_requested") -> None:
+        """Ask the newest client to reconnect, as Slack does every few hours."""
+        with self._lock:
+            socket = self._sockets[-1]
+        socket.send(json.dumps({"type": "disconnect", "reason": reason,
+                                "debug_info": {"host": "applink-double"}}))  # fmt: skip
+
+    def close_sockets(self, code: int = 1001, reason: str = "going away") -> None:
+        """Close every open connection from Slack's side, without a `disconnect` first."""
+        with self._lock:
+            sockets = list(self._sockets)
+        for socket in sockets:
+            socket.close(code, reason)
+
+    def envelopes(self) -> list[dict[str, Any]]:
+        """Every envelope pushed, oldest first."""
+        with self._lock:
+            return list(self._envelopes)
+
+    def acks(self, envelope_id: str | None = None) -> list[Ack]:
+        """Acks received, oldest first; only `envelope_id`'s if given."""
+        with self._lock:
+            return [a for a in self._acks if envelope_id in (None, a.envelope_id)]
+
+    def wait_for_ack(self, envelope_id: str, *, timeout: float = 5.0) -> Ack:
+        """Wait for the client's ack of `envelope_id` and return it."""
+        return self._wait(lambda: next(iter(self.acks(envelope_id)), None), timeout,
+                          f"the ack of envelope {envelope_id}")  # fmt: skip
+
+    def _wait(self, predicate: Callable[[], T], timeout: float, what: str) -> T:
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not (result := predicate()):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+                self._changed.wait(min(left, 0.05))
+            return result
+
+    def _connections_open(self, token: str) -> dict[str, Any]:
+        if token.startswith("xoxb-") or token.startswith("xoxp-"):
+            return {"ok": False, "error": "not_allowed_token_type"}
+        if token != self.app_token:
+            return {"ok": False, "error": "invalid_auth"}
+        if self._ws_server is None:
+            # no compression: the slack_sdk built-in client does not offer it either
+            server = serve(self._socket_session, "127.0.0.1", 0, compression=None,
+                           process_request=self._check_ticket, close_timeout=2)  # fmt: skip
+            self._ws_server = server
+            self._ws_thread = threading.Thread(target=server.serve_forever,
+                                               name="slack-double-ws", daemon=True)  # fmt: skip
+            self._ws_thread.start()
+        ticket = f"{next(self._counter):032x}"
+        self._tickets.add(ticket)
+        port = self._ws_server.socket.getsockname()[1]
+        url = f"ws://127.0.0.1:{port}/link/?ticket={ticket}&app_id={self.app_id}"
+        return {"ok": True, "url": url}
+
+    def _check_ticket(self, connection: ServerConnection, request: Request) -> Response | None:
+        """Refuse a URL that apps.connections.open did not issue, or one used already."""
+        ticket = parse_qs(urlsplit(request.path).query).get("ticket", [""])[0]
+        with self._lock:
+            if ticket in self._tickets:
+                self._tickets.discard(ticket)
+                return None
+        return connection.respond(401, "invalid or used ticket\n")
+
+    def _socket_session(self, connection: ServerConnection) -> None:
+        """One client's connection, on its own thread: greet, then record what it sends."""
+        with self._lock:
+            hello = {"type": "hello", "num_connections": len(self._sockets) + 1,
+                     "debug_info": {"host": "applink-double", "build_number": 1,
+                                    "approximate_connection_time": 18060},
+                     "connection_info": {"app_id": self.app_id}}  # fmt: skip
+        try:
+            connection.send(json.dumps(hello))
+            with self._changed:
+                self._sockets.append(connection)
+                self._connections += 1
+                self._changed.notify_all()
+            for raw in connection:
+                self._socket_message(raw)
+        except ConnectionClosed:
+            pass  # the client went away: what the test checks is what it acked before
+        finally:
+            with self._changed:
+                if connection in self._sockets:
+                    self._sockets.remove(connection)
+                self._changed.notify_all()
+
+    def _socket_message(self, raw: str | bytes) -> None:
+        try:
+            message = json.loads(raw)
+        except ValueError:
+            return  # not JSON: Slack ignores it too
+        if not isinstance(message, dict) or "envelope_id" not in message:
+            return
+        ack = Ack(str(message["envelope_id"]), message.get("payload"), time.monotonic())
+        with self._changed:
+            self._acks.append(ack)
+            self._changed.notify_all()
+
     # -- serving ----------------------------------------------------------------
 
     def respond(
@@ -359,6 +544,8 @@ class SlackDouble:
     def _call(self, method: str, params: dict[str, Any], token: str | None) -> dict[str, Any]:
         if not token:
             return {"ok": False, "error": "not_authed"}
+        if method == "apps.connections.open":  # the one method that takes the app-level token
+            return self._connections_open(token)
         if token != self.token:
             return {"ok": False, "error": "invalid_auth"}
         handler = _METHODS.get(method)

@@ -25,7 +25,7 @@ from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 
 from bot.runtime import orchestrator
-from bot.settings import Settings, SlackSettings
+from bot.settings import Settings, SettingsError, SlackSettings
 from bot.slack.app import build_app
 from bot.slack.delivery import SlackDelivery, web_client
 from bot.slack.directory import CombinedDirectory, SlackDirectory
@@ -194,10 +194,7 @@ def serve(settings: Settings, slack: SlackSettings) -> int:
     """Run until interrupted."""
     with running_bot(settings, slack) as bot:
         if slack.app_token:
-            from slack_bolt.adapter.socket_mode import SocketModeHandler
-
-            print("opsloop: connected in Socket Mode", flush=True)
-            SocketModeHandler(bot.app, slack.app_token).start()
+            _socket_mode(bot.app, slack.app_token)
             return 0
         from waitress import create_server
 
@@ -209,3 +206,32 @@ def serve(settings: Settings, slack: SlackSettings) -> int:
         finally:
             server.close()
     return 0
+
+
+def _socket_mode(app: App, app_token: str) -> None:
+    """Connect out to Slack and serve until interrupted.
+
+    Connects before saying so: a refused app token (apps.connections.open) is a setting
+    to fix, reported in one line, not a traceback after "connected". A WebSocket that
+    fails to open is retried by the client every ping interval.
+    """
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+    from slack_sdk.errors import SlackApiError
+
+    handler = SocketModeHandler(app, app_token)
+    try:
+        handler.connect()
+    except SlackApiError as exc:
+        error = exc.response.get("error", "error")
+        raise SettingsError(
+            f"Slack refused SLACK_APP_TOKEN ({error}); it must be the app's app-level token "
+            "(xapp-...) with connections:write"
+        ) from None
+    try:
+        if handler.client.is_connected():
+            print("opsloop: connected in Socket Mode", flush=True)
+        else:
+            print("opsloop: Socket Mode connection failed; retrying", flush=True)
+        threading.Event().wait()
+    finally:
+        handler.close()  # off the socket first: nothing new arrives while the bot stops

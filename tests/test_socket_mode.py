@@ -1,0 +1,281 @@
+"""The Slack bot end to end in Socket Mode: `opsloop serve` as a real process.
+
+The bot runs as `python -m bot.cli serve` with SLACK_APP_TOKEN set, so it calls
+apps.connections.open on the Slack double (tests/slack_double.py) and connects to
+the double's WebSocket. The test pushes envelopes over that socket as Slack does
+(slash commands, clicks), reads the acks the bot sends back, and checks what the
+bot posted through the Web API and what it stored in the database.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+import pytest
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from slack_sdk.socket_mode import SocketModeClient
+from slack_sdk.socket_mode.request import SocketModeRequest
+from slack_sdk.socket_mode.response import SocketModeResponse
+from sqlalchemy.engine import Engine
+
+from bot.slack import ids
+from orchestrator.queries import recent_runs, run_view
+from storage.engine import create_engine
+from tests.polling import until
+from tests.sample_workflows import GATED
+from tests.slack_double import Message, SlackDouble
+from tests.slack_signing import action_from_blocks, block_actions, slash_command
+
+ROOT = Path(__file__).resolve().parent.parent
+CHANNEL = "C0OPS"
+START_S = 60.0  # imports, schema set-up and recovery before the bot connects; ~2 s here
+STOP_S = 10.0  # how long a stopping bot gets before it is killed
+
+
+@dataclass
+class Served:
+    """A running `opsloop serve` in Socket Mode, and the Slack double it talks to."""
+
+    slack: SlackDouble
+    process: subprocess.Popen[bytes]
+    engine: Engine  # the bot's database, read by the test
+    log: Path  # the bot's stdout and stderr
+
+    def command(self, text: str, user: str = "U0ALICE", reply: str = "cmd") -> str:
+        """Push `/ops <text>` over the socket; return the envelope_id."""
+        body = slash_command(text, user_id=user, channel_id=CHANNEL,
+                             response_url=self.slack.response_url(reply))  # fmt: skip
+        return self.slack.push_slash_command(dict(parse_qsl(body)))
+
+    def click(self, message: Message, action_id: str, user: str, reply: str = "click") -> str:
+        """Push a click on the button `action_id` of `message`; return the envelope_id."""
+        action = action_from_blocks(message.blocks or [], action_id)
+        body = block_actions([action], user_id=user, channel_id=CHANNEL, message_ts=message.ts,
+                             response_url=self.slack.response_url(reply))  # fmt: skip
+        return self.slack.push_interactive(json.loads(dict(parse_qsl(body))["payload"]))
+
+    def run_id(self) -> str:
+        return until(lambda: next((r.id for r in recent_runs(self.engine, 1)), None),
+                     what="a run in the database")  # fmt: skip
+
+    def status(self, run_id: str) -> str:
+        return run_view(self.engine, run_id).status
+
+    def board(self, run_id: str) -> Message:
+        return until(lambda: next((m for m in self.slack.messages(CHANNEL)
+                                   if run_id in (m.text or "")), None),
+                     what="the run board")  # fmt: skip
+
+    def gate(self, run_id: str, prompt: str) -> Message:
+        parent = self.board(run_id)
+        return until(lambda: next((m for m in self.slack.thread(CHANNEL, parent.ts)
+                                   if prompt in json.dumps(m.blocks)), None),
+                     what=f"the gate message asking {prompt!r}")  # fmt: skip
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def start_bot(
+    slack: SlackDouble, db_url: str, flows: Path, log: Path, *, app_token: str | None = None
+) -> subprocess.Popen[bytes]:
+    # nothing from the caller's Slack or opsloop set-up, and no proxy: slack_sdk would send
+    # the WebSocket to 127.0.0.1 through $HTTPS_PROXY
+    inherited = {k: v for k, v in os.environ.items()
+                 if not k.upper().startswith(("SLACK_", "OPSLOOP_"))
+                 and k.upper() not in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY")}  # fmt: skip
+    env = {
+        **inherited,
+        "SLACK_BOT_TOKEN": slack.token,
+        "SLACK_APP_TOKEN": app_token or slack.app_token,
+        "SLACK_API_URL": slack.api_url,
+        "DATABASE_URL": db_url,
+        "OPSLOOP_WORKFLOWS": str(flows),
+        "OPSLOOP_CHANNEL": CHANNEL,
+        "PYTHONUNBUFFERED": "1",
+    }
+    # stdout and stderr go to a file, not a pipe nobody reads, which could fill and block it
+    with log.open("wb") as out:
+        return subprocess.Popen([sys.executable, "-m", "bot.cli", "serve"], cwd=ROOT, env=env,
+                                stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+
+
+def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> int:
+    """Signal the bot, kill it if it has not exited after STOP_S; its exit code."""
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(STOP_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(STOP_S)
+    return process.returncode
+
+
+@pytest.fixture
+def flows(tmp_path: Path) -> Path:
+    directory = tmp_path / "workflows"
+    directory.mkdir()
+    (directory / "gated.yml").write_text(GATED)
+    return directory
+
+
+@pytest.fixture
+def slack() -> Iterator[SlackDouble]:
+    with SlackDouble() as double:
+        yield double
+
+
+@contextmanager
+def serving(slack: SlackDouble, db_url: str, flows: Path, log: Path) -> Iterator[Served]:
+    """The bot started and connected; stopped (SIGTERM, then SIGKILL) on exit."""
+    process = start_bot(slack, db_url, flows, log)
+    engine = create_engine(db_url)
+    served = Served(slack, process, engine, log)
+    try:
+        until(lambda: slack.socket_connections() or process.poll() is not None,
+              timeout=START_S, what="the bot to connect")  # fmt: skip
+        assert process.poll() is None, f"the bot exited:\n{served.output()}"
+        yield served
+    finally:
+        stop(process)
+        engine.dispose()
+
+
+@pytest.fixture
+def served(db_url: str, flows: Path, tmp_path: Path, slack: SlackDouble) -> Iterator[Served]:
+    with serving(slack, db_url, flows, tmp_path / "bot.log") as running:
+        yield running
+
+
+def test_command_and_approve_click_over_the_socket_finish_the_run(served: Served) -> None:
+    slack = served.slack
+    [opened] = slack.calls("apps.connections.open")
+    assert opened.ok and opened.token == slack.app_token  # the app-level token, not the bot's
+
+    envelope = served.command("run gated service=api")
+    assert slack.wait_for_ack(envelope).payload is None  # a bare ack, the work follows
+    run_id = served.run_id()
+    assert served.board(run_id).channel == CHANNEL
+    gate = served.gate(run_id, "Ship api?")
+    buttons = [e["action_id"] for b in gate.blocks or [] if b["type"] == "actions"
+               for e in b["elements"]]  # fmt: skip
+    assert ids.APPROVE in buttons and ids.REJECT in buttons
+    [started] = until(lambda: slack.responses("cmd"), what="the command's reply")
+    assert run_id in started["text"]
+
+    click = served.click(gate, ids.APPROVE, "U0BOSS")
+    slack.wait_for_ack(click)
+    until(lambda: served.status(run_id) == "succeeded", what="the run to finish")
+    edited = until(lambda: (m := slack.message(CHANNEL, gate.ts)).edits
+                   and "U0BOSS" in json.dumps(m.blocks) and m, what="the gate edit")  # fmt: skip
+    assert not [b for b in edited.blocks or [] if b["type"] == "actions"]  # buttons gone
+    until(lambda: "succeeded" in (slack.message(CHANNEL, served.board(run_id).ts).text or ""),
+          what="the board's final state")  # fmt: skip
+    steps = {s.step_id: s.status for s in run_view(served.engine, run_id).steps}
+    assert steps == {"build": "succeeded", "approve": "succeeded", "ship": "succeeded"}
+    assert served.process.poll() is None, served.output()
+
+
+def test_answers_ride_in_the_ack_and_a_refreshed_socket_keeps_serving(served: Served) -> None:
+    slack = served.slack
+    help_ack = slack.wait_for_ack(served.command("help"))
+    assert help_ack.payload is not None and "Usage" in help_ack.payload["text"]
+    assert help_ack.payload["response_type"] == "ephemeral"
+
+    served.command("run gated service=web")
+    run_id = served.run_id()
+    gate = served.gate(run_id, "Ship web?")
+
+    # Slack asks for a reconnect every few hours: the bot must fetch a new URL and carry on
+    slack.push_disconnect()
+    slack.wait_for_socket(2, timeout=20)
+    until(lambda: slack.socket_connections() == 1, what="the old socket to close")
+    assert len(slack.calls("apps.connections.open", ok=True)) == 2
+    refused = served.click(gate, ids.APPROVE, "U0EVE", reply="eve")
+    slack.wait_for_ack(refused)
+    [answer] = until(lambda: slack.responses("eve"), what="the refusal")
+    assert "may not answer" in answer["text"]
+    slack.wait_for_ack(served.click(gate, ids.APPROVE, "U0DEPUTY"))
+    until(lambda: served.status(run_id) == "succeeded", what="the run to finish")
+
+
+def test_a_dropped_socket_is_back_within_a_ping_interval(
+    sqlite_url: str, flows: Path, tmp_path: Path, slack: SlackDouble
+) -> None:
+    # slack_sdk's built-in client reconnects on its next health check (Bolt: every 10 s),
+    # not on the close itself; the database plays no part, so SQLite only
+    with serving(slack, sqlite_url, flows, tmp_path / "bot.log") as served:
+        slack.close_sockets()
+        slack.wait_for_socket(2, timeout=30)
+        assert len(slack.calls("apps.connections.open", ok=True)) == 2
+        slack.wait_for_ack(served.command("run gated service=api"))  # on the new socket
+        served.gate(served.run_id(), "Ship api?")
+
+
+def test_ctrl_c_leaves_the_socket_and_exits_130(served: Served) -> None:
+    until(lambda: "connected in Socket Mode" in served.output(), what="the bot to say so")
+    assert stop(served.process, signal.SIGINT) == 130, served.output()
+    assert served.slack.socket_connections() == 0
+    assert "Traceback" not in served.output()
+
+
+def test_a_refused_app_token_is_one_line_and_exit_2(
+    sqlite_url: str, flows: Path, tmp_path: Path, slack: SlackDouble
+) -> None:
+    log = tmp_path / "bot.log"
+    process = start_bot(slack, sqlite_url, flows, log, app_token="xapp-1-revoked")
+    try:
+        assert process.wait(START_S) == 2
+    finally:
+        stop(process)
+    output = log.read_text()
+    assert "opsloop: Slack refused SLACK_APP_TOKEN (invalid_auth)" in output
+    assert "Traceback" not in output and "connected in Socket Mode" not in output
+    assert slack.socket_connections() == 0
+
+
+# -- the double's Socket Mode, driven by slack_sdk's own client in this process ----------
+
+
+def test_the_double_speaks_socket_mode_to_slack_sdks_client(slack: SlackDouble) -> None:
+    web = WebClient(token=slack.token, base_url=slack.api_url, timeout=10)
+    with pytest.raises(SlackApiError, match="not_allowed_token_type"):
+        web.apps_connections_open(app_token=slack.token)
+    received: list[SocketModeRequest] = []
+
+    def listener(client: SocketModeClient, request: SocketModeRequest) -> None:
+        received.append(request)
+        answer: Mapping[str, Any] | None = {"text": "ok"} if request.type != "interactive" else None
+        client.send_socket_mode_response(SocketModeResponse(request.envelope_id, answer))
+
+    client = SocketModeClient(
+        app_token=slack.app_token, web_client=web, auto_reconnect_enabled=False
+    )
+    client.socket_mode_request_listeners.append(listener)
+    try:
+        client.connect()
+        slack.wait_for_socket()
+        command = slack.push_slash_command({"command": "/ops", "text": "help"})
+        click = slack.push_interactive({"type": "block_actions", "actions": []})
+        assert slack.wait_for_ack(command).payload == {"text": "ok"}
+        assert slack.wait_for_ack(click).payload is None
+        slack.close_sockets()  # so the client's close() need not wait out its 3 s receive
+        until(lambda: not client.is_connected(), what="the client to see the close")
+    finally:
+        client.close()
+    assert [(r.type, r.accepts_response_payload) for r in received] == [
+        ("slash_commands", True), ("interactive", False)]  # fmt: skip
+    assert [e["envelope_id"] for e in slack.envelopes()] == [command, click]
+    until(lambda: slack.socket_connections() == 0, what="the socket to close")
