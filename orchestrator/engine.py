@@ -101,8 +101,8 @@ class Orchestrator:
         self._outcomes: dict[str, list[scheduler.Outcome]] = {}
         # Runs a thread is making passes over, and runs that need one more pass.
         self._passing: set[str] = set()
-        self._local = threading.local()  # .worker: this thread is one of the pool's
         self._pass_wanted: set[str] = set()
+        self._local = threading.local()  # .worker: this thread is one of the pool's
         self._procs: dict[tuple[str, str], subprocess.Popen] = {}
         self._changed = threading.Condition()
 
