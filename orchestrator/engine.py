@@ -21,7 +21,6 @@ import uuid
 import weakref
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -300,17 +299,13 @@ class Orchestrator:
         """On a worker: claim the step pending -> running, then run it."""
         thread_id = _thread_id(run.id, step.id)
         now = self.clock()
-        attempts = 0 if step.is_gate else 1
+        claim = scheduler.claim_values(step, thread_id, now, leases.ownership(self.replica, now))
         won = False
         try:
             for attempt in storage_attempts():
                 with attempt, write_transaction(self.engine) as conn:
-                    won = runs.set_step(
-                        conn, run.id, step.id, expect=[StepStatus.PENDING],
-                        status=StepStatus.RUNNING, thread_id=thread_id, started_at=now,
-                        finished_at=None, updated_at=now, attempts=attempts,
-                        **leases.ownership(self.replica, now),
-                    )  # fmt: skip
+                    won = runs.set_step(conn, run.id, step.id, expect=[StepStatus.PENDING],
+                                        **claim)  # fmt: skip
                     if won:
                         runs.set_run(conn, run.id, expect=[RunStatus.WAITING],
                                      status=RunStatus.RUNNING, updated_at=now)  # fmt: skip
@@ -322,7 +317,7 @@ class Orchestrator:
             return
         self.saver.new_thread(thread_id)
         self._step_changed(run.id, step.id, status=StepStatus.RUNNING, started_at=now,
-                           finished_at=None, attempts=attempts)  # fmt: skip
+                           finished_at=None, attempts=claim["attempts"])  # fmt: skip
         self._execute(run.id, step.id, thread_id, None, run)
 
     # -- executing one step ---------------------------------------------------
@@ -430,10 +425,7 @@ class Orchestrator:
         with self._locks_guard:
             run = self._latest.get(run_id)
             if run is not None:
-                steps = tuple(
-                    replace(s, **committed) if s.step_id == step_id else s for s in run.steps
-                )
-                run = self._latest[run_id] = replace(run, steps=steps)
+                run = self._latest[run_id] = run.with_step(step_id, **committed)
         if run is None:  # not a run this process is advancing: read it
             run = self.view(run_id)
         step: StepView = next(s for s in run.steps if s.step_id == step_id)

@@ -10,7 +10,7 @@ Calls come from worker threads: implementations must be thread-safe and quick
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -45,6 +45,11 @@ class RunView:
     thread_ts: str | None = None
     error: str | None = None
     steps: tuple[StepView, ...] = ()
+
+    def with_step(self, step_id: str, **values: Any) -> RunView:
+        """This view with one step's fields replaced (a change just committed)."""
+        steps = tuple(replace(s, **values) if s.step_id == step_id else s for s in self.steps)
+        return replace(self, steps=steps)
 
 
 @dataclass(frozen=True)

@@ -56,8 +56,7 @@ class Pass:
         """Record a committed change and apply it to `run`."""
         assert self.run is not None
         self.changed.append((step_id, values))
-        steps = tuple(replace(s, **values) if s.step_id == step_id else s for s in self.run.steps)
-        self.run = replace(self.run, steps=steps)
+        self.run = self.run.with_step(step_id, **values)
 
 
 def run_pass(
@@ -132,12 +131,7 @@ def _claim(
 ) -> None:
     """Mark `steps` running (pending -> running) in one round trip."""
     claims = {s.id: Claim(s, new_thread_id(s.id)) for s in steps}
-    values = {
-        s.id: {"status": StepStatus.RUNNING, "thread_id": claims[s.id].thread_id,
-               "started_at": now, "finished_at": None, "updated_at": now,
-               "attempts": 0 if s.is_gate else 1, **ownership}
-        for s in steps
-    }  # fmt: skip
+    values = {s.id: claim_values(s, claims[s.id].thread_id, now, ownership) for s in steps}
     won = runs.set_steps(conn, run_id, values, expect=StepStatus.PENDING)
     if won < len(steps):  # another replica or a cancel took some: keep ours
         ours = runs.steps_with_threads(conn, run_id, [c.thread_id for c in claims.values()])
@@ -147,6 +141,15 @@ def _claim(
         v = values[step_id]
         done.set_step(step_id, status=v["status"], started_at=now, finished_at=None,
                       attempts=v["attempts"])  # fmt: skip
+
+
+def claim_values(
+    step: Step, thread_id: str, now: datetime, ownership: dict[str, Any]
+) -> dict[str, Any]:
+    """What a step's row gets when it is claimed pending -> running (see `runs.set_step`)."""
+    return {"status": StepStatus.RUNNING, "thread_id": thread_id, "started_at": now,
+            "finished_at": None, "updated_at": now, "attempts": 0 if step.is_gate else 1,
+            **ownership}  # fmt: skip
 
 
 def _finished_values(o: Outcome) -> dict[str, Any]:
