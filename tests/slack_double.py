@@ -318,20 +318,13 @@ class SlackDouble:
 
         The predicate is re-checked whenever a call arrives (and at least every 50 ms).
         """
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                result = predicate(list(self._calls))
-                if result:
-                    return result
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    seen = ", ".join(f"{c.method}:{c.status}" for c in self._calls[-20:])
-                    raise AssertionError(
-                        f"timed out after {timeout}s waiting for {what or predicate}; "
-                        f"last calls: {seen or 'none'}"
-                    )
-                self._changed.wait(min(left, 0.05))
+
+        def last_calls() -> str:
+            seen = ", ".join(f"{c.method}:{c.status}" for c in self._calls[-20:])
+            return f"last calls: {seen or 'none'}"
+
+        return self._wait(lambda: predicate(list(self._calls)), timeout,
+                          what or str(predicate), detail=last_calls)  # fmt: skip
 
     def wait_for_calls(self, method: str, count: int = 1, *, timeout: float = 5.0) -> list[Call]:
         """Wait until `count` successful calls of `method` arrived; return them."""
@@ -417,13 +410,22 @@ class SlackDouble:
         return self._wait(lambda: next(iter(self.acks(envelope_id)), None), timeout,
                           f"the ack of envelope {envelope_id}")  # fmt: skip
 
-    def _wait(self, predicate: Callable[[], T], timeout: float, what: str) -> T:
+    def _wait(
+        self,
+        predicate: Callable[[], T],
+        timeout: float,
+        what: str,
+        detail: Callable[[], str] | None = None,
+    ) -> T:
+        """`predicate()`'s first truthy value, re-checked whenever something arrives (and at
+        least every 50 ms); AssertionError at `timeout`, with `detail()` if given."""
         deadline = time.monotonic() + timeout
         with self._changed:
             while not (result := predicate()):
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+                    more = f"; {detail()}" if detail else ""
+                    raise AssertionError(f"timed out after {timeout}s waiting for {what}{more}")
                 self._changed.wait(min(left, 0.05))
             return result
 
