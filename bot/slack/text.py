@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -69,26 +69,27 @@ def truncate_tail(text: str, limit: int, marker: str = ELLIPSIS) -> str:
 
 def escaped(text: object, limit: int) -> str:
     """`text` escaped and cut to `limit` characters; the cut never splits an entity."""
-    if limit < 1:
-        return ""
-    raw = str(text)
-    out = escape(raw)
-    keep = limit - len(ELLIPSIS)
-    while len(out) > limit:
-        out = escape(raw[: max(keep, 0)]) + ELLIPSIS
-        keep -= max(len(out) - limit, 1)
-    return out
+    return _escaped_within(text, limit, lambda raw, keep: escape(raw[: max(keep, 0)]) + ELLIPSIS)
 
 
 def escaped_tail(text: object, limit: int) -> str:
     """The end of `text`, escaped, in at most `limit` characters; never splits an entity."""
+    return _escaped_within(
+        text, limit,
+        lambda raw, keep: ELLIPSIS + (escape(raw[len(raw) - keep :]) if keep > 0 else ""),
+    )  # fmt: skip
+
+
+def _escaped_within(text: object, limit: int, cut: Callable[[str, int], str]) -> str:
+    """Escape `text`; while too long, `cut(raw, keep)` it to fewer raw characters (escaping
+    can grow a kept character to several, so the keep shrinks until it fits)."""
     if limit < 1:
         return ""
     raw = str(text)
     out = escape(raw)
     keep = limit - len(ELLIPSIS)
     while len(out) > limit:
-        out = ELLIPSIS + (escape(raw[len(raw) - keep :]) if keep > 0 else "")
+        out = cut(raw, keep)
         keep -= max(len(out) - limit, 1)
     return out
 
