@@ -199,13 +199,7 @@ class SQLModelSaver(BaseCheckpointSaver[str]):
             if blobs:
                 conn.execute(self._put_blobs, blobs)
             conn.execute(self._put_checkpoint, row)
-        return {
-            "configurable": {
-                "thread_id": thread_id,
-                "checkpoint_ns": ns,
-                "checkpoint_id": checkpoint["id"],
-            }
-        }
+        return _config(thread_id, ns, checkpoint["id"])
 
     def put_writes(
         self,
