@@ -93,6 +93,8 @@ class Orchestrator:
         # Per active run: its newest view, re-read by every advance pass and patched with
         # each change this process commits, so telling the front end costs no query.
         self._latest: dict[str, RunView] = {}
+        # Per active run: step views by row version, so a pass re-reads the run cheaply.
+        self._views: dict[str, runs.ViewCache] = {}
         # Steps this process dispatched and is still running: (run id, step id). A pass
         # counts them as running even if the view it read predates their claim.
         self._inflight: set[tuple[str, str]] = set()
@@ -249,6 +251,7 @@ class Orchestrator:
             outcomes = self._outcomes.pop(run_id, [])
             inflight = frozenset(step for rid, step in self._inflight if rid == run_id)
             free = self.max_workers - len(self._inflight)
+            cache = self._views.setdefault(run_id, {})
         now = self.clock()
         try:
             for attempt in storage_attempts():
@@ -256,12 +259,13 @@ class Orchestrator:
                     read = None
                     if is_sqlite(self.engine):  # outside SQLite's one write lock
                         with read_transaction(self.engine) as conn:
-                            read = runs.load_run(conn, run_id)
+                            read = runs.load_run(conn, run_id, cache)
                     with write_transaction(self.engine) as conn:
                         done = scheduler.run_pass(
                             conn, run_id, self.workflow, outcomes, inflight=inflight, free=free,
                             now=now, ownership=leases.ownership(self.replica, now),
                             new_thread_id=lambda step_id: _thread_id(run_id, step_id), read=read,
+                            cache=cache,
                         )  # fmt: skip
         except BaseException:
             with self._locks_guard:  # not recorded: the next pass tries again
@@ -436,6 +440,7 @@ class Orchestrator:
         """Drop what this process keeps about a run that ended."""
         with self._locks_guard:
             self._latest.pop(run_id, None)
+            self._views.pop(run_id, None)
 
     # -- people ---------------------------------------------------------------
 

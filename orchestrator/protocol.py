@@ -48,7 +48,11 @@ class RunView:
 
     def with_step(self, step_id: str, **values: Any) -> RunView:
         """This view with one step's fields replaced (a change just committed)."""
-        steps = tuple(replace(s, **values) if s.step_id == step_id else s for s in self.steps)
+        steps = self.steps
+        for i, step in enumerate(steps):
+            if step.step_id == step_id:
+                steps = (*steps[:i], replace(step, **values), *steps[i + 1 :])
+                break
         return replace(self, steps=steps)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import uuid
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -171,7 +172,12 @@ def cancel_run(conn: Connection, run_id: str, by: str, now: datetime) -> list[st
     conn.execute(
         sa.update(STEPS)
         .where(STEPS.c.run_id == run_id, STEPS.c.status.in_(unfinished))
-        .values(status=StepStatus.CANCELLED, finished_at=now, updated_at=now)
+        .values(
+            status=StepStatus.CANCELLED,
+            finished_at=now,
+            updated_at=now,
+            version=STEPS.c.version + 1,
+        )
     )
     open_ids = [r["id"] for r in pending_interactions(conn, run_id)]
     conn.execute(
@@ -206,38 +212,51 @@ def audit(
 # rows are unpacked as tuples: about 40% less time per load on a 64-step run.
 _RUN_VIEW_COLUMNS = ("id", "workflow", "status", "params", "started_by", "channel", "thread_ts",
                      "error")  # fmt: skip
-_STEP_VIEW_COLUMNS = ("step_id", "status", "attempts", "started_at", "finished_at", "error",
-                      "outputs")  # fmt: skip
 _RUN_VIEW = sa.select(*(RUNS.c[name] for name in _RUN_VIEW_COLUMNS)).where(
     RUNS.c.id == sa.bindparam("run_id")
 )
+# Outputs come as text, parsed only for rows a cache does not already hold.
+_STEP_VIEW_COLUMNS = ("step_id", "version", "status", "attempts", "started_at", "finished_at",
+                      "error")  # fmt: skip
 _STEP_VIEWS = (
-    sa.select(*(STEPS.c[name] for name in _STEP_VIEW_COLUMNS))
+    sa.select(*(STEPS.c[name] for name in _STEP_VIEW_COLUMNS), sa.cast(STEPS.c.outputs, sa.Text))
     .where(STEPS.c.run_id == sa.bindparam("run_id"))
     .order_by(STEPS.c.id)
 )
 
+# A run's step views by step id, each with the row version it was built from.
+ViewCache = dict[str, tuple[int, StepView]]
 
-def load_run(conn: Connection, run_id: str) -> RunView | None:
+
+def load_run(conn: Connection, run_id: str, cache: ViewCache | None = None) -> RunView | None:
+    """The run as committed. With `cache` (kept by the caller across loads of this run),
+    a step row whose version is unchanged reuses its view: every change to a step row
+    bumps its version, so a wide run's load parses only the rows that changed."""
     row = conn.execute(_RUN_VIEW, {"run_id": run_id}).first()
     if row is None:
         return None
     run_id, workflow, status, params, started_by, channel, thread_ts, error = row
-    steps = conn.execute(_STEP_VIEWS, {"run_id": run_id})
+    cache = {} if cache is None else cache
+    steps = []
+    for step_id, version, *values in conn.execute(_STEP_VIEWS, {"run_id": run_id}):
+        hit = cache.get(step_id)
+        if hit is None or hit[0] != version:
+            hit = cache[step_id] = (version, _step_view(step_id, *values))
+        steps.append(hit[1])
     return RunView(
         id=run_id, workflow=workflow, status=status, params=params, started_by=started_by,
-        channel=channel, thread_ts=thread_ts, error=error,
-        steps=tuple(_step_view(*s) for s in steps),
+        channel=channel, thread_ts=thread_ts, error=error, steps=tuple(steps),
     )  # fmt: skip
 
 
 def _step_view(
     step_id: str, status: str, attempts: int, started_at: datetime | None,
-    finished_at: datetime | None, error: str | None, outputs: dict[str, Any] | None,
+    finished_at: datetime | None, error: str | None, outputs: str | None,
 ) -> StepView:  # fmt: skip
     return StepView(
         step_id=step_id, kind="", status=status, attempts=attempts, started_at=aware(started_at),
-        finished_at=aware(finished_at), error=error, outputs=outputs,
+        finished_at=aware(finished_at), error=error,
+        outputs=None if outputs is None else json.loads(outputs),
     )  # fmt: skip
 
 

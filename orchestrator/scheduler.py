@@ -71,6 +71,7 @@ def run_pass(
     new_thread_id: Callable[[str], str],
     ownership: dict[str, Any],
     read: RunView | None = None,
+    cache: runs.ViewCache | None = None,
 ) -> Pass:
     """Advance `run_id` as far as it goes without running anything; see the module doc.
 
@@ -79,7 +80,8 @@ def run_pass(
     as read just before this transaction: on SQLite, reading it there keeps the pass
     short inside the file's single write lock. It stands in for a fresh read when every
     outcome was recorded; anything else that changed since only moved a step into or
-    out of running or waiting, which no decision here takes for finished.
+    out of running or waiting, which no decision here takes for finished. `cache` is the
+    run's step views from earlier loads (`runs.load_run`).
     """
     done = Pass()
     outcomes = list(outcomes)
@@ -92,7 +94,7 @@ def run_pass(
         for o in outcomes:
             done.set_step(o.step_id, **_finished_values(o))
     else:
-        done.run = runs.load_run(conn, run_id)
+        done.run = runs.load_run(conn, run_id, cache)
         if done.run is None:
             return done
         views = {s.step_id: s for s in done.run.steps}
