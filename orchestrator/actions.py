@@ -47,7 +47,7 @@ class StepContext:
 
 
 def call_python(action: PythonAction, ctx: StepContext, timeout_s: float | None) -> dict:
-    fn, wants = _task(action.target)
+    fn, wants = task_signature(action.target)
     offered = {"params": dict(ctx.params), "needs": ctx.needs, "ctx": ctx}
     kwargs = {k: v for k, v in offered.items() if k in wants}
     result = _with_timeout(lambda: fn(**kwargs), timeout_s, action.target)
@@ -62,7 +62,7 @@ def call_python(action: PythonAction, ctx: StepContext, timeout_s: float | None)
 
 
 @functools.lru_cache(maxsize=1024)
-def _task(target: str) -> tuple[Callable[..., Any], frozenset[str]]:
+def task_signature(target: str) -> tuple[Callable[..., Any], frozenset[str]]:
     """The task function and which of params/needs/ctx it takes (looked up once)."""
     fn = _resolve(target)
     accepted = inspect.signature(fn).parameters
@@ -109,12 +109,15 @@ def run_shell(
     context: Mapping[str, Any],
     timeout_s: float | None,
     on_start: Callable[[subprocess.Popen], None] | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> dict:
+    """Run the step's argv; `env` adds to this process's environment (OPSLOOP_RUN_ID...)."""
     argv = render_argv(list(action.argv), context)
     try:
         proc = subprocess.Popen(
             argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             start_new_session=True, stdin=subprocess.DEVNULL,
+            env={**os.environ, **env} if env else None,
         )  # fmt: skip
     except OSError as exc:
         raise StepFailed(f"cannot start {argv[0]!r}: {exc.strerror}") from exc

@@ -1,10 +1,13 @@
-"""The orchestrator: schedules a run's DAG itself, each step as its own LangGraph thread.
+"""The orchestrator: schedules a run's DAG itself; each step that may pause is its own
+LangGraph thread.
 
 Why not one LangGraph graph per workflow: LangGraph runs nodes in lockstep
 supersteps and a pending interrupt stops the whole graph, so a workflow graph
 would wait for each level's slowest step and freeze every branch beside a
 gate (../shared/notes/langgraph.md). Here a step starts the moment its needs
-are done, on a bounded thread pool, and a gate parks only its own step.
+are done, on a bounded thread pool, and a gate parks only its own step. Steps
+that cannot pause (shell, tasks without `ctx`) need nothing from LangGraph and
+run without a graph (`_execute`).
 
 Every transition is a conditional UPDATE committed before anything acts on
 it: a step is claimed pending -> running before it is submitted, an answer
@@ -48,7 +51,7 @@ from orchestrator.protocol import (
     StaticDirectory,
     StepView,
 )
-from orchestrator.stepgraph import StepGraph
+from orchestrator.stepgraph import StepGraph, StepResult
 from orchestrator.storage_retry import RetryingSaver, storage_attempts
 from orchestrator.timers import Timers
 from orchestrator.timers import aware as timers_aware
@@ -284,7 +287,8 @@ class Orchestrator:
         for step_id, _values in done.changed:
             self.front_end.step_changed(run, views[step_id])
         for started in done.claimed:
-            self.saver.new_thread(started.thread_id)
+            if stepwork.can_pause(started.step):
+                self.saver.new_thread(started.thread_id)
             self.submit(self._execute, run_id, started.step.id, started.thread_id, None, run)
         for step in done.queued:
             self._dispatch(run, step)
@@ -319,7 +323,8 @@ class Orchestrator:
                     self._inflight.discard((run.id, step.id))
         if not won:
             return
-        self.saver.new_thread(thread_id)
+        if stepwork.can_pause(step):
+            self.saver.new_thread(thread_id)
         self._step_changed(run.id, step.id, status=StepStatus.RUNNING, started_at=now,
                            finished_at=None, attempts=claim["attempts"])  # fmt: skip
         self._execute(run.id, step.id, thread_id, None, run)
@@ -335,14 +340,25 @@ class Orchestrator:
         run: RunView | None = None,
     ) -> None:
         """Run (or resume) one step. `run` is the view the step was dispatched from: its
-        needs had finished by then, so their outputs in it are final."""
+        needs had finished by then, so their outputs in it are final.
+
+        A step that may wait for a person runs in its LangGraph thread: interrupt() and
+        Command(resume=...) are what pause and resume it. A step that cannot pause (shell,
+        a task without `ctx`) runs directly, with no graph: for it LangGraph would only
+        save the result, and that costs more CPU than the step's whole bookkeeping
+        (docs/benchmarks.md). Either way the next pass records the result in the step's
+        row, in the transaction that starts what it unblocks.
+        """
         try:
             if run is None:
                 run = self.view(run_id)
             step = self.workflow(run.workflow).step(step_id)
-            result = self.graph.run(
-                thread_id, lambda: stepwork.work(self, run, step, thread_id), resume
-            )
+            if resume is None and not stepwork.can_pause(step):
+                result = StepResult(stepwork.work(self, run, step, thread_id), None)
+            else:
+                result = self.graph.run(
+                    thread_id, lambda: stepwork.work(self, run, step, thread_id), resume
+                )
         except StepFailed as exc:
             self._outcome(run_id, step_id, StepStatus.FAILED, error=str(exc), outputs=exc.outputs)
         except Exception as exc:
@@ -417,8 +433,11 @@ class Orchestrator:
     ) -> None:
         """Leave how a step ended for the next pass, which records it with what it unblocks.
 
-        Its checkpoint already holds the result, so a crash before that pass loses
-        nothing: recovery records it from there."""
+        Until that pass commits (a few milliseconds), a crash finds the step `running`.
+        A step that ran in its LangGraph thread has its result in its checkpoint, and
+        recovery records it from there. A step that ran without a graph counts as cut
+        off mid-flight, as a crash a moment earlier would have left it: it runs again if
+        it is idempotent, and otherwise a person decides (recovery.py)."""
         outcome = scheduler.Outcome(step_id, status, self.clock(), error,
                                     dict(outputs) if outputs is not None else None)  # fmt: skip
         with self._locks_guard:

@@ -5,8 +5,11 @@ A step found `running` was cut off mid-flight. Its LangGraph thread tells how fa
 - interrupted: it was pausing for a person; it waits again;
 - otherwise (no checkpoint, or one from before it finished) it may have done part of
   its work: it is run again if it is a gate or declared `idempotent: true`, and for
-  any other step a person decides: retry, skip or fail. A step is marked running only
-  by the worker about to run it (a step still queued at a crash is `pending`).
+  any other step a person decides: retry, skip or fail. A step that cannot pause runs
+  without a graph, so it never has a checkpoint and always takes this branch: until
+  the pass that records its result commits, it is not finished. A step is marked
+  running only by the worker about to run it (a step still queued at a crash is
+  `pending`).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Each step runs as its own one-node LangGraph graph, checkpointed by SQLModelSaver.
+"""Each step that may pause runs as its own one-node LangGraph graph, checkpointed by
+SQLModelSaver (steps that cannot pause run without one: `stepwork.can_pause`).
 
 The node calls the step's work; a gate (or a task that asks a person) calls
 `interrupt()`, which saves the pending question in the step's thread and ends

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from langgraph.types import interrupt
 
 from orchestrator import gates, runs
-from orchestrator.actions import StepContext, call_python, run_shell, with_retries
+from orchestrator.actions import StepContext, call_python, run_shell, task_signature, with_retries
 from orchestrator.definitions import PythonAction, Step
 from orchestrator.errors import ExpressionError, StepFailed
 from orchestrator.expressions import render_text
@@ -25,6 +25,20 @@ from storage.models import InteractionStatus, StepStatus
 
 if TYPE_CHECKING:
     from orchestrator.engine import Orchestrator
+
+
+def can_pause(step: Step) -> bool:
+    """Whether a step may wait for a person: a gate, or a python task that takes `ctx`
+    (the only way a task can ask). Only such steps need LangGraph's pause and resume;
+    a task that cannot be loaded cannot pause either (it fails when it runs)."""
+    if step.is_gate:
+        return True
+    if not isinstance(step.action, PythonAction):
+        return False
+    try:
+        return "ctx" in task_signature(step.action.target)[1]
+    except StepFailed:
+        return False
 
 
 def work(orch: Orchestrator, run: RunView, step: Step, thread_id: str) -> dict[str, Any]:
@@ -51,6 +65,7 @@ def work(orch: Orchestrator, run: RunView, step: Step, thread_id: str) -> dict[s
         return run_shell(
             step.action, template_context(run), step.timeout_s,
             on_start=lambda p: orch._procs.__setitem__((run.id, step.id), p),
+            env={"OPSLOOP_RUN_ID": run.id, "OPSLOOP_STEP_ID": step.id},
         )  # fmt: skip
 
     return with_retries(step.retry, attempt, lambda n: _attempt(orch, run.id, step.id, n))

@@ -1,32 +1,42 @@
 """kill -9 at many points of real runs; a new process recovers, and nothing done runs again.
 
 A worker process (tests/crash_worker.py) drives runs of CRASHY one after the other;
-every python step appends "<run>/<step>/start" and ".../done" to an effects file.
-The test kills the worker with SIGKILL a few lines after it started (and a few
+every step but the gate appends "<run>/<step>/start" and ".../done" to an effects
+file. The test kills the worker with SIGKILL a few lines after it started (and a few
 milliseconds after that line), both drawn from a seeded RNG, so the kills land all
 over a run: inside a step, between a step and its checkpoint, between the checkpoint
 and the step's row, while the next steps start, around the gate and its answer. It
 records what the database says was finished at that instant and starts a new worker
 on the same database, which recovers and goes on.
+
+It runs twice over: with python tasks that take `ctx` (they may pause, so each runs
+in its LangGraph thread and its result is checkpointed) and with shell steps (they
+cannot pause and run without LangGraph: until the pass that records the result in
+the step's row commits, a kill leaves them unfinished, to re-run or to ask about).
+A shell step runs in its own session and outlives its killed worker; the workers are
+forked by one server process (crash_worker.py --fork-server) that is their subreaper,
+and the test waits for such leftovers before it reads what was done.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import random
+import select
 import signal
 import subprocess
 import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import BinaryIO
 
+import pytest
 import sqlalchemy as sa
 
 from orchestrator import runs
 from orchestrator.stepgraph import StepGraph
-from storage.checkpointer import SQLModelSaver
+from storage.checkpointer import BLOBS, CHECKPOINTS, WRITES, SQLModelSaver
 from storage.engine import create_engine, read_transaction
 from storage.schema import setup
 
@@ -35,14 +45,14 @@ CRASHY = """
 name: crashy
 steps:
   - id: prepare
-    python: engine_tasks:effect
+    EFFECT
   - id: left
     needs: [prepare]
     idempotent: true
-    python: engine_tasks:effect
+    EFFECT
   - id: right
     needs: [prepare]
-    python: engine_tasks:effect
+    EFFECT
   - id: approve
     needs: [prepare]
     approval:
@@ -50,15 +60,24 @@ steps:
       approvers: {users: [UAPPROVER]}
   - id: ship
     needs: [left, right, approve]
-    python: engine_tasks:effect
+    EFFECT
   - id: notify
     needs: [ship]
     idempotent: true
-    python: engine_tasks:effect
+    EFFECT
 """
+# What the five effect steps are: a python task that takes ctx, or a shell step.
+CTX_EFFECT = "python: engine_tasks:effect"
+SHELL_EFFECT = "shell: " + json.dumps([
+    "sh", "-c",
+    'key="$OPSLOOP_RUN_ID/$OPSLOOP_STEP_ID"; echo "$key/start" >> "$OPSLOOP_TEST_EFFECTS";'
+    ' sleep 0.01; echo "$key/done" >> "$OPSLOOP_TEST_EFFECTS"',
+])  # fmt: skip
+SHELL_OUTPUTS = {"exit_code": 0, "stdout": "", "stderr": ""}
 IDEMPOTENT = {"left", "notify"}
 NOT_IDEMPOTENT = {"prepare", "right", "ship"}
-PYTHON_STEPS = IDEMPOTENT | NOT_IDEMPOTENT
+EFFECT_STEPS = IDEMPOTENT | NOT_IDEMPOTENT
+GATE = "approve"
 RUNS = 12
 KILLS = 22
 SEED = 20261121
@@ -66,6 +85,7 @@ MAX_LINES_PER_LIFE = 8  # a run writes 10 lines when nothing runs twice
 MAX_JITTER_S = 0.02
 POLL_S = 0.001
 WORKER_TIMEOUT_S = 60.0
+SERVER_TIMEOUT_S = WORKER_TIMEOUT_S + 30  # it imports the orchestrator first
 
 
 def _lines(path: Path) -> list[str]:
@@ -73,7 +93,8 @@ def _lines(path: Path) -> list[str]:
 
 
 def _finished_steps(engine: sa.Engine) -> set[tuple[str, str]]:
-    """(run, step) pairs whose success is persisted: the step row, or its finished thread."""
+    """(run, step) pairs whose success is persisted: the step row, or its finished thread
+    (a shell step has no thread to finish: only its row counts)."""
     graph = StepGraph(SQLModelSaver(engine))
     with read_transaction(engine) as conn:
         rows = conn.execute(
@@ -88,66 +109,106 @@ def _finished_steps(engine: sa.Engine) -> set[tuple[str, str]]:
     }
 
 
-def _kill_at(proc: subprocess.Popen, effects: Path, target: int, jitter_s: float) -> bool:
-    """SIGKILL the worker `jitter_s` after the effects file has `target` lines.
+class Workers:
+    """Starts, polls and reaps workers through a crash_worker.py fork server."""
+
+    def __init__(self, db_url: str, workflow: Path, effects: Path, log: Path) -> None:
+        self.log = log
+        argv = [str(WORKER), "--fork-server", db_url, str(workflow), str(effects), str(RUNS)]
+        with log.open("ab") as out:
+            self.server = subprocess.Popen(
+                [sys.executable, *argv, str(log)], stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, stderr=out, bufsize=0,
+            )  # fmt: skip
+
+    def start(self) -> int:
+        return int(self._ask("start", SERVER_TIMEOUT_S))
+
+    def poll(self, pid: int) -> int | None:
+        reply = self._ask(f"poll {pid}", WORKER_TIMEOUT_S)
+        return None if reply == "running" else int(reply)
+
+    def reap(self, pid: int, timeout: float) -> int:
+        """The worker's exit status, once it and what it left running have ended."""
+        return int(self._ask(f"reap {pid}", timeout))
+
+    def close(self) -> None:
+        """Stop the server; it kills the worker still alive, if any."""
+        assert self.server.stdin is not None
+        self.server.stdin.close()
+        try:
+            self.server.wait(timeout=30)
+        finally:
+            if self.server.poll() is None:
+                self.server.kill()
+                self.server.wait()
+
+    def _ask(self, command: str, timeout: float) -> str:
+        assert self.server.stdin is not None and self.server.stdout is not None
+        self.server.stdin.write(f"{command}\n".encode())
+        deadline, reply = time.monotonic() + timeout, b""
+        while not reply.endswith(b"\n"):
+            left = deadline - time.monotonic()
+            assert left > 0, f"the fork server did not answer {command!r}: {self.log.read_text()}"
+            if select.select([self.server.stdout], [], [], left)[0]:
+                chunk = os.read(self.server.stdout.fileno(), 4096)
+                assert chunk, f"the fork server ended: {self.log.read_text()}"
+                reply += chunk
+        return reply.decode().strip()
+
+
+def _kill_at(workers: Workers, pid: int, effects: Path, target: int, jitter_s: float) -> bool:
+    """SIGKILL the worker `jitter_s` after the effects file has `target` lines, and wait
+    until it and the shell steps it left behind have ended.
 
     False if the worker finished first.
     """
     deadline = time.monotonic() + WORKER_TIMEOUT_S
     while len(_lines(effects)) < target:
-        if proc.poll() is not None:
+        if workers.poll(pid) is not None:
             return False
         assert time.monotonic() < deadline, f"the worker wrote no line {target} in time"
         time.sleep(POLL_S)
     time.sleep(jitter_s)  # not a wait for something: it picks the instant of the kill
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
+    os.kill(pid, signal.SIGKILL)
+    assert workers.reap(pid, timeout=30) == -signal.SIGKILL
     return True
 
 
-def _start_worker(db_url: str, workflow: Path, effects: Path, log: BinaryIO) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, str(WORKER), db_url, str(workflow), str(effects), str(RUNS)],
-        stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-
-
+@pytest.mark.parametrize("effect", [pytest.param(CTX_EFFECT, id="ctx"),
+                                    pytest.param(SHELL_EFFECT, id="shell")])  # fmt: skip
 def test_kill_9_anywhere_then_recover_finishes_every_run_without_repeating_done_work(
-    db_url: str, tmp_path: Path
+    db_url: str, tmp_path: Path, effect: str
 ) -> None:
     workflow, effects, log = tmp_path / "crashy.yml", tmp_path / "effects.log", tmp_path / "w.log"
-    workflow.write_text(CRASHY)
+    workflow.write_text(CRASHY.replace("EFFECT", effect))
     engine = create_engine(db_url)
     setup(engine)
     # (run, step) -> how many effect lines existed when its success was seen persisted
     persisted: dict[tuple[str, str], int] = {}
     rng = random.Random(SEED)
     kills = 0
-    with log.open("ab") as out:
-        proc = None
-        try:
-            while kills < KILLS:
-                target = len(_lines(effects)) + rng.randint(1, MAX_LINES_PER_LIFE)
-                proc = _start_worker(db_url, workflow, effects, out)
-                if not _kill_at(proc, effects, target, rng.uniform(0, MAX_JITTER_S)):
-                    break
-                kills += 1
-                seen = len(_lines(effects))
-                for key in _finished_steps(engine):
-                    persisted.setdefault(key, seen)
-            proc = _start_worker(db_url, workflow, effects, out)
-            code = proc.wait(timeout=WORKER_TIMEOUT_S)
-        finally:
-            if proc is not None and proc.poll() is None:
-                proc.kill()
-                proc.wait()
+    workers = Workers(db_url, workflow, effects, log)
+    try:
+        while kills < KILLS:
+            target = len(_lines(effects)) + rng.randint(1, MAX_LINES_PER_LIFE)
+            pid = workers.start()
+            if not _kill_at(workers, pid, effects, target, rng.uniform(0, MAX_JITTER_S)):
+                break
+            kills += 1
+            seen = len(_lines(effects))
+            for key in _finished_steps(engine):
+                persisted.setdefault(key, seen)
+        code = workers.reap(workers.start(), timeout=WORKER_TIMEOUT_S + 10)
+    finally:
+        workers.close()
     assert code == 0, log.read_text()
     assert kills >= 20, f"only {kills} kills: the runs ended too early"
 
     lines = _lines(effects)
     _assert_done_work_never_repeats(lines, persisted)
     _assert_only_answered_recoveries_rerun(engine, lines)
-    _assert_database_is_consistent(engine)
+    _assert_database_is_consistent(engine, shell=effect == SHELL_EFFECT)
     engine.dispose()
 
 
@@ -183,23 +244,34 @@ def _assert_only_answered_recoveries_rerun(engine: sa.Engine, lines: list[str]) 
     assert reruns >= 1  # some kills did land inside a step
 
 
-def _assert_database_is_consistent(engine: sa.Engine) -> None:
+def _assert_database_is_consistent(engine: sa.Engine, *, shell: bool) -> None:
     graph = StepGraph(SQLModelSaver(engine))
     with read_transaction(engine) as conn:
         run_rows = conn.execute(sa.select(runs.RUNS.c.id, runs.RUNS.c.status)).all()
         step_rows = conn.execute(sa.select(runs.STEPS)).mappings().all()
         interactions = conn.execute(sa.select(runs.INTERACTIONS)).mappings().all()
+        threads = {
+            thread_id
+            for table in (CHECKPOINTS, BLOBS, WRITES)
+            for (thread_id,) in conn.execute(sa.select(table.c.thread_id).distinct())
+        }
     assert len(run_rows) == RUNS
     assert {status for _, status in run_rows} == {"succeeded"}
     for row in step_rows:
         assert row["status"] == "succeeded", dict(row)
         assert row["finished_at"] is not None
         state, outputs = graph.inspect(row["thread_id"])
-        assert state == "finished" and outputs == row["outputs"]
-        if row["step_id"] in PYTHON_STEPS:
-            assert row["outputs"] == {"step": row["step_id"]}
-        else:
+        if row["step_id"] == GATE:
+            assert state == "finished" and outputs == row["outputs"]
             assert row["outputs"]["approved_by"] == ["UAPPROVER"]
+        elif shell:  # it ran without LangGraph: its thread id never got a checkpoint
+            assert state == "new" and row["thread_id"] not in threads, dict(row)
+            assert row["outputs"] == SHELL_OUTPUTS
+        else:
+            assert state == "finished" and outputs == row["outputs"]
+            assert row["outputs"] == {"step": row["step_id"]}
+    if shell:  # nor did any execution a kill cut off
+        assert {thread_id.split("/")[1] for thread_id in threads} == {GATE}
     assert all(i["status"] != "pending" for i in interactions)
     gates = Counter(i["run_id"] for i in interactions if i["purpose"] == "gate")
     assert gates == dict.fromkeys(gates, 1) and len(gates) == RUNS  # one question per gate
