@@ -6,6 +6,10 @@ selected with `options=-csearch_path=...`, dropped at the end):
 
 - parallel: 64 independent python steps that each sleep 200 ms (I/O-like),
   workflow `max_parallel: 16`. Ideal: 64 x 0.2 s / 16 = 0.8 s. Target <= 1.10x.
+  These tasks take no `ctx`, so they cannot pause and run without LangGraph.
+- parallel_ctx: the same, with tasks that take `ctx` (they could ask a person), so
+  each step runs as its own checkpointed LangGraph thread. No target: it shows
+  what that path costs beside `parallel`.
 - critical: three chains (1 x 1.0 s; 5 x 0.2 s; 10 x 0.1 s) joined by a final
   step. Ideal: the critical path, 1.0 s. Target <= 1.10x. The same DAG also runs
   once as a one-node-per-step LangGraph StateGraph (no checkpointer, in memory,
@@ -70,9 +74,10 @@ from storage.schema import setup  # noqa: E402
 
 WORKERS = 16
 TARGET = 1.10
-SECONDS = {"sleep_1000ms": 1.0, "sleep_200ms": 0.2, "sleep_100ms": 0.1, "noop": 0.0}
+SECONDS = {"sleep_1000ms": 1.0, "sleep_200ms": 0.2, "sleep_200ms_ctx": 0.2, "sleep_100ms": 0.1,
+           "noop": 0.0}  # fmt: skip
 STARTER, APPROVERS = "U0900", ("U0001", "U0002")
-MEASUREMENTS = ("parallel", "critical", "overhead", "resume")
+MEASUREMENTS = ("parallel", "parallel_ctx", "critical", "overhead", "resume")
 RUN_TIMEOUT_S = 120.0
 COLUMNS = ("measurement", "database", "result", "baseline", "ratio", "target", "verdict", "notes")
 
@@ -93,8 +98,8 @@ def chain(prefix: str, n: int, fn: str) -> list[Task]:
     return [Task(f"{prefix}{i}", fn, (f"{prefix}{i - 1}",) if i else ()) for i in range(n)]
 
 
-def parallel_dag() -> list[Task]:
-    return [Task(f"p{i}", "sleep_200ms") for i in range(64)]
+def parallel_dag(fn: str = "sleep_200ms") -> list[Task]:
+    return [Task(f"p{i}", fn) for i in range(64)]
 
 
 def critical_dag() -> list[Task]:
@@ -310,17 +315,35 @@ def repeated(
 
 
 def measure_parallel(kind: str, args: argparse.Namespace, prof: ThreadProfiles | None) -> Result:
-    tasks = parallel_dag()
-    walls, cpus = repeated(kind, "parallel", tasks, WORKERS, args, prof)
-    ideal = len(tasks) * SECONDS["sleep_200ms"] / WORKERS
+    return _parallel(kind, "parallel", "sleep_200ms", TARGET, args, prof)
+
+
+def measure_parallel_ctx(
+    kind: str, args: argparse.Namespace, prof: ThreadProfiles | None
+) -> Result:
+    return _parallel(kind, "parallel_ctx", "sleep_200ms_ctx", None, args, prof)
+
+
+def _parallel(
+    kind: str,
+    name: str,
+    fn: str,
+    target: float | None,
+    args: argparse.Namespace,
+    prof: ThreadProfiles | None,
+) -> Result:
+    tasks = parallel_dag(fn)
+    walls, cpus = repeated(kind, name, tasks, WORKERS, args, prof)
+    ideal = len(tasks) * SECONDS[fn] / WORKERS
+    label = "" if target else ", tasks take ctx (LangGraph)"
     return Result(
-        "parallel 64 x 200 ms, max_parallel 16",
+        f"parallel 64 x 200 ms, max_parallel 16{label}",
         kind,
         statistics.median(walls),
         "s",
         ideal,
         "ideal",
-        TARGET,
+        target,
         walls,
         {"cpu_s": statistics.median(cpus)},
     )
@@ -538,6 +561,7 @@ def run_all(args: argparse.Namespace) -> tuple[list[Result], dict[str, ThreadPro
     kinds = ["sqlite"] + ([] if args.skip_postgres else ["postgres"])
     measures = {
         "parallel": measure_parallel,
+        "parallel_ctx": measure_parallel_ctx,
         "critical": measure_critical,
         "overhead": measure_overhead,
         "resume": measure_resume,

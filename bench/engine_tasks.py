@@ -26,6 +26,12 @@ def sleep_200ms() -> dict[str, float]:
     return _nap(0.2)
 
 
+def sleep_200ms_ctx(ctx: object) -> dict[str, float]:
+    """As sleep_200ms, but it takes `ctx`: it could ask a person, so the engine runs it
+    as its own LangGraph thread."""
+    return _nap(0.2)
+
+
 def sleep_100ms() -> dict[str, float]:
     return _nap(0.1)
 
