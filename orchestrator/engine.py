@@ -286,6 +286,10 @@ class Orchestrator:
         views = {s.step_id: s for s in run.steps}
         for step_id, _values in done.changed:
             self.front_end.step_changed(run, views[step_id])
+        for step_id in done.dropped:
+            if views[step_id].status == StepStatus.RUNNING:
+                log.warning("run %s: step %s was taken over by another replica while it ran "
+                            "here; its result here is dropped", run_id, step_id)  # fmt: skip
         for started in done.claimed:
             if stepwork.can_pause(started.step):
                 self.saver.new_thread(started.thread_id)

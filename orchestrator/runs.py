@@ -99,21 +99,27 @@ def set_steps(
     changes: Mapping[str, Mapping[str, Any]],
     *,
     expect: str,
+    owner: str | None = None,
 ) -> int:
     """`set_step` for several steps of a run in one round trip; how many changed.
 
-    Every change must set the same columns. Which steps changed is for the caller to
-    read back when the count is short (another replica or a cancel got there first).
+    Every change must set the same columns. With `owner`, only rows that process still
+    owns change: a replica whose step was taken over cannot record its result. Which
+    steps changed is for the caller to read back when the count is short (another
+    replica or a cancel got there first).
     """
     if not changes:
         return 0
     columns = tuple(next(iter(changes.values())))
+    keys = ("run_id", "step_id") if owner is None else ("run_id", "step_id", "owner")
     # One expected status: an IN list cannot be expanded in an executemany.
-    stmt = _conditional_update(STEPS.name, ("run_id", "step_id"), columns, single=True)
+    stmt = _conditional_update(STEPS.name, keys, columns, single=True)
+    fence = {} if owner is None else {"k2": owner}
     params = [
-        {"k0": run_id, "k1": step_id, "expect": str(expect), **{f"v_{k}": v[k] for k in columns}}
+        {"k0": run_id, "k1": step_id, **fence, "expect": str(expect),
+         **{f"v_{k}": v[k] for k in columns}}
         for step_id, v in changes.items()
-    ]
+    ]  # fmt: skip
     return conn.execute(stmt, params).rowcount
 
 

@@ -50,6 +50,8 @@ class Pass:
     changed: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # step, values
     claimed: list[Claim] = field(default_factory=list)  # marked running: submit them now
     queued: list[Step] = field(default_factory=list)  # ready, but no worker is free
+    # Steps whose outcome was not recorded: cancelled, or taken over by another replica.
+    dropped: list[str] = field(default_factory=list)
     finished: bool = False  # the run ended in this pass
 
     def set_step(self, step_id: str, **values: Any) -> None:
@@ -85,9 +87,11 @@ def run_pass(
     """
     done = Pass()
     outcomes = list(outcomes)
+    # Fenced by owner: if another replica took a step over (this one stopped renewing its
+    # lease), that replica's run of the step is the one that counts.
     recorded = runs.set_steps(
         conn, run_id, {o.step_id: {**_finished_values(o), "updated_at": o.at} for o in outcomes},
-        expect=StepStatus.RUNNING,
+        expect=StepStatus.RUNNING, owner=ownership["owner"],
     )  # fmt: skip
     if read is not None and recorded == len(outcomes):
         done.run = read
@@ -98,9 +102,11 @@ def run_pass(
         if done.run is None:
             return done
         views = {s.step_id: s for s in done.run.steps}
-        for o in outcomes:  # recorded unless, say, a cancel got there first
+        for o in outcomes:  # recorded unless a cancel or a takeover got there first
             if views[o.step_id].status == o.status and views[o.step_id].finished_at == o.at:
                 done.changed.append((o.step_id, _finished_values(o)))
+            else:
+                done.dropped.append(o.step_id)
     if done.run.status in runs.TERMINAL_RUN:
         return done
     wf = workflow_of(done.run.workflow)

@@ -98,3 +98,27 @@ def test_a_step_whose_replica_stopped_renewing_is_taken_over_once(db_url: str, e
 def _run_ids(engine) -> list[str]:
     with engine.connect() as conn:
         return [r[0] for r in conn.execute(sa.text("SELECT id FROM workflow_run"))]
+
+
+def test_a_replica_whose_step_was_taken_over_cannot_record_its_result(
+    db_url: str, engine, caplog
+) -> None:
+    key = uuid.uuid4().hex
+    engine_tasks.GATES[key] = threading.Event()
+    stalled = replica(db_url)
+    stalled.start()
+    try:
+        run_id = stalled.start_run("held", {"key": key}, started_by="U0OPS")
+        until(lambda: engine_tasks.CALLS.get(key) == 1)
+        with engine.begin() as conn:  # its lease ran out and another replica took the step
+            conn.execute(sa.text(
+                "UPDATE step_run SET owner = 'elsewhere/1/new' "
+                "WHERE run_id = :r AND step_id = 'slow'"
+            ), {"r": run_id})  # fmt: skip
+        engine_tasks.GATES[key].set()  # the stalled replica's run of the step now ends
+        until(lambda: "taken over by another replica" in caplog.text)
+        assert step_row(stalled, run_id)[:2] == ("running", "elsewhere/1/new")
+        assert [s.status for s in stalled.view(run_id).steps] == ["running", "pending"]
+    finally:
+        engine_tasks.GATES[key].set()
+        stalled.close()
