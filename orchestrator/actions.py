@@ -65,7 +65,13 @@ def call_python(action: PythonAction, ctx: StepContext, timeout_s: float | None)
 def task_signature(target: str) -> tuple[Callable[..., Any], frozenset[str]]:
     """The task function and which of params/needs/ctx it takes (looked up once)."""
     fn = _resolve(target)
-    accepted = inspect.signature(fn).parameters
+    try:
+        accepted = inspect.signature(fn).parameters
+    except (TypeError, ValueError) as exc:  # built-ins written in C have no signature
+        raise StepFailed(
+            f"task {target} has no signature Python can read (a built-in?): wrap it in a "
+            "function of your own that takes `params`, `needs` or `ctx`"
+        ) from exc
     if any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
         return fn, frozenset({"params", "needs", "ctx"})
     return fn, frozenset(accepted)

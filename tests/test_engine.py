@@ -151,3 +151,32 @@ def _closed_id(orch: Orchestrator, run_id: str) -> str:
         return conn.execute(
             sa.text("SELECT id FROM interaction WHERE run_id = :r"), {"r": run_id}
         ).scalar()
+
+
+UNLOADABLE = """
+name: unloadable
+steps:
+  - id: builtin
+    python: time:sleep
+  - id: missing
+    python: no_such_module_here:run
+  - id: after
+    needs: [builtin]
+    shell: ["true"]
+"""
+
+
+def test_a_task_that_cannot_be_called_fails_its_step_with_a_reason(engine: sa.Engine) -> None:
+    o = Orchestrator(engine, {"unloadable": parse_workflow(UNLOADABLE)}, max_workers=4)
+    o.start()
+    try:
+        run = o.wait(o.start_run("unloadable", {}, started_by="URUN"), timeout=30)
+        steps = {s.step_id: s for s in run.steps}
+        assert run.status == "failed"
+        assert {k: s.status for k, s in steps.items()} == {
+            "builtin": "failed", "missing": "failed", "after": "skipped"
+        }  # fmt: skip
+        assert "no signature" in steps["builtin"].error and "wrap it" in steps["builtin"].error
+        assert "cannot load task no_such_module_here:run" in steps["missing"].error
+    finally:
+        o.close()
