@@ -316,9 +316,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands whose last positional takes any number of words: which attribute holds them.
+_OPEN_ENDED = {"run": "assignments", "decide": "answer"}
+
+
+def _take_late_words(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, extra: list[str]
+) -> None:
+    """Give words typed after an option to the list they belong to.
+
+    argparse fills a `nargs="*"` positional from one run of words only, so in
+    `opsloop run deploy --json service=api` it leaves `service=api` over."""
+    target = _OPEN_ENDED.get(args.command)
+    if not extra:
+        return
+    if target is None or any(word.startswith("-") for word in extra):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    getattr(args, target).extend(extra)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `opsloop` console script."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    _take_late_words(parser, args, extra)
     try:
         return args.func(args)
     except (Stop, SettingsError, OrchestratorError, StorageError) as exc:

@@ -128,6 +128,17 @@ def test_user_mistakes_exit_2_with_one_clear_line(cli) -> None:
     assert code == 0 and _json(out) == []  # none of the mistakes stored a run
 
 
+def test_params_may_follow_options(cli) -> None:
+    code, out, _ = cli("run", "gated", "--json", "--as", "U0OPS", "service=api")
+    run = _json(out)
+    assert code == 0 and run["status"] == "waiting" and run["pending"]
+    code, out, _ = cli("decide", run["pending"][0]["id"], "--as", "U0BOSS", "--json", "approve")
+    assert code == 0 and _json(out)["status"] == "succeeded"
+    with pytest.raises(SystemExit) as exit_info:  # an unknown option is still refused
+        cli("run", "gated", "--json", "service=api", "--colour")
+    assert exit_info.value.code == 2
+
+
 def test_failed_step_retried_after_the_cause_is_fixed(cli, tmp_path: Path) -> None:
     marker = tmp_path / "ready"
     code, out, _ = cli("run", "flaky", f"marker={marker}", "--json")
