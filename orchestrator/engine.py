@@ -61,6 +61,7 @@ from storage.models import InteractionStatus, RunStatus, StepStatus
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 WAL_CHECKPOINT_S = 1.0  # SQLite: how often the write-ahead log is copied back, off the commit path
+CANCEL_POLL_S = 1.0  # how soon a run cancelled by another process stops its shell steps here
 
 
 def utcnow() -> datetime:
@@ -123,6 +124,7 @@ class Orchestrator:
         """
         self.timers.start()
         self.timers.every(leases.HEARTBEAT_S, self._heartbeat, "heartbeat")
+        self.timers.every(CANCEL_POLL_S, self._kill_cancelled, "cancelled")
         if is_sqlite(self.engine):
             self.timers.every(WAL_CHECKPOINT_S, lambda: checkpoint_wal(self.engine), "wal")
         if not recover:
@@ -144,11 +146,22 @@ class Orchestrator:
         for run_id in unfinished:
             try:
                 recover_run(self, run_id)
-            except OrchestratorError:
-                log.exception("could not recover run %s", run_id)
+            except OrchestratorError as exc:  # e.g. its workflow file is gone: say so, go on
+                log.warning("could not recover run %s: %s", run_id, exc)
 
     def _heartbeat(self) -> None:
         leases.renew(self.engine, self.replica, self.clock())
+
+    def _kill_cancelled(self) -> None:
+        """Kill this process's shell steps whose run was cancelled elsewhere (`opsloop
+        cancel` in another shell, another replica): `cancel` kills only its own."""
+        procs = dict(self._procs)  # a copy: workers add and remove entries meanwhile
+        if not procs:
+            return
+        with read_transaction(self.engine) as conn:
+            cancelled = runs.cancelled_steps(conn, {run_id for run_id, _ in procs})
+        for key in cancelled & procs.keys():
+            kill_process_group(procs[key])
 
     def watch_run(self, run_id: str | None) -> None:
         """Schedule the deadlines and reminders of one run's (or every) open interactions.

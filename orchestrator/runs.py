@@ -123,6 +123,16 @@ def set_steps(
     return conn.execute(stmt, params).rowcount
 
 
+def cancelled_steps(conn: Connection, run_ids: Iterable[str]) -> set[tuple[str, str]]:
+    """(run id, step id) of the cancelled steps of these runs."""
+    rows = conn.execute(
+        sa.select(STEPS.c.run_id, STEPS.c.step_id).where(
+            STEPS.c.run_id.in_(list(run_ids)), STEPS.c.status == StepStatus.CANCELLED
+        )
+    )
+    return {(r[0], r[1]) for r in rows}
+
+
 def steps_with_threads(conn: Connection, run_id: str, thread_ids: Iterable[str]) -> set[str]:
     """Which steps of a run now run on one of `thread_ids`."""
     rows = conn.execute(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -12,6 +14,8 @@ import sqlalchemy as sa
 from orchestrator.engine import Orchestrator
 from orchestrator.errors import AlreadyAnswered, NotAllowed
 from orchestrator.loader import parse_workflow
+from storage.engine import create_engine
+from tests.polling import until
 from tests.sample_workflows import EXPIRING
 
 DEPLOY = """
@@ -180,3 +184,40 @@ def test_a_task_that_cannot_be_called_fails_its_step_with_a_reason(engine: sa.En
         assert "cannot load task no_such_module_here:run" in steps["missing"].error
     finally:
         o.close()
+
+
+LONG = """
+name: long
+params:
+  pidfile: {type: string, required: true}
+steps:
+  - id: work
+    shell: ["sh", "-c", "echo $$ > {{ params.pidfile }}; exec sleep 60"]
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_a_cancel_from_another_process_kills_the_running_shell_step(
+    engine: sa.Engine, db_url: str, tmp_path: Path
+) -> None:
+    pidfile = tmp_path / "pid"
+    runner = Orchestrator(engine, {"long": parse_workflow(LONG)}, max_workers=2)
+    other = Orchestrator(create_engine(db_url), {"long": parse_workflow(LONG)}, max_workers=2)
+    runner.start(recover=False)
+    try:
+        run_id = runner.start_run("long", {"pidfile": str(pidfile)}, started_by="URUN")
+        pid = int(until(lambda: pidfile.exists() and pidfile.read_text().strip()))
+        other.cancel(run_id, "UOPS")  # another process: it has no handle on the shell step
+        until(lambda: not _alive(pid), timeout=20)
+        assert runner.wait(run_id, timeout=20).status == "cancelled"
+    finally:
+        runner.close()
+        other.close()
+        other.engine.dispose()
