@@ -183,6 +183,15 @@ def test_resume_applies_a_deadline_that_passed_while_nobody_ran(cli) -> None:
     assert "nobody answered" in out or "rejected by opsloop" in out
 
 
+def test_resume_names_a_run_whose_workflow_is_gone_in_one_line(cli, tmp_path, caplog) -> None:
+    run_id = _json(cli("run", "gated", "service=api", "--json")[1])["run_id"]
+    (tmp_path / "workflows" / "gated.yml").unlink()
+    code, _, _ = cli("resume", "--json")
+    assert code == 0
+    (record,) = [r for r in caplog.records if run_id in r.getMessage()]
+    assert "gated" in record.getMessage() and record.exc_info is None
+
+
 def test_runs_pending_and_show_print_tables(cli) -> None:
     _, out, _ = cli("run", "gated", "service=api", "--json")
     run_id = _json(out)["run_id"]
