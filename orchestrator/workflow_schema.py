@@ -52,8 +52,8 @@ def _workflow(ctx: _Context, root: Node, text: str) -> Workflow | None:
     values, _ = _read(ctx, root, _WORKFLOW, "the workflow", required=("name", "steps"))
     drafts: list[_Draft] = values.pop("steps", None) or []
     _check_graph(ctx, drafts)
-    _check_references(ctx, drafts, {p.name for p in values.get("params") or ()})
-    _check_editable(ctx, drafts, {p.name for p in values.get("params") or ()})
+    _check_references(ctx, drafts, ctx.param_names)
+    _check_editable(ctx, drafts, ctx.param_names)
     if ctx.items:
         return None
     values.setdefault("description", "")
@@ -75,6 +75,7 @@ def _params(ctx: _Context, node: Node, key: str) -> tuple[ParamSpec, ...]:
     specs = []
     for key_node, name, value in _pairs(ctx, node, key, "write name: {type: string}") or ():
         _identifier(ctx, key_node, name, "param", "params.<name>")
+        ctx.param_names.add(name)
         spec = _param(ctx, name, value)
         specs.append(spec)
     return tuple(spec for spec in specs if spec is not None)

@@ -47,6 +47,9 @@ class _Context:
     path: str
     items: list[DefinitionError] = field(default_factory=list)
     exprs: list[tuple[Node, set[tuple[str, str]], str]] = field(default_factory=list)
+    # Every param name written under params:, valid or not, so that a param with an
+    # error of its own is not also reported as undeclared wherever it is read.
+    param_names: set[str] = field(default_factory=set)
 
     def add(self, node: Node | None, message: str, hint: str) -> None:
         line = node.start_mark.line + 1 if node is not None else 1

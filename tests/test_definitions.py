@@ -731,6 +731,14 @@ def test_check_text_reports_all_problems_in_line_order():
     assert all(p.path == "<string>" for p in problems)
 
 
+def test_a_param_with_an_error_is_not_also_reported_as_undeclared():
+    _, problems = check_text(
+        "name: x\nparams:\n  s: {type: string, required: true, default: x}\nsteps:\n"
+        "  - id: a\n    if: params.s == 'x'\n    shell: [echo, '{{ params.s }}']\n"
+    )
+    assert [(p.line, "required and has a default" in p.message) for p in problems] == [(3, True)]
+
+
 # ---------------------------------------------------------------- the examples
 
 
