@@ -39,7 +39,11 @@ class StepContext:
     _asked: int = field(default=0, repr=False)
 
     def ask(self, kind: str, message: str, **spec: Any) -> Any:
-        """Ask a person (kind: approval, decision, input); the run pauses until they answer."""
+        """Ask a person (kind: approval, decision, input); the run pauses until they answer.
+
+        `spec` takes the keys of that YAML gate (options=["a", "b"], deadline="1h", ...)
+        with the same defaults; an unknown kind or a bad key raises StepFailed.
+        """
         if self.asker is None:
             raise StepFailed("this step cannot ask a person: it is not run by the orchestrator")
         self._asked += 1

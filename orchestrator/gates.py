@@ -5,13 +5,14 @@ Pure functions over interaction rows; the engine wraps them in transactions.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from orchestrator.definitions import ApprovalGate, DecisionGate, InputGate, Step
+from orchestrator.definitions import GATE_KINDS, ApprovalGate, DecisionGate, InputGate, Step
 from orchestrator.errors import InvalidAnswer, NotAllowed, StepFailed
+from orchestrator.loader import check_gate
 from orchestrator.protocol import Directory
 from storage.models import InteractionKind, InteractionStatus
 
@@ -34,13 +35,43 @@ class Outcome:
     closed: bool
 
 
-def gate_spec(step: Step, render: Any) -> dict[str, Any]:
+def gate_spec(step: Step, render: Callable[[str], str]) -> dict[str, Any]:
     """Columns of the interaction a gate step opens; `render` fills templates."""
     gate = step.action
     assert isinstance(gate, ApprovalGate | DecisionGate | InputGate)
+    return _columns(step.kind, gate, render(gate.message))
+
+
+def ask_spec(kind: str, message: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """Columns of the interaction `ctx.ask` opens; raise StepFailed when it cannot be asked.
+
+    `options` are read by the YAML gate parser, as the keys of a `kind:` gate step, so
+    they take the same forms and defaults and fail the same checks.
+    """
+    call = f"ctx.ask({kind!r}, ...)"
+    if not isinstance(kind, str) or kind not in GATE_KINDS:
+        raise StepFailed(f"{call}: unknown kind; use one of: {', '.join(sorted(GATE_KINDS))}")
+    if not isinstance(message, str):
+        raise StepFailed(f"{call}: the message must be text, not {type(message).__name__}")
+    try:
+        gate, problems = check_gate(kind, options, call)
+    except (TypeError, ValueError) as exc:  # not JSON values
+        hint = "pass text, numbers, true/false, lists and dicts, as in a workflow file"
+        raise StepFailed(f"{call}: an option is not a plain value ({exc}); {hint}") from None
+    if gate is None:
+        details = "; ".join(f"{e.message} (hint: {e.hint})" for e in problems)
+        raise StepFailed(f"{call}: {details}")
+    # The message is the task's own text, not a template (an f-string does that),
+    # so it went around the template check above and is shown as written.
+    return _columns(kind, gate, message)
+
+
+def _columns(
+    kind: str, gate: ApprovalGate | DecisionGate | InputGate, prompt: str
+) -> dict[str, Any]:
     spec: dict[str, Any] = {
-        "kind": step.kind,
-        "prompt": render(gate.message),
+        "kind": kind,
+        "prompt": prompt,
         "allowed_users": list(gate.approvers.users),
         "allowed_groups": list(gate.approvers.groups),
         "allow_requester": gate.allow_requester,

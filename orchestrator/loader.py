@@ -13,13 +13,16 @@ Python targets are only checked for their `module:function` shape, never importe
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import yaml
 
-from orchestrator.definitions import Workflow
+from orchestrator.definitions import ApprovalGate, DecisionGate, InputGate, Workflow
 from orchestrator.errors import DefinitionError
+from orchestrator.step_schema import _STEP
 from orchestrator.workflow_schema import _workflow
 from orchestrator.yaml_converters import parse_duration
 from orchestrator.yaml_nodes import _compose, _Context
@@ -32,6 +35,8 @@ __all__ = [
     "parse_workflow",
     "validate_paths",
 ]
+
+Gate = ApprovalGate | DecisionGate | InputGate
 
 # ---------------------------------------------------------------- public API
 
@@ -53,6 +58,18 @@ def check_text(
     workflow = _workflow(ctx, root, text) if root is not None else None
     problems = sorted(ctx.items, key=lambda err: err.line)
     return (None if problems else workflow), problems
+
+
+def check_gate(
+    kind: str, keys: Mapping[str, Any], source: str
+) -> tuple[Gate | None, list[DefinitionError]]:
+    """A gate given as Python values (`ctx.ask`) read exactly as the keys of a `kind:`
+    step, with the same forms, defaults and checks: the gate, or None and the problems.
+    `keys` must be JSON values (JSON is YAML; it also turns tuples into lists)."""
+    ctx = _Context(source)
+    root = yaml.compose(json.dumps({"message": "", **keys}), Loader=yaml.SafeLoader)
+    gate = _STEP[kind][1](ctx, root, kind)
+    return (None if ctx.items else gate), list(ctx.items)
 
 
 def load_workflow(path: str | Path) -> Workflow:

@@ -54,8 +54,8 @@ def work(orch: Orchestrator, run: RunView, step: Step, thread_id: str) -> dict[s
     ctx = StepContext(
         run_id=run.id, step_id=step.id, params=run.params,
         needs={n: dict(outputs[n] or {}) for n in step.needs},
-        asker=lambda kind, message, n, **spec: ask(
-            orch, run, step, thread_id, n, {"kind": kind, "prompt": message, **spec}
+        asker=lambda kind, message, n, **options: ask(
+            orch, run, step, thread_id, n, gates.ask_spec(kind, message, options)
         ),
     )  # fmt: skip
 
@@ -107,7 +107,10 @@ def _auto_approved(orch: Orchestrator, run: RunView, step: Step) -> bool:
 def ask(
     orch: Orchestrator, run: RunView, step: Step, thread_id: str, n: int, spec: Mapping[str, Any]
 ) -> Mapping[str, Any]:
-    """Open an interaction (once, whatever re-runs) and pause until it closes."""
+    """Open an interaction (once, whatever re-runs) and pause until it closes.
+
+    `spec` comes from `gates.gate_spec` or `gates.ask_spec`, so a gate step and
+    `ctx.ask` open the same interaction for the same options."""
     iid = runs.interaction_id(thread_id, n)
     now = orch.clock()
     deadline = gates.deadline_at(now, spec.get("deadline_s"))
@@ -117,8 +120,8 @@ def ask(
         "purpose": "gate", "prompt": spec["prompt"], "options": spec.get("options"),
         "fields": spec.get("fields"), "allowed_users": spec.get("allowed_users") or [],
         "allowed_groups": spec.get("allowed_groups") or [],
-        "required_approvals": spec.get("required_approvals", 1),
-        "allow_requester": spec.get("allow_requester", False),
+        "required_approvals": spec["required_approvals"],
+        "allow_requester": spec["allow_requester"],
         "status": InteractionStatus.PENDING, "responses": [], "deadline": deadline,
         "on_deadline": spec.get("on_deadline"),
         "remind_every_s": max(1, round(every)) if every else None,  # whole seconds, at least 1

@@ -12,6 +12,8 @@ from orchestrator.engine import Orchestrator
 from orchestrator.errors import NotAllowed
 from orchestrator.loader import parse_workflow
 from storage.engine import read_transaction
+from tests.ask_tasks import BAD_ASKS
+from tests.polling import until
 
 ASKING = """
 name: asking
@@ -22,11 +24,30 @@ steps:
     needs: [restart]
     python: engine_tasks:ok
 """
+SHORT_FORMS = """
+name: short_forms
+steps:
+  - id: pick
+    python: ask_tasks:pick_then_fill
+"""
+EXPIRING = """
+name: expiring_ask
+steps:
+  - id: pick
+    python: ask_tasks:pick_by_deadline
+"""
+BAD = "name: bad_asks\nsteps:\n" + "".join(
+    f"  - id: {step}\n    python: ask_tasks:ask_as_told\n" for step in BAD_ASKS
+)
 
 
 @pytest.fixture
 def orch(engine: sa.Engine) -> Iterator[Orchestrator]:
-    o = Orchestrator(engine, {"asking": parse_workflow(ASKING)}, max_workers=4)
+    workflows = {
+        "asking": parse_workflow(ASKING), "short_forms": parse_workflow(SHORT_FORMS),
+        "expiring_ask": parse_workflow(EXPIRING), "bad_asks": parse_workflow(BAD),
+    }  # fmt: skip
+    o = Orchestrator(engine, workflows, max_workers=4)
     o.start()
     yield o
     o.close()
@@ -68,3 +89,54 @@ def test_a_task_that_asks_waits_for_each_answer_and_gets_it(orch: Orchestrator) 
     assert _said(outputs["approval"]) == ("approved", "approve", "UOPS")
     assert _said(outputs["choice"]) == ("decided", "west", "UOPS")
     assert next(s for s in run.steps if s.step_id == "after").status == "succeeded"
+
+
+def test_asks_take_the_short_forms_and_defaults_of_yaml_gates(orch: Orchestrator) -> None:
+    run_id = orch.start_run("short_forms", {}, started_by="URUN")
+    assert orch.wait(run_id, timeout=30).status == "waiting"
+    decision = _only_pending(orch, run_id)
+    assert decision["options"] == [{"value": "x", "label": "x"}, {"value": "y", "label": "y"}]
+    orch.decide(decision["id"], "URUN", "x")  # a decision lets the requester answer, as a gate
+
+    assert orch.wait(run_id, timeout=30).status == "waiting"
+    form = _only_pending(orch, run_id)
+    assert [(f["name"], f["type"], f["required"]) for f in form["fields"]] == [
+        ("ticket", "text", True), ("risk", "choice", False),
+    ]  # fmt: skip
+    orch.decide(form["id"], "URUN", {"ticket": "OPS-1", "risk": "hi"})
+    run = orch.wait(run_id, timeout=30)
+    assert run.status == "succeeded"
+    assert run.steps[0].outputs == {"picked": "x", "form": {"ticket": "OPS-1", "risk": "hi"}}
+
+
+def test_a_deadline_given_to_ask_applies_its_action(orch: Orchestrator) -> None:
+    run_id = orch.start_run("expiring_ask", {}, started_by="URUN")
+    assert orch.wait(run_id, timeout=30).status == "waiting"
+    asked = _only_pending(orch, run_id)
+    assert (asked["deadline"] is not None, asked["on_deadline"]) == (True, "default:y")
+    run = until(
+        lambda: (r := orch.wait(run_id, timeout=1)).status == "succeeded" and r,
+        timeout=30, what="the deadline of ctx.ask",
+    )  # fmt: skip
+    assert run.steps[0].outputs == {"picked": "y", "by": "opsloop"}
+
+
+def test_an_unknown_kind_or_a_bad_option_fails_the_step_with_the_reason(
+    orch: Orchestrator,
+) -> None:
+    run = orch.wait(orch.start_run("bad_asks", {}, started_by="URUN"), timeout=30)
+    assert run.status == "failed"
+    errors = {s.step_id: (s.status, s.error) for s in run.steps}
+    assert {step: status for step, (status, _) in errors.items()} == dict.fromkeys(
+        BAD_ASKS, "failed"
+    )
+    expected = {
+        "bogus": "ctx.ask('bogus', ...): unknown kind; use one of: approval, decision, input",
+        "bad_deadline": "deadline must be a duration",
+        "typo": "unknown key `optoins` in the decision gate (hint: did you mean `options`?)",
+        "bad_default": "default `z` is not one of the options (hint: use one of: x, y)",
+    }
+    for step, text in expected.items():
+        assert text in errors[step][1], errors[step][1]
+    with read_transaction(orch.engine) as conn:
+        assert runs.pending_interactions(conn, run.id) == []

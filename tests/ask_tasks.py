@@ -1,0 +1,38 @@
+"""Task functions that ask people mid-step with `ctx.ask`, in the forms a workflow file uses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# What `ask_as_told` asks, by step id: (kind, spec), each wrong in one way.
+BAD_ASKS: dict[str, tuple[str, dict[str, Any]]] = {
+    "bogus": ("bogus", {}),
+    "bad_deadline": ("decision", {"options": ["x", "y"], "deadline": "soon"}),
+    "typo": ("decision", {"options": ["x", "y"], "optoins": ["z"]}),
+    "bad_default": ("decision", {"options": ["x", "y"], "default": "z"}),
+}
+
+
+def pick_then_fill(ctx: Any) -> dict:
+    """A decision and a form written in the short forms of a YAML gate."""
+    choice = ctx.ask("decision", "pick one", options=["x", "y"])
+    form = ctx.ask(
+        "input",
+        "and the ticket?",
+        fields={"ticket": {"required": True}, "risk": {"type": "choice", "choices": ["lo", "hi"]}},
+    )
+    return {"picked": choice["value"], "form": form["value"]}
+
+
+def pick_by_deadline(ctx: Any) -> dict:
+    """Nobody answers: the deadline takes the default."""
+    answer = ctx.ask(
+        "decision", "pick one", options=["x", "y"], default="y", deadline="1s",
+        on_deadline="default",
+    )  # fmt: skip
+    return {"picked": answer["value"], "by": answer["by"]}
+
+
+def ask_as_told(ctx: Any) -> dict:
+    kind, spec = BAD_ASKS[ctx.step_id]
+    return {"answer": ctx.ask(kind, "what?", **spec)}
