@@ -132,10 +132,13 @@ def ask(
     }  # fmt: skip
     for attempt in storage_attempts():
         with attempt, write_transaction(orch.engine) as conn:
+            # RETURNING, not rowcount: psycopg reports -1 for an INSERT through SQLAlchemy,
+            # which would audit the question as opened again each time the step re-runs.
             inserted = conn.execute(
                 orch.saver._insert(runs.INTERACTIONS).values(values).on_conflict_do_nothing()
-            ).rowcount
-            if inserted:
+                .returning(runs.INTERACTIONS.c.id)
+            ).first()  # fmt: skip
+            if inserted is not None:
                 runs.audit(conn, SYSTEM, "interaction.opened", now=now, run_id=run.id,
                            interaction_id=iid, step=step.id)  # fmt: skip
     return interrupt({"interaction_id": iid})
