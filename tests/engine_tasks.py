@@ -99,3 +99,27 @@ def flaky(params: dict) -> dict:
     if CALLS[key] < params["succeed_on"]:
         raise RuntimeError(f"flaky failure {CALLS[key]}")
     return {"calls": CALLS[key]}
+
+
+OVERLAP = threading.Condition()
+OVERLAPS: dict[str, dict[str, int]] = {}
+
+
+def overlapping(params: dict) -> dict:
+    """Count how many calls for params["key"] run at once (`now`, `peak`, `calls`).
+
+    A call holds until params["limit"] calls have overlapped (at most 5 s), then a moment
+    longer, in which a call beyond the limit would show up in `peak`.
+    """
+    key, limit = params["key"], params["limit"]
+    with OVERLAP:
+        seen = OVERLAPS.setdefault(key, {"now": 0, "peak": 0, "calls": 0})
+        seen["now"] += 1
+        seen["calls"] += 1
+        seen["peak"] = max(seen["peak"], seen["now"])
+        OVERLAP.notify_all()
+        OVERLAP.wait_for(lambda: seen["peak"] >= limit, timeout=5)
+        OVERLAP.wait_for(lambda: seen["peak"] > limit, timeout=0.2)
+        seen["now"] -= 1
+        OVERLAP.notify_all()
+        return {"peak": seen["peak"]}
