@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -18,3 +19,12 @@ def until(condition: Callable[[], T], timeout: float = 20.0, what: str = "") -> 
             return value
         assert time.monotonic() < deadline, f"timed out waiting for {what or condition}"
         time.sleep(0.01)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process (not yet reaped) exists: the condition tests wait on after a kill."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -15,7 +14,7 @@ from orchestrator.engine import Orchestrator
 from orchestrator.errors import AlreadyAnswered, NotAllowed
 from orchestrator.loader import parse_workflow
 from storage.engine import create_engine
-from tests.polling import until
+from tests.polling import process_alive, until
 from tests.sample_workflows import EXPIRING
 
 DEPLOY = """
@@ -196,14 +195,6 @@ steps:
 """
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def test_a_cancel_from_another_process_kills_the_running_shell_step(
     engine: sa.Engine, db_url: str, tmp_path: Path
 ) -> None:
@@ -215,7 +206,7 @@ def test_a_cancel_from_another_process_kills_the_running_shell_step(
         run_id = runner.start_run("long", {"pidfile": str(pidfile)}, started_by="URUN")
         pid = int(until(lambda: pidfile.exists() and pidfile.read_text().strip()))
         other.cancel(run_id, "UOPS")  # another process: it has no handle on the shell step
-        until(lambda: not _alive(pid), timeout=20)
+        until(lambda: not process_alive(pid), timeout=20)
         assert runner.wait(run_id, timeout=20).status == "cancelled"
     finally:
         runner.close()

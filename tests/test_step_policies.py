@@ -3,7 +3,6 @@ max_parallel, a deadline racing answers, and quorums under racing answers."""
 
 from __future__ import annotations
 
-import os
 import threading
 import uuid
 from collections import Counter
@@ -24,7 +23,7 @@ from orchestrator.loader import parse_workflow
 from orchestrator.protocol import Directory, RunView, StaticDirectory, StepView
 from orchestrator.timers import aware
 from storage.engine import read_transaction
-from tests.polling import until
+from tests.polling import process_alive, until
 
 
 @contextmanager
@@ -70,14 +69,6 @@ def audited(orch: Orchestrator, iid: str) -> Counter[str]:
             sa.text("SELECT action FROM audit_log WHERE interaction_id = :i"), {"i": iid}
         )
         return Counter(r[0] for r in rows)
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def race(
@@ -142,7 +133,7 @@ def test_a_step_past_its_timeout_fails_and_its_process_is_gone(
             run_id = orch.start_run("timed", {"pidfile": str(pidfile), "key": key},
                                     started_by="U0RUN")  # fmt: skip
             pid = int(until(lambda: pidfile.exists() and pidfile.read_text().strip()))
-            assert alive(pid)
+            assert process_alive(pid)
             run = finished(orch, run_id)
         finally:
             gate.set()  # the abandoned python task's thread may end now
@@ -154,7 +145,7 @@ def test_a_step_past_its_timeout_fails_and_its_process_is_gone(
     assert got["slow_shell"].error == "sh was killed after 1 s"
     assert got["slow_python"].error == "engine_tasks:held did not finish within 0.3 s"
     assert engine_tasks.CALLS[key] == 1
-    until(lambda: not alive(pid), timeout=5, what=f"the timed-out process {pid} to be gone")
+    until(lambda: not process_alive(pid), timeout=5, what=f"the timed-out process {pid} to be gone")
 
 
 def _retried(step_id: str, body: str, on: str, timeout: str = "") -> str:
@@ -189,7 +180,9 @@ def test_retry_on_retries_only_the_failures_it_names(engine: sa.Engine, tmp_path
     assert (got["error_on_timeout"].error or "").startswith("sh exited with 3")
     assert got["error_on_timeout"].outputs == {"exit_code": 3, "stdout": "", "stderr": ""}
     killed = pids["timeout_on_error"] + pids["timeout_on_timeout"]
-    until(lambda: not any(map(alive, killed)), timeout=5, what="every timed-out process to go")
+    until(
+        lambda: not any(map(process_alive, killed)), timeout=5, what="every timed-out process to go"
+    )
 
 
 # -- who may answer ---------------------------------------------------------------
