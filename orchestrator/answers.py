@@ -86,10 +86,12 @@ def _param_changes(
         allowed = ", ".join(sorted(editable)) or "none"
         raise InvalidAnswer(f"this gate does not let you change {', '.join(refused)}; "
                             f"editable here: {allowed}")  # fmt: skip
-    workflow_name = conn.execute(
-        sa.select(runs.RUNS.c.workflow).where(runs.RUNS.c.id == row["run_id"])
-    ).scalar()
-    workflow = orch.workflow(workflow_name)
+    name, digest = conn.execute(
+        sa.select(runs.RUNS.c.workflow, runs.RUNS.c.definition_hash).where(
+            runs.RUNS.c.id == row["run_id"]
+        )
+    ).one()
+    workflow = orch.definition(name, digest)
     return {name: coerce_value(workflow.param(name), value) for name, value in params.items()}
 
 

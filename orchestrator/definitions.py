@@ -198,7 +198,8 @@ class Step:
 
 @dataclass(frozen=True)
 class Workflow:
-    """A validated workflow; `digest` is the sha256 of the source text it was loaded from."""
+    """A validated workflow; `digest` is the sha256 of `text`, the source it was loaded from
+    (a run keeps the version it started with: storage's workflow_definition)."""
 
     name: str
     description: str
@@ -207,6 +208,7 @@ class Workflow:
     max_parallel: int | None = None
     source: str = ""
     digest: str = ""
+    text: str = field(default="", repr=False, compare=False)
 
     def step(self, step_id: str) -> Step:
         """The step called `step_id`; KeyError if there is none."""

@@ -41,6 +41,7 @@ from orchestrator.errors import (
     StepFailed,
     UnknownWorkflow,
 )
+from orchestrator.loader import parse_workflow
 from orchestrator.params import coerce_params
 from orchestrator.protocol import (
     Directory,
@@ -109,6 +110,8 @@ class Orchestrator:
         self._pass_wanted: set[str] = set()
         self._local = threading.local()  # .worker: this thread is one of the pool's
         self._procs: dict[tuple[str, str], subprocess.Popen] = {}
+        # Workflow versions that runs under way started with, by digest (`definition`).
+        self._definitions: dict[str, Workflow] = {}
         self._changed = threading.Condition()
 
     # -- life cycle ----------------------------------------------------------
@@ -194,6 +197,31 @@ class Orchestrator:
             known = ", ".join(sorted(self.workflows)) or "none"
             raise UnknownWorkflow(f"no workflow named {name!r}; known workflows: {known}") from None
 
+    def workflow_of(self, run: RunView) -> Workflow:
+        """The workflow as `run` started with it (its file may have changed since)."""
+        return self.definition(run.workflow, run.digest)
+
+    def definition(self, name: str, digest: str) -> Workflow:
+        """Workflow `name` in the version whose text hashes to `digest`.
+
+        A run keeps the version it started with: editing or deleting a workflow file
+        changes the runs started after, never one under way (a gate may wait for days,
+        and a deploy may restart opsloop meanwhile). Runs from before opsloop kept
+        definitions (no text stored) take the current file.
+        """
+        current = self.workflows.get(name)
+        if current is not None and (current.digest == digest or not digest):
+            return current
+        pinned = self._definitions.get(digest)
+        if pinned is None:
+            with read_transaction(self.engine) as conn:
+                text = runs.definition_text(conn, digest)
+            if text is None:
+                return self.workflow(name)
+            pinned = parse_workflow(text, f"<{name} as its runs started it>")
+            self._definitions[digest] = pinned
+        return pinned
+
     def start_run(
         self,
         workflow: str,
@@ -210,6 +238,8 @@ class Orchestrator:
         run_id, now = runs.new_run_id(), self.clock()
         for attempt in storage_attempts():
             with attempt, write_transaction(self.engine) as conn:
+                if wf.text:  # a workflow built in code has no text to keep
+                    runs.save_definition(conn, wf.name, wf.digest, wf.text, now)
                 runs.insert_run(
                     conn, run_id=run_id, workflow=wf.name, digest=wf.digest, params=values,
                     step_ids=[s.id for s in wf.steps], started_by=started_by,
@@ -278,7 +308,7 @@ class Orchestrator:
                             read = runs.load_run(conn, run_id, cache)
                     with write_transaction(self.engine) as conn:
                         done = scheduler.run_pass(
-                            conn, run_id, self.workflow, outcomes, inflight=inflight, free=free,
+                            conn, run_id, self.workflow_of, outcomes, inflight=inflight, free=free,
                             now=now, ownership=leases.ownership(self.replica, now),
                             new_thread_id=lambda step_id: _thread_id(run_id, step_id), read=read,
                             cache=cache,
@@ -369,7 +399,7 @@ class Orchestrator:
         try:
             if run is None:
                 run = self.view(run_id)
-            step = self.workflow(run.workflow).step(step_id)
+            step = self.workflow_of(run).step(step_id)
             if resume is None and not stepwork.can_pause(step):
                 result = StepResult(stepwork.work(self, run, step, thread_id), None)
             else:

@@ -45,6 +45,7 @@ class RunView:
     thread_ts: str | None = None
     error: str | None = None
     steps: tuple[StepView, ...] = ()
+    digest: str = ""  # of the workflow version the run started with
 
     def with_step(self, step_id: str, **values: Any) -> RunView:
         """This view with one step's fields replaced (a change just committed)."""

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 def recover_run(orch: Orchestrator, run_id: str) -> None:
     run = orch.view(run_id)
-    wf = orch.workflow(run.workflow)
+    wf = orch.workflow_of(run)
     threads: dict[str, str | None] = {}
     if any(view.status == StepStatus.RUNNING for view in run.steps):  # the sweep's usual case: none
         with read_transaction(orch.engine) as conn:
@@ -116,7 +116,7 @@ def apply_recovery(orch: Orchestrator, row: Mapping[str, Any]) -> None:
 def retry_run(orch: Orchestrator, run_id: str, step_id: str | None, by: str) -> None:
     """Reset a failed step (or every failed one) and what it left skipped or cancelled."""
     run = orch.view(run_id)
-    wf = orch.workflow(run.workflow)
+    wf = orch.workflow_of(run)
     failed = [s.step_id for s in run.steps if s.status == StepStatus.FAILED]
     targets = [step_id] if step_id else failed
     if step_id and step_id not in failed:

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from orchestrator.protocol import InteractionView, RunView, StepView
@@ -26,6 +27,7 @@ from storage.models import (
     RunStatus,
     StepRun,
     StepStatus,
+    WorkflowDefinition,
     WorkflowRun,
 )
 
@@ -33,6 +35,7 @@ RUNS: sa.Table = WorkflowRun.__table__  # type: ignore[attr-defined]
 STEPS: sa.Table = StepRun.__table__  # type: ignore[attr-defined]
 INTERACTIONS: sa.Table = Interaction.__table__  # type: ignore[attr-defined]
 AUDIT: sa.Table = AuditEntry.__table__  # type: ignore[attr-defined]
+DEFINITIONS: sa.Table = WorkflowDefinition.__table__  # type: ignore[attr-defined]
 
 SYSTEM = "opsloop"  # the actor in the audit log for what opsloop does by itself
 TERMINAL_RUN = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
@@ -81,6 +84,23 @@ def insert_run(
             for s in step_ids
         ],
     )  # fmt: skip
+
+
+def save_definition(conn: Connection, workflow: str, digest: str, text: str, now: datetime) -> None:
+    """Keep a workflow version's text (once per digest), for the runs that start with it."""
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    conn.execute(
+        insert(DEFINITIONS)
+        .values(digest=digest, workflow=workflow, text=text, created_at=now)
+        .on_conflict_do_nothing()
+    )
+
+
+def definition_text(conn: Connection, digest: str) -> str | None:
+    """The text of the workflow version with this digest, if a run started with it."""
+    return conn.execute(
+        sa.select(DEFINITIONS.c.text).where(DEFINITIONS.c.digest == digest)
+    ).scalar()
 
 
 def set_step(
@@ -227,7 +247,7 @@ def audit(
 # the columns a view shows (each extra datetime column is parsed per row on SQLite), and
 # rows are unpacked as tuples: about 40% less time per load on a 64-step run.
 _RUN_VIEW_COLUMNS = ("id", "workflow", "status", "params", "started_by", "channel", "thread_ts",
-                     "error")  # fmt: skip
+                     "error", "definition_hash")  # fmt: skip
 _RUN_VIEW = sa.select(*(RUNS.c[name] for name in _RUN_VIEW_COLUMNS)).where(
     RUNS.c.id == sa.bindparam("run_id")
 )
@@ -251,7 +271,7 @@ def load_run(conn: Connection, run_id: str, cache: ViewCache | None = None) -> R
     row = conn.execute(_RUN_VIEW, {"run_id": run_id}).first()
     if row is None:
         return None
-    run_id, workflow, status, params, started_by, channel, thread_ts, error = row
+    run_id, workflow, status, params, started_by, channel, thread_ts, error, digest = row
     cache = {} if cache is None else cache
     steps = []
     for step_id, version, *values in conn.execute(_STEP_VIEWS, {"run_id": run_id}):
@@ -261,7 +281,7 @@ def load_run(conn: Connection, run_id: str, cache: ViewCache | None = None) -> R
         steps.append(hit[1])
     return RunView(
         id=run_id, workflow=workflow, status=status, params=params, started_by=started_by,
-        channel=channel, thread_ts=thread_ts, error=error, steps=tuple(steps),
+        channel=channel, thread_ts=thread_ts, error=error, steps=tuple(steps), digest=digest,
     )  # fmt: skip
 
 

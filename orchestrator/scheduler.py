@@ -64,7 +64,7 @@ class Pass:
 def run_pass(
     conn: Connection,
     run_id: str,
-    workflow_of: Callable[[str], Workflow],
+    workflow_of: Callable[[RunView], Workflow],
     outcomes: Iterable[Outcome],
     *,
     inflight: frozenset[str],
@@ -109,7 +109,7 @@ def run_pass(
                 done.dropped.append(o.step_id)
     if done.run.status in runs.TERMINAL_RUN:
         return done
-    wf = workflow_of(done.run.workflow)
+    wf = workflow_of(done.run)
     while True:
         ready = readiness(wf, done.run, inflight)
         for step_id in ready.skip:

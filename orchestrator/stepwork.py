@@ -88,7 +88,7 @@ def _auto_approved(orch: Orchestrator, run: RunView, step: Step) -> bool:
     """Evaluate `auto_approve_if` as an `if` of the gate is: over its needs and upstream."""
     from orchestrator.expressions import compile_condition
 
-    context = condition_context(orch.workflow(run.workflow), run, step.id)
+    context = condition_context(orch.workflow_of(run), run, step.id)
     try:
         approved = compile_condition(step.auto_approve_if or "").evaluate(context)
     except ExpressionError as exc:

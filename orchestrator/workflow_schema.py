@@ -60,7 +60,7 @@ def _workflow(ctx: _Context, root: Node, text: str) -> Workflow | None:
     values.setdefault("params", ())
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     steps = tuple(d.step for d in drafts if d.step is not None)
-    return Workflow(steps=steps, source=ctx.path, digest=digest, **values)
+    return Workflow(steps=steps, source=ctx.path, digest=digest, text=text, **values)
 
 
 def _workflow_name(ctx: _Context, node: Node, key: str) -> str | None:

@@ -86,6 +86,18 @@ class WorkflowRun(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
 
 
+class WorkflowDefinition(SQLModel, table=True):
+    """A workflow's source text by its sha256: what a run started with (workflow_run's
+    definition_hash), so editing the file never changes a run already under way."""
+
+    __tablename__ = "workflow_definition"
+
+    digest: str = Field(primary_key=True, max_length=64)
+    workflow: str = Field(max_length=200)
+    text: str = Field(sa_type=sa.Text)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+
+
 class StepRun(SQLModel, table=True):
     __tablename__ = "step_run"
     __table_args__ = (sa.UniqueConstraint("run_id", "step_id", name="uq_step_run_run_step"),)

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from bot.cli import main
 from tests.sample_workflows import EXPIRING, GATED
@@ -183,8 +184,12 @@ def test_resume_applies_a_deadline_that_passed_while_nobody_ran(cli) -> None:
     assert "nobody answered" in out or "rejected by opsloop" in out
 
 
-def test_resume_names_a_run_whose_workflow_is_gone_in_one_line(cli, tmp_path, caplog) -> None:
+def test_resume_names_a_run_whose_workflow_is_gone_in_one_line(
+    cli, engine, tmp_path, caplog
+) -> None:
     run_id = _json(cli("run", "gated", "service=api", "--json")[1])["run_id"]
+    with engine.begin() as conn:  # as a run from before opsloop kept each run's definition
+        conn.execute(sa.text("DELETE FROM workflow_definition"))
     (tmp_path / "workflows" / "gated.yml").unlink()
     code, _, _ = cli("resume", "--json")
     assert code == 0

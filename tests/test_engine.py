@@ -212,3 +212,48 @@ def test_a_cancel_from_another_process_kills_the_running_shell_step(
         runner.close()
         other.close()
         other.engine.dispose()
+
+
+EDITED = """
+name: deploy
+steps:
+  - id: gate
+    approval:
+      message: "Deploy?"
+      approvers: {users: [UAAA]}
+  - id: renamed
+    needs: [gate]
+    shell: ["true"]
+  - id: added
+    shell: ["true"]
+"""
+
+
+def test_a_run_keeps_the_workflow_version_it_started_with(engine: sa.Engine) -> None:
+    first = Orchestrator(engine, {"deploy": parse_workflow(DEPLOY)}, max_workers=4)
+    first.start()
+    try:
+        old_run = first.start_run("deploy", {}, started_by="URUN")
+        assert first.wait(old_run, timeout=20).status == "waiting"
+    finally:
+        first.close()
+    # The file was edited, then the file was deleted, each time before a restart.
+    for workflows in ({"deploy": parse_workflow(EDITED)}, {}):
+        later = Orchestrator(engine, workflows, max_workers=4)
+        later.start()
+        try:
+            assert later.wait(old_run, timeout=20).status == "waiting"
+            if workflows:
+                new_run = later.start_run("deploy", {}, started_by="URUN")
+                later.wait(new_run, timeout=20)
+                assert set(_statuses(later, new_run)) == {"gate", "renamed", "added"}
+        finally:
+            later.close()
+    later = Orchestrator(engine, {}, max_workers=4)
+    later.start()
+    try:
+        later.decide(_pending_id(later, old_run), "UAAA", "approve")
+        assert later.wait(old_run, timeout=20).status == "succeeded"
+        assert set(_statuses(later, old_run)) == {"build", "test", "package", "gate", "ship"}
+    finally:
+        later.close()
