@@ -7,6 +7,7 @@ mistakes exit 2 with one line that says what was wrong and how to fix it.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from collections.abc import Iterator, Sequence
@@ -18,9 +19,11 @@ from sqlalchemy import exc as sa_exc
 from bot import console, prompts
 from bot.runtime import orchestrator, workflows
 from bot.settings import Settings, SettingsError
+from orchestrator.definitions import Workflow
 from orchestrator.engine import Orchestrator
 from orchestrator.errors import OrchestratorError
 from orchestrator.params import parse_assignments
+from orchestrator.protocol import RunView
 from orchestrator.queries import (
     interaction,
     open_interactions,
@@ -52,10 +55,10 @@ def _following(
 ) -> Iterator[Orchestrator]:
     """The orchestrator, reporting to the console unless --json; workflows are read once."""
     known = workflows(settings)
-    front_end = (
-        None if getattr(args, "json", False) else console.ConsoleFrontEnd(sys.stdout, known.get)
-    )
+    front_end = None if getattr(args, "json", False) else console.ConsoleFrontEnd(sys.stdout)
     with orchestrator(settings, front_end, recover=recover, known=known) as orch:
+        if front_end is not None:
+            front_end.workflow_of = functools.partial(_workflow_or_none, orch)
         yield orch
 
 
@@ -76,8 +79,16 @@ def _finish(orch: Orchestrator, run_id: str, args: argparse.Namespace, user: str
         _print_json(console.run_json(run, pending))
     else:
         print()
-        print(console.format_run(run, orch.workflows.get(run.workflow), pending))
+        print(console.format_run(run, _workflow_or_none(orch, run), pending))
     return EXIT_RUN_FAILED if run.status in ("failed", "cancelled") else EXIT_OK
+
+
+def _workflow_or_none(orch: Orchestrator, run: RunView) -> Workflow | None:
+    """The run's own workflow version, for showing step kinds; None if it is gone."""
+    try:
+        return orch.workflow_of(run)
+    except OrchestratorError:
+        return None
 
 
 def _should_prompt(args: argparse.Namespace) -> bool:

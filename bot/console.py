@@ -180,9 +180,11 @@ def interaction_json(i: InteractionView) -> dict[str, Any]:
 class ConsoleFrontEnd:
     """Prints one line per event as the run moves; safe to call from worker threads."""
 
-    def __init__(self, out: TextIO, workflow_of: Callable[[str], Workflow | None]) -> None:
+    def __init__(
+        self, out: TextIO, workflow_of: Callable[[RunView], Workflow | None] = lambda run: None
+    ) -> None:
         self.out = out
-        self.workflow_of = workflow_of
+        self.workflow_of = workflow_of  # the run's own version, for step kinds
         self._lock = threading.Lock()
 
     def _say(self, text: str) -> None:
@@ -194,7 +196,7 @@ class ConsoleFrontEnd:
         self._say(f"run {run.id} ({run.workflow}) started by {run.started_by}{params}")
 
     def step_changed(self, run: RunView, step: StepView) -> None:
-        kind = _kind(self.workflow_of(run.workflow), step.step_id)
+        kind = _kind(self.workflow_of(run), step.step_id)
         note = ""
         if step.status in ("succeeded", "failed"):
             note = fmt_duration(step.duration_s)
