@@ -108,7 +108,15 @@ def start_bot(
     # stdout and stderr go to a file, not a pipe nobody reads, which could fill and block it
     with log.open("wb") as out:
         return subprocess.Popen([sys.executable, "-m", "bot.cli", "serve"], cwd=ROOT, env=env,
-                                stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+                                stdout=out, stderr=subprocess.STDOUT,
+                                preexec_fn=_default_sigint)  # fmt: skip
+
+
+def _default_sigint() -> None:
+    """Let Ctrl-C reach the bot even when the tests run where SIGINT is ignored (a shell's
+    background job without job control): Python only turns SIGINT into KeyboardInterrupt
+    if it was not ignored when the process started."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> int:
