@@ -39,9 +39,7 @@ from orchestrator.errors import (
     AlreadyAnswered,
     OrchestratorError,
     StepFailed,
-    UnknownWorkflow,
 )
-from orchestrator.loader import parse_workflow
 from orchestrator.params import coerce_params
 from orchestrator.protocol import (
     Directory,
@@ -56,6 +54,7 @@ from orchestrator.stepgraph import StepGraph, StepResult
 from orchestrator.storage_retry import RetryingSaver, storage_attempts
 from orchestrator.timers import Timers
 from orchestrator.timers import aware as timers_aware
+from orchestrator.versions import WorkflowVersions
 from storage.engine import checkpoint_wal, is_sqlite, read_transaction, write_transaction
 from storage.models import InteractionStatus, RunStatus, StepStatus
 
@@ -84,6 +83,7 @@ class Orchestrator:
     ) -> None:
         self.engine = engine
         self.workflows = dict(workflows)
+        self._versions = WorkflowVersions(engine, self.workflows)
         self.front_end: FrontEnd = _Guarded(front_end or SilentFrontEnd())  # type: ignore[assignment]
         self.directory: Directory = directory or StaticDirectory()
         self.clock = clock
@@ -110,8 +110,6 @@ class Orchestrator:
         self._pass_wanted: set[str] = set()
         self._local = threading.local()  # .worker: this thread is one of the pool's
         self._procs: dict[tuple[str, str], subprocess.Popen] = {}
-        # Workflow versions that runs under way started with, by digest (`definition`).
-        self._definitions: dict[str, Workflow] = {}
         self._changed = threading.Condition()
 
     # -- life cycle ----------------------------------------------------------
@@ -191,36 +189,16 @@ class Orchestrator:
     # -- runs -----------------------------------------------------------------
 
     def workflow(self, name: str) -> Workflow:
-        try:
-            return self.workflows[name]
-        except KeyError:
-            known = ", ".join(sorted(self.workflows)) or "none"
-            raise UnknownWorkflow(f"no workflow named {name!r}; known workflows: {known}") from None
+        """The current version of workflow `name` (UnknownWorkflow lists the known ones)."""
+        return self._versions.named(name)
 
     def workflow_of(self, run: RunView) -> Workflow:
         """The workflow as `run` started with it (its file may have changed since)."""
-        return self.definition(run.workflow, run.digest)
+        return self._versions.of(run.workflow, run.digest)
 
     def definition(self, name: str, digest: str) -> Workflow:
-        """Workflow `name` in the version whose text hashes to `digest`.
-
-        A run keeps the version it started with: editing or deleting a workflow file
-        changes the runs started after, never one under way (a gate may wait for days,
-        and a deploy may restart opsloop meanwhile). Runs from before opsloop kept
-        definitions (no text stored) take the current file.
-        """
-        current = self.workflows.get(name)
-        if current is not None and (current.digest == digest or not digest):
-            return current
-        pinned = self._definitions.get(digest)
-        if pinned is None:
-            with read_transaction(self.engine) as conn:
-                text = runs.definition_text(conn, digest)
-            if text is None:
-                return self.workflow(name)
-            pinned = parse_workflow(text, f"<{name} as its runs started it>")
-            self._definitions[digest] = pinned
-        return pinned
+        """Workflow `name` in the version whose text hashes to `digest` (versions.py)."""
+        return self._versions.of(name, digest)
 
     def start_run(
         self,
