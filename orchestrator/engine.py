@@ -280,17 +280,21 @@ class Orchestrator:
         try:
             for attempt in storage_attempts():
                 with attempt:
+                    # The pass reads rows it wrote itself: the cache takes them only once
+                    # they are committed, or a rolled-back version could shadow a real one.
+                    trial = dict(cache)
                     read = None
                     if is_sqlite(self.engine):  # outside SQLite's one write lock
                         with read_transaction(self.engine) as conn:
-                            read = runs.load_run(conn, run_id, cache)
+                            read = runs.load_run(conn, run_id, trial)
                     with write_transaction(self.engine) as conn:
                         done = scheduler.run_pass(
                             conn, run_id, self.workflow_of, outcomes, inflight=inflight, free=free,
                             now=now, ownership=leases.ownership(self.replica, now),
                             new_thread_id=lambda step_id: _thread_id(run_id, step_id), read=read,
-                            cache=cache,
+                            cache=trial,
                         )  # fmt: skip
+            cache.update(trial)
         except BaseException:
             with self._locks_guard:  # not recorded: the next pass tries again
                 self._outcomes.setdefault(run_id, [])[:0] = outcomes
