@@ -257,3 +257,47 @@ def test_a_run_keeps_the_workflow_version_it_started_with(engine: sa.Engine) -> 
         assert set(_statuses(later, old_run)) == {"build", "test", "package", "gate", "ship"}
     finally:
         later.close()
+
+
+TWO_GATES = """
+name: two-gates
+steps:
+  - id: gate_a
+    approval:
+      message: "A?"
+      approvers: {users: [UAAA]}
+  - id: after_a
+    needs: [gate_a]
+    shell: ["true"]
+  - id: gate_b
+    decision:
+      message: "B?"
+      options: [left, right]
+      deciders: {users: [UBBB]}
+  - id: after_b
+    needs: [gate_b]
+    if: steps.gate_b.outputs.choice == 'right'
+    shell: ["true"]
+"""
+
+
+def test_several_gates_wait_at_once_and_are_answered_independently(engine: sa.Engine) -> None:
+    o = Orchestrator(engine, {"two-gates": parse_workflow(TWO_GATES)}, max_workers=4)
+    o.start()
+    try:
+        run_id = o.start_run("two-gates", {}, started_by="URUN")
+        assert o.wait(run_id, timeout=20).status == "waiting"
+        with o.engine.connect() as conn:
+            ids = dict(conn.execute(sa.text(
+                "SELECT step_id, id FROM interaction WHERE run_id = :r AND status = 'pending'"
+            ), {"r": run_id}).all())  # fmt: skip
+        assert set(ids) == {"gate_a", "gate_b"}
+        o.decide(ids["gate_b"], "UBBB", "right")
+        until(lambda: _statuses(o, run_id)["after_b"] == "succeeded")
+        assert o.wait(run_id, timeout=20).status == "waiting"
+        assert _statuses(o, run_id)["gate_a"] == "waiting"
+        o.decide(ids["gate_a"], "UAAA", "approve")
+        assert o.wait(run_id, timeout=20).status == "succeeded"
+        assert set(_statuses(o, run_id).values()) == {"succeeded"}
+    finally:
+        o.close()
