@@ -6,10 +6,12 @@ from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from orchestrator import runs
+from orchestrator import gates, runs
 from orchestrator.engine import Orchestrator
-from orchestrator.errors import NotAllowed
+from orchestrator.errors import NotAllowed, StepFailed
 from orchestrator.loader import parse_workflow
 from storage.engine import read_transaction
 from tests.ask_tasks import BAD_ASKS
@@ -140,3 +142,31 @@ def test_an_unknown_kind_or_a_bad_option_fails_the_step_with_the_reason(
         assert text in errors[step][1], errors[step][1]
     with read_transaction(orch.engine) as conn:
         assert runs.pending_interactions(conn, run.id) == []
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+_gate_keys = st.sampled_from(
+    ["options", "fields", "deadline", "on_deadline", "default", "approvers", "deciders",
+     "required", "allow_requester", "remind_every", "notify", "message", "bogus"]
+)  # fmt: skip
+
+
+@given(
+    kind=st.sampled_from(["approval", "decision", "input", "bogus", ""]),
+    options=st.dictionaries(_gate_keys, _json_values, max_size=5),
+)
+@settings(max_examples=300, deadline=None)
+def test_fuzz_ask_options_open_a_question_or_explain(kind: str, options: dict) -> None:
+    try:
+        spec = gates.ask_spec(kind, "Go?", options)
+    except StepFailed as exc:
+        assert str(exc).startswith(f"ctx.ask({kind!r}, ...): ")
+    else:
+        assert spec["kind"] == kind and spec["prompt"] == "Go?"
+        assert spec["required_approvals"] >= 1 and isinstance(spec["allow_requester"], bool)
