@@ -87,6 +87,10 @@ def _resolve(target: str) -> Callable[..., Any]:
         fn = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
         raise StepFailed(f"cannot load task {target}: {exc}") from exc
+    except Exception as exc:  # the module's own code failed as it was imported
+        raise StepFailed(
+            f"cannot load task {target}: importing {module_name} raised {type(exc).__name__}: {exc}"
+        ) from exc
     if not callable(fn):
         raise StepFailed(f"task {target} is not a function")
     return fn

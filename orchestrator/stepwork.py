@@ -37,7 +37,7 @@ def can_pause(step: Step) -> bool:
         return False
     try:
         return "ctx" in task_signature(step.action.target)[1]
-    except StepFailed:
+    except StepFailed:  # every failure to load the task arrives as StepFailed (actions.py)
         return False
 
 
@@ -55,7 +55,8 @@ def work(orch: Orchestrator, run: RunView, step: Step, thread_id: str) -> dict[s
         run_id=run.id, step_id=step.id, params=run.params,
         needs={n: dict(outputs[n] or {}) for n in step.needs},
         asker=lambda kind, message, n, **options: ask(
-            orch, run, step, thread_id, n, gates.ask_spec(kind, message, options)
+            orch, run, step, thread_id, n,
+            gates.ask_spec(kind, message, options, [p.name for p in orch.workflow_of(run).params]),
         ),
     )  # fmt: skip
 

@@ -163,6 +163,10 @@ steps:
     python: time:sleep
   - id: missing
     python: no_such_module_here:run
+  - id: broken
+    python: broken_task_module:run
+  - id: independent
+    shell: ["true"]
   - id: after
     needs: [builtin]
     shell: ["true"]
@@ -177,8 +181,10 @@ def test_a_task_that_cannot_be_called_fails_its_step_with_a_reason(engine: sa.En
         steps = {s.step_id: s for s in run.steps}
         assert run.status == "failed"
         assert {k: s.status for k, s in steps.items()} == {
-            "builtin": "failed", "missing": "failed", "after": "skipped"
+            "builtin": "failed", "missing": "failed", "broken": "failed",
+            "independent": "succeeded", "after": "skipped",
         }  # fmt: skip
+        assert "importing broken_task_module raised RuntimeError" in steps["broken"].error
         assert "no signature" in steps["builtin"].error and "wrap it" in steps["builtin"].error
         assert "cannot load task no_such_module_here:run" in steps["missing"].error
     finally:
