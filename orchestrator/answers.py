@@ -86,13 +86,17 @@ def _param_changes(
         allowed = ", ".join(sorted(editable)) or "none"
         raise InvalidAnswer(f"this gate does not let you change {', '.join(refused)}; "
                             f"editable here: {allowed}")  # fmt: skip
-    name, digest = conn.execute(
+    workflow_name, digest = conn.execute(
         sa.select(runs.RUNS.c.workflow, runs.RUNS.c.definition_hash).where(
             runs.RUNS.c.id == row["run_id"]
         )
     ).one()
-    workflow = orch.definition(name, digest)
-    return {name: coerce_value(workflow.param(name), value) for name, value in params.items()}
+    declared = {p.name: p for p in orch.definition(workflow_name, digest).params}
+    unknown = sorted(set(params) - set(declared))
+    if unknown:  # only a question asked by a task (ctx.ask) can name such a param
+        raise InvalidAnswer(f"the run has no param {', '.join(unknown)}; "
+                            f"its params: {', '.join(sorted(declared)) or 'none'}")  # fmt: skip
+    return {name: coerce_value(declared[name], value) for name, value in params.items()}
 
 
 def _change_params(

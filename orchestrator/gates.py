@@ -42,11 +42,14 @@ def gate_spec(step: Step, render: Callable[[str], str]) -> dict[str, Any]:
     return _columns(step.kind, gate, render(gate.message))
 
 
-def ask_spec(kind: str, message: str, options: Mapping[str, Any]) -> dict[str, Any]:
+def ask_spec(
+    kind: str, message: str, options: Mapping[str, Any], params: Collection[str] = ()
+) -> dict[str, Any]:
     """Columns of the interaction `ctx.ask` opens; raise StepFailed when it cannot be asked.
 
     `options` are read by the YAML gate parser, as the keys of a `kind:` gate step, so
-    they take the same forms and defaults and fail the same checks.
+    they take the same forms and defaults and fail the same checks; `params` are the
+    run's declared params, which `editable_params` may name.
     """
     call = f"ctx.ask({kind!r}, ...)"
     if not isinstance(kind, str) or kind not in GATE_KINDS:
@@ -61,6 +64,11 @@ def ask_spec(kind: str, message: str, options: Mapping[str, Any]) -> dict[str, A
     if gate is None:
         details = "; ".join(f"{e.message} (hint: {e.hint})" for e in problems)
         raise StepFailed(f"{call}: {details}")
+    unknown = sorted(set(getattr(gate, "editable_params", ())) - set(params))
+    if unknown:
+        known = ", ".join(sorted(params)) or "none"
+        raise StepFailed(f"{call}: editable_params names {', '.join(unknown)}, which the "
+                         f"workflow does not declare; its params: {known}")  # fmt: skip
     # The message is the task's own text, not a template (an f-string does that),
     # so it went around the template check above and is shown as written.
     return _columns(kind, gate, message)

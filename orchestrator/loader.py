@@ -67,7 +67,12 @@ def check_gate(
     step, with the same forms, defaults and checks: the gate, or None and the problems.
     `keys` must be JSON values (JSON is YAML; it also turns tuples into lists)."""
     ctx = _Context(source)
-    root = yaml.compose(json.dumps({"message": "", **keys}), Loader=yaml.SafeLoader)
+    data = json.loads(json.dumps({"message": "", **keys}))
+    # YAML, not JSON text: JSON escapes an emoji as a surrogate pair, which PyYAML reads
+    # back as two lone surrogates that no database column accepts.
+    root = yaml.compose(
+        yaml.safe_dump(data, allow_unicode=True, sort_keys=False), Loader=yaml.SafeLoader
+    )
     gate = _STEP[kind][1](ctx, root, kind)
     return (None if ctx.items else gate), list(ctx.items)
 

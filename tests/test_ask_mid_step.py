@@ -170,3 +170,15 @@ def test_fuzz_ask_options_open_a_question_or_explain(kind: str, options: dict) -
     else:
         assert spec["kind"] == kind and spec["prompt"] == "Go?"
         assert spec["required_approvals"] >= 1 and isinstance(spec["allow_requester"], bool)
+
+
+def test_ask_options_keep_emoji_and_check_editable_params_against_the_workflow() -> None:
+    spec = gates.ask_spec("decision", "Go?", {"options": ["🚀 ship", "hold"],
+                                               "default": "🚀 ship", "deadline": "1h"})  # fmt: skip
+    assert spec["on_deadline"] == "default:🚀 ship"
+    assert spec["on_deadline"].encode("utf-8")  # no lone surrogates: a database takes it
+    assert [o["value"] for o in spec["options"]] == ["🚀 ship", "hold"]
+    ok = gates.ask_spec("approval", "Go?", {"editable_params": ["replicas"]}, ["replicas"])
+    assert ok["editable_params"] == ["replicas"]
+    with pytest.raises(StepFailed, match="nosuch, which the workflow does not declare"):
+        gates.ask_spec("approval", "Go?", {"editable_params": ["nosuch"]}, ["replicas"])
