@@ -31,6 +31,7 @@ from orchestrator.queries import (
     run_view,
     unfinished_runs,
 )
+from orchestrator.versions import WorkflowVersions
 from storage.engine import DEFAULT_URL, create_engine
 from storage.errors import StorageError
 from storage.schema import current_revision, head_revision, setup
@@ -152,8 +153,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(console.run_json(run, pending))
         return EXIT_OK
-    try:
-        workflow = workflows(settings).get(run.workflow)
+    try:  # the run's own version, for step kinds
+        workflow = WorkflowVersions(engine, workflows(settings)).of(run.workflow, run.digest)
     except (OrchestratorError, SettingsError):
         workflow = None  # `show` still works when the workflow files moved or broke
     print(console.format_run(run, workflow, pending))

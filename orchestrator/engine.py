@@ -550,6 +550,7 @@ class Orchestrator:
         for (rid, _), proc in list(self._procs.items()):
             if rid == run_id:
                 kill_process_group(proc)
+        self._forget(run_id)
         view = self.view(run_id)
         self.front_end.run_finished(view)
         self._notify()

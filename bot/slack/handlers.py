@@ -27,7 +27,7 @@ from orchestrator.engine import Orchestrator
 from orchestrator.errors import NotAllowed, OrchestratorError
 from orchestrator.gates import listed
 from orchestrator.params import missing_required
-from orchestrator.protocol import InteractionView
+from orchestrator.protocol import InteractionView, RunView
 from orchestrator.queries import interaction, open_interactions, recent_runs
 
 log = logging.getLogger(__name__)
@@ -156,17 +156,26 @@ class Handlers:
         elif ref.action == ids.APPROVE_WITH_CHANGES:
             item = self._interaction(ref.interaction_id)
             run = self.orch.view(item.run_id)
-            workflow = self._editable(run.workflow, item)
+            workflow = self._editable(run, item)
             view = modals.edit_params_modal(workflow, run, item)
             self.client.views_open(trigger_id=body["trigger_id"], view=view)
         else:
             raise ids.PayloadError(f"{ref.action} is not supported")
 
-    def _editable(self, name: str, item: InteractionView) -> Workflow:
-        """The workflow as the edit modal shows it: only the params this gate lets change."""
-        workflow = self.orch.workflow(name)
+    def _editable(self, run: RunView, item: InteractionView) -> Workflow:
+        """The workflow as the edit modal shows it: the run's own version (its file may
+        have changed since it started), with only the params this gate lets change."""
+        workflow = self.orch.workflow_of(run)
         params = tuple(p for p in workflow.params if p.name in item.editable_params)
         return replace(workflow, params=params)
+
+    def _form_workflow(self, callback: str, meta: Mapping[str, Any]) -> Workflow | None:
+        """What a params form is about: the current file for a new run, or the params of
+        a run under way that its gate lets change; None if that is gone."""
+        if callback == ids.PARAMS_VIEW:
+            return self.orch.workflows.get(meta.get("workflow", ""))
+        item = interaction(self.orch.engine, meta.get("interaction", ""))
+        return None if item is None else self._editable(self.orch.view(item.run_id), item)
 
     def _interaction(self, iid: str) -> InteractionView:
         item = interaction(self.orch.engine, iid)
@@ -196,12 +205,9 @@ class Handlers:
             parsed = modals.parse_input_submission(item, values)
             errors = modals.validate_input_submission(item, parsed)
         elif callback in (ids.PARAMS_VIEW, ids.EDIT_PARAMS_VIEW):
-            workflow = self.orch.workflows.get(meta.get("workflow", ""))
-            item = interaction(self.orch.engine, meta.get("interaction", ""))
-            if workflow is None or (callback == ids.EDIT_PARAMS_VIEW and item is None):
+            workflow = self._form_workflow(callback, meta)
+            if workflow is None:
                 return None
-            if item is not None and callback == ids.EDIT_PARAMS_VIEW:
-                workflow = self._editable(workflow.name, item)
             parsed = modals.parse_params_submission(workflow, values, view.get("private_metadata"))
             errors = modals.validate_params_submission(workflow, parsed)
         else:
@@ -229,7 +235,7 @@ class Handlers:
                                     channel=meta.get("channel"))  # fmt: skip
             elif view["callback_id"] == ids.EDIT_PARAMS_VIEW:
                 item = self._interaction(meta["interaction"])
-                workflow = self._editable(meta["workflow"], item)
+                workflow = self._editable(self.orch.view(item.run_id), item)
                 changed = modals.parse_params_submission(
                     workflow, values, view.get("private_metadata")
                 )
