@@ -30,7 +30,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from orchestrator import leases, people, queries, runs, scheduler, stepwork
+from orchestrator import gates, leases, people, queries, runs, scheduler, stepwork
 from orchestrator.actions import (
     kill_process_group,
 )
@@ -509,7 +509,7 @@ class Orchestrator:
         """
         from orchestrator.answers import record_answer
 
-        row = record_answer(self, iid, user, answer, comment, params)
+        row = record_answer(self, iid, gates.person(user), answer, comment, params)
         view = runs.interaction_view(row)
         self.front_end.interaction_updated(self.view(row["run_id"]), view)
         if row["status"] != InteractionStatus.PENDING:

@@ -107,11 +107,27 @@ def _columns(
     return spec
 
 
+def person(user: str) -> str:
+    """A user id as given, trimmed; InvalidAnswer if it is empty or has spaces inside.
+
+    Ids are compared without regard to case (`same_person`): `u0abc` and ` U0ABC`
+    are the same person, or a requester could approve their own run, or one person
+    count twice toward a quorum, by spelling their id differently."""
+    text = user.strip() if isinstance(user, str) else ""
+    if not text or any(c.isspace() for c in text):
+        raise InvalidAnswer(f"{user!r} is not a user id; give one like U012ABC (--as USER)")
+    return text
+
+
+def same_person(a: str, b: str) -> bool:
+    return a.strip().casefold() == b.strip().casefold()
+
+
 def check_allowed(row: Mapping[str, Any], user: str, requester: str, directory: Directory) -> None:
     """Raise NotAllowed unless `user` may answer the interaction `row`."""
     if row["purpose"] == "recovery":
         return
-    if user == requester and not row["allow_requester"]:
+    if same_person(user, requester) and not row["allow_requester"]:
         raise NotAllowed(f"{user} started this run and this gate needs someone else to answer it")
     users = set(row["allowed_users"] or ())
     groups = list(row["allowed_groups"] or ())
@@ -126,7 +142,10 @@ def listed(user: str, users: Collection[str], groups: Iterable[str], directory: 
     groups = list(groups)
     if not users and not groups:
         return True
-    return user in users or any(user in directory.members(g) for g in groups)
+    key = user.strip().casefold()
+    return any(key == u.strip().casefold() for u in users) or any(
+        key == m.strip().casefold() for g in groups for m in directory.members(g)
+    )
 
 
 def apply_answer(
@@ -143,10 +162,11 @@ def apply_answer(
             return Outcome(InteractionStatus.REJECTED, responses, "reject", True)
         if verdict not in APPROVE_WORDS:
             raise InvalidAnswer(f"answer {answer!r} is not approve or reject")
-        if any(r["user"] == user and r["answer"] == "approve" for r in responses):
+        if any(same_person(r["user"], user) and r["answer"] == "approve" for r in responses):
             raise InvalidAnswer(f"{user} already approved; it needs someone else")
         responses.append({**entry, "answer": "approve"})
-        approvals = len({r["user"] for r in responses if r["answer"] == "approve"})
+        approvals = len({r["user"].strip().casefold() for r in responses
+                         if r["answer"] == "approve"})  # fmt: skip
         if approvals >= row["required_approvals"]:
             return Outcome(InteractionStatus.APPROVED, responses, "approve", True)
         return Outcome(InteractionStatus.PENDING, responses, None, False)

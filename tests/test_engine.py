@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from orchestrator.engine import Orchestrator
-from orchestrator.errors import AlreadyAnswered, NotAllowed
+from orchestrator.errors import AlreadyAnswered, InvalidAnswer, NotAllowed
 from orchestrator.loader import parse_workflow
 from storage.engine import create_engine
 from tests.polling import process_alive, until
@@ -96,6 +96,12 @@ def test_outsiders_and_the_requester_cannot_approve(orch: Orchestrator) -> None:
     iid = _pending_id(orch, run_id)
     with pytest.raises(NotAllowed, match="started this run"):
         orch.decide(iid, "UAAA", "approve")
+    for spelled in ("uaaa", " UAAA", "UAAA\n"):  # the requester, spelled differently
+        with pytest.raises(NotAllowed, match="started this run"):
+            orch.decide(iid, spelled, "approve")
+    for not_an_id in ("", "   ", "UA AA"):
+        with pytest.raises(InvalidAnswer, match="is not a user id"):
+            orch.decide(iid, not_an_id, "approve")
     with pytest.raises(NotAllowed, match="may not answer"):
         orch.decide(iid, "UZZZ", "approve")
     assert orch.view(run_id).status == "waiting"
@@ -103,7 +109,7 @@ def test_outsiders_and_the_requester_cannot_approve(orch: Orchestrator) -> None:
         refusals = conn.execute(
             sa.text("SELECT count(*) FROM audit_log WHERE action = 'interaction.refused'")
         ).scalar()
-    assert refusals == 2
+    assert refusals == 5
 
 
 def test_twenty_racing_answers_resume_the_run_once(orch: Orchestrator) -> None:

@@ -372,6 +372,9 @@ def test_one_person_approving_twice_counts_once_toward_a_quorum(engine: sa.Engin
                    for exc in lost), lost  # fmt: skip
         row = interaction(orch, iid)
         assert (row["status"], [r["user"] for r in row["responses"]]) == ("pending", ["U0SAME"])
+        for spelled in ("u0same", "U0SAME "):  # the same person, spelled differently
+            with pytest.raises(InvalidAnswer, match="already approved"):
+                orch.decide(iid, spelled, "approve")
         assert orch.wait(run_id, timeout=20).status == "waiting"
         orch.decide(iid, "U0OTHER", "approve")
         run = finished(orch, run_id)
