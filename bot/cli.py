@@ -267,6 +267,16 @@ def _engine(settings: Settings) -> Any:
 # -- parser ---------------------------------------------------------------------
 
 
+def _limit(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 1000:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number from 1 to 1000")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--database-url", help=f"$DATABASE_URL, default {DEFAULT_URL}")
@@ -298,7 +308,9 @@ def build_parser() -> argparse.ArgumentParser:
     decide.add_argument("answer", nargs="+",
                         help="approve|reject, an option, or field=value ...")  # fmt: skip
     decide.add_argument("--comment", help="a reason, kept in the audit log")
-    add("runs", cmd_runs, "list recent runs", output).add_argument("--limit", type=int, default=20)
+    add("runs", cmd_runs, "list recent runs", output).add_argument(
+        "--limit", type=_limit, default=20, help="how many (1-1000, default 20)"
+    )
     add("pending", cmd_pending, "list what waits for a person", output).add_argument(
         "run", nargs="?", help="only this run"
     )
@@ -357,7 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (Stop, SettingsError, OrchestratorError, StorageError) as exc:
         print(f"opsloop: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except sa_exc.OperationalError as exc:
+    except sa_exc.DatabaseError as exc:  # OperationalError, "file is not a database", ...
         reason = str(exc.orig or exc).strip().splitlines()[0]
         hint = "check DATABASE_URL (or --database-url) and that the database server is running"
         print(f"opsloop: cannot use the database ({reason}); {hint}", file=sys.stderr)

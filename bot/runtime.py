@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
-from bot.settings import Settings
+from bot.settings import Settings, SettingsError
 from orchestrator.definitions import Workflow
 from orchestrator.engine import Orchestrator
 from orchestrator.errors import DefinitionError
@@ -47,7 +47,7 @@ def orchestrator(
         setup(engine)
         orch = Orchestrator(
             engine, known, front_end=front_end, max_workers=settings.max_workers,
-            directory=StaticDirectory.parse(settings.groups),
+            directory=_directory(settings.groups),
         )  # fmt: skip
         orch.start(recover=recover)
         try:
@@ -56,3 +56,10 @@ def orchestrator(
             orch.close()
     finally:
         engine.dispose()
+
+
+def _directory(groups: str) -> StaticDirectory:
+    try:
+        return StaticDirectory.parse(groups)
+    except ValueError as exc:
+        raise SettingsError(f"OPSLOOP_GROUPS: {exc}") from None

@@ -129,7 +129,7 @@ def run_shell(
     argv = render_argv(list(action.argv), context)
     try:
         proc = subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace",
             start_new_session=True, stdin=subprocess.DEVNULL,
             env={**os.environ, **env} if env else None,
         )  # fmt: skip

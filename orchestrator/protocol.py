@@ -142,10 +142,20 @@ class StaticDirectory:
 
     @classmethod
     def parse(cls, text: str) -> StaticDirectory:
+        """`name=U1,U2;name2=U3`; ValueError naming the entry that does not read so."""
         groups: dict[str, frozenset[str]] = {}
         for part in filter(None, (p.strip() for p in text.split(";"))):
-            name, _, users = part.partition("=")
-            groups[name.strip()] = frozenset(u.strip() for u in users.split(",") if u.strip())
+            name, equals, users = (s.strip() for s in part.partition("="))
+            members = [u.strip() for u in users.split(",") if u.strip()]
+            bad = (
+                not equals or not name or not members
+                or any(c.isspace() or c in "=:" for c in name)
+                or any(c.isspace() or c == "=" for u in members for c in u)
+            )  # fmt: skip
+            if bad or name in groups:
+                why = f"group {name} is given twice" if not bad else f"cannot read {part!r}"
+                raise ValueError(f"{why}; write groups as name=U1,U2;other=U3")
+            groups[name] = frozenset(members)
         return cls(groups)
 
     def members(self, group: str) -> frozenset[str]:

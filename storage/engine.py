@@ -45,7 +45,7 @@ def create_engine(url: str = DEFAULT_URL, **kwargs: Any) -> Engine:
     url = normalize_url(url)
     try:
         parsed = make_url(url)
-    except sa.exc.ArgumentError as exc:
+    except (sa.exc.ArgumentError, ValueError) as exc:  # ValueError: e.g. a bad port
         raise ConfigurationError(
             f"DATABASE_URL {url!r} is not a database URL; use sqlite:///path/to/opsloop.db "
             "or postgresql+psycopg://user@host:5432/dbname"

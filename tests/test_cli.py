@@ -125,8 +125,29 @@ def test_user_mistakes_exit_2_with_one_clear_line(cli) -> None:
     for err in (cli("run", "nope")[2], cli("show", "r-missing")[2]):
         assert "Traceback" not in err and err.count("\n") == 1
 
+    for limit in ("0", "-1", "99999999999999999999", "many"):
+        with pytest.raises(SystemExit) as exit_info:
+            cli("runs", "--limit", limit)
+        assert exit_info.value.code == 2
+
     code, out, _ = cli("runs", "--json")
     assert code == 0 and _json(out) == []  # none of the mistakes stored a run
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_settings_that_cannot_be_used_exit_2_with_the_fix(cli, monkeypatch, tmp_path) -> None:
+    for groups in ("S0OPS=U0F=U0G", "garbage", "S0OPS=U0F;S0OPS=U0G", "S0OPS=U0F U0G"):
+        monkeypatch.setenv("OPSLOOP_GROUPS", groups)
+        code, _, err = cli("run", "gated", "service=api")
+        assert code == 2 and "OPSLOOP_GROUPS" in err and "name=U1,U2" in err, err
+    monkeypatch.delenv("OPSLOOP_GROUPS")
+    not_a_db = tmp_path / "notes.db"
+    not_a_db.write_text("shopping list\n")
+    for url in (f"sqlite:///{not_a_db}", "postgresql+psycopg://u:p@[::1/db"):
+        monkeypatch.setenv("DATABASE_URL", url)
+        code, _, err = cli("runs")
+        assert code == 2 and "Traceback" not in err and err.count("\n") == 1, err
+    assert not_a_db.read_text() == "shopping list\n"
 
 
 def test_params_may_follow_options(cli) -> None:

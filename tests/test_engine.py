@@ -313,3 +313,24 @@ def test_several_gates_wait_at_once_and_are_answered_independently(engine: sa.En
         assert set(_statuses(o, run_id).values()) == {"succeeded"}
     finally:
         o.close()
+
+
+BYTES = """
+name: bytes
+steps:
+  - id: latin1
+    shell: ["printf", "caf\\\\351"]
+"""
+
+
+def test_a_shell_step_that_prints_bytes_that_are_not_utf8_still_finishes(
+    engine: sa.Engine,
+) -> None:
+    o = Orchestrator(engine, {"bytes": parse_workflow(BYTES)}, max_workers=2)
+    o.start()
+    try:
+        run = o.wait(o.start_run("bytes", {}, started_by="URUN"), timeout=20)
+        assert run.status == "succeeded"
+        assert run.steps[0].outputs["stdout"] == "caf\ufffd"
+    finally:
+        o.close()
