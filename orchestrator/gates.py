@@ -5,6 +5,7 @@ Pure functions over interaction rows; the engine wraps them in transactions.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -205,11 +206,15 @@ def coerce_input(fields: Any, answer: Any) -> dict[str, Any]:
 
 def _coerce_field(name: str, field: Mapping[str, Any], raw: Any) -> Any:
     if field["type"] == "number":
-        try:
-            number = float(raw)
-        except (TypeError, ValueError):
-            raise InvalidAnswer(f"field {name!r} must be a number, not {raw!r}") from None
+        try:  # true/false are not numbers, nor are nan and inf (no JSON can carry them)
+            number = float(raw) if not isinstance(raw, bool) else math.nan
+        except (TypeError, ValueError, OverflowError):
+            number = math.nan
+        if not math.isfinite(number):
+            raise InvalidAnswer(f"field {name!r} must be a number, like 3 or 2.5, not {raw!r}")
         return int(number) if number.is_integer() else number
+    if not isinstance(raw, str | int | float) or isinstance(raw, bool):
+        raise InvalidAnswer(f"field {name!r} takes text, not {type(raw).__name__} {raw!r}")
     if field["type"] == "choice" and raw not in field["choices"]:
         raise InvalidAnswer(f"field {name!r} must be one of {field['choices']}, not {raw!r}")
     return str(raw)

@@ -16,7 +16,7 @@ import engine_tasks
 import pytest
 import sqlalchemy as sa
 
-from orchestrator import runs
+from orchestrator import gates, runs
 from orchestrator.engine import Orchestrator
 from orchestrator.errors import AlreadyAnswered, InvalidAnswer, NotAllowed, OrchestratorError
 from orchestrator.loader import parse_workflow
@@ -384,3 +384,25 @@ def test_one_person_approving_twice_counts_once_toward_a_quorum(engine: sa.Engin
     assert steps(run)["gate"].outputs == {"approved": True, "approved_by": ["U0SAME", "U0OTHER"]}
     assert audited(orch, iid)["interaction.answered"] == 2
     assert engine_tasks.CALLS[key] == 1
+
+
+FIELDS = [
+    {"name": "n", "type": "number", "required": True},
+    {"name": "t", "type": "text", "required": False},
+]
+
+
+@pytest.mark.parametrize("answer, message", [
+    ({"n": "nan"}, "must be a number"), ({"n": "inf"}, "must be a number"),
+    ({"n": "1e999"}, "must be a number"), ({"n": True}, "must be a number"),
+    ({"n": "three"}, "must be a number"), ({"n": 1, "t": {"a": 1}}, "takes text"),
+    ({"n": 1, "t": ["x"]}, "takes text"), ({"n": 1, "t": False}, "takes text"),
+])  # fmt: skip
+def test_input_fields_refuse_values_of_the_wrong_type(answer: dict, message: str) -> None:
+    with pytest.raises(InvalidAnswer, match=message):
+        gates.coerce_input(FIELDS, answer)
+
+
+def test_input_fields_take_numbers_and_text() -> None:
+    assert gates.coerce_input(FIELDS, {"n": "2.5", "t": "ok"}) == {"n": 2.5, "t": "ok"}
+    assert gates.coerce_input(FIELDS, {"n": 3, "t": 7}) == {"n": 3, "t": "7"}
