@@ -135,6 +135,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 def cmd_pending(args: argparse.Namespace) -> int:
     engine = _engine(settings_of(args))
+    if args.run is not None:
+        run_view(engine, args.run)  # NotFound, saying where to look, for an unknown run
     pending = open_interactions(engine, args.run)
     if args.json:
         _print_json([console.interaction_json(i) for i in pending])

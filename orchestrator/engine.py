@@ -542,6 +542,7 @@ class Orchestrator:
             with attempt, write_transaction(self.engine) as conn:
                 open_ids = runs.cancel_run(conn, run_id, by, now)
         if open_ids is None:
+            self.view(run_id)  # NotFound for a run that does not exist
             raise OrchestratorError(
                 f"run {run_id} is not running (`opsloop show {run_id}` shows its state)"
             )

@@ -119,6 +119,9 @@ def retry_run(orch: Orchestrator, run_id: str, step_id: str | None, by: str) -> 
     wf = orch.workflow_of(run)
     failed = [s.step_id for s in run.steps if s.status == StepStatus.FAILED]
     targets = [step_id] if step_id else failed
+    if step_id and step_id not in {s.step_id for s in run.steps}:
+        steps = ", ".join(s.step_id for s in run.steps)
+        raise OrchestratorError(f"run {run_id} has no step {step_id!r}; its steps: {steps}")
     if step_id and step_id not in failed:
         known = ", ".join(failed) or "none"
         raise OrchestratorError(f"step {step_id!r} has not failed; failed steps: {known}")

@@ -122,6 +122,10 @@ def test_user_mistakes_exit_2_with_one_clear_line(cli) -> None:
     code, _, err = cli("show", "r-missing")
     assert code == 2 and "r-missing" in err
 
+    for command in ("pending", "cancel"):  # an unknown run is named as unknown
+        code, _, err = cli(command, "r-missing")
+        assert code == 2 and "no run 'r-missing'" in err, (command, err)
+
     for err in (cli("run", "nope")[2], cli("show", "r-missing")[2]):
         assert "Traceback" not in err and err.count("\n") == 1
 
@@ -167,6 +171,11 @@ def test_failed_step_retried_after_the_cause_is_fixed(cli, tmp_path: Path) -> No
     assert code == 1
     run = _json(out)
     assert [s["status"] for s in run["steps"]] == ["failed", "skipped"]
+
+    code, _, err = cli("retry", run["run_id"], "nostep")
+    assert code == 2 and "has no step 'nostep'; its steps: check, after" in err
+    code, _, err = cli("retry", run["run_id"], "after")
+    assert code == 2 and "step 'after' has not failed; failed steps: check" in err
 
     marker.touch()
     code, out, _ = cli("retry", run["run_id"], "--json")
