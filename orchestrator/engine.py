@@ -131,7 +131,6 @@ class Orchestrator:
         if not recover:
             return
         self.sweep()
-        self.watch_run(None)
         self.timers.every(leases.LEASE.total_seconds(), self.sweep, "sweep")
 
     def sweep(self) -> None:
@@ -149,6 +148,9 @@ class Orchestrator:
                 recover_run(self, run_id)
             except OrchestratorError as exc:  # e.g. its workflow file is gone: say so, go on
                 log.warning("could not recover run %s: %s", run_id, exc)
+        # Questions other processes opened (a CLI run that exited, a replica that died)
+        # get their deadlines and reminders here too; those already past apply now.
+        self.watch_run(None)
 
     def _heartbeat(self) -> None:
         leases.renew(self.engine, self.replica, self.clock())

@@ -141,8 +141,8 @@ def retry_run(orch: Orchestrator, run_id: str, step_id: str | None, by: str) -> 
                 status=StepStatus.PENDING, error=None, outputs=None, finished_at=None,
                 updated_at=now,
             )  # fmt: skip
-        runs.set_run(
-            conn, run_id, expect=[RunStatus.FAILED, RunStatus.CANCELLED],
+        runs.set_run(  # succeeded too: a step that failed with continue_on_error
+            conn, run_id, expect=[RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.SUCCEEDED],
             status=RunStatus.RUNNING, error=None, finished_at=None, updated_at=now,
         )  # fmt: skip
         runs.audit(conn, by, "run.retried", now=now, run_id=run_id, steps=sorted(reset))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -332,5 +333,53 @@ def test_a_shell_step_that_prints_bytes_that_are_not_utf8_still_finishes(
         run = o.wait(o.start_run("bytes", {}, started_by="URUN"), timeout=20)
         assert run.status == "succeeded"
         assert run.steps[0].outputs["stdout"] == "caf\ufffd"
+    finally:
+        o.close()
+
+
+def test_a_live_replica_applies_the_deadline_of_a_question_another_process_opened(
+    engine: sa.Engine, db_url: str
+) -> None:
+    workflows = {"expiring": parse_workflow(EXPIRING)}
+    serving = Orchestrator(engine, workflows, max_workers=2)
+    serving.start()
+    try:
+        cli = Orchestrator(create_engine(db_url), workflows, max_workers=2)
+        cli.start(recover=False)  # as `opsloop run`: opens the gate, then exits
+        run_id = cli.start_run("expiring", {}, started_by="URUN")
+        assert cli.wait(run_id, timeout=20).status == "waiting"
+        cli.close()
+        cli.engine.dispose()
+        serving.sweep()  # its periodic sweep, without waiting 30 s for it
+        until(lambda: serving.view(run_id).status == "failed", timeout=20)
+        assert _statuses(serving, run_id) == {"gate": "failed", "after": "skipped"}
+    finally:
+        serving.close()
+
+
+TOLERANT = """
+name: tolerant
+params:
+  key: {type: string, required: true}
+  succeed_on: {type: int, default: 2}
+steps:
+  - id: flaky
+    python: engine_tasks:flaky
+    continue_on_error: true
+  - id: other
+    shell: ["true"]
+"""
+
+
+def test_retrying_a_tolerated_failure_runs_the_step_again(engine: sa.Engine) -> None:
+    o = Orchestrator(engine, {"tolerant": parse_workflow(TOLERANT)}, max_workers=2)
+    o.start()
+    try:
+        run_id = o.start_run("tolerant", {"key": uuid.uuid4().hex}, started_by="URUN")
+        assert o.wait(run_id, timeout=20).status == "succeeded"
+        assert _statuses(o, run_id)["flaky"] == "failed"
+        o.retry(run_id, "flaky", "UOPS")
+        until(lambda: _statuses(o, run_id)["flaky"] == "succeeded")
+        assert o.wait(run_id, timeout=20).status == "succeeded"
     finally:
         o.close()
