@@ -110,6 +110,8 @@ class Orchestrator:
         self._pass_wanted: set[str] = set()
         self._local = threading.local()  # .worker: this thread is one of the pool's
         self._procs: dict[tuple[str, str], subprocess.Popen] = {}
+        # Runs this process cancelled: a step claimed before the cancel must not start.
+        self._cancelled: set[str] = set()
         self._changed = threading.Condition()
 
     # -- life cycle ----------------------------------------------------------
@@ -154,6 +156,13 @@ class Orchestrator:
 
     def _heartbeat(self) -> None:
         leases.renew(self.engine, self.replica, self.clock())
+
+    def process_started(self, run_id: str, step_id: str, proc: subprocess.Popen) -> None:
+        """A shell step's process is up: cancel kills it. If the run was cancelled while the
+        step was starting, kill it now (cancel marks the run before it looks for processes)."""
+        self._procs[(run_id, step_id)] = proc
+        if run_id in self._cancelled:
+            kill_process_group(proc)
 
     def _kill_cancelled(self) -> None:
         """Kill this process's shell steps whose run was cancelled elsewhere (`opsloop
@@ -384,6 +393,8 @@ class Orchestrator:
             if run is None:
                 run = self.view(run_id)
             step = self.workflow_of(run).step(step_id)
+            if run_id in self._cancelled:  # claimed, then cancelled before it started
+                return
             if resume is None and not stepwork.can_pause(step):
                 result = StepResult(stepwork.work(self, run, step, thread_id), None)
             else:
@@ -550,6 +561,7 @@ class Orchestrator:
             )
         for iid in open_ids:
             self.timers.forget(iid)
+        self._cancelled.add(run_id)  # before the kills: see process_started
         for (rid, _), proc in list(self._procs.items()):
             if rid == run_id:
                 kill_process_group(proc)

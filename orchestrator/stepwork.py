@@ -65,7 +65,7 @@ def work(orch: Orchestrator, run: RunView, step: Step, thread_id: str) -> dict[s
             return call_python(step.action, ctx, step.timeout_s)
         return run_shell(
             step.action, template_context(run), step.timeout_s,
-            on_start=lambda p: orch._procs.__setitem__((run.id, step.id), p),
+            on_start=lambda p: orch.process_started(run.id, step.id, p),
             env={"OPSLOOP_RUN_ID": run.id, "OPSLOOP_STEP_ID": step.id},
         )  # fmt: skip
 
