@@ -59,13 +59,31 @@ def _recover_step(orch: Orchestrator, run_id: str, step: Any, thread_id: str | N
     state, detail = orch.graph.inspect(thread_id) if thread_id else ("new", None)
     if state == "finished":
         orch._finish(run_id, step.id, StepStatus.SUCCEEDED, outputs=detail)
-    elif state == "interrupted":
+    elif state == "interrupted" and not _ran_on_after_answer(orch, step, detail):
         orch._paused(run_id, step.id, detail)
     elif step.is_gate or step.idempotent:
         # The same thread id: a gate finds its interaction again instead of opening another.
         orch.submit(orch._execute, run_id, step.id, thread_id, None)
     else:
         _ask_recovery(orch, run_id, step.id, thread_id or "")
+
+
+def _ran_on_after_answer(orch: Orchestrator, step: Any, pending: Any) -> bool:
+    """Whether a task cut off at a question had been resumed with its answer: its thread's
+    checkpoint still shows the question (a step's checkpoint is written when the step
+    ends), but the question had finished pausing (`interrupt_id` is set in the commit
+    that parks the step) and was answered, and the step ran again. Then the code after
+    the question may have run, so a task that is not idempotent is a person's call.
+    A gate's body after the question only reads the answer: it simply resumes."""
+    if step.is_gate or step.idempotent:
+        return False
+    with read_transaction(orch.engine) as conn:
+        row = runs.load_interaction(conn, pending.value["interaction_id"])
+    return (
+        row is not None
+        and row["interrupt_id"] is not None
+        and row["status"] != InteractionStatus.PENDING
+    )
 
 
 def _ask_recovery(orch: Orchestrator, run_id: str, step_id: str, thread_id: str) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from typing import Any
 
 # What `ask_as_told` asks, by step id: (kind, spec), each wrong in one way.
@@ -36,3 +38,16 @@ def pick_by_deadline(ctx: Any) -> dict:
 def ask_as_told(ctx: Any) -> dict:
     kind, spec = BAD_ASKS[ctx.step_id]
     return {"answer": ctx.ask(kind, "what?", **spec)}
+
+
+def ask_then_hold(ctx: Any, params: dict) -> dict:
+    """Ask, then record that the code after the question ran, then hold until released."""
+    ctx.ask("approval", "go on?")
+    with open(params["effects"], "a") as out:
+        out.write(f"{ctx.step_id}/after\n")
+        out.flush()
+        os.fsync(out.fileno())
+    deadline = time.monotonic() + 60
+    while not os.path.exists(params["release"]) and time.monotonic() < deadline:
+        time.sleep(0.01)  # the task's own "work": it holds until the test releases it
+    return {"done": True}

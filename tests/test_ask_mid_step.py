@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -13,6 +16,7 @@ from orchestrator import gates, runs
 from orchestrator.engine import Orchestrator
 from orchestrator.errors import NotAllowed, StepFailed
 from orchestrator.loader import parse_workflow
+from orchestrator.queries import open_interactions
 from storage.engine import read_transaction
 from tests.ask_tasks import BAD_ASKS
 from tests.polling import until
@@ -182,3 +186,61 @@ def test_ask_options_keep_emoji_and_check_editable_params_against_the_workflow()
     assert ok["editable_params"] == ["replicas"]
     with pytest.raises(StepFailed, match="nosuch, which the workflow does not declare"):
         gates.ask_spec("approval", "Go?", {"editable_params": ["nosuch"]}, ["replicas"])
+
+
+HELD_ASK = """
+name: held-ask
+params:
+  effects: {type: string, required: true}
+  release: {type: string, required: true}
+steps:
+  - id: task
+    python: ask_tasks:ask_then_hold
+"""
+# A process that starts the run, answers the question as UBOSS and lets the task run on.
+RESUMER = """
+import sys, time
+sys.path.insert(0, sys.argv[3])
+from orchestrator.engine import Orchestrator
+from orchestrator.loader import parse_workflow
+from orchestrator.queries import open_interactions
+from storage.engine import create_engine
+orch = Orchestrator(create_engine(sys.argv[1]), {"held-ask": parse_workflow(sys.argv[2])})
+orch.start(recover=False)
+run_id = orch.start_run("held-ask", {"effects": sys.argv[4], "release": sys.argv[5]},
+                        started_by="URUN")
+orch.wait(run_id, 30)
+orch.decide(open_interactions(orch.engine, run_id)[0].id, "UBOSS", "approve")
+time.sleep(120)  # killed by the test long before
+"""
+
+
+def test_a_task_killed_after_its_answer_is_not_rerun_without_a_person(
+    engine: sa.Engine, db_url: str, tmp_path: Path
+) -> None:
+    effects, release = tmp_path / "effects", tmp_path / "release"
+    worker = subprocess.Popen([
+        sys.executable, "-c", RESUMER, db_url, HELD_ASK, str(Path(__file__).parent),
+        str(effects), str(release),
+    ])  # fmt: skip
+    try:
+        until(lambda: effects.exists() and "task/after" in effects.read_text(), timeout=60)
+    finally:
+        worker.kill()  # SIGKILL while the code after the question runs
+        worker.wait()
+    o = Orchestrator(engine, {"held-ask": parse_workflow(HELD_ASK)}, max_workers=2)
+    o.start()  # recovery
+    try:
+        run_id = o.view(runs_ids(engine)[0]).id
+        question = until(lambda: [i for i in open_interactions(o.engine, run_id)
+                                  if i.kind == "decision"], timeout=20)  # fmt: skip
+        assert "not marked idempotent" in question[0].prompt
+        assert effects.read_text().count("task/after") == 1  # not run again by itself
+    finally:
+        release.touch()
+        o.close()
+
+
+def runs_ids(engine: sa.Engine) -> list[str]:
+    with engine.connect() as conn:
+        return [r[0] for r in conn.execute(sa.text("SELECT id FROM workflow_run"))]
