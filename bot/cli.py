@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -34,7 +35,7 @@ from orchestrator.queries import (
 from orchestrator.versions import WorkflowVersions
 from storage.engine import DEFAULT_URL, create_engine
 from storage.errors import StorageError
-from storage.schema import current_revision, head_revision, setup
+from storage.schema import current_revision, head_revision, known_revisions, setup
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE = 0, 1, 2
 FOREVER = float("inf")
@@ -45,6 +46,9 @@ class Stop(Exception):
 
 
 def settings_of(args: argparse.Namespace) -> Settings:
+    user = getattr(args, "user", None)
+    if user is not None and not user.strip():
+        raise Stop("--as needs a user id, like U012ABC")
     return Settings.from_env(
         database_url=args.database_url, workflows=args.workflows, user=getattr(args, "user", None)
     )
@@ -240,6 +244,8 @@ def cmd_db_status(args: argparse.Namespace) -> int:
     current = current_revision(engine)
     head = head_revision()
     state = "up to date" if current == head else f"needs `opsloop db upgrade` to {head}"
+    if current is not None and current not in known_revisions():
+        state = "written by a newer opsloop release: run that release, not this one"
     print(f"schema at revision {current or 'none'}: {state}")
     return EXIT_OK if current == head else EXIT_RUN_FAILED
 
@@ -379,6 +385,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("opsloop: interrupted; `opsloop resume` continues unfinished runs", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `opsloop show RUN | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ ICONS = {
     "pending": "·", "running": "▶", "waiting": "⏸", "succeeded": "✓", "failed": "✗",
     "skipped": "⊘", "cancelled": "■",
 }  # fmt: skip
-ANSWERS = {"approval": "approve|reject", "decision": "OPTION", "input": "'{\"field\": ...}'"}
+ANSWERS = {"approval": "approve|reject", "decision": "OPTION", "input": "FIELD=VALUE ..."}
 
 
 def fmt_duration(seconds: float | None) -> str:

@@ -122,6 +122,9 @@ def test_user_mistakes_exit_2_with_one_clear_line(cli) -> None:
     code, _, err = cli("show", "r-missing")
     assert code == 2 and "r-missing" in err
 
+    code, _, err = cli("decide", "i-doesnotexist", "approve", "--as", " ")
+    assert code == 2 and "--as needs a user id" in err
+
     for command in ("pending", "cancel"):  # an unknown run is named as unknown
         code, _, err = cli(command, "r-missing")
         assert code == 2 and "no run 'r-missing'" in err, (command, err)
@@ -300,3 +303,12 @@ def test_serve_refuses_missing_slack_settings_with_one_message(cli, monkeypatch)
 def test_an_unreachable_database_is_one_line_not_a_traceback(cli) -> None:
     code, _, err = cli("runs", "--database-url", "postgresql://postgres@127.0.0.1:9/none")
     assert code == 2 and "cannot use the database" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_db_status_names_a_database_from_a_newer_release(cli, engine) -> None:
+    assert cli("db", "status")[0] == 0
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
+    code, out, _ = cli("db", "status")
+    assert code == 1 and "newer opsloop release" in out and "db upgrade" not in out
