@@ -120,8 +120,13 @@ def person(user: str) -> str:
     return text
 
 
+def person_key(user: str) -> str:
+    """What two spellings of one person's id have in common (see `person`)."""
+    return user.strip().casefold()
+
+
 def same_person(a: str, b: str) -> bool:
-    return a.strip().casefold() == b.strip().casefold()
+    return person_key(a) == person_key(b)
 
 
 def check_allowed(row: Mapping[str, Any], user: str, requester: str, directory: Directory) -> None:
@@ -143,9 +148,9 @@ def listed(user: str, users: Collection[str], groups: Iterable[str], directory: 
     groups = list(groups)
     if not users and not groups:
         return True
-    key = user.strip().casefold()
-    return any(key == u.strip().casefold() for u in users) or any(
-        key == m.strip().casefold() for g in groups for m in directory.members(g)
+    key = person_key(user)
+    return any(key == person_key(u) for u in users) or any(
+        key == person_key(m) for g in groups for m in directory.members(g)
     )
 
 
@@ -166,8 +171,7 @@ def apply_answer(
         if any(same_person(r["user"], user) and r["answer"] == "approve" for r in responses):
             raise InvalidAnswer(f"{user} already approved; it needs someone else")
         responses.append({**entry, "answer": "approve"})
-        approvals = len({r["user"].strip().casefold() for r in responses
-                         if r["answer"] == "approve"})  # fmt: skip
+        approvals = len({person_key(r["user"]) for r in responses if r["answer"] == "approve"})
         if approvals >= row["required_approvals"]:
             return Outcome(InteractionStatus.APPROVED, responses, "approve", True)
         return Outcome(InteractionStatus.PENDING, responses, None, False)
