@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from orchestrator import gates, leases, runs
 from orchestrator.errors import OrchestratorError
 from orchestrator.storage_retry import storage_attempts
-from storage.engine import read_transaction, write_transaction
+from storage.engine import dialect_insert, read_transaction, write_transaction
 from storage.models import InteractionKind, InteractionStatus, RunStatus, StepStatus
 
 if TYPE_CHECKING:
@@ -94,7 +94,7 @@ def _ask_recovery(orch: Orchestrator, run_id: str, step_id: str, thread_id: str)
             runs.set_step(conn, run_id, step_id, expect=[StepStatus.RUNNING],
                           status=StepStatus.WAITING, updated_at=now)  # fmt: skip
             conn.execute(
-                orch.saver._insert(runs.INTERACTIONS)
+                dialect_insert(conn)(runs.INTERACTIONS)
                 .values(
                     id=iid, run_id=run_id, step_id=step_id, kind=InteractionKind.DECISION,
                     purpose="recovery", status=InteractionStatus.PENDING, responses=[],

@@ -16,10 +16,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from orchestrator.protocol import InteractionView, RunView, StepView
+from storage.engine import dialect_insert
 from storage.models import (
     AuditEntry,
     Interaction,
@@ -88,9 +88,8 @@ def insert_run(
 
 def save_definition(conn: Connection, workflow: str, digest: str, text: str, now: datetime) -> None:
     """Keep a workflow version's text (once per digest), for the runs that start with it."""
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     conn.execute(
-        insert(DEFINITIONS)
+        dialect_insert(conn)(DEFINITIONS)
         .values(digest=digest, workflow=workflow, text=text, created_at=now)
         .on_conflict_do_nothing()
     )

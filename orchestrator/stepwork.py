@@ -20,7 +20,7 @@ from orchestrator.planning import condition_context, template_context
 from orchestrator.protocol import RunView
 from orchestrator.runs import SYSTEM
 from orchestrator.storage_retry import storage_attempts
-from storage.engine import write_transaction
+from storage.engine import dialect_insert, write_transaction
 from storage.models import InteractionStatus, StepStatus
 
 if TYPE_CHECKING:
@@ -136,7 +136,7 @@ def ask(
             # RETURNING, not rowcount: psycopg reports -1 for an INSERT through SQLAlchemy,
             # which would audit the question as opened again each time the step re-runs.
             inserted = conn.execute(
-                orch.saver._insert(runs.INTERACTIONS).values(values).on_conflict_do_nothing()
+                dialect_insert(conn)(runs.INTERACTIONS).values(values).on_conflict_do_nothing()
                 .returning(runs.INTERACTIONS.c.id)
             ).first()  # fmt: skip
             if inserted is not None:

@@ -38,11 +38,10 @@ from langgraph.checkpoint.base import (
     get_serializable_checkpoint_metadata,
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from storage.checkpoint_filter import MetadataFilter
-from storage.engine import create_engine, read_transaction, write_transaction
+from storage.engine import create_engine, dialect_insert, read_transaction, write_transaction
 from storage.models import CheckpointBlobRow, CheckpointRow, CheckpointWriteRow
 from storage.sqlite_writer import SqliteWriter
 
@@ -83,7 +82,7 @@ class SQLModelSaver(BaseCheckpointSaver[str]):
             raise ValueError(
                 f"SQLModelSaver supports SQLite and PostgreSQL, not {engine.dialect.name}"
             )
-        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        self._insert = dialect_insert(engine)
         # Statements are built once: building one costs more than running it on SQLite.
         self._put_blobs = self._insert(BLOBS).on_conflict_do_nothing()
         upsert = self._insert(CHECKPOINTS)

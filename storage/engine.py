@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, make_url
 from tenacity import retry, retry_if_exception, stop_after_delay, wait_random_exponential
 
@@ -124,6 +125,11 @@ def _sqlite_on_begin(conn: Connection) -> None:
 
 def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
+
+
+def dialect_insert(bind: Engine | Connection) -> Callable[..., Any]:
+    """This database's own `insert()`, the one with ON CONFLICT (both databases have it)."""
+    return postgresql.insert if bind.dialect.name == "postgresql" else sqlite.insert
 
 
 def checkpoint_wal(engine: Engine) -> None:
