@@ -15,6 +15,7 @@ from orchestrator.engine import Orchestrator
 from orchestrator.errors import AlreadyAnswered, InvalidAnswer, NotAllowed
 from orchestrator.loader import parse_workflow
 from storage.engine import create_engine
+from tests.orchestrators import running
 from tests.polling import process_alive, until
 from tests.sample_workflows import EXPIRING
 
@@ -181,9 +182,7 @@ steps:
 
 
 def test_a_task_that_cannot_be_called_fails_its_step_with_a_reason(engine: sa.Engine) -> None:
-    o = Orchestrator(engine, {"unloadable": parse_workflow(UNLOADABLE)}, max_workers=4)
-    o.start()
-    try:
+    with running(engine, UNLOADABLE, recover=True, max_workers=4) as o:
         run = o.wait(o.start_run("unloadable", {}, started_by="URUN"), timeout=30)
         steps = {s.step_id: s for s in run.steps}
         assert run.status == "failed"
@@ -194,8 +193,6 @@ def test_a_task_that_cannot_be_called_fails_its_step_with_a_reason(engine: sa.En
         assert "importing broken_task_module raised RuntimeError" in steps["broken"].error
         assert "no signature" in steps["builtin"].error and "wrap it" in steps["builtin"].error
         assert "cannot load task no_such_module_here:run" in steps["missing"].error
-    finally:
-        o.close()
 
 
 LONG = """
@@ -243,13 +240,9 @@ steps:
 
 
 def test_a_run_keeps_the_workflow_version_it_started_with(engine: sa.Engine) -> None:
-    first = Orchestrator(engine, {"deploy": parse_workflow(DEPLOY)}, max_workers=4)
-    first.start()
-    try:
+    with running(engine, DEPLOY, recover=True, max_workers=4) as first:
         old_run = first.start_run("deploy", {}, started_by="URUN")
         assert first.wait(old_run, timeout=20).status == "waiting"
-    finally:
-        first.close()
     # The file was edited, then the file was deleted, each time before a restart.
     for workflows in ({"deploy": parse_workflow(EDITED)}, {}):
         later = Orchestrator(engine, workflows, max_workers=4)
@@ -295,9 +288,7 @@ steps:
 
 
 def test_several_gates_wait_at_once_and_are_answered_independently(engine: sa.Engine) -> None:
-    o = Orchestrator(engine, {"two-gates": parse_workflow(TWO_GATES)}, max_workers=4)
-    o.start()
-    try:
+    with running(engine, TWO_GATES, recover=True, max_workers=4) as o:
         run_id = o.start_run("two-gates", {}, started_by="URUN")
         assert o.wait(run_id, timeout=20).status == "waiting"
         with o.engine.connect() as conn:
@@ -312,8 +303,6 @@ def test_several_gates_wait_at_once_and_are_answered_independently(engine: sa.En
         o.decide(ids["gate_a"], "UAAA", "approve")
         assert o.wait(run_id, timeout=20).status == "succeeded"
         assert set(_statuses(o, run_id).values()) == {"succeeded"}
-    finally:
-        o.close()
 
 
 BYTES = """
@@ -327,14 +316,10 @@ steps:
 def test_a_shell_step_that_prints_bytes_that_are_not_utf8_still_finishes(
     engine: sa.Engine,
 ) -> None:
-    o = Orchestrator(engine, {"bytes": parse_workflow(BYTES)}, max_workers=2)
-    o.start()
-    try:
+    with running(engine, BYTES, recover=True, max_workers=2) as o:
         run = o.wait(o.start_run("bytes", {}, started_by="URUN"), timeout=20)
         assert run.status == "succeeded"
         assert run.steps[0].outputs["stdout"] == "caf\ufffd"
-    finally:
-        o.close()
 
 
 def test_a_live_replica_applies_the_deadline_of_a_question_another_process_opened(
@@ -372,14 +357,10 @@ steps:
 
 
 def test_retrying_a_tolerated_failure_runs_the_step_again(engine: sa.Engine) -> None:
-    o = Orchestrator(engine, {"tolerant": parse_workflow(TOLERANT)}, max_workers=2)
-    o.start()
-    try:
+    with running(engine, TOLERANT, recover=True, max_workers=2) as o:
         run_id = o.start_run("tolerant", {"key": uuid.uuid4().hex}, started_by="URUN")
         assert o.wait(run_id, timeout=20).status == "succeeded"
         assert _statuses(o, run_id)["flaky"] == "failed"
         o.retry(run_id, "flaky", "UOPS")
         until(lambda: _statuses(o, run_id)["flaky"] == "succeeded")
         assert o.wait(run_id, timeout=20).status == "succeeded"
-    finally:
-        o.close()

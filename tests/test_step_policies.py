@@ -6,8 +6,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,24 +18,11 @@ import sqlalchemy as sa
 from orchestrator import gates, runs
 from orchestrator.engine import Orchestrator
 from orchestrator.errors import AlreadyAnswered, InvalidAnswer, NotAllowed, OrchestratorError
-from orchestrator.loader import parse_workflow
-from orchestrator.protocol import Directory, RunView, StaticDirectory, StepView
+from orchestrator.protocol import RunView, StaticDirectory, StepView
 from orchestrator.timers import aware
 from storage.engine import read_transaction
+from tests.orchestrators import running
 from tests.polling import process_alive, until
-
-
-@contextmanager
-def running(
-    engine: sa.Engine, *texts: str, directory: Directory | None = None
-) -> Iterator[Orchestrator]:
-    workflows = {w.name: w for w in map(parse_workflow, texts)}
-    orch = Orchestrator(engine, workflows, directory=directory, max_workers=8)
-    orch.start(recover=False)
-    try:
-        yield orch
-    finally:
-        orch.close()
 
 
 def finished(orch: Orchestrator, run_id: str) -> RunView:
