@@ -67,8 +67,8 @@ from langgraph.graph import START, StateGraph  # noqa: E402
 
 from bench._databases import database_url  # noqa: E402
 from orchestrator.engine import Orchestrator  # noqa: E402
-from orchestrator.loader import parse_workflow  # noqa: E402
 from orchestrator.protocol import InteractionView, RunView, SilentFrontEnd  # noqa: E402
+from orchestrator.workflow.loader import parse_workflow  # noqa: E402
 from storage.engine import create_engine  # noqa: E402
 from storage.schema import setup  # noqa: E402
 

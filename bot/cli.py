@@ -20,10 +20,8 @@ from sqlalchemy import exc as sa_exc
 from bot import console, prompts
 from bot.runtime import orchestrator, workflows
 from bot.settings import Settings, SettingsError
-from orchestrator.definitions import Workflow
 from orchestrator.engine import Orchestrator
 from orchestrator.errors import OrchestratorError
-from orchestrator.params import parse_assignments
 from orchestrator.protocol import RunView
 from orchestrator.queries import (
     interaction,
@@ -33,6 +31,8 @@ from orchestrator.queries import (
     unfinished_runs,
 )
 from orchestrator.versions import WorkflowVersions
+from orchestrator.workflow.definitions import Workflow
+from orchestrator.workflow.params import parse_assignments
 from storage.engine import DEFAULT_URL, create_engine
 from storage.errors import StorageError
 from storage.schema import current_revision, head_revision, known_revisions, setup
@@ -208,7 +208,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from orchestrator.loader import validate_paths
+    from orchestrator.workflow.loader import validate_paths
 
     paths = args.paths or [str(settings_of(args).check_workflows_dir())]
     problems = validate_paths(paths)

@@ -11,9 +11,9 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from orchestrator.definitions import Workflow
 from orchestrator.protocol import InteractionView, RunView, StepView
 from orchestrator.queries import RunSummary
+from orchestrator.workflow.definitions import Workflow
 
 ICONS = {
     "pending": "·", "running": "▶", "waiting": "⏸", "succeeded": "✓", "failed": "✗",

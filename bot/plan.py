@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from orchestrator.definitions import Approvers, ParamSpec, Step, Workflow
+from orchestrator.workflow.definitions import Approvers, ParamSpec, Step, Workflow
 
 
 def format_plan(workflow: Workflow) -> str:

@@ -8,9 +8,9 @@ from typing import Any, TextIO
 
 from orchestrator.engine import Orchestrator
 from orchestrator.errors import InvalidAnswer, OrchestratorError
-from orchestrator.params import parse_assignments
 from orchestrator.protocol import InteractionView
 from orchestrator.queries import open_interactions
+from orchestrator.workflow.params import parse_assignments
 
 
 def parse_answer(interaction: InteractionView, words: Sequence[str]) -> Any:

@@ -6,11 +6,11 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 from bot.settings import Settings, SettingsError
-from orchestrator.definitions import Workflow
 from orchestrator.engine import Orchestrator
 from orchestrator.errors import DefinitionError
-from orchestrator.loader import load_workflows
 from orchestrator.protocol import FrontEnd, StaticDirectory
+from orchestrator.workflow.definitions import Workflow
+from orchestrator.workflow.loader import load_workflows
 from storage.engine import create_engine
 from storage.schema import setup
 

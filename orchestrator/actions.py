@@ -18,9 +18,9 @@ from typing import Any
 import tenacity
 from langgraph.errors import GraphBubbleUp
 
-from orchestrator.definitions import PythonAction, RetryPolicy, ShellAction
 from orchestrator.errors import StepFailed, StepTimeout
-from orchestrator.expressions import render_argv
+from orchestrator.workflow.definitions import PythonAction, RetryPolicy, ShellAction
+from orchestrator.workflow.expressions import render_argv
 
 TAIL_CHARS = 4000
 

@@ -10,8 +10,8 @@ from sqlalchemy.engine import Connection
 
 from orchestrator import gates, runs
 from orchestrator.errors import AlreadyAnswered, InvalidAnswer, NotAllowed, NotFound
-from orchestrator.params import coerce_value
 from orchestrator.storage_retry import storage_attempts
+from orchestrator.workflow.params import coerce_value
 from storage.claims import claim
 from storage.engine import write_transaction
 from storage.models import Interaction, InteractionStatus

@@ -34,13 +34,11 @@ from orchestrator import gates, leases, people, queries, runs, scheduler, stepwo
 from orchestrator.actions import (
     kill_process_group,
 )
-from orchestrator.definitions import Step, Workflow
 from orchestrator.errors import (
     AlreadyAnswered,
     OrchestratorError,
     StepFailed,
 )
-from orchestrator.params import coerce_params
 from orchestrator.protocol import (
     Directory,
     FrontEnd,
@@ -55,6 +53,8 @@ from orchestrator.storage_retry import RetryingSaver, storage_attempts
 from orchestrator.timers import Timers
 from orchestrator.timers import aware as timers_aware
 from orchestrator.versions import WorkflowVersions
+from orchestrator.workflow.definitions import Step, Workflow
+from orchestrator.workflow.params import coerce_params
 from storage.engine import checkpoint_wal, is_sqlite, read_transaction, write_transaction
 from storage.models import InteractionStatus, RunStatus, StepStatus
 

@@ -11,10 +11,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from orchestrator.definitions import GATE_KINDS, ApprovalGate, DecisionGate, InputGate, Step
 from orchestrator.errors import InvalidAnswer, NotAllowed, StepFailed
-from orchestrator.loader import check_gate
 from orchestrator.protocol import Directory
+from orchestrator.workflow.definitions import (
+    GATE_KINDS,
+    ApprovalGate,
+    DecisionGate,
+    InputGate,
+    Step,
+)
+from orchestrator.workflow.loader import check_gate
 from storage.models import InteractionKind, InteractionStatus
 
 APPROVE_WORDS = frozenset({"approve", "approved", "yes", "y", "ok", "lgtm"})

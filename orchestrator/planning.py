@@ -6,10 +6,10 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.definitions import Workflow
 from orchestrator.errors import ExpressionError
-from orchestrator.expressions import build_context, should_run
 from orchestrator.protocol import RunView
+from orchestrator.workflow.definitions import Workflow
+from orchestrator.workflow.expressions import build_context, should_run
 from storage.models import RunStatus, StepStatus
 
 FINISHED = frozenset(

@@ -19,9 +19,9 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from orchestrator import runs
-from orchestrator.definitions import Step, Workflow
 from orchestrator.planning import readiness, run_outcome
 from orchestrator.protocol import RunView
+from orchestrator.workflow.definitions import Step, Workflow
 from storage.models import RunStatus, StepStatus
 
 

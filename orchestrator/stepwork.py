@@ -13,13 +13,13 @@ from langgraph.types import interrupt
 
 from orchestrator import gates, runs
 from orchestrator.actions import StepContext, call_python, run_shell, task_signature, with_retries
-from orchestrator.definitions import PythonAction, Step
 from orchestrator.errors import ExpressionError, StepFailed
-from orchestrator.expressions import render_text
 from orchestrator.planning import condition_context, template_context
 from orchestrator.protocol import RunView
 from orchestrator.runs import SYSTEM
 from orchestrator.storage_retry import storage_attempts
+from orchestrator.workflow.definitions import PythonAction, Step
+from orchestrator.workflow.expressions import render_text
 from storage.engine import dialect_insert, write_transaction
 from storage.models import InteractionStatus, StepStatus
 
@@ -87,7 +87,7 @@ def _attempt(orch: Orchestrator, run_id: str, step_id: str, n: int) -> None:
 
 def _auto_approved(orch: Orchestrator, run: RunView, step: Step) -> bool:
     """Evaluate `auto_approve_if` as an `if` of the gate is: over its needs and upstream."""
-    from orchestrator.expressions import compile_condition
+    from orchestrator.workflow.expressions import compile_condition
 
     context = condition_context(orch.workflow_of(run), run, step.id)
     try:

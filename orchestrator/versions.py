@@ -14,9 +14,9 @@ from collections.abc import MutableMapping
 from sqlalchemy.engine import Engine
 
 from orchestrator import runs
-from orchestrator.definitions import Workflow
 from orchestrator.errors import UnknownWorkflow
-from orchestrator.loader import parse_workflow
+from orchestrator.workflow.definitions import Workflow
+from orchestrator.workflow.loader import parse_workflow
 from storage.engine import read_transaction
 
 

@@ -29,7 +29,7 @@ import traceback
 
 from orchestrator import runs
 from orchestrator.engine import Orchestrator
-from orchestrator.loader import load_workflow
+from orchestrator.workflow.loader import load_workflow
 from storage.engine import create_engine, read_transaction
 from storage.schema import setup
 

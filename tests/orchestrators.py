@@ -8,8 +8,8 @@ from contextlib import contextmanager
 import sqlalchemy as sa
 
 from orchestrator.engine import Orchestrator
-from orchestrator.loader import parse_workflow
 from orchestrator.protocol import Directory
+from orchestrator.workflow.loader import parse_workflow
 
 
 @contextmanager

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from orchestrator import gates, runs
 from orchestrator.engine import Orchestrator
 from orchestrator.errors import NotAllowed, StepFailed
-from orchestrator.loader import parse_workflow
 from orchestrator.queries import open_interactions
+from orchestrator.workflow.loader import parse_workflow
 from storage.engine import read_transaction
 from tests.ask_tasks import BAD_ASKS
 from tests.polling import until
@@ -202,7 +202,7 @@ RESUMER = """
 import sys, time
 sys.path.insert(0, sys.argv[3])
 from orchestrator.engine import Orchestrator
-from orchestrator.loader import parse_workflow
+from orchestrator.workflow.loader import parse_workflow
 from orchestrator.queries import open_interactions
 from storage.engine import create_engine
 orch = Orchestrator(create_engine(sys.argv[1]), {"held-ask": parse_workflow(sys.argv[2])})

@@ -14,7 +14,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from orchestrator.definitions import (
+from orchestrator.errors import DefinitionError, OrchestratorError, ParamError
+from orchestrator.workflow.definitions import (
     ApprovalGate,
     Approvers,
     DecisionGate,
@@ -27,9 +28,8 @@ from orchestrator.definitions import (
     find_cycle,
     topological_levels,
 )
-from orchestrator.errors import DefinitionError, OrchestratorError, ParamError
-from orchestrator.expressions import render_argv, render_text, should_run
-from orchestrator.loader import (
+from orchestrator.workflow.expressions import render_argv, render_text, should_run
+from orchestrator.workflow.loader import (
     check_text,
     load_workflow,
     load_workflows,
@@ -37,7 +37,7 @@ from orchestrator.loader import (
     parse_workflow,
     validate_paths,
 )
-from orchestrator.params import coerce_params
+from orchestrator.workflow.params import coerce_params
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "workflows" / "examples"
 
@@ -52,7 +52,7 @@ params:
   dry_run: {type: bool, default: false}
 steps:
   - id: build
-    python: orchestrator.examples_tasks:build
+    python: opsloop_examples.tasks:build
     retry: {attempts: 3, backoff: 2, on: [error, timeout]}
     timeout: 30s
     idempotent: true
@@ -62,7 +62,7 @@ steps:
     continue_on_error: true
   - id: analyze
     needs: build
-    python: orchestrator.examples_tasks:analyze
+    python: opsloop_examples.tasks:analyze
   - id: approve
     needs: [test, analyze]
     approval:
@@ -94,7 +94,7 @@ steps:
   - id: rollout
     needs: [pick, details]
     if: "steps.pick.outputs.choice == 'canary' and params.replicas > 1"
-    python: orchestrator.examples_tasks:rollout
+    python: opsloop_examples.tasks:rollout
 """
 
 
@@ -123,7 +123,7 @@ def test_spec_example_loads_into_plain_values(tmp_path):
     assert version.default == "v1.0.0" and version.pattern == r"^v\d+\.\d+\.\d+$"
     assert (replicas.type, replicas.default, dry_run.default) == ("int", 2, False)
     build = wf.step("build")
-    assert build.action == PythonAction("orchestrator.examples_tasks:build")
+    assert build.action == PythonAction("opsloop_examples.tasks:build")
     assert build.retry == RetryPolicy(3, 2.0, frozenset({"error", "timeout"}))
     assert (build.timeout_s, build.idempotent, build.line) == (30.0, True, 10)
     assert wf.step("test").action == ShellAction(("pytest", "-q", "--service={{ params.service }}"))
@@ -598,7 +598,7 @@ steps:
     shell: [ls, {x: 1}]  # <-
 ### is not module:function | package.module:function
     python: 'os.system("rm")'  # <-
-### is not module:function | examples_tasks:build
+### is not module:function | tasks:build
     python: orchestrator.tasks  # <-
 ### retry applies to python and shell steps | deadline
     approval: {message: m}

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from orchestrator.engine import Orchestrator
 from orchestrator.errors import AlreadyAnswered, InvalidAnswer, NotAllowed
-from orchestrator.loader import parse_workflow
+from orchestrator.workflow.loader import parse_workflow
 from storage.engine import create_engine
 from tests.orchestrators import running
 from tests.polling import process_alive, until

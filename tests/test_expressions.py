@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from orchestrator.errors import ExpressionError, OrchestratorError
-from orchestrator.expressions import (
+from orchestrator.workflow.expressions import (
     build_context,
     compile_condition,
     compile_template,
@@ -20,7 +20,7 @@ from orchestrator.expressions import (
     should_run,
     step_outcome,
 )
-from orchestrator.loader import parse_workflow
+from orchestrator.workflow.loader import parse_workflow
 
 
 def step(status: str, outputs: dict | None = None, outcome: str | None = "same") -> dict:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.definitions import ApprovalGate, Escalation
 from orchestrator.errors import DefinitionError
-from orchestrator.loader import parse_workflow
+from orchestrator.workflow.definitions import ApprovalGate, Escalation
+from orchestrator.workflow.loader import parse_workflow
 
 BASE = """
 name: g

@@ -11,8 +11,8 @@ import pytest
 import sqlalchemy as sa
 
 from orchestrator.engine import Orchestrator
-from orchestrator.loader import parse_workflow
 from orchestrator.queries import open_interactions
+from orchestrator.workflow.loader import parse_workflow
 from storage.engine import create_engine
 from tests.polling import until
 

@@ -6,10 +6,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orchestrator.definitions import ParamSpec
 from orchestrator.errors import OrchestratorError, ParamError
-from orchestrator.loader import parse_workflow
-from orchestrator.params import coerce_params, coerce_value, missing_required, parse_assignments
+from orchestrator.workflow.definitions import ParamSpec
+from orchestrator.workflow.loader import parse_workflow
+from orchestrator.workflow.params import (
+    coerce_params,
+    coerce_value,
+    missing_required,
+    parse_assignments,
+)
 
 WORKFLOW = parse_workflow(r"""
 name: deploy

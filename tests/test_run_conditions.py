@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from orchestrator import runs
 from orchestrator.engine import Orchestrator
-from orchestrator.loader import parse_workflow
+from orchestrator.workflow.loader import parse_workflow
 from storage.engine import read_transaction
 
 BAD_IF = """

@@ -21,11 +21,11 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from orchestrator.definitions import Workflow
 from orchestrator.engine import Orchestrator
 from orchestrator.errors import DefinitionError, ExpressionError, ParamError
-from orchestrator.expressions import compile_condition, should_run
-from orchestrator.loader import parse_workflow
+from orchestrator.workflow.definitions import Workflow
+from orchestrator.workflow.expressions import compile_condition, should_run
+from orchestrator.workflow.loader import parse_workflow
 from storage.engine import create_engine
 from storage.schema import setup
 

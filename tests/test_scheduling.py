@@ -10,8 +10,8 @@ import engine_tasks
 import sqlalchemy as sa
 
 from orchestrator.engine import Orchestrator
-from orchestrator.loader import parse_workflow
 from orchestrator.protocol import RunView, SilentFrontEnd, StepView
+from orchestrator.workflow.loader import parse_workflow
 from tests.polling import until
 
 TWO_HELD = """

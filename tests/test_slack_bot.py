@@ -23,7 +23,7 @@ from bot.settings import Settings, SlackSettings
 from bot.slack import ids
 from bot.slack.modals import field_block_id, param_block_id
 from bot.slack.server import Bot, http_in_background, running_bot
-from orchestrator.loader import parse_workflow
+from orchestrator.workflow.loader import parse_workflow
 from tests.polling import until
 from tests.sample_workflows import GATED
 from tests.slack_double import SlackDouble

@@ -11,11 +11,11 @@ from slack_limits import VIEW_BLOCKS, view_problems
 from slack_signing import fill_view
 
 from bot.slack import ids, modals
-from orchestrator.definitions import ParamSpec, Workflow
 from orchestrator.errors import ParamError
-from orchestrator.loader import load_workflow
-from orchestrator.params import coerce_params
 from orchestrator.protocol import InteractionView, RunView
+from orchestrator.workflow.definitions import ParamSpec, Workflow
+from orchestrator.workflow.loader import load_workflow
+from orchestrator.workflow.params import coerce_params
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "workflows" / "examples"
 FIELDS = (

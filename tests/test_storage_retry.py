@@ -12,8 +12,8 @@ from engine_tasks import drop_connections
 
 from orchestrator import runs
 from orchestrator.engine import Orchestrator
-from orchestrator.loader import parse_workflow
 from orchestrator.storage_retry import StorageRetry, storage_attempts
+from orchestrator.workflow.loader import parse_workflow
 from storage.engine import create_engine, read_transaction
 from storage.schema import setup
 

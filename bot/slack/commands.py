@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from orchestrator.errors import ParamError
-from orchestrator.params import parse_assignments
+from orchestrator.workflow.params import parse_assignments
 
 SLASH_COMMAND = "/ops"
 

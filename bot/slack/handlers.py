@@ -22,13 +22,13 @@ from bot.slack import commands as cmds
 from bot.slack import ids, modals
 from bot.slack.blocks import render_run_board
 from bot.slack.home import render_home
-from orchestrator.definitions import Workflow
 from orchestrator.engine import Orchestrator
 from orchestrator.errors import NotAllowed, OrchestratorError
 from orchestrator.gates import listed
-from orchestrator.params import missing_required
 from orchestrator.protocol import InteractionView, RunView
 from orchestrator.queries import interaction, open_interactions, recent_runs
+from orchestrator.workflow.definitions import Workflow
+from orchestrator.workflow.params import missing_required
 
 log = logging.getLogger(__name__)
 Respond = Callable[..., Any]

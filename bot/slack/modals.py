@@ -31,10 +31,10 @@ from bot.slack.text import (
     section,
     truncate,
 )
-from orchestrator.definitions import ParamSpec, Workflow
 from orchestrator.errors import ParamError
-from orchestrator.params import coerce_params, coerce_value
 from orchestrator.protocol import InteractionView, RunView
+from orchestrator.workflow.definitions import ParamSpec, Workflow
+from orchestrator.workflow.params import coerce_params, coerce_value
 
 FIELD_BLOCK_PREFIX = "field."
 PARAM_BLOCK_PREFIX = "param."

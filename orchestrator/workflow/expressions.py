@@ -28,9 +28,9 @@ from typing import Any
 
 from simpleeval import EvalWithCompoundTypes, InvalidExpression, safe_add, safe_mult
 
-from orchestrator.definitions import FINISHED_STATUSES, Workflow
 from orchestrator.errors import ExpressionError
-from orchestrator.expression_syntax import check_syntax
+from orchestrator.workflow.definitions import FINISHED_STATUSES, Workflow
+from orchestrator.workflow.expression_syntax import check_syntax
 
 MAX_LENGTH = 1000
 MAX_EXPONENT = 64

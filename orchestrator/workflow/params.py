@@ -12,8 +12,8 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from orchestrator.definitions import ParamSpec, Workflow
 from orchestrator.errors import ParamError, ParamProblem
+from orchestrator.workflow.definitions import ParamSpec, Workflow
 
 _TRUE = frozenset({"true", "yes", "y", "on", "1"})
 _FALSE = frozenset({"false", "no", "n", "off", "0"})

@@ -1,8 +1,8 @@
 """Converters from one YAML node to a typed value, and the checks params and fields share.
 
-Internal to `orchestrator.loader`. A converter is called as `convert(ctx, node,
+Internal to `orchestrator.workflow.loader`. A converter is called as `convert(ctx, node,
 key)`; it returns the value, or records a problem on `ctx` and returns None.
-`parse_duration` is public and re-exported by `orchestrator.loader`.
+`parse_duration` is public and re-exported by `orchestrator.workflow.loader`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 from yaml.nodes import Node, ScalarNode, SequenceNode
 
 from orchestrator.errors import ExpressionError
-from orchestrator.yaml_nodes import _NULL, Convert, _Context, _read, _value
+from orchestrator.workflow.yaml_nodes import NULL, Context, Convert, plain_value, read_field
 
 MAX_DURATION_S = 365 * 86400.0
 
@@ -44,23 +44,23 @@ def parse_duration(value: Any, *, allow_zero: bool = False) -> float:
 # ---------------------------------------------------------------- converters
 
 
-def _text(ctx: _Context, node: Node, key: str) -> str | None:
-    if isinstance(node, ScalarNode) and node.tag != _NULL:
+def text_value(ctx: Context, node: Node, key: str) -> str | None:
+    if isinstance(node, ScalarNode) and node.tag != NULL:
         return node.value
     ctx.add(node, f"{key} must be text", f"write {key}: followed by a value on the same line")
     return None
 
 
-def _flag(ctx: _Context, node: Node, key: str) -> bool | None:
-    if isinstance(value := _value(node), bool):
+def flag_value(ctx: Context, node: Node, key: str) -> bool | None:
+    if isinstance(value := plain_value(node), bool):
         return value
     ctx.add(node, f"{key} must be true or false", f"write {key}: true or {key}: false")
     return None
 
 
-def _count(low: int, high: int) -> Convert:
-    def convert(ctx: _Context, node: Node, key: str) -> int | None:
-        if type(value := _value(node)) is int and low <= value <= high:
+def count_value(low: int, high: int) -> Convert:
+    def convert(ctx: Context, node: Node, key: str) -> int | None:
+        if type(value := plain_value(node)) is int and low <= value <= high:
             return value
         ctx.add(node, f"{key} must be a whole number from {low} to {high}", f"e.g. {key}: {low}")
         return None
@@ -68,10 +68,10 @@ def _count(low: int, high: int) -> Convert:
     return convert
 
 
-def _seconds(allow_zero: bool = False) -> Convert:
-    def convert(ctx: _Context, node: Node, key: str) -> float | None:
+def seconds_value(allow_zero: bool = False) -> Convert:
+    def convert(ctx: Context, node: Node, key: str) -> float | None:
         try:
-            return parse_duration(_value(node), allow_zero=allow_zero)
+            return parse_duration(plain_value(node), allow_zero=allow_zero)
         except ValueError:
             hint = "write seconds (30) or a duration like 30s, 5m, 2h, 1h30m"
             ctx.add(node, f"{key} must be a duration of at most 365d", hint)
@@ -80,9 +80,9 @@ def _seconds(allow_zero: bool = False) -> Convert:
     return convert
 
 
-def _word(allowed: tuple[str, ...]) -> Convert:
-    def convert(ctx: _Context, node: Node, key: str) -> str | None:
-        value = _text(ctx, node, key)
+def word_value(allowed: tuple[str, ...]) -> Convert:
+    def convert(ctx: Context, node: Node, key: str) -> str | None:
+        value = text_value(ctx, node, key)
         if value is None or value in allowed:
             return value
         close = difflib.get_close_matches(value, allowed, n=1, cutoff=0.4)
@@ -93,28 +93,28 @@ def _word(allowed: tuple[str, ...]) -> Convert:
     return convert
 
 
-def _texts(ctx: _Context, node: Node, key: str, scalar_ok: bool = True) -> tuple[str, ...] | None:
+def text_list(ctx: Context, node: Node, key: str, scalar_ok: bool = True) -> tuple[str, ...] | None:
     """A list of text items; a single item on its own is accepted when `scalar_ok`."""
-    if scalar_ok and isinstance(node, ScalarNode) and node.tag != _NULL:
+    if scalar_ok and isinstance(node, ScalarNode) and node.tag != NULL:
         return (node.value,)
     items = node.value if isinstance(node, SequenceNode) else [node]
-    if all(isinstance(i, ScalarNode) and i.tag != _NULL for i in items):
+    if all(isinstance(i, ScalarNode) and i.tag != NULL for i in items):
         return tuple(item.value for item in items)
     ctx.add(node, f"{key} must be a list of text items", f"write {key}: [a, b]")
     return None
 
 
-def _choice_list(ctx: _Context, node: Node, key: str) -> tuple[str, ...] | None:
-    values = _texts(ctx, node, key, scalar_ok=False)
+def choice_list(ctx: Context, node: Node, key: str) -> tuple[str, ...] | None:
+    values = text_list(ctx, node, key, scalar_ok=False)
     if values is not None and (not values or len(set(values)) != len(values)):
         ctx.add(node, f"{key} must be a non-empty list without repeats", f"write {key}: [a, b]")
         return None
     return values
 
 
-def _slack_ids(pattern: re.Pattern[str], example: str) -> Convert:
-    def convert(ctx: _Context, node: Node, key: str) -> tuple[str, ...] | None:
-        ids = _texts(ctx, node, key)
+def slack_id_list(pattern: re.Pattern[str], example: str) -> Convert:
+    def convert(ctx: Context, node: Node, key: str) -> tuple[str, ...] | None:
+        ids = text_list(ctx, node, key)
         bad = [i for i in ids or () if not pattern.fullmatch(i)]
         if bad:
             hint = f"use Slack ids like {example} (profile > Copy member ID), not names"
@@ -125,11 +125,11 @@ def _slack_ids(pattern: re.Pattern[str], example: str) -> Convert:
     return convert
 
 
-def _compiled(compile_: Callable[[str], Any]) -> Convert:
+def compiled_value(compile_: Callable[[str], Any]) -> Convert:
     """Text that must compile as a condition or template; its references are kept for later."""
 
-    def convert(ctx: _Context, node: Node, key: str) -> str | None:
-        text = _text(ctx, node, key)
+    def convert(ctx: Context, node: Node, key: str) -> str | None:
+        text = text_value(ctx, node, key)
         try:
             if text is not None:
                 ctx.exprs.append((node, compile_(text).references(), key))
@@ -141,17 +141,17 @@ def _compiled(compile_: Callable[[str], Any]) -> Convert:
     return convert
 
 
-def _nested(schema: dict[str, tuple[str, Convert]], build: Callable[..., Any]) -> Convert:
-    def convert(ctx: _Context, node: Node, key: str) -> Any:
+def nested_value(schema: dict[str, tuple[str, Convert]], build: Callable[..., Any]) -> Convert:
+    def convert(ctx: Context, node: Node, key: str) -> Any:
         before = len(ctx.items)
-        values, _ = _read(ctx, node, schema, key)
+        values, _ = read_field(ctx, node, schema, key)
         return build(**values) if len(ctx.items) == before else None
 
     return convert
 
 
-def _pattern(ctx: _Context, node: Node, key: str) -> str | None:
-    pattern = _text(ctx, node, key)
+def pattern_value(ctx: Context, node: Node, key: str) -> str | None:
+    pattern = text_value(ctx, node, key)
     try:
         return re.compile(pattern).pattern if pattern is not None else None
     except re.error as exc:
@@ -159,7 +159,7 @@ def _pattern(ctx: _Context, node: Node, key: str) -> str | None:
         return None
 
 
-def _node(ctx: _Context, node: Node, key: str) -> Node:
+def node_value(ctx: Context, node: Node, key: str) -> Node:
     """Keep the node itself; it is checked once the rest of the mapping is known."""
     return node
 
@@ -167,13 +167,13 @@ def _node(ctx: _Context, node: Node, key: str) -> Node:
 # ---------------------------------------------------------------- shared by params and fields
 
 
-def _identifier(ctx: _Context, node: Node, name: str, noun: str, read_as: str) -> None:
+def identifier_value(ctx: Context, node: Node, name: str, noun: str, read_as: str) -> None:
     if not _IDENT.fullmatch(name) or keyword.iskeyword(name):
         hint = f"use letters, digits and _; it is read as {read_as}"
         ctx.add(node, f"invalid {noun} name `{name}`", hint)
 
 
-def _check_choices(ctx: _Context, node: Node, nodes: dict[str, Node], kind: str, what: str) -> None:
+def check_choices(ctx: Context, node: Node, nodes: dict[str, Node], kind: str, what: str) -> None:
     if "choices" in nodes and kind != "choice":
         ctx.add(nodes["choices"], f"choices need type: choice, not {kind}", "add type: choice")
     if kind == "choice" and "choices" not in nodes:

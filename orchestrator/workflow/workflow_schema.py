@@ -1,6 +1,6 @@
 """The workflow mapping and its params, and the checks that need every step at once.
 
-Internal to `orchestrator.loader`. `_workflow` reads the top-level mapping, then
+Internal to `orchestrator.workflow.loader`. `read_workflow` reads the top-level mapping, then
 checks the step graph (unknown needs, cycles), what each expression reads
 (declared params, upstream steps) and editable params, before building the
 `Workflow`.
@@ -14,30 +14,36 @@ from dataclasses import replace
 
 from yaml.nodes import Node, ScalarNode
 
-from orchestrator.definitions import ApprovalGate, ParamSpec, Workflow, find_cycle, transitive_needs
 from orchestrator.errors import ParamError
-from orchestrator.params import coerce_value
-from orchestrator.step_schema import _Draft, _steps
-from orchestrator.yaml_converters import (
-    _check_choices,
-    _choice_list,
-    _count,
-    _flag,
-    _identifier,
-    _node,
-    _pattern,
-    _text,
-    _word,
+from orchestrator.workflow.definitions import (
+    ApprovalGate,
+    ParamSpec,
+    Workflow,
+    find_cycle,
+    transitive_needs,
 )
-from orchestrator.yaml_nodes import (
-    _NOT_SCALAR,
-    _NULL,
+from orchestrator.workflow.params import coerce_value
+from orchestrator.workflow.step_schema import StepDraft, read_steps
+from orchestrator.workflow.yaml_converters import (
+    check_choices,
+    choice_list,
+    count_value,
+    flag_value,
+    identifier_value,
+    node_value,
+    pattern_value,
+    text_value,
+    word_value,
+)
+from orchestrator.workflow.yaml_nodes import (
+    NOT_SCALAR,
+    NULL,
+    Context,
     Convert,
-    _Context,
-    _pairs,
-    _read,
-    _suggest,
-    _value,
+    mapping_pairs,
+    plain_value,
+    read_field,
+    suggest,
 )
 
 PARAM_TYPES = ("string", "int", "bool", "choice")
@@ -48,9 +54,9 @@ _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 # ---------------------------------------------------------------- workflow and params
 
 
-def _workflow(ctx: _Context, root: Node, text: str) -> Workflow | None:
-    values, _ = _read(ctx, root, _WORKFLOW, "the workflow", required=("name", "steps"))
-    drafts: list[_Draft] = values.pop("steps", None) or []
+def read_workflow(ctx: Context, root: Node, text: str) -> Workflow | None:
+    values, _ = read_field(ctx, root, _WORKFLOW, "the workflow", required=("name", "steps"))
+    drafts: list[StepDraft] = values.pop("steps", None) or []
     _check_graph(ctx, drafts)
     _check_references(ctx, drafts, ctx.param_names)
     _check_editable(ctx, drafts, ctx.param_names)
@@ -63,48 +69,48 @@ def _workflow(ctx: _Context, root: Node, text: str) -> Workflow | None:
     return Workflow(steps=steps, source=ctx.path, digest=digest, text=text, **values)
 
 
-def _workflow_name(ctx: _Context, node: Node, key: str) -> str | None:
-    name = _text(ctx, node, key)
+def _workflow_name(ctx: Context, node: Node, key: str) -> str | None:
+    name = text_value(ctx, node, key)
     if name is not None and not _NAME.fullmatch(name):
         hint = "use lowercase letters, digits, - and _ (at most 64), like deploy-api"
         ctx.add(node, f"invalid workflow name `{name}`", hint)
     return name
 
 
-def _params(ctx: _Context, node: Node, key: str) -> tuple[ParamSpec, ...]:
+def _params(ctx: Context, node: Node, key: str) -> tuple[ParamSpec, ...]:
     specs = []
-    for key_node, name, value in _pairs(ctx, node, key, "write name: {type: string}") or ():
-        _identifier(ctx, key_node, name, "param", "params.<name>")
+    for key_node, name, value in mapping_pairs(ctx, node, key, "write name: {type: string}") or ():
+        identifier_value(ctx, key_node, name, "param", "params.<name>")
         ctx.param_names.add(name)
         spec = _param(ctx, name, value)
         specs.append(spec)
     return tuple(spec for spec in specs if spec is not None)
 
 
-def _param(ctx: _Context, name: str, node: Node) -> ParamSpec | None:
-    if isinstance(node, ScalarNode) and node.tag == _NULL:
+def _param(ctx: Context, name: str, node: Node) -> ParamSpec | None:
+    if isinstance(node, ScalarNode) and node.tag == NULL:
         return ParamSpec(name=name)
     before = len(ctx.items)
-    values, nodes = _read(ctx, node, _PARAM, f"param `{name}`")
+    values, nodes = read_field(ctx, node, _PARAM, f"param `{name}`")
     default = values.pop("default", None)
     kind = values.get("type") or "string"
     if "pattern" in nodes and kind != "string":
         ctx.add(nodes["pattern"], f"pattern only applies to string params, not {kind}", "remove it")
-    _check_choices(ctx, node, nodes, kind, f"param `{name}`")
+    check_choices(ctx, node, nodes, kind, f"param `{name}`")
     if len(ctx.items) > before:
         return None
     return _with_default(ctx, ParamSpec(name=name, **values), default)
 
 
-def _with_default(ctx: _Context, spec: ParamSpec, node: Node | None) -> ParamSpec | None:
-    if node is None or (isinstance(node, ScalarNode) and node.tag == _NULL):
+def _with_default(ctx: Context, spec: ParamSpec, node: Node | None) -> ParamSpec | None:
+    if node is None or (isinstance(node, ScalarNode) and node.tag == NULL):
         return spec
     if spec.required:
         hint = "a required param never uses its default; remove required or the default"
         ctx.add(node, f"param `{spec.name}` is required and has a default", hint)
         return None
-    raw = _value(node)  # typed YAML for int/bool params, the text as written for the rest
-    if raw is _NOT_SCALAR:
+    raw = plain_value(node)  # typed YAML for int/bool params, the text as written for the rest
+    if raw is NOT_SCALAR:
         ctx.add(node, f"the default of param `{spec.name}` must be one value", "write default: x")
         return None
     try:
@@ -120,12 +126,12 @@ def _with_default(ctx: _Context, spec: ParamSpec, node: Node | None) -> ParamSpe
 # ---------------------------------------------------------------- graph and references
 
 
-def _check_graph(ctx: _Context, drafts: list[_Draft]) -> None:
+def _check_graph(ctx: Context, drafts: list[StepDraft]) -> None:
     ids = [d.id for d in drafts]
     for draft in drafts:
         for need in draft.needs:
             if need not in ids:
-                hint = _suggest(need, ids, "steps")
+                hint = suggest(need, ids, "steps")
                 ctx.add(draft.needs_node, f"step `{draft.id}` needs unknown step `{need}`", hint)
     cycle = find_cycle({d.id: [n for n in d.needs if n in ids] for d in drafts})
     if cycle:
@@ -134,7 +140,7 @@ def _check_graph(ctx: _Context, drafts: list[_Draft]) -> None:
         ctx.add(first.needs_node, f"steps form a cycle: {' -> '.join(cycle)}", hint)
 
 
-def _check_references(ctx: _Context, drafts: list[_Draft], params: set[str]) -> None:
+def _check_references(ctx: Context, drafts: list[StepDraft], params: set[str]) -> None:
     ids = [d.id for d in drafts]
     graph = {d.id: d.needs for d in drafts}
     for draft in drafts:
@@ -146,14 +152,14 @@ def _check_references(ctx: _Context, drafts: list[_Draft], params: set[str]) -> 
                     ctx.add(node, f"`{key}` of step `{draft.id}` {problem[0]}", problem[1])
 
 
-def _check_editable(ctx: _Context, drafts: list[_Draft], params: set[str]) -> None:
+def _check_editable(ctx: Context, drafts: list[StepDraft], params: set[str]) -> None:
     for draft in drafts:
         gate = draft.step.action if draft.step is not None else None
         if not isinstance(gate, ApprovalGate):
             continue
         for name in gate.editable_params:
             if name not in params:
-                hint = _suggest(name, sorted(params), "params") if params else "declare it"
+                hint = suggest(name, sorted(params), "params") if params else "declare it"
                 ctx.add(draft.node, f"step `{draft.id}` lets approvers edit unknown param "
                                     f"`{name}`", hint)  # fmt: skip
 
@@ -162,12 +168,12 @@ def _reference_problem(
     kind: str, name: str, step_id: str, params: set[str], ids: list[str], upstream: set[str]
 ) -> tuple[str, str] | None:
     if kind == "params" and name not in params:
-        hint = _suggest(name, sorted(params), "params") if params else "declare it under params:"
+        hint = suggest(name, sorted(params), "params") if params else "declare it under params:"
         return f"reads params.{name}, which is not declared", hint
     if kind == "steps" and name == step_id:
         return f"reads its own steps.{name}", "a step cannot read itself; use a later step"
     if kind == "steps" and name not in ids:
-        return f"reads unknown step `{name}`", _suggest(name, ids, "steps")
+        return f"reads unknown step `{name}`", suggest(name, ids, "steps")
     if kind == "steps" and name not in upstream:
         hint = f"add {name} to the needs of `{step_id}` (directly or through another step)"
         return f"reads steps.{name} but does not need it", hint
@@ -177,17 +183,17 @@ def _reference_problem(
 # ---------------------------------------------------------------- schemas
 
 _PARAM = {
-    "type": ("type", _word(PARAM_TYPES)),
-    "required": ("required", _flag),
-    "default": ("default", _node),
-    "pattern": ("pattern", _pattern),
-    "choices": ("choices", _choice_list),
-    "help": ("help", _text),
+    "type": ("type", word_value(PARAM_TYPES)),
+    "required": ("required", flag_value),
+    "default": ("default", node_value),
+    "pattern": ("pattern", pattern_value),
+    "choices": ("choices", choice_list),
+    "help": ("help", text_value),
 }
 _WORKFLOW: dict[str, tuple[str, Convert]] = {
     "name": ("name", _workflow_name),
-    "description": ("description", _text),
-    "max_parallel": ("max_parallel", _count(1, 1000)),
+    "description": ("description", text_value),
+    "max_parallel": ("max_parallel", count_value(1, 1000)),
     "params": ("params", _params),
-    "steps": ("steps", _steps),
+    "steps": ("steps", read_steps),
 }

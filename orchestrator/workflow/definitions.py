@@ -1,4 +1,4 @@
-"""Workflow definitions: plain, immutable values built by `orchestrator.loader`.
+"""Workflow definitions: plain, immutable values built by `orchestrator.workflow.loader`.
 
 Nothing here reads files, evaluates expressions or runs anything; the loader
 validates a YAML file once and produces these, and the scheduler interprets them.

@@ -1,7 +1,7 @@
 """YAML composed into nodes that keep their lines, and mappings read through a schema.
 
-Internal to `orchestrator.loader`. `_Context` collects the `DefinitionError`s of
-one file so checking can go on after the first problem; `_read` converts a
+Internal to `orchestrator.workflow.loader`. `Context` collects the `DefinitionError`s of
+one file so checking can go on after the first problem; `read_field` converts a
 mapping key by key through a schema (key -> dataclass field, converter) and
 reports unknown, repeated and missing keys with a hint.
 """
@@ -19,15 +19,15 @@ from yaml.nodes import MappingNode, Node, ScalarNode
 
 from orchestrator.errors import DefinitionError
 
-_NULL = "tag:yaml.org,2002:null"
-_NOT_SCALAR = object()
+NULL = "tag:yaml.org,2002:null"
+NOT_SCALAR = object()
 _ALIASES = {"depends_on": "needs", "depends": "needs", "requires": "needs", "when": "if",
             "condition": "if", "run": "shell", "command": "shell", "cmd": "shell",
             "inputs": "params", "parameters": "params", "jobs": "steps", "tasks": "steps",
             "approvers": "deciders/responders", "deciders": "approvers/responders",
             "responders": "approvers/deciders", "choices": "options",
             "retries": "retry"}  # fmt: skip
-_MISSING = {
+MISSING = {
     "name": "add name: my-workflow at the top of the file",
     "steps": "add steps: with at least one step",
     "id": "add id: <name> to the step",
@@ -37,11 +37,11 @@ _MISSING = {
     "value": "write the option as {value: canary, label: Canary first}",
 }
 
-Convert = Callable[["_Context", Node, str], Any]
+Convert = Callable[["Context", Node, str], Any]
 
 
 @dataclass
-class _Context:
+class Context:
     """Problems found in one file so far, and the expressions of the step being read."""
 
     path: str
@@ -56,7 +56,7 @@ class _Context:
         self.items.append(DefinitionError(self.path, line, message, hint))
 
 
-def _compose(ctx: _Context, text: str) -> Node | None:
+def compose_nodes(ctx: Context, text: str) -> Node | None:
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
@@ -91,8 +91,8 @@ def _yaml_hint(reason: str) -> str:
 # ---------------------------------------------------------------- reading mappings
 
 
-def _read(
-    ctx: _Context,
+def read_field(
+    ctx: Context,
     node: Node,
     schema: dict[str, tuple[str, Convert]],
     what: str,
@@ -101,20 +101,24 @@ def _read(
     """Convert a mapping through `schema`; returns (field values, value nodes by key)."""
     values: dict[str, Any] = {}
     nodes: dict[str, Node] = {}
-    for key_node, key, value in _pairs(ctx, node, what, f"known keys: {', '.join(schema)}") or ():
+    for key_node, key, value in (
+        mapping_pairs(ctx, node, what, f"known keys: {', '.join(schema)}") or ()
+    ):
         if key not in schema:
-            ctx.add(key_node, f"unknown key `{key}` in {what}", _suggest(key, schema))
+            ctx.add(key_node, f"unknown key `{key}` in {what}", suggest(key, schema))
             continue
         attr, convert = schema[key]
         nodes[key] = value
         values[attr] = convert(ctx, value, key)
     missing = [key for key in required if key not in nodes]
     for key in missing if isinstance(node, MappingNode) else ():
-        ctx.add(node, f"{what} has no {key}", _MISSING[key])
+        ctx.add(node, f"{what} has no {key}", MISSING[key])
     return values, nodes
 
 
-def _pairs(ctx: _Context, node: Node, what: str, hint: str) -> list[tuple[Node, str, Node]] | None:
+def mapping_pairs(
+    ctx: Context, node: Node, what: str, hint: str
+) -> list[tuple[Node, str, Node]] | None:
     """(key node, key, value node) of a mapping with plain-text keys, each key once."""
     if not isinstance(node, MappingNode):
         ctx.add(node, f"{what} must be a mapping (key: value lines)", hint)
@@ -132,7 +136,7 @@ def _pairs(ctx: _Context, node: Node, what: str, hint: str) -> list[tuple[Node, 
     return pairs
 
 
-def _suggest(word: str, known: Iterable[str], noun: str = "keys") -> str:
+def suggest(word: str, known: Iterable[str], noun: str = "keys") -> str:
     known = list(known)
     close = difflib.get_close_matches(word, known, n=1, cutoff=0.6)
     close += [k for k in _ALIASES.get(word, "").split("/") if k in known]
@@ -141,15 +145,15 @@ def _suggest(word: str, known: Iterable[str], noun: str = "keys") -> str:
     return f"known {noun}: {', '.join(known)}" if known else f"there are no {noun} to use here"
 
 
-def _value(node: Node) -> Any:
-    """A scalar's YAML value (int, float, bool, str...); `_NOT_SCALAR` for lists and mappings."""
+def plain_value(node: Node) -> Any:
+    """A scalar's YAML value (int, float, bool, str...); `NOT_SCALAR` for lists and mappings."""
     if not isinstance(node, ScalarNode):
-        return _NOT_SCALAR
+        return NOT_SCALAR
     try:
         return SafeConstructor().construct_object(node, deep=True)
     except (yaml.YAMLError, ValueError, TypeError, OverflowError):
         return node.value
 
 
-def _line(node: Node) -> int:
+def line_of(node: Node) -> int:
     return node.start_mark.line + 1

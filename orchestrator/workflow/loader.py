@@ -1,11 +1,11 @@
-"""Load workflow YAML files into `orchestrator.definitions`, validating everything once.
+"""Load workflow YAML files into `orchestrator.workflow.definitions`, validating everything once.
 
 The public entry point: files, directories, `parse_workflow`, `check_text`,
 `validate_paths`. The file is composed into YAML nodes (not plain dicts) so every
-key and value keeps its line (`orchestrator.yaml_nodes`), and each mapping is
+key and value keeps its line (`orchestrator.workflow.yaml_nodes`), and each mapping is
 read through a small schema (key -> dataclass field, converter;
-`orchestrator.yaml_converters`, `orchestrator.step_schema`,
-`orchestrator.workflow_schema`). Problems become `DefinitionError`s reading
+`orchestrator.workflow.yaml_converters`, `orchestrator.workflow.step_schema`,
+`orchestrator.workflow.workflow_schema`). Problems become `DefinitionError`s reading
 `path:line: message (hint: ...)`; checking goes on after the first problem, so
 `validate_paths` reports all of them while `load_workflow` raises the first.
 Python targets are only checked for their `module:function` shape, never imported.
@@ -20,12 +20,12 @@ from typing import Any
 
 import yaml
 
-from orchestrator.definitions import ApprovalGate, DecisionGate, InputGate, Workflow
 from orchestrator.errors import DefinitionError
-from orchestrator.step_schema import _STEP
-from orchestrator.workflow_schema import _workflow
-from orchestrator.yaml_converters import parse_duration
-from orchestrator.yaml_nodes import _compose, _Context
+from orchestrator.workflow.definitions import ApprovalGate, DecisionGate, InputGate, Workflow
+from orchestrator.workflow.step_schema import STEP_SCHEMA
+from orchestrator.workflow.workflow_schema import read_workflow
+from orchestrator.workflow.yaml_converters import parse_duration
+from orchestrator.workflow.yaml_nodes import Context, compose_nodes
 
 __all__ = [
     "check_text",
@@ -53,9 +53,9 @@ def check_text(
     text: str, source: str = "<string>"
 ) -> tuple[Workflow | None, list[DefinitionError]]:
     """The Workflow (None when invalid) and every problem found, ordered by line."""
-    ctx = _Context(source)
-    root = _compose(ctx, text)
-    workflow = _workflow(ctx, root, text) if root is not None else None
+    ctx = Context(source)
+    root = compose_nodes(ctx, text)
+    workflow = read_workflow(ctx, root, text) if root is not None else None
     problems = sorted(ctx.items, key=lambda err: err.line)
     return (None if problems else workflow), problems
 
@@ -66,14 +66,14 @@ def check_gate(
     """A gate given as Python values (`ctx.ask`) read exactly as the keys of a `kind:`
     step, with the same forms, defaults and checks: the gate, or None and the problems.
     `keys` must be JSON values (JSON is YAML; it also turns tuples into lists)."""
-    ctx = _Context(source)
+    ctx = Context(source)
     data = json.loads(json.dumps({"message": "", **keys}))
     # YAML, not JSON text: JSON escapes an emoji as a surrogate pair, which PyYAML reads
     # back as two lone surrogates that no database column accepts.
     root = yaml.compose(
         yaml.safe_dump(data, allow_unicode=True, sort_keys=False), Loader=yaml.SafeLoader
     )
-    gate = _STEP[kind][1](ctx, root, kind)
+    gate = STEP_SCHEMA[kind][1](ctx, root, kind)
     return (None if ctx.items else gate), list(ctx.items)
 
 
