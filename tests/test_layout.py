@@ -21,8 +21,9 @@ ALLOWED = {
 }
 # The workflow language is pure: it reads files and builds values, nothing more.
 WORKFLOW_ALLOWED = ("orchestrator.workflow", "orchestrator.errors")
+# (APScheduler's triggers are allowed: cron arithmetic is pure.)
 WORKFLOW_FORBIDDEN_LIBS = {"sqlalchemy", "sqlmodel", "langgraph", "slack_sdk", "slack_bolt",
-                           "apscheduler", "subprocess"}  # fmt: skip
+                           "subprocess", "threading"}  # fmt: skip
 MAX_LINES = 350
 
 
