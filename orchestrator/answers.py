@@ -3,27 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from orchestrator import gates, runs
 from orchestrator.errors import AlreadyAnswered, InvalidAnswer, NotAllowed, NotFound
+from orchestrator.services import Services
 from orchestrator.storage_retry import storage_attempts
 from orchestrator.workflow.params import coerce_value
 from storage.claims import claim
 from storage.engine import write_transaction
 from storage.models import Interaction, InteractionStatus
 
-if TYPE_CHECKING:
-    from orchestrator.engine import Orchestrator
-
 MAX_TRIES = 50  # quorum answers that lose a race re-read and try again
 
 
 def record_answer(
-    orch: Orchestrator,
+    services: Services,
     iid: str,
     user: str,
     answer: Any,
@@ -32,10 +30,10 @@ def record_answer(
 ) -> Mapping[str, Any]:
     """Apply one answer; return the interaction row as it is afterwards."""
     for _ in range(MAX_TRIES):
-        now = orch.clock()
+        now = services.clock.now()
         refused: NotAllowed | None = None
         for attempt in storage_attempts():
-            with attempt, write_transaction(orch.engine) as conn:
+            with attempt, write_transaction(services.engine) as conn:
                 row = runs.load_interaction(conn, iid)
                 if row is None:
                     raise NotFound(f"no interaction {iid!r}; `opsloop pending` lists the open ones")
@@ -45,13 +43,13 @@ def record_answer(
                     sa.select(runs.RUNS.c.started_by).where(runs.RUNS.c.id == row["run_id"])
                 ).scalar()
                 try:
-                    gates.check_allowed(row, user, requester, orch.directory)
+                    gates.check_allowed(row, user, requester, services.directory)
                 except NotAllowed as exc:
                     refused = exc
                     runs.audit(conn, user, "interaction.refused", now=now, run_id=row["run_id"],
                                interaction_id=iid, reason=str(exc))  # fmt: skip
                 if refused is None:
-                    changes = _param_changes(orch, conn, row, answer, params) if params else {}
+                    changes = _param_changes(services, conn, row, answer, params) if params else {}
                     outcome = gates.apply_answer(row, user, answer, comment, now)
                     values: dict[str, Any] = {
                         "status": outcome.status, "responses": outcome.responses,
@@ -74,7 +72,7 @@ def record_answer(
 
 
 def _param_changes(
-    orch: Orchestrator, conn: Connection, row: Mapping[str, Any], answer: Any,
+    services: Services, conn: Connection, row: Mapping[str, Any], answer: Any,
     params: Mapping[str, Any],
 ) -> dict[str, Any]:  # fmt: skip
     """The typed values of `params`, checked against the gate; InvalidAnswer otherwise."""
@@ -91,7 +89,7 @@ def _param_changes(
             runs.RUNS.c.id == row["run_id"]
         )
     ).one()
-    declared = {p.name: p for p in orch.definition(workflow_name, digest).params}
+    declared = {p.name: p for p in services.versions.of(workflow_name, digest).params}
     unknown = sorted(set(params) - set(declared))
     if unknown:  # only a question asked by a task (ctx.ask) can name such a param
         raise InvalidAnswer(f"the run has no param {', '.join(unknown)}; "

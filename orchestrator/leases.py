@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from orchestrator import runs
-from orchestrator.timers import aware
+from orchestrator.runs import aware
 from storage.engine import read_transaction, write_transaction
 from storage.models import StepStatus
 

@@ -1,122 +1,242 @@
-"""People's side of a run: resuming a step once its question is answered, deadlines,
-reminders and escalations (the timers in orchestrator/timers.py call these)."""
+"""People's side of a run: a step parked at a question, answers, and what time does to
+an open question (deadlines, reminders, escalations, on orchestrator/timers.py).
+
+The database is the truth: each pending interaction's `deadline`, `next_reminder_at`
+and `escalate_at` columns. The timers only hold jobs derived from them (`watch`), so
+a restart loses nothing, and a deadline that passed while no process watched it is
+applied as soon as one does. Applying a deadline is a conditional UPDATE, so it happens
+exactly once even if a person answers in the same instant or two replicas both fire.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 
-from orchestrator import gates, leases, runs
+from orchestrator import answers, gates, leases, runs
+from orchestrator.advancing import Advancer
+from orchestrator.live import LiveRuns
+from orchestrator.protocol import InteractionView
 from orchestrator.runs import SYSTEM
+from orchestrator.services import Services
 from orchestrator.storage_retry import storage_attempts
+from orchestrator.timers import Timers
 from storage.claims import claim
 from storage.engine import read_transaction, write_transaction
 from storage.models import Interaction, InteractionStatus, RunStatus, StepStatus
 
-if TYPE_CHECKING:
-    from orchestrator.engine import Orchestrator
+# The answer to a crash-recovery question, for recovery.py to apply (the step is running).
+OnRecoveryAnswer = Callable[[Mapping[str, Any]], None]
 
 
-def resume_interaction(orch: Orchestrator, iid: str) -> None:
-    """Continue the step behind a closed interaction, once, whoever calls."""
-    from orchestrator.recovery import apply_recovery
+class People:
+    def __init__(
+        self, services: Services, live: LiveRuns, advancer: Advancer, timers: Timers,
+        on_recovery_answer: OnRecoveryAnswer,
+    ) -> None:  # fmt: skip
+        self._services = services
+        self._live = live
+        self._advancer = advancer
+        self._timers = timers
+        self._on_recovery_answer = on_recovery_answer
 
-    for attempt in storage_attempts():
-        with attempt, read_transaction(orch.engine) as conn:
-            row = runs.load_interaction(conn, iid)
-    if row is None or row["status"] == InteractionStatus.PENDING:
-        return
-    # Under the run's lock: an advance pass that read the step as waiting would
-    # otherwise settle the run as waiting after this made the step run again.
-    with orch._run_lock(row["run_id"]):
+    # -- questions ----------------------------------------------------------------
+
+    def park(self, run_id: str, step_id: str, pending: Any) -> None:
+        """A step paused at a question: it waits, and the question is told (or, answered
+        meanwhile, the step resumes at once)."""
+        iid = pending.value["interaction_id"]
         for attempt in storage_attempts():
-            with attempt, write_transaction(orch.engine) as conn:
-                row = runs.load_interaction(conn, iid)  # again: _paused may have set it
+            with attempt, write_transaction(self._services.engine) as conn:
+                runs.set_step(
+                    conn, run_id, step_id, expect=[StepStatus.RUNNING], status=StepStatus.WAITING,
+                    updated_at=self._services.clock.now(),
+                )  # fmt: skip
+                conn.execute(
+                    sa.update(runs.INTERACTIONS)
+                    .where(runs.INTERACTIONS.c.id == iid)
+                    .values(interrupt_id=pending.id)
+                )
+                row = runs.load_interaction(conn, iid)
+        assert row is not None
+        self._live.step_changed(run_id, step_id, status=StepStatus.WAITING)
+        self.opened(row)
+
+    def opened(self, row: Mapping[str, Any]) -> None:
+        """A question was committed: watch its times and tell the front end, or, if it
+        was answered before its step finished pausing, resume the step."""
+        if row["status"] == InteractionStatus.PENDING:
+            self.watch(row)
+            self._services.front_end.interaction_opened(
+                self._services.view(row["run_id"]), runs.interaction_view(row)
+            )
+        else:
+            self.resume_interaction(row["id"])
+
+    def decide(
+        self, iid: str, user: str, answer: Any, comment: str | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> InteractionView:  # fmt: skip
+        """Record `user`'s answer exactly once and resume the step when the question closes."""
+        row = answers.record_answer(self._services, iid, gates.person(user), answer, comment,
+                                    params)  # fmt: skip
+        view = runs.interaction_view(row)
+        self._services.front_end.interaction_updated(self._services.view(row["run_id"]), view)
+        if row["status"] != InteractionStatus.PENDING:
+            self.forget(iid)
+            self.resume_interaction(iid)
+        return view
+
+    def resume_interaction(self, iid: str) -> None:
+        """Continue the step behind a closed interaction, once, whoever calls."""
+        for attempt in storage_attempts():
+            with attempt, read_transaction(self._services.engine) as conn:
+                row = runs.load_interaction(conn, iid)
+        if row is None or row["status"] == InteractionStatus.PENDING:
+            return
+        # Under the run's lock: an advance pass that read the step as waiting would
+        # otherwise settle the run as waiting after this made the step run again.
+        with self._advancer.run_lock(row["run_id"]):
+            row, thread_id = self._claim_resume(iid)
+        if thread_id is None:
+            return
+        self._live.step_changed(row["run_id"], row["step_id"], status=StepStatus.RUNNING)
+        if row["purpose"] == "recovery":
+            self._on_recovery_answer(row)
+            return
+        resolution = {
+            "status": row["status"], "value": row["answer"], "by": row["answered_by"],
+            "responses": row["responses"],
+        }  # fmt: skip
+        self._advancer.resume_step(row["run_id"], row["step_id"], thread_id,
+                                   {row["interrupt_id"]: resolution})  # fmt: skip
+
+    def _claim_resume(self, iid: str) -> tuple[Mapping[str, Any], str | None]:
+        """Move the waiting step to running; its thread id, or None if another caller won."""
+        now = self._services.clock.now()
+        for attempt in storage_attempts():
+            with attempt, write_transaction(self._services.engine) as conn:
+                row = runs.load_interaction(conn, iid)  # again: park may have set it
                 assert row is not None
+                run_id, step_id = row["run_id"], row["step_id"]
                 won = runs.set_step(
-                    conn, row["run_id"], row["step_id"], expect=[StepStatus.WAITING],
-                    status=StepStatus.RUNNING, updated_at=orch.clock(),
-                    **leases.ownership(orch.replica, orch.clock()),
+                    conn, run_id, step_id, expect=[StepStatus.WAITING], status=StepStatus.RUNNING,
+                    updated_at=now, **leases.ownership(self._services.replica, now),
                 )  # fmt: skip
                 if won:
-                    runs.set_run(conn, row["run_id"], expect=[RunStatus.WAITING],
-                                 status=RunStatus.RUNNING, updated_at=orch.clock())  # fmt: skip
+                    # Read again after the UPDATE: on PostgreSQL it may have waited for the
+                    # commit that parked the step and set `interrupt_id`, which the first
+                    # read, made before that commit, did not see.
+                    row = runs.load_interaction(conn, iid)
+                    assert row is not None
+                    runs.set_run(conn, run_id, expect=[RunStatus.WAITING],
+                                 status=RunStatus.RUNNING, updated_at=now)  # fmt: skip
                 thread_id = conn.execute(
                     sa.select(runs.STEPS.c.thread_id).where(
-                        runs.STEPS.c.run_id == row["run_id"],
-                        runs.STEPS.c.step_id == row["step_id"],
+                        runs.STEPS.c.run_id == run_id, runs.STEPS.c.step_id == step_id
                     )
                 ).scalar()
-    if not won:
-        return
-    orch._step_changed(row["run_id"], row["step_id"], status=StepStatus.RUNNING)
-    if row["purpose"] == "recovery":
-        apply_recovery(orch, row)
-        return
-    resolution = {
-        "status": row["status"], "value": row["answer"], "by": row["answered_by"],
-        "responses": row["responses"],
-    }  # fmt: skip
-    orch.submit(
-        orch._execute, row["run_id"], row["step_id"], thread_id,
-        {row["interrupt_id"]: resolution},
-    )  # fmt: skip
+        return row, thread_id if won else None
+
+    # -- time ---------------------------------------------------------------------
+
+    def watch_run(self, run_id: str | None) -> None:
+        """Watch the deadlines and reminders of one run's (or every) open interactions.
+
+        A deadline that passed while no process watched it is applied now,
+        before this returns, so a caller that waits next sees its outcome.
+        """
+        with read_transaction(self._services.engine) as conn:
+            pending = runs.pending_interactions(conn, run_id)
+        now = self._services.clock.now()
+        for row in pending:
+            if row["deadline"] is not None and runs.aware(row["deadline"]) <= now:
+                self.expire(row["id"])
+            else:
+                self.watch(row)
+
+    def watch(self, row: Mapping[str, Any]) -> None:
+        """Set the timers of one pending interaction."""
+        iid, now = row["id"], self._services.clock.now()
+        if row["deadline"] is not None:
+            self._timers.at(runs.aware(row["deadline"]), f"deadline:{iid}", self.expire, iid)
+        if row.get("escalate_at") and not row.get("escalated_at"):
+            self._timers.at(runs.aware(row["escalate_at"]), f"escalate:{iid}", self.escalate, iid)
+        every = row["remind_every_s"]
+        if every:
+            first = runs.aware(row["next_reminder_at"]) or now + timedelta(seconds=every)
+            self._timers.at(first, f"remind:{iid}", self.remind, iid, first, every)
+
+    def forget(self, iid: str) -> None:
+        """Drop the timers of an interaction that closed."""
+        for job in ("deadline", "remind", "escalate"):
+            self._timers.cancel(f"{job}:{iid}")
+
+    def expire(self, iid: str) -> None:
+        """Apply an interaction's deadline action, unless someone answered first."""
+        now = self._services.clock.now()
+        for attempt in storage_attempts():
+            with attempt, write_transaction(self._services.engine) as conn:
+                row = runs.load_interaction(conn, iid)
+                if row is None or row["status"] != InteractionStatus.PENDING:
+                    return
+                outcome = gates.deadline_outcome(row, now)
+                if not claim(
+                    conn, Interaction, iid, expect=[InteractionStatus.PENDING],
+                    version=row["version"],
+                    values={"status": outcome.status, "answer": outcome.answer,
+                            "responses": outcome.responses, "answered_by": SYSTEM,
+                            "answered_at": now},
+                ):  # fmt: skip
+                    return
+                runs.audit(conn, SYSTEM, "interaction.deadline", now=now, run_id=row["run_id"],
+                           interaction_id=iid, outcome=outcome.status)  # fmt: skip
+                row = runs.load_interaction(conn, iid)
+        assert row is not None
+        self.forget(iid)
+        self._services.front_end.interaction_updated(
+            self._services.view(row["run_id"]), runs.interaction_view(row)
+        )
+        self.resume_interaction(iid)
+
+    def remind(self, iid: str, due: datetime, every_s: float) -> None:
+        """Remind the people an open interaction waits for; then watch for the next time."""
+        for attempt in storage_attempts():
+            with attempt, read_transaction(self._services.engine) as conn:
+                row = runs.load_interaction(conn, iid)
+        if row is None or row["status"] != InteractionStatus.PENDING:
+            self.forget(iid)
+            return
+        self._services.front_end.reminder(
+            self._services.view(row["run_id"]), runs.interaction_view(row)
+        )
+        # Once however far time jumped (a late process, a test's clock): no burst.
+        now, step = self._services.clock.now(), timedelta(seconds=every_s)
+        missed = max(0, int((now - due) / step))
+        nxt = due + step * (missed + 1)
+        self._timers.at(nxt, f"remind:{iid}", self.remind, iid, nxt, every_s)
+
+    def escalate(self, iid: str) -> None:
+        """Tell the escalation contacts of a still-open interaction, once across replicas."""
+        now = self._services.clock.now()
+        for attempt in storage_attempts():
+            with attempt, write_transaction(self._services.engine) as conn:
+                won = _claim_escalation(conn, iid, now)
+                row = runs.load_interaction(conn, iid)
+                if won and row is not None:
+                    runs.audit(conn, SYSTEM, "interaction.escalated", now=now,
+                               run_id=row["run_id"], interaction_id=iid,
+                               to=row["escalate_to"])  # fmt: skip
+        if won and row is not None:
+            self._services.front_end.escalated(
+                self._services.view(row["run_id"]), runs.interaction_view(row)
+            )
 
 
-def expire(orch: Orchestrator, iid: str) -> None:
-    """Apply an interaction's deadline action, unless someone answered first."""
-    now = orch.clock()
-    for attempt in storage_attempts():
-        with attempt, write_transaction(orch.engine) as conn:
-            row = runs.load_interaction(conn, iid)
-            if row is None or row["status"] != InteractionStatus.PENDING:
-                return
-            outcome = gates.deadline_outcome(row, now)
-            if not claim(
-                conn, Interaction, iid, expect=[InteractionStatus.PENDING],
-                version=row["version"],
-                values={"status": outcome.status, "answer": outcome.answer,
-                        "responses": outcome.responses, "answered_by": SYSTEM,
-                        "answered_at": now},
-            ):  # fmt: skip
-                return
-            runs.audit(conn, SYSTEM, "interaction.deadline", now=now, run_id=row["run_id"],
-                       interaction_id=iid, outcome=outcome.status)  # fmt: skip
-            row = runs.load_interaction(conn, iid)
-    assert row is not None
-    orch.timers.forget(iid)
-    orch.front_end.interaction_updated(orch.view(row["run_id"]), runs.interaction_view(row))
-    resume_interaction(orch, iid)
-
-
-def remind(orch: Orchestrator, iid: str) -> None:
-    for attempt in storage_attempts():
-        with attempt, read_transaction(orch.engine) as conn:
-            row = runs.load_interaction(conn, iid)
-    if row is None or row["status"] != InteractionStatus.PENDING:
-        orch.timers.forget(iid)
-        return
-    orch.front_end.reminder(orch.view(row["run_id"]), runs.interaction_view(row))
-
-
-def escalate(orch: Orchestrator, iid: str) -> None:
-    """Tell the escalation contacts of a still-open interaction, once across replicas."""
-    now = orch.clock()
-    for attempt in storage_attempts():
-        with attempt, write_transaction(orch.engine) as conn:
-            won = _claim_escalation(conn, iid, now)
-            row = runs.load_interaction(conn, iid)
-            if won and row is not None:
-                runs.audit(conn, SYSTEM, "interaction.escalated", now=now,
-                           run_id=row["run_id"], interaction_id=iid,
-                           to=row["escalate_to"])  # fmt: skip
-    if won and row is not None:
-        orch.front_end.escalated(orch.view(row["run_id"]), runs.interaction_view(row))
-
-
-def _claim_escalation(conn: Any, iid: str, now: datetime) -> bool:
+def _claim_escalation(conn: sa.Connection, iid: str, now: datetime) -> bool:
     """Mark a still-open interaction escalated; True for the one caller that did."""
     stmt = (
         sa.update(runs.INTERACTIONS)

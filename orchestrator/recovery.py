@@ -14,153 +14,184 @@ A step found `running` was cut off mid-flight. Its LangGraph thread tells how fa
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 
 from orchestrator import gates, leases, runs
+from orchestrator.advancing import Advancer
 from orchestrator.errors import OrchestratorError
+from orchestrator.live import LiveRuns
+from orchestrator.people import People
+from orchestrator.services import Services
 from orchestrator.storage_retry import storage_attempts
+from orchestrator.workflow.definitions import Step
 from storage.engine import dialect_insert, read_transaction, write_transaction
 from storage.models import InteractionKind, InteractionStatus, RunStatus, StepStatus
 
-if TYPE_CHECKING:
-    from orchestrator.engine import Orchestrator
+log = logging.getLogger(__name__)
 
 
-def recover_run(orch: Orchestrator, run_id: str) -> None:
-    run = orch.view(run_id)
-    wf = orch.workflow_of(run)
-    threads: dict[str, str | None] = {}
-    if any(view.status == StepStatus.RUNNING for view in run.steps):  # the sweep's usual case: none
-        with read_transaction(orch.engine) as conn:
-            threads = dict(
-                conn.execute(
-                    sa.select(runs.STEPS.c.step_id, runs.STEPS.c.thread_id).where(
-                        runs.STEPS.c.run_id == run_id
-                    )
-                ).all()
-            )
-    for view in run.steps:
-        if view.status == StepStatus.WAITING:
-            with read_transaction(orch.engine) as conn:
-                row = runs.step_interaction(conn, run_id, view.step_id)
-            if row is not None and row["status"] != InteractionStatus.PENDING:
-                orch.resume_interaction(row["id"])
-        elif view.status == StepStatus.RUNNING and leases.claim_orphan(
-            orch.engine, orch.replica, run_id, view.step_id, orch.clock()
-        ):
-            _recover_step(orch, run_id, wf.step(view.step_id), threads.get(view.step_id))
-    orch.advance(run_id)
+class Recovery:
+    """Takes over unfinished runs, answers recovery questions, and retries failed steps."""
 
+    def __init__(
+        self, services: Services, live: LiveRuns, advancer: Advancer, people: People
+    ) -> None:
+        self._services = services
+        self._live = live
+        self._advancer = advancer
+        self._people = people
 
-def _recover_step(orch: Orchestrator, run_id: str, step: Any, thread_id: str | None) -> None:
-    state, detail = orch.graph.inspect(thread_id) if thread_id else ("new", None)
-    if state == "finished":
-        orch._finish(run_id, step.id, StepStatus.SUCCEEDED, outputs=detail)
-    elif state == "interrupted" and not _ran_on_after_answer(orch, step, detail):
-        orch._paused(run_id, step.id, detail)
-    elif step.is_gate or step.idempotent:
-        # The same thread id: a gate finds its interaction again instead of opening another.
-        orch.submit(orch._execute, run_id, step.id, thread_id, None)
-    else:
-        _ask_recovery(orch, run_id, step.id, thread_id or "")
+    def sweep(self) -> None:
+        """Continue unfinished runs: steps whose process is gone, answers not yet acted on.
 
+        Runs at start and then every lease period, so a replica that dies is
+        taken over by the others; steps a live process runs are left alone.
+        """
+        with read_transaction(self._services.engine) as conn:
+            unfinished = runs.unfinished_run_ids(conn)
+        for run_id in unfinished:
+            try:
+                self.recover_run(run_id)
+            except OrchestratorError as exc:  # e.g. its workflow file is gone: say so, go on
+                log.warning("could not recover run %s: %s", run_id, exc)
+        # Questions other processes opened (a CLI run that exited, a replica that died)
+        # get their deadlines and reminders here too; those already past apply now.
+        self._people.watch_run(None)
 
-def _ran_on_after_answer(orch: Orchestrator, step: Any, pending: Any) -> bool:
-    """Whether a task cut off at a question had been resumed with its answer: its thread's
-    checkpoint still shows the question (a step's checkpoint is written when the step
-    ends), but the question had finished pausing (`interrupt_id` is set in the commit
-    that parks the step) and was answered, and the step ran again. Then the code after
-    the question may have run, so a task that is not idempotent is a person's call.
-    A gate's body after the question only reads the answer: it simply resumes."""
-    if step.is_gate or step.idempotent:
-        return False
-    with read_transaction(orch.engine) as conn:
-        row = runs.load_interaction(conn, pending.value["interaction_id"])
-    return (
-        row is not None
-        and row["interrupt_id"] is not None
-        and row["status"] != InteractionStatus.PENDING
-    )
-
-
-def _ask_recovery(orch: Orchestrator, run_id: str, step_id: str, thread_id: str) -> None:
-    now = orch.clock()
-    iid = runs.interaction_id(thread_id, 0)
-    for attempt in storage_attempts():
-        with attempt, write_transaction(orch.engine) as conn:
-            runs.set_step(conn, run_id, step_id, expect=[StepStatus.RUNNING],
-                          status=StepStatus.WAITING, updated_at=now)  # fmt: skip
-            conn.execute(
-                dialect_insert(conn)(runs.INTERACTIONS)
-                .values(
-                    id=iid, run_id=run_id, step_id=step_id, kind=InteractionKind.DECISION,
-                    purpose="recovery", status=InteractionStatus.PENDING, responses=[],
-                    prompt=(f"Step {step_id} was running when opsloop stopped and is not marked "
-                            "idempotent. Run it again, skip it, or fail it?"),
-                    options=list(gates.RECOVERY_OPTIONS), allowed_users=[], allowed_groups=[],
-                    required_approvals=1, allow_requester=True, version=0, created_at=now,
+    def recover_run(self, run_id: str) -> None:
+        services = self._services
+        run = services.view(run_id)
+        wf = services.workflow_of(run)
+        threads: dict[str, str | None] = {}
+        if any(view.status == StepStatus.RUNNING for view in run.steps):  # usually none
+            with read_transaction(services.engine) as conn:
+                threads = dict(
+                    conn.execute(
+                        sa.select(runs.STEPS.c.step_id, runs.STEPS.c.thread_id).where(
+                            runs.STEPS.c.run_id == run_id
+                        )
+                    ).all()
                 )
-                .on_conflict_do_nothing()
-            )  # fmt: skip
-            runs.audit(conn, runs.SYSTEM, "step.interrupted_by_crash", now=now, run_id=run_id,
-                       interaction_id=iid, step=step_id)  # fmt: skip
-            row = runs.load_interaction(conn, iid)
-    assert row is not None
-    orch._step_changed(run_id, step_id)
-    if row["status"] == InteractionStatus.PENDING:
-        orch.front_end.interaction_opened(orch.view(run_id), runs.interaction_view(row))
-    else:
-        orch.resume_interaction(iid)
+        for view in run.steps:
+            if view.status == StepStatus.WAITING:
+                with read_transaction(services.engine) as conn:
+                    row = runs.step_interaction(conn, run_id, view.step_id)
+                if row is not None and row["status"] != InteractionStatus.PENDING:
+                    self._people.resume_interaction(row["id"])
+            elif view.status == StepStatus.RUNNING and leases.claim_orphan(
+                services.engine, services.replica, run_id, view.step_id, services.clock.now()
+            ):
+                self._recover_step(run_id, wf.step(view.step_id), threads.get(view.step_id))
+        self._advancer.advance(run_id)
 
+    def _recover_step(self, run_id: str, step: Step, thread_id: str | None) -> None:
+        graph = self._services.graph
+        state, detail = graph.inspect(thread_id) if thread_id else ("new", None)
+        if state == "finished":
+            self._advancer.finish_step(run_id, step.id, StepStatus.SUCCEEDED, outputs=detail)
+        elif state == "interrupted" and not self._ran_on_after_answer(step, detail):
+            self._people.park(run_id, step.id, detail)
+        elif step.is_gate or step.idempotent:
+            # The same thread id: a gate finds its interaction again instead of opening another.
+            self._advancer.resume_step(run_id, step.id, thread_id or "", None)
+        else:
+            self._ask(run_id, step.id, thread_id or "")
 
-def apply_recovery(orch: Orchestrator, row: Mapping[str, Any]) -> None:
-    """The answer to a recovery question: the step (now `running`) retries, skips or fails."""
-    run_id, step_id, choice = row["run_id"], row["step_id"], row["answer"]
-    if choice == "retry":
+    def _ran_on_after_answer(self, step: Step, pending: Any) -> bool:
+        """Whether a task cut off at a question had been resumed with its answer: its thread's
+        checkpoint still shows the question (a step's checkpoint is written when the step
+        ends), but the question had finished pausing (`interrupt_id` is set in the commit
+        that parks the step) and was answered, and the step ran again. Then the code after
+        the question may have run, so a task that is not idempotent is a person's call.
+        A gate's body after the question only reads the answer: it simply resumes."""
+        if step.is_gate or step.idempotent:
+            return False
+        with read_transaction(self._services.engine) as conn:
+            row = runs.load_interaction(conn, pending.value["interaction_id"])
+        return (
+            row is not None
+            and row["interrupt_id"] is not None
+            and row["status"] != InteractionStatus.PENDING
+        )
+
+    def _ask(self, run_id: str, step_id: str, thread_id: str) -> None:
+        """Ask a person whether a step cut off mid-flight runs again, is skipped or fails."""
+        now = self._services.clock.now()
+        iid = runs.interaction_id(thread_id, 0)
         for attempt in storage_attempts():
-            with attempt, write_transaction(orch.engine) as conn:
+            with attempt, write_transaction(self._services.engine) as conn:
                 runs.set_step(conn, run_id, step_id, expect=[StepStatus.RUNNING],
-                              status=StepStatus.PENDING, updated_at=orch.clock())  # fmt: skip
-    else:
-        status = StepStatus.SKIPPED if choice == "skip" else StepStatus.FAILED
-        error = None if choice == "skip" else f"failed by {row['answered_by']} after a crash"
-        orch._finish(run_id, step_id, status, error=error)
-    orch.advance(run_id)
+                              status=StepStatus.WAITING, updated_at=now)  # fmt: skip
+                conn.execute(
+                    dialect_insert(conn)(runs.INTERACTIONS)
+                    .values(
+                        id=iid, run_id=run_id, step_id=step_id, kind=InteractionKind.DECISION,
+                        purpose="recovery", status=InteractionStatus.PENDING, responses=[],
+                        prompt=(f"Step {step_id} was running when opsloop stopped and is not "
+                                "marked idempotent. Run it again, skip it, or fail it?"),
+                        options=list(gates.RECOVERY_OPTIONS), allowed_users=[],
+                        allowed_groups=[], required_approvals=1, allow_requester=True,
+                        version=0, created_at=now,
+                    )
+                    .on_conflict_do_nothing()
+                )  # fmt: skip
+                runs.audit(conn, runs.SYSTEM, "step.interrupted_by_crash", now=now,
+                           run_id=run_id, interaction_id=iid, step=step_id)  # fmt: skip
+                row = runs.load_interaction(conn, iid)
+        assert row is not None
+        self._live.step_changed(run_id, step_id, status=StepStatus.WAITING)
+        self._people.opened(row)
 
+    def apply_answer(self, row: Mapping[str, Any]) -> None:
+        """The answer to a recovery question: the step (now `running`) retries, skips or fails."""
+        run_id, step_id, choice = row["run_id"], row["step_id"], row["answer"]
+        if choice == "retry":
+            for attempt in storage_attempts():
+                with attempt, write_transaction(self._services.engine) as conn:
+                    runs.set_step(conn, run_id, step_id, expect=[StepStatus.RUNNING],
+                                  status=StepStatus.PENDING,
+                                  updated_at=self._services.clock.now())  # fmt: skip
+        else:
+            status = StepStatus.SKIPPED if choice == "skip" else StepStatus.FAILED
+            error = None if choice == "skip" else f"failed by {row['answered_by']} after a crash"
+            self._advancer.finish_step(run_id, step_id, status, error=error)
+        self._advancer.advance(run_id)
 
-def retry_run(orch: Orchestrator, run_id: str, step_id: str | None, by: str) -> None:
-    """Reset a failed step (or every failed one) and what it left skipped or cancelled."""
-    run = orch.view(run_id)
-    wf = orch.workflow_of(run)
-    failed = [s.step_id for s in run.steps if s.status == StepStatus.FAILED]
-    targets = [step_id] if step_id else failed
-    if step_id and step_id not in {s.step_id for s in run.steps}:
-        steps = ", ".join(s.step_id for s in run.steps)
-        raise OrchestratorError(f"run {run_id} has no step {step_id!r}; its steps: {steps}")
-    if step_id and step_id not in failed:
-        known = ", ".join(failed) or "none"
-        raise OrchestratorError(f"step {step_id!r} has not failed; failed steps: {known}")
-    if not targets:
-        raise OrchestratorError(f"run {run_id} has no failed step to retry")
-    reset = set(targets)
-    for level in wf.levels():
-        for sid in level:
-            if any(n in reset for n in wf.step(sid).needs):
-                reset.add(sid)
-    now = orch.clock()
-    with write_transaction(orch.engine) as conn:
-        for sid in reset:
-            runs.set_step(
-                conn, run_id, sid,
-                expect=[StepStatus.FAILED, StepStatus.SKIPPED, StepStatus.CANCELLED],
-                status=StepStatus.PENDING, error=None, outputs=None, finished_at=None,
-                updated_at=now,
+    def retry(self, run_id: str, step_id: str | None, by: str) -> None:
+        """Reset a failed step (or every failed one) and what it left skipped or cancelled."""
+        run = self._services.view(run_id)
+        wf = self._services.workflow_of(run)
+        failed = [s.step_id for s in run.steps if s.status == StepStatus.FAILED]
+        targets = [step_id] if step_id else failed
+        if step_id and step_id not in {s.step_id for s in run.steps}:
+            steps = ", ".join(s.step_id for s in run.steps)
+            raise OrchestratorError(f"run {run_id} has no step {step_id!r}; its steps: {steps}")
+        if step_id and step_id not in failed:
+            known = ", ".join(failed) or "none"
+            raise OrchestratorError(f"step {step_id!r} has not failed; failed steps: {known}")
+        if not targets:
+            raise OrchestratorError(f"run {run_id} has no failed step to retry")
+        reset = set(targets)
+        for level in wf.levels():
+            for sid in level:
+                if any(n in reset for n in wf.step(sid).needs):
+                    reset.add(sid)
+        now = self._services.clock.now()
+        with write_transaction(self._services.engine) as conn:
+            for sid in reset:
+                runs.set_step(
+                    conn, run_id, sid,
+                    expect=[StepStatus.FAILED, StepStatus.SKIPPED, StepStatus.CANCELLED],
+                    status=StepStatus.PENDING, error=None, outputs=None, finished_at=None,
+                    updated_at=now,
+                )  # fmt: skip
+            runs.set_run(  # succeeded too: a step that failed with continue_on_error
+                conn, run_id, expect=[RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.SUCCEEDED],
+                status=RunStatus.RUNNING, error=None, finished_at=None, updated_at=now,
             )  # fmt: skip
-        runs.set_run(  # succeeded too: a step that failed with continue_on_error
-            conn, run_id, expect=[RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.SUCCEEDED],
-            status=RunStatus.RUNNING, error=None, finished_at=None, updated_at=now,
-        )  # fmt: skip
-        runs.audit(conn, by, "run.retried", now=now, run_id=run_id, steps=sorted(reset))
+            runs.audit(conn, by, "run.retried", now=now, run_id=run_id, steps=sorted(reset))
+        self._advancer.advance(run_id)

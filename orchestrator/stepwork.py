@@ -6,8 +6,10 @@ interaction row (once, however often the node re-runs) and calls `interrupt()`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+import subprocess
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from langgraph.types import interrupt
 
@@ -17,14 +19,20 @@ from orchestrator.errors import ExpressionError, StepFailed
 from orchestrator.planning import condition_context, template_context
 from orchestrator.protocol import RunView
 from orchestrator.runs import SYSTEM
+from orchestrator.services import Services
 from orchestrator.storage_retry import storage_attempts
 from orchestrator.workflow.definitions import PythonAction, Step
-from orchestrator.workflow.expressions import render_text
+from orchestrator.workflow.expressions import compile_condition, render_text
 from storage.engine import dialect_insert, write_transaction
 from storage.models import InteractionStatus, StepStatus
 
-if TYPE_CHECKING:
-    from orchestrator.engine import Orchestrator
+
+@dataclass(frozen=True)
+class StepHooks:
+    """What a step's work reports while it runs, for the runner to act on."""
+
+    process_started: Callable[[subprocess.Popen], None]  # a shell step's process is up
+    attempt_started: Callable[[int], None]  # attempt n (> 1) was recorded
 
 
 def can_pause(step: Step) -> bool:
@@ -41,22 +49,26 @@ def can_pause(step: Step) -> bool:
         return False
 
 
-def work(orch: Orchestrator, run: RunView, step: Step, thread_id: str) -> dict[str, Any]:
+def work(
+    services: Services, run: RunView, step: Step, thread_id: str, hooks: StepHooks
+) -> dict[str, Any]:
     """The body of the step's LangGraph node. Re-runs from the top on resume."""
     if step.is_gate:
         context = template_context(run)
-        if step.auto_approve_if and _auto_approved(orch, run, step):
+        if step.auto_approve_if and _auto_approved(services, run, step):
             return {"approved": True, "auto": True}
         spec = gates.gate_spec(step, lambda text: render_text(text, context))
-        resolution = ask(orch, run, step, thread_id, 1, spec)
+        resolution = ask(services, run, step, thread_id, 1, spec)
         return gates.step_outputs(step.kind, resolution)
     outputs = {s.step_id: s.outputs for s in run.steps}
     ctx = StepContext(
         run_id=run.id, step_id=step.id, params=run.params,
         needs={n: dict(outputs[n] or {}) for n in step.needs},
         asker=lambda kind, message, n, **options: ask(
-            orch, run, step, thread_id, n,
-            gates.ask_spec(kind, message, options, [p.name for p in orch.workflow_of(run).params]),
+            services, run, step, thread_id, n,
+            gates.ask_spec(
+                kind, message, options, [p.name for p in services.workflow_of(run).params]
+            ),
         ),
     )  # fmt: skip
 
@@ -65,31 +77,31 @@ def work(orch: Orchestrator, run: RunView, step: Step, thread_id: str) -> dict[s
             return call_python(step.action, ctx, step.timeout_s)
         return run_shell(
             step.action, template_context(run), step.timeout_s,
-            on_start=lambda p: orch.process_started(run.id, step.id, p),
+            on_start=hooks.process_started,
             env={"OPSLOOP_RUN_ID": run.id, "OPSLOOP_STEP_ID": step.id},
         )  # fmt: skip
 
-    return with_retries(step.retry, attempt, lambda n: _attempt(orch, run.id, step.id, n))
+    return with_retries(
+        step.retry, attempt, lambda n: _attempt(services, run.id, step.id, n, hooks)
+    )
 
 
-def _attempt(orch: Orchestrator, run_id: str, step_id: str, n: int) -> None:
+def _attempt(services: Services, run_id: str, step_id: str, n: int, hooks: StepHooks) -> None:
     """Persist that attempt `n` starts; the first was recorded when the step was claimed."""
     if n == 1:  # also when a paused step resumes: its attempt goes on
         return
     for attempt in storage_attempts():
-        with attempt, write_transaction(orch.engine) as conn:
+        with attempt, write_transaction(services.engine) as conn:
             runs.set_step(
                 conn, run_id, step_id, expect=[StepStatus.RUNNING], attempts=n,
-                updated_at=orch.clock(),
+                updated_at=services.clock.now(),
             )  # fmt: skip
-    orch._step_changed(run_id, step_id, attempts=n)
+    hooks.attempt_started(n)
 
 
-def _auto_approved(orch: Orchestrator, run: RunView, step: Step) -> bool:
+def _auto_approved(services: Services, run: RunView, step: Step) -> bool:
     """Evaluate `auto_approve_if` as an `if` of the gate is: over its needs and upstream."""
-    from orchestrator.workflow.expressions import compile_condition
-
-    context = condition_context(orch.workflow_of(run), run, step.id)
+    context = condition_context(services.workflow_of(run), run, step.id)
     try:
         approved = compile_condition(step.auto_approve_if or "").evaluate(context)
     except ExpressionError as exc:
@@ -97,23 +109,28 @@ def _auto_approved(orch: Orchestrator, run: RunView, step: Step) -> bool:
     if not approved:
         return False
     for attempt in storage_attempts():
-        with attempt, write_transaction(orch.engine) as conn:
+        with attempt, write_transaction(services.engine) as conn:
             runs.audit(
-                conn, SYSTEM, "gate.auto_approved", now=orch.clock(), run_id=run.id,
+                conn, SYSTEM, "gate.auto_approved", now=services.clock.now(), run_id=run.id,
                 step=step.id, condition=step.auto_approve_if,
             )  # fmt: skip
     return True
 
 
 def ask(
-    orch: Orchestrator, run: RunView, step: Step, thread_id: str, n: int, spec: Mapping[str, Any]
+    services: Services,
+    run: RunView,
+    step: Step,
+    thread_id: str,
+    n: int,
+    spec: Mapping[str, Any],
 ) -> Mapping[str, Any]:
     """Open an interaction (once, whatever re-runs) and pause until it closes.
 
     `spec` comes from `gates.gate_spec` or `gates.ask_spec`, so a gate step and
     `ctx.ask` open the same interaction for the same options."""
     iid = runs.interaction_id(thread_id, n)
-    now = orch.clock()
+    now = services.clock.now()
     deadline = gates.deadline_at(now, spec.get("deadline_s"))
     every = spec.get("remind_every_s")
     values = {
@@ -132,7 +149,7 @@ def ask(
         "editable_params": spec.get("editable_params") or None,
     }  # fmt: skip
     for attempt in storage_attempts():
-        with attempt, write_transaction(orch.engine) as conn:
+        with attempt, write_transaction(services.engine) as conn:
             # RETURNING, not rowcount: psycopg reports -1 for an INSERT through SQLAlchemy,
             # which would audit the question as opened again each time the step re-runs.
             inserted = conn.execute(

@@ -1,45 +1,43 @@
-"""Deadlines and reminders as APScheduler jobs, rebuilt from the database at every start.
+"""Timers on the injected clock, run by APScheduler.
 
-The database is the truth: each pending interaction's `deadline` and
-`next_reminder_at` columns. The scheduler only holds jobs derived from them,
-so a restart loses nothing, and a deadline that passed while the process was
-down fires as soon as the jobs are rebuilt. Applying a deadline is a
-conditional UPDATE (see `Orchestrator.expire`), so it happens exactly once
-even if a person answers in the same instant or two replicas both fire.
+`at(when, ...)` takes a moment on the runtime's clock (orchestrator/clock.py), not the
+wall clock. Each job is an APScheduler date job set for the wall-clock instant at which
+the runtime's clock will read `when`; for the system clock that is `when` itself. When a
+test's clock jumps, every job is set again, so what fell due fires at once. A job that
+fires early by the runtime's clock (a clock standing still) is set again, not run.
+
+The database stays the truth for everything these timers do (people.py, schedules):
+they only hold jobs derived from it, rebuilt at every start.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 
-
-def aware(moment: datetime) -> datetime:
-    # SQLite hands back naive datetimes; we only ever store UTC.
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+from orchestrator.clock import Clock
+from storage.types import utcnow
 
 
 class Timers:
-    """Owns the scheduler; calls `on_deadline(iid)` and `on_reminder(iid)` on its own threads."""
+    """Jobs at moments of the runtime's clock, and housekeeping on the wall clock."""
 
-    def __init__(
-        self,
-        on_deadline: Callable[[str], None],
-        on_reminder: Callable[[str], None],
-        on_escalation: Callable[[str], None] | None = None,
-    ) -> None:
-        self._on_deadline = on_deadline
-        self._on_reminder = on_reminder
-        self._on_escalation = on_escalation
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
         self._scheduler = BackgroundScheduler(
             timezone=UTC,
             job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
         )
+        self._lock = threading.Lock()
+        # job id -> (when, fn, args): what each clock-timed job is for.
+        self._due: dict[str, tuple[datetime, Callable[..., None], tuple[Any, ...]]] = {}
+        clock.on_jump(self._retime)
 
     def start(self) -> None:
         self._scheduler.start()
@@ -48,37 +46,45 @@ class Timers:
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
 
-    def watch(self, row: Mapping[str, Any], now: datetime) -> None:
-        """Schedule the deadline and reminders of one pending interaction."""
-        iid = row["id"]
-        if row["deadline"] is not None:
-            self._scheduler.add_job(
-                self._on_deadline, "date", run_date=aware(row["deadline"]), args=[iid],
-                id=f"deadline:{iid}", replace_existing=True,
-            )  # fmt: skip
-        if self._on_escalation and row.get("escalate_at") and not row.get("escalated_at"):
-            self._scheduler.add_job(
-                self._on_escalation, "date", run_date=aware(row["escalate_at"]), args=[iid],
-                id=f"escalate:{iid}", replace_existing=True,
-            )  # fmt: skip
-        every = row["remind_every_s"]
-        if every:
-            first = aware(row["next_reminder_at"] or now + timedelta(seconds=every))
-            self._scheduler.add_job(
-                self._on_reminder, "interval", seconds=every, start_date=first, args=[iid],
-                id=f"remind:{iid}", replace_existing=True,
-            )  # fmt: skip
+    def at(self, when: datetime, job_id: str, fn: Callable[..., None], *args: Any) -> None:
+        """Call `fn(*args)` once the clock reads `when` (at once if it already does);
+        replaces any job of the same id."""
+        with self._lock:
+            self._due[job_id] = (when, fn, args)
+            self._set(job_id, when)
 
-    def every(self, seconds: float, job: Callable[[], None], job_id: str) -> None:
-        """Run `job` every `seconds` on the scheduler's threads (heartbeats, sweeps)."""
-        self._scheduler.add_job(job, "interval", seconds=seconds, id=job_id,
-                                replace_existing=True)  # fmt: skip
-
-    def forget(self, iid: str) -> None:
-        """Drop the jobs of an interaction that closed."""
-        for job_id in (f"deadline:{iid}", f"remind:{iid}", f"escalate:{iid}"):
+    def cancel(self, job_id: str) -> None:
+        with self._lock:
+            self._due.pop(job_id, None)
             with contextlib.suppress(JobLookupError):
                 self._scheduler.remove_job(job_id)
 
+    def every(self, seconds: float, job_id: str, fn: Callable[[], None]) -> None:
+        """Run `fn` every `seconds` of wall time (heartbeats, sweeps, polls)."""
+        self._scheduler.add_job(fn, "interval", seconds=seconds, id=job_id,
+                                replace_existing=True)  # fmt: skip
+
     def job_ids(self) -> list[str]:
         return [job.id for job in self._scheduler.get_jobs()]
+
+    def _set(self, job_id: str, when: datetime) -> None:
+        wall = utcnow() + max(when - self._clock.now(), timedelta(0))
+        self._scheduler.add_job(self._fire, "date", run_date=wall, args=[job_id], id=job_id,
+                                replace_existing=True)  # fmt: skip
+
+    def _fire(self, job_id: str) -> None:
+        with self._lock:
+            entry = self._due.get(job_id)
+            if entry is None:
+                return
+            when, fn, args = entry
+            if when > self._clock.now():  # the clock stood still: not due yet
+                self._set(job_id, when)
+                return
+            del self._due[job_id]
+        fn(*args)
+
+    def _retime(self) -> None:
+        with self._lock:
+            for job_id, (when, _, _) in list(self._due.items()):
+                self._set(job_id, when)

@@ -68,7 +68,7 @@ def test_a_step_whose_replica_stopped_renewing_is_taken_over_once(db_url: str, e
     engine_tasks.GATES[key].set()
     # A replica that claimed the step and died before running it: its pool is gone.
     lost = replica(db_url)
-    lost.pool.shutdown()
+    lost.close()  # its timers and its pool: nothing of it runs any more
     with pytest.raises(RuntimeError):
         lost.start_run("held", {"key": key}, started_by="U0OPS")
     run_id = lost.view(next(iter(_run_ids(engine)))).id

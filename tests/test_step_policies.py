@@ -19,7 +19,7 @@ from orchestrator import gates, runs
 from orchestrator.engine import Orchestrator
 from orchestrator.errors import AlreadyAnswered, InvalidAnswer, NotAllowed, OrchestratorError
 from orchestrator.protocol import RunView, StaticDirectory, StepView
-from orchestrator.timers import aware
+from orchestrator.runs import aware
 from storage.engine import read_transaction
 from tests.orchestrators import running
 from tests.polling import process_alive, until

@@ -1,0 +1,300 @@
+"""Advancing runs: scheduling passes, and the pool of workers that runs their steps.
+
+Every transition is a conditional UPDATE committed before anything acts on it: a step
+is claimed pending -> running before it runs, and its result is recorded by the next
+pass (orchestrator/scheduler.py) in the transaction that claims what it unblocks.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+import weakref
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from orchestrator import leases, runs, scheduler, stepwork
+from orchestrator.execution import StepEnd, StepRunner
+from orchestrator.live import LiveRuns
+from orchestrator.protocol import RunView
+from orchestrator.services import Services
+from orchestrator.storage_retry import storage_attempts
+from orchestrator.workflow.definitions import Step
+from storage.engine import is_sqlite, read_transaction, write_transaction
+from storage.models import RunStatus, StepStatus
+
+log = logging.getLogger(__name__)
+# A step paused at a question: (run id, step id, LangGraph's pending interrupt).
+OnPause = Callable[[str, str, Any], None]
+
+
+def new_thread_id(run_id: str, step_id: str) -> str:
+    """A fresh LangGraph thread for one execution of a step."""
+    return f"{run_id}/{step_id}/{uuid.uuid4().hex[:8]}"
+
+
+class Advancer:
+    """Makes passes over runs and runs the steps they start on a bounded pool."""
+
+    def __init__(
+        self, services: Services, live: LiveRuns, runner: StepRunner, *,
+        max_workers: int, on_pause: OnPause,
+    ) -> None:  # fmt: skip
+        self._services = services
+        self._live = live
+        self._runner = runner
+        self._on_pause = on_pause
+        self.max_workers = max_workers
+        self._pool = ThreadPoolExecutor(max_workers, thread_name_prefix="opsloop-step")
+        self._guard = threading.Lock()
+        self._run_locks: weakref.WeakValueDictionary[str, RunLock] = weakref.WeakValueDictionary()
+        # Steps this process dispatched and is still running: (run id, step id). A pass
+        # counts them as running even if the view it read predates their claim.
+        self._inflight: set[tuple[str, str]] = set()
+        # Per run: steps whose work ended, for the next pass to record.
+        self._outcomes: dict[str, list[scheduler.Outcome]] = {}
+        # Runs a thread is making passes over, and runs that need one more pass.
+        self._passing: set[str] = set()
+        self._pass_wanted: set[str] = set()
+        self._local = threading.local()  # .worker: this thread is one of the pool's
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=False)
+
+    # -- passes -------------------------------------------------------------------
+
+    def advance(self, run_id: str) -> None:
+        """Have the run advanced: skip what cannot run, start what can, settle the run.
+
+        One thread at a time makes passes over a run. A call made while another
+        thread is passing returns at once, and that thread makes one more pass
+        (which reads everything committed before it starts): so a worker that
+        finished a step goes straight back to the pool, while steps that finish
+        together are recorded by a few passes, not one pass each. A caller from
+        outside the pool (start_run, retry, recovery) makes one pass and leaves
+        any further ones to the pool, so it never ends up driving the run.
+        """
+        with self._guard:
+            self._pass_wanted.add(run_id)
+            if run_id in self._passing:
+                return
+            self._passing.add(run_id)
+        on_worker, handed_off = getattr(self._local, "worker", False), False
+        try:
+            while self._take_pass(run_id, handed_off):
+                with self.run_lock(run_id):
+                    self._pass(run_id)
+                handed_off = not on_worker
+        except BaseException:
+            with self._guard:
+                self._passing.discard(run_id)
+            raise
+        if handed_off and run_id in self._pass_wanted:
+            self.submit(self.advance, run_id)
+        self._live.notify()
+
+    def _take_pass(self, run_id: str, handed_off: bool) -> bool:
+        """Whether this thread makes another pass over `run_id` (it stops passing if not)."""
+        with self._guard:
+            if run_id not in self._pass_wanted or handed_off:
+                self._passing.discard(run_id)
+                return False
+            self._pass_wanted.discard(run_id)
+            return True
+
+    def _pass(self, run_id: str) -> None:
+        """One scheduling pass (orchestrator/scheduler.py), then act on what it committed."""
+        with self._guard:
+            outcomes = self._outcomes.pop(run_id, [])
+            inflight = frozenset(step for rid, step in self._inflight if rid == run_id)
+            free = self.max_workers - len(self._inflight)
+        try:
+            done = self._commit_pass(run_id, outcomes, inflight, free)
+        except BaseException:
+            with self._guard:  # not recorded: the next pass tries again
+                self._outcomes.setdefault(run_id, [])[:0] = outcomes
+            raise
+        if done.run is not None:
+            self._act(done)
+
+    def _commit_pass(
+        self, run_id: str, outcomes: list[scheduler.Outcome], inflight: frozenset[str], free: int
+    ) -> scheduler.Pass:
+        engine, now, cache = (
+            self._services.engine,
+            self._services.clock.now(),
+            self._live.cache(run_id),
+        )
+        for attempt in storage_attempts():
+            with attempt:
+                # The pass reads rows it wrote itself: the cache takes them only once
+                # they are committed, or a rolled-back version could shadow a real one.
+                trial = dict(cache)
+                read = None
+                if is_sqlite(engine):  # outside SQLite's one write lock
+                    with read_transaction(engine) as conn:
+                        read = runs.load_run(conn, run_id, trial)
+                with write_transaction(engine) as conn:
+                    done = scheduler.run_pass(
+                        conn, run_id, self._services.workflow_of, outcomes, inflight=inflight,
+                        free=free, now=now, ownership=leases.ownership(self._services.replica, now),
+                        new_thread_id=lambda step_id: new_thread_id(run_id, step_id), read=read,
+                        cache=trial,
+                    )  # fmt: skip
+        cache.update(trial)
+        return done
+
+    def _act(self, done: scheduler.Pass) -> None:
+        run = done.run
+        assert run is not None
+        self._live.track(run)
+        if run.status not in runs.TERMINAL_RUN:
+            with self._guard:
+                self._inflight.update((run.id, c.step.id) for c in done.claimed)
+        views = {s.step_id: s for s in run.steps}
+        for step_id, _values in done.changed:
+            self._services.front_end.step_changed(run, views[step_id])
+        for step_id in done.dropped:
+            if views[step_id].status == StepStatus.RUNNING:
+                log.warning("run %s: step %s was taken over by another replica while it ran "
+                            "here; its result here is dropped", run.id, step_id)  # fmt: skip
+        for started in done.claimed:
+            if stepwork.can_pause(started.step):
+                self._services.saver.new_thread(started.thread_id)
+            self.submit(self._run_step, run.id, started.step.id, started.thread_id, None, run)
+        for step in done.queued:
+            self._dispatch(run, step)
+        if done.finished:
+            self._services.front_end.run_finished(run)
+
+    # -- steps --------------------------------------------------------------------
+
+    def _dispatch(self, run: RunView, step: Step) -> None:
+        """Queue a ready step on the pool. It stays `pending` in the database until a worker
+        picks it up and claims it, so a step still queued at a crash is simply started
+        again, and its time counts from when it really started."""
+        with self._guard:
+            self._inflight.add((run.id, step.id))
+        self.submit(self._start, run, step)
+
+    def _start(self, run: RunView, step: Step) -> None:
+        """On a worker: claim the step pending -> running, then run it."""
+        thread_id = new_thread_id(run.id, step.id)
+        now = self._services.clock.now()
+        ownership = leases.ownership(self._services.replica, now)
+        claim = scheduler.claim_values(step, thread_id, now, ownership)
+        won = False
+        try:
+            for attempt in storage_attempts():
+                with attempt, write_transaction(self._services.engine) as conn:
+                    won = runs.set_step(conn, run.id, step.id, expect=[StepStatus.PENDING],
+                                        **claim)  # fmt: skip
+                    if won:
+                        runs.set_run(conn, run.id, expect=[RunStatus.WAITING],
+                                     status=RunStatus.RUNNING, updated_at=now)  # fmt: skip
+        finally:
+            if not won:  # cancelled meanwhile, another replica started it, or storage failed
+                with self._guard:
+                    self._inflight.discard((run.id, step.id))
+        if not won:
+            return
+        if stepwork.can_pause(step):
+            self._services.saver.new_thread(thread_id)
+        self._live.step_changed(run.id, step.id, status=StepStatus.RUNNING, started_at=now,
+                                finished_at=None, attempts=claim["attempts"])  # fmt: skip
+        self._run_step(run.id, step.id, thread_id, None, run)
+
+    def resume_step(self, run_id: str, step_id: str, thread_id: str,
+                    resume: Mapping[str, Any] | None) -> None:  # fmt: skip
+        """Run a step again on the pool: resumed with an answer, or restarted by recovery."""
+        self.submit(self._run_step, run_id, step_id, thread_id, resume)
+
+    def _run_step(
+        self, run_id: str, step_id: str, thread_id: str,
+        resume: Mapping[str, Any] | None, run: RunView | None = None,
+    ) -> None:  # fmt: skip
+        """On a worker: execute the step, leave how it ended for the next pass, advance."""
+        try:
+            end = self._runner.execute(run_id, step_id, thread_id, resume, run)
+            if end is not None and end.interrupt is not None:
+                self._on_pause(run_id, step_id, end.interrupt)
+            elif end is not None:
+                self._outcome(run_id, step_id, end)
+        finally:
+            with self._guard:
+                self._inflight.discard((run_id, step_id))
+        self.advance(run_id)
+
+    def _outcome(self, run_id: str, step_id: str, end: StepEnd) -> None:
+        """Leave how a step ended for the next pass, which records it with what it unblocks.
+
+        Until that pass commits (a few milliseconds), a crash finds the step `running`.
+        A step that ran in its LangGraph thread has its result in its checkpoint, and
+        recovery records it from there. A step that ran without a graph counts as cut
+        off mid-flight, as a crash a moment earlier would have left it: it runs again if
+        it is idempotent, and otherwise a person decides (recovery.py)."""
+        outputs = dict(end.outputs) if end.outputs is not None else None
+        now = self._services.clock.now()
+        outcome = scheduler.Outcome(step_id, end.status, now, end.error, outputs)
+        with self._guard:
+            self._outcomes.setdefault(run_id, []).append(outcome)
+
+    def finish_step(
+        self, run_id: str, step_id: str, status: StepStatus, *,
+        error: str | None = None, outputs: Mapping[str, Any] | None = None,
+    ) -> bool:  # fmt: skip
+        """Record a running step's end now (recovery's verdicts); False if it was not running."""
+        now = self._services.clock.now()
+        values = dict(outputs) if outputs is not None else None
+        for attempt in storage_attempts():
+            with attempt, write_transaction(self._services.engine) as conn:
+                done = runs.set_step(
+                    conn, run_id, step_id, expect=[StepStatus.RUNNING], status=status,
+                    error=error, outputs=values, finished_at=now, updated_at=now,
+                )  # fmt: skip
+        if done:
+            self._live.step_changed(run_id, step_id, status=status, error=error,
+                                    finished_at=now, outputs=values)  # fmt: skip
+        return done
+
+    # -- the pool -----------------------------------------------------------------
+
+    def submit(self, fn: Callable[..., None], *args: Any) -> None:
+        """Run `fn(*args)` on the step pool; what it raises is logged, not lost in a future
+        (the run stays as its last commit left it, and the next sweep picks it up)."""
+
+        def logged() -> None:
+            self._local.worker = True
+            try:
+                fn(*args)
+            except Exception:
+                log.exception("%s%r failed on the step pool", fn.__name__, args[:2])
+
+        self._pool.submit(logged)
+
+    def run_lock(self, run_id: str) -> RunLock:
+        """The lock a pass over `run_id` holds; held to change a step a pass may also read."""
+        # Weakly held: a lock nobody holds or waits for is dropped, so a long-lived
+        # process does not keep one per run it ever saw.
+        with self._guard:
+            lock = self._run_locks.get(run_id)
+            if lock is None:
+                lock = self._run_locks[run_id] = RunLock()
+            return lock
+
+
+class RunLock:
+    """A lock that can be weakly referenced (threading.Lock cannot)."""
+
+    __slots__ = ("__weakref__", "_lock")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> bool:
+        return self._lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()

@@ -1,0 +1,78 @@
+"""What this process knows about the runs it is advancing, and who waits on them.
+
+Per active run: its newest view, patched with each change this process commits, so
+telling the front end costs no query; and the step views by row version, so a pass
+re-reads the run cheaply. `wait()` wakes whenever anything changes here.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from orchestrator import runs
+from orchestrator.protocol import RunView, StepView
+from orchestrator.services import Services
+from storage.models import RunStatus, StepStatus
+
+
+class LiveRuns:
+    def __init__(self, services: Services) -> None:
+        self._services = services
+        self._lock = threading.Lock()
+        self._latest: dict[str, RunView] = {}
+        self._views: dict[str, runs.ViewCache] = {}
+        self._changed = threading.Condition()
+
+    def cache(self, run_id: str) -> runs.ViewCache:
+        """The run's step views by row version (scheduler.run_pass reads and fills it)."""
+        with self._lock:
+            return self._views.setdefault(run_id, {})
+
+    def track(self, run: RunView) -> None:
+        """Keep `run` as the newest view of an active run; drop a finished one."""
+        with self._lock:
+            if run.status in runs.TERMINAL_RUN:
+                self._latest.pop(run.id, None)
+                self._views.pop(run.id, None)
+            else:
+                self._latest[run.id] = run
+
+    def forget(self, run_id: str) -> None:
+        """Drop what this process keeps about a run that ended or was cancelled."""
+        with self._lock:
+            self._latest.pop(run_id, None)
+            self._views.pop(run_id, None)
+
+    def step_changed(self, run_id: str, step_id: str, **committed: Any) -> None:
+        """Tell the front end about a change just committed: `committed` holds its values."""
+        with self._lock:
+            run = self._latest.get(run_id)
+            if run is not None:
+                run = self._latest[run_id] = run.with_step(step_id, **committed)
+        if run is None:  # not a run this process is advancing: read it
+            run = self._services.view(run_id)
+        step: StepView = next(s for s in run.steps if s.step_id == step_id)
+        self._services.front_end.step_changed(run, step)
+        self.notify()
+
+    def notify(self) -> None:
+        with self._changed:
+            self._changed.notify_all()
+
+    def wait(self, run_id: str, timeout: float = 60.0) -> RunView:
+        """Block until the run is finished or nothing can move without a person."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                run = self._services.view(run_id)
+                busy = any(s.status == StepStatus.RUNNING for s in run.steps)
+                if run.status in runs.TERMINAL_RUN or (
+                    run.status == RunStatus.WAITING and not busy
+                ):
+                    return run
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"run {run_id} still {run.status} after {timeout} s")
+                self._changed.wait(min(left, 0.5))

@@ -1,0 +1,66 @@
+"""What every part of the runtime shares: the database, the clock, the workflows, who
+to tell, and where LangGraph keeps a step's thread. Built once by the engine facade
+(orchestrator/engine.py) and handed to each collaborator at construction."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from orchestrator import queries
+from orchestrator.clock import Clock
+from orchestrator.protocol import Directory, FrontEnd, RunView
+from orchestrator.stepgraph import StepGraph
+from orchestrator.storage_retry import RetryingSaver, storage_attempts
+from orchestrator.versions import WorkflowVersions
+from orchestrator.workflow.definitions import Workflow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Services:
+    engine: Engine
+    clock: Clock
+    versions: WorkflowVersions
+    front_end: FrontEnd  # guarded: see GuardedFrontEnd
+    directory: Directory
+    replica: str  # this process, as step leases name it (leases.replica_id)
+    saver: RetryingSaver
+    graph: StepGraph
+
+    def workflow_of(self, run: RunView) -> Workflow:
+        """The workflow as `run` started with it (its file may have changed since)."""
+        return self.versions.of(run.workflow, run.digest)
+
+    def view(self, run_id: str) -> RunView:
+        """The run as committed now; NotFound for an unknown id."""
+        for attempt in storage_attempts():
+            with attempt:
+                run = queries.run_view(self.engine, run_id)
+        return run
+
+
+class GuardedFrontEnd:
+    """The front end as the runtime calls it: a front end that raises is logged, and the
+    run goes on (the change it was told about is already committed)."""
+
+    def __init__(self, front_end: FrontEnd) -> None:
+        self._front_end = front_end
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._front_end, name)
+        if not callable(method):
+            return method
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(*args, **kwargs)
+            except Exception:
+                log.exception("front end %s.%s failed", type(self._front_end).__name__, name)
+                return None
+
+        return call
