@@ -2,7 +2,8 @@
 
 Every row that people or timers race for (a step, an interaction, a run) has a
 `status` column and a `version` counter, so "take this row only if it is still
-pending" is one conditional UPDATE (see `storage.claims`). Times are UTC.
+pending" is one conditional UPDATE (see `storage.claims`). Times are aware UTC in and
+out (`storage.types.UtcDateTime`); a naive datetime is refused.
 """
 
 from __future__ import annotations
