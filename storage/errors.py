@@ -3,7 +3,6 @@
 StorageError
  +-- ConfigurationError     a DATABASE_URL or path we cannot use
  +-- SchemaError            the database schema is missing, too new, or failed to upgrade
- +-- NotFoundError          a row that was asked for by id does not exist
 """
 
 from __future__ import annotations
@@ -19,7 +18,3 @@ class ConfigurationError(StorageError):
 
 class SchemaError(StorageError):
     """The database schema is not what this release expects."""
-
-
-class NotFoundError(StorageError):
-    """A row looked up by its id does not exist."""

@@ -2,12 +2,13 @@
 
 Every row that people or timers race for (a step, an interaction, a run) has a
 `status` column and a `version` counter, so "take this row only if it is still
-pending" is one conditional UPDATE (see `storage.claims`). Times are UTC.
+pending" is one conditional UPDATE (see `storage.claims`). Times are aware UTC in and
+out (`storage.types.UtcDateTime`); a naive datetime is refused.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -15,19 +16,23 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
+from storage.types import UtcDateTime, utcnow
+
 JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def _json(nullable: bool = False) -> Any:
     return Field(default=None, sa_type=JSONType, nullable=nullable)
 
 
-def _time(nullable: bool = True, index: bool = False) -> Any:
-    return Field(default=None, sa_type=sa.DateTime(timezone=True), nullable=nullable, index=index)
+def _time(index: bool = False) -> Any:
+    """A nullable timestamp column, aware UTC in and out."""
+    return Field(default=None, sa_type=UtcDateTime, nullable=True, index=index)
+
+
+def _stamp(index: bool = False) -> Any:
+    """A required timestamp column that defaults to the moment the row is built."""
+    return Field(default_factory=utcnow, sa_type=UtcDateTime, nullable=False, index=index)
 
 
 class RunStatus(StrEnum):
@@ -80,10 +85,10 @@ class WorkflowRun(SQLModel, table=True):
     error: str | None = Field(default=None, sa_type=sa.Text)
     rerun_of: str | None = Field(default=None, max_length=64)
     version: int = Field(default=0)
-    created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+    created_at: datetime = _stamp()
     started_at: datetime | None = _time()
     finished_at: datetime | None = _time()
-    updated_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+    updated_at: datetime = _stamp()
 
 
 class WorkflowDefinition(SQLModel, table=True):
@@ -95,7 +100,7 @@ class WorkflowDefinition(SQLModel, table=True):
     digest: str = Field(primary_key=True, max_length=64)
     workflow: str = Field(max_length=200)
     text: str = Field(sa_type=sa.Text)
-    created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+    created_at: datetime = _stamp()
 
 
 class StepRun(SQLModel, table=True):
@@ -117,7 +122,7 @@ class StepRun(SQLModel, table=True):
     version: int = Field(default=0)
     started_at: datetime | None = _time()
     finished_at: datetime | None = _time()
-    updated_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+    updated_at: datetime = _stamp()
 
 
 class Interaction(SQLModel, table=True):
@@ -163,7 +168,7 @@ class Interaction(SQLModel, table=True):
     # Params an approver may change while approving.
     editable_params: list[str] | None = _json(nullable=True)
     version: int = Field(default=0)
-    created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+    created_at: datetime = _stamp()
 
 
 class AuditEntry(SQLModel, table=True):
@@ -172,7 +177,7 @@ class AuditEntry(SQLModel, table=True):
     __tablename__ = "audit_log"
 
     id: int | None = Field(default=None, primary_key=True)
-    at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True), index=True)
+    at: datetime = _stamp(index=True)
     actor: str = Field(max_length=200)
     action: str = Field(max_length=64)
     run_id: str | None = Field(default=None, index=True, max_length=64)
@@ -194,7 +199,7 @@ class Schedule(SQLModel, table=True):
     channel: str | None = Field(default=None, max_length=200)
     enabled: bool = Field(default=True)
     created_by: str = Field(max_length=200)
-    created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+    created_at: datetime = _stamp()
     last_fired_at: datetime | None = _time()
     next_fire_at: datetime | None = _time()
     version: int = Field(default=0)
@@ -284,13 +289,13 @@ class OutboxMessage(SQLModel, table=True):
     after: str | None = Field(default=None, max_length=255)  # a row that must be sent first
     payload: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType, nullable=False)
     status: str = Field(default=OutboxStatus.PENDING, max_length=16)
-    not_before: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+    not_before: datetime = _stamp()
     attempts: int = Field(default=0)
     result: dict[str, Any] | None = _json(nullable=True)
     error: str | None = Field(default=None, sa_type=sa.Text)
     claimed_by: str | None = Field(default=None, max_length=64)
     version: int = Field(default=0)
-    created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+    created_at: datetime = _stamp()
     sent_at: datetime | None = _time()
 
     __table_args__ = (sa.Index("ix_outbox_status_not_before", "status", "not_before"),)

@@ -19,7 +19,7 @@ import threading
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -27,20 +27,13 @@ from sqlalchemy.engine import Engine
 
 from storage.engine import read_transaction, write_transaction
 from storage.models import OutboxMessage, OutboxStatus
+from storage.types import utcnow
 
 log = logging.getLogger(__name__)
 OUTBOX: sa.Table = OutboxMessage.__table__  # type: ignore[attr-defined]
 LEASE = timedelta(seconds=60)
 EDIT_INTERVAL = timedelta(seconds=1)  # one edit per message per second (chat.update is Tier 3)
 MAX_ATTEMPTS = 60
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -98,7 +91,7 @@ class Outbox:
                 if payload is not None:
                     values["payload"] = dict(payload)
                 if row["status"] in (OutboxStatus.SENT, OutboxStatus.FAILED):
-                    last = _aware(row["sent_at"] or now)
+                    last = row["sent_at"] or now  # aware: storage.types.UtcDateTime
                     values.update(status=OutboxStatus.PENDING,
                                   not_before=max(now, last + EDIT_INTERVAL))  # fmt: skip
                 conn.execute(sa.update(OUTBOX).where(OUTBOX.c.id == key).values(**values))
