@@ -18,7 +18,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from orchestrator import runs
-from orchestrator.runs import aware
 from storage.engine import read_transaction, write_transaction
 from storage.models import StepStatus
 
@@ -58,7 +57,7 @@ def claim_orphan(engine: Engine, me: str, run_id: str, step_id: str, now: dateti
     owner, lease_until = row
     if owner == me:
         return False  # running in this process right now
-    expired = lease_until is None or aware(lease_until) <= now
+    expired = lease_until is None or lease_until <= now
     if owner is not None and not expired and not dead_here(owner):
         return False
     same_owner = steps.c.owner.is_(None) if owner is None else steps.c.owner == owner

@@ -153,7 +153,7 @@ class People:
             pending = runs.pending_interactions(conn, run_id)
         now = self._services.clock.now()
         for row in pending:
-            if row["deadline"] is not None and runs.aware(row["deadline"]) <= now:
+            if row["deadline"] is not None and row["deadline"] <= now:
                 self.expire(row["id"])
             else:
                 self.watch(row)
@@ -162,12 +162,12 @@ class People:
         """Set the timers of one pending interaction."""
         iid, now = row["id"], self._services.clock.now()
         if row["deadline"] is not None:
-            self._timers.at(runs.aware(row["deadline"]), f"deadline:{iid}", self.expire, iid)
+            self._timers.at(row["deadline"], f"deadline:{iid}", self.expire, iid)
         if row.get("escalate_at") and not row.get("escalated_at"):
-            self._timers.at(runs.aware(row["escalate_at"]), f"escalate:{iid}", self.escalate, iid)
+            self._timers.at(row["escalate_at"], f"escalate:{iid}", self.escalate, iid)
         every = row["remind_every_s"]
         if every:
-            first = runs.aware(row["next_reminder_at"]) or now + timedelta(seconds=every)
+            first = row["next_reminder_at"] or now + timedelta(seconds=every)
             self._timers.at(first, f"remind:{iid}", self.remind, iid, first, every)
 
     def forget(self, iid: str) -> None:

@@ -37,13 +37,20 @@ class Timers:
         self._lock = threading.Lock()
         # job id -> (when, fn, args): what each clock-timed job is for.
         self._due: dict[str, tuple[datetime, Callable[..., None], tuple[Any, ...]]] = {}
+        self._closed = False
         clock.on_jump(self._retime)
 
     def start(self) -> None:
         self._scheduler.start()
 
     def shutdown(self) -> None:
+        with self._lock:
+            self._closed = True  # a job firing now arms nothing new
+            self._due.clear()
         if self._scheduler.running:
+            # First, under the scheduler's lock, so a pass that is running jobs ends before
+            # the scheduler stops: stopped mid-pass, APScheduler raises on its own thread.
+            self._scheduler.remove_all_jobs()
             self._scheduler.shutdown(wait=False)
 
     def at(self, when: datetime, job_id: str, fn: Callable[..., None], *args: Any) -> None:
@@ -68,6 +75,8 @@ class Timers:
         return [job.id for job in self._scheduler.get_jobs()]
 
     def _set(self, job_id: str, when: datetime) -> None:
+        if self._closed:
+            return
         wall = utcnow() + max(when - self._clock.now(), timedelta(0))
         self._scheduler.add_job(self._fire, "date", run_date=wall, args=[job_id], id=job_id,
                                 replace_existing=True)  # fmt: skip

@@ -7,8 +7,9 @@ from contextlib import contextmanager
 
 import sqlalchemy as sa
 
+from orchestrator.clock import Clock
 from orchestrator.engine import Orchestrator
-from orchestrator.protocol import Directory
+from orchestrator.protocol import Directory, FrontEnd
 from orchestrator.workflow.loader import parse_workflow
 
 
@@ -19,10 +20,19 @@ def running(
     directory: Directory | None = None,
     recover: bool = False,
     max_workers: int = 8,
+    clock: Clock | None = None,
+    front_end: FrontEnd | None = None,
 ) -> Iterator[Orchestrator]:
     """`recover=True` starts it as `serve` does: it takes over unfinished runs."""
     workflows = {w.name: w for w in map(parse_workflow, texts)}
-    orch = Orchestrator(engine, workflows, directory=directory, max_workers=max_workers)
+    orch = Orchestrator(
+        engine,
+        workflows,
+        directory=directory,
+        max_workers=max_workers,
+        clock=clock,
+        front_end=front_end,
+    )
     orch.start(recover=recover)
     try:
         yield orch

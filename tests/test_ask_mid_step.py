@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from orchestrator import gates, runs
+from orchestrator.clock import FakeClock
 from orchestrator.engine import Orchestrator
 from orchestrator.errors import NotAllowed, StepFailed
 from orchestrator.queries import open_interactions
@@ -53,7 +54,7 @@ def orch(engine: sa.Engine) -> Iterator[Orchestrator]:
         "asking": parse_workflow(ASKING), "short_forms": parse_workflow(SHORT_FORMS),
         "expiring_ask": parse_workflow(EXPIRING), "bad_asks": parse_workflow(BAD),
     }  # fmt: skip
-    o = Orchestrator(engine, workflows, max_workers=4)
+    o = Orchestrator(engine, workflows, max_workers=4, clock=FakeClock())
     o.start()
     yield o
     o.close()
@@ -120,6 +121,8 @@ def test_a_deadline_given_to_ask_applies_its_action(orch: Orchestrator) -> None:
     assert orch.wait(run_id, timeout=30).status == "waiting"
     asked = _only_pending(orch, run_id)
     assert (asked["deadline"] is not None, asked["on_deadline"]) == (True, "default:y")
+    assert orch.clock.now() < asked["deadline"]
+    orch.clock.advance(asked["deadline"] - orch.clock.now())  # type: ignore[attr-defined]
     run = until(
         lambda: (r := orch.wait(run_id, timeout=1)).status == "succeeded" and r,
         timeout=30, what="the deadline of ctx.ask",

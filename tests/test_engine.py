@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from orchestrator.clock import FakeClock
 from orchestrator.engine import Orchestrator
 from orchestrator.errors import AlreadyAnswered, InvalidAnswer, NotAllowed
 from orchestrator.workflow.loader import parse_workflow
@@ -45,7 +46,7 @@ steps:
 @pytest.fixture
 def orch(engine: sa.Engine) -> Iterator[Orchestrator]:
     workflows = {w.name: w for w in (parse_workflow(DEPLOY), parse_workflow(EXPIRING))}
-    o = Orchestrator(engine, workflows, max_workers=8)
+    o = Orchestrator(engine, workflows, max_workers=8, clock=FakeClock())
     o.start()
     yield o
     o.close()
@@ -147,7 +148,12 @@ def test_twenty_racing_answers_resume_the_run_once(orch: Orchestrator) -> None:
 
 
 def test_a_deadline_applies_its_action_once(orch: Orchestrator) -> None:
+    clock: FakeClock = orch.clock  # type: ignore[assignment]
     run_id = orch.start_run("expiring", {}, started_by="URUN")
+    assert orch.wait(run_id, timeout=30).status == "waiting"
+    clock.advance(0.999)  # time moves only when the test moves it: not due yet
+    assert orch.wait(run_id, timeout=30).status == "waiting"
+    clock.advance(0.001)
     deadline = time.monotonic() + 30
     while orch.view(run_id).status not in ("failed", "succeeded"):
         assert time.monotonic() < deadline, "the deadline never fired"
@@ -326,16 +332,19 @@ def test_a_live_replica_applies_the_deadline_of_a_question_another_process_opene
     engine: sa.Engine, db_url: str
 ) -> None:
     workflows = {"expiring": parse_workflow(EXPIRING)}
-    serving = Orchestrator(engine, workflows, max_workers=2)
+    clock = FakeClock()
+    serving = Orchestrator(engine, workflows, max_workers=2, clock=clock)
     serving.start()
     try:
-        cli = Orchestrator(create_engine(db_url), workflows, max_workers=2)
+        cli = Orchestrator(create_engine(db_url), workflows, max_workers=2, clock=clock)
         cli.start(recover=False)  # as `opsloop run`: opens the gate, then exits
         run_id = cli.start_run("expiring", {}, started_by="URUN")
         assert cli.wait(run_id, timeout=20).status == "waiting"
         cli.close()
         cli.engine.dispose()
         serving.sweep()  # its periodic sweep, without waiting 30 s for it
+        assert serving.view(run_id).status == "waiting"  # the deadline is a second away
+        clock.advance(1)
         until(lambda: serving.view(run_id).status == "failed", timeout=20)
         assert _statuses(serving, run_id) == {"gate": "failed", "after": "skipped"}
     finally:
