@@ -14,7 +14,8 @@ from orchestrator.storage_retry import storage_attempts
 from orchestrator.workflow.params import coerce_value
 from storage.claims import claim
 from storage.engine import write_transaction
-from storage.models import Interaction, InteractionStatus
+from storage.models import Interaction
+from storage.statuses import InteractionStatus
 
 if TYPE_CHECKING:
     from orchestrator.engine import Orchestrator

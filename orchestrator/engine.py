@@ -56,7 +56,7 @@ from orchestrator.versions import WorkflowVersions
 from orchestrator.workflow.definitions import Step, Workflow
 from orchestrator.workflow.params import coerce_params
 from storage.engine import checkpoint_wal, is_sqlite, read_transaction, write_transaction
-from storage.models import InteractionStatus, RunStatus, StepStatus
+from storage.statuses import FINISHED_RUN, InteractionStatus, RunStatus, StepStatus
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
@@ -313,7 +313,7 @@ class Orchestrator:
         run = done.run
         if run is None:
             return
-        if run.status in runs.TERMINAL_RUN:
+        if run.status in FINISHED_RUN:
             self._forget(run_id)
         else:
             with self._locks_guard:
@@ -594,9 +594,7 @@ class Orchestrator:
             while True:
                 run = self.view(run_id)
                 busy = any(s.status in (StepStatus.RUNNING,) for s in run.steps)
-                if run.status in runs.TERMINAL_RUN or (
-                    run.status == RunStatus.WAITING and not busy
-                ):
+                if run.status in FINISHED_RUN or (run.status == RunStatus.WAITING and not busy):
                     return run
                 left = deadline - time.monotonic()
                 if left <= 0:

@@ -21,7 +21,7 @@ from orchestrator.workflow.definitions import (
     Step,
 )
 from orchestrator.workflow.loader import check_gate
-from storage.models import InteractionKind, InteractionStatus
+from storage.statuses import InteractionKind, InteractionStatus
 
 APPROVE_WORDS = frozenset({"approve", "approved", "yes", "y", "ok", "lgtm"})
 REJECT_WORDS = frozenset({"reject", "rejected", "no", "n", "deny"})

@@ -13,7 +13,8 @@ from orchestrator.runs import SYSTEM
 from orchestrator.storage_retry import storage_attempts
 from storage.claims import claim
 from storage.engine import read_transaction, write_transaction
-from storage.models import Interaction, InteractionStatus, RunStatus, StepStatus
+from storage.models import Interaction
+from storage.statuses import InteractionStatus, RunStatus, StepStatus
 
 if TYPE_CHECKING:
     from orchestrator.engine import Orchestrator

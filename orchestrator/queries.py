@@ -12,7 +12,7 @@ from orchestrator import runs
 from orchestrator.errors import NotFound
 from orchestrator.protocol import InteractionView, RunView
 from storage.engine import read_transaction
-from storage.models import InteractionStatus
+from storage.statuses import InteractionStatus
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from orchestrator import gates, leases, runs
 from orchestrator.errors import OrchestratorError
 from orchestrator.storage_retry import storage_attempts
 from storage.engine import dialect_insert, read_transaction, write_transaction
-from storage.models import InteractionKind, InteractionStatus, RunStatus, StepStatus
+from storage.statuses import InteractionKind, InteractionStatus, RunStatus, StepStatus
 
 if TYPE_CHECKING:
     from orchestrator.engine import Orchestrator

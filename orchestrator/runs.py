@@ -20,16 +20,8 @@ from sqlalchemy.engine import Connection
 
 from orchestrator.protocol import InteractionView, RunView, StepView
 from storage.engine import dialect_insert
-from storage.models import (
-    AuditEntry,
-    Interaction,
-    InteractionStatus,
-    RunStatus,
-    StepRun,
-    StepStatus,
-    WorkflowDefinition,
-    WorkflowRun,
-)
+from storage.models import AuditEntry, Interaction, StepRun, WorkflowDefinition, WorkflowRun
+from storage.statuses import FINISHED_RUN, InteractionStatus, RunStatus, StepStatus
 
 RUNS: sa.Table = WorkflowRun.__table__  # type: ignore[attr-defined]
 STEPS: sa.Table = StepRun.__table__  # type: ignore[attr-defined]
@@ -38,10 +30,6 @@ AUDIT: sa.Table = AuditEntry.__table__  # type: ignore[attr-defined]
 DEFINITIONS: sa.Table = WorkflowDefinition.__table__  # type: ignore[attr-defined]
 
 SYSTEM = "opsloop"  # the actor in the audit log for what opsloop does by itself
-TERMINAL_RUN = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
-TERMINAL_STEP = frozenset(
-    {StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.SKIPPED, StepStatus.CANCELLED}
-)
 
 
 def new_run_id() -> str:
@@ -308,7 +296,7 @@ def list_runs(conn: Connection, limit: int = 20) -> list[Mapping[str, Any]]:
 
 def unfinished_run_ids(conn: Connection) -> list[str]:
     rows = conn.execute(
-        sa.select(RUNS.c.id).where(RUNS.c.status.not_in([str(s) for s in TERMINAL_RUN]))
+        sa.select(RUNS.c.id).where(RUNS.c.status.not_in([str(s) for s in FINISHED_RUN]))
     )
     return [r[0] for r in rows]
 

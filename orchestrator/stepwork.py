@@ -21,7 +21,7 @@ from orchestrator.storage_retry import storage_attempts
 from orchestrator.workflow.definitions import PythonAction, Step
 from orchestrator.workflow.expressions import render_text
 from storage.engine import dialect_insert, write_transaction
-from storage.models import InteractionStatus, StepStatus
+from storage.statuses import InteractionStatus, StepStatus
 
 if TYPE_CHECKING:
     from orchestrator.engine import Orchestrator

@@ -8,12 +8,13 @@ pending" is one conditional UPDATE (see `storage.claims`). Times are UTC.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
+
+from storage.statuses import InteractionStatus, OutboxStatus, RunStatus, StepStatus
 
 JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
 
@@ -28,41 +29,6 @@ def _json(nullable: bool = False) -> Any:
 
 def _time(nullable: bool = True, index: bool = False) -> Any:
     return Field(default=None, sa_type=sa.DateTime(timezone=True), nullable=nullable, index=index)
-
-
-class RunStatus(StrEnum):
-    PENDING = "pending"
-    RUNNING = "running"
-    WAITING = "waiting"  # nothing can move until a person answers
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-class StepStatus(StrEnum):
-    PENDING = "pending"
-    RUNNING = "running"
-    WAITING = "waiting"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    SKIPPED = "skipped"
-    CANCELLED = "cancelled"
-
-
-class InteractionKind(StrEnum):
-    APPROVAL = "approval"
-    DECISION = "decision"
-    INPUT = "input"
-
-
-class InteractionStatus(StrEnum):
-    PENDING = "pending"
-    APPROVED = "approved"
-    REJECTED = "rejected"
-    DECIDED = "decided"
-    SUBMITTED = "submitted"
-    EXPIRED = "expired"
-    CANCELLED = "cancelled"
 
 
 class WorkflowRun(SQLModel, table=True):
@@ -257,13 +223,6 @@ class CheckpointWriteRow(SQLModel, table=True):
     channel: str = Field(sa_type=sa.Text)
     type: str = Field(sa_type=sa.Text)
     blob: bytes = Field(sa_type=sa.LargeBinary)
-
-
-class OutboxStatus(StrEnum):
-    PENDING = "pending"
-    SENDING = "sending"
-    SENT = "sent"
-    FAILED = "failed"  # gave up after many attempts; kept for the operator to see
 
 
 class OutboxMessage(SQLModel, table=True):

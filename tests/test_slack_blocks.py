@@ -20,9 +20,10 @@ from bot.slack.blocks import (
     render_step_detail,
 )
 from orchestrator.protocol import InteractionView, RunView, StepView
+from storage.statuses import StepStatus
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
-STATUSES = ("pending", "running", "waiting", "succeeded", "failed", "skipped", "cancelled")
+STATUSES = tuple(StepStatus)  # an icon for each, so a new status cannot go without one
 
 
 def step(step_id: str, status: str, seconds: float | None = None, **kw: Any) -> StepView:

@@ -21,12 +21,13 @@ from orchestrator.errors import AlreadyAnswered, InvalidAnswer, NotAllowed, Orch
 from orchestrator.protocol import RunView, StaticDirectory, StepView
 from orchestrator.timers import aware
 from storage.engine import read_transaction
+from storage.statuses import FINISHED_RUN
 from tests.orchestrators import running
 from tests.polling import process_alive, until
 
 
 def finished(orch: Orchestrator, run_id: str) -> RunView:
-    return until(lambda: (r := orch.view(run_id)).status in runs.TERMINAL_RUN and r,
+    return until(lambda: (r := orch.view(run_id)).status in FINISHED_RUN and r,
                  what=f"run {run_id} to finish")  # fmt: skip
 
 
