@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from bot.durations import format_duration
 from orchestrator.protocol import InteractionView, RunView, StepView
 from orchestrator.queries import RunSummary
 from orchestrator.workflow.definitions import Workflow
@@ -20,15 +21,6 @@ ICONS = {
     "skipped": "⊘", "cancelled": "■",
 }  # fmt: skip
 ANSWERS = {"approval": "approve|reject", "decision": "OPTION", "input": "FIELD=VALUE ..."}
-
-
-def fmt_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    if seconds < 60:
-        return f"{seconds:.2f} s"
-    minutes, rest = divmod(int(seconds), 60)
-    return f"{minutes}m{rest:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
 
 
 def fmt_params(params: Mapping[str, Any]) -> str:
@@ -60,7 +52,7 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 def format_steps(run: RunView, workflow: Workflow | None) -> str:
     rows = [
         [s.step_id, _kind(workflow, s.step_id), f"{ICONS.get(s.status, '?')} {s.status}",
-         str(s.attempts or ""), fmt_duration(s.duration_s), _cell(s.error or "", 60)]
+         str(s.attempts or ""), format_duration(s.duration_s), _cell(s.error or "", 60)]
         for s in run.steps
     ]  # fmt: skip
     return format_table(["step", "kind", "status", "tries", "time", "error"], rows)
@@ -199,7 +191,7 @@ class ConsoleFrontEnd:
         kind = _kind(self.workflow_of(run), step.step_id)
         note = ""
         if step.status in ("succeeded", "failed"):
-            note = fmt_duration(step.duration_s)
+            note = format_duration(step.duration_s)
         if step.status == "running" and step.attempts > 1:
             note = f"attempt {step.attempts}"
         if step.status == "waiting":

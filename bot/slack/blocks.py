@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from bot.durations import format_duration
 from bot.slack.gate_blocks import render_interaction, render_reminder
 from bot.slack.text import (
     MAX_FALLBACK_TEXT,
@@ -28,7 +29,6 @@ from bot.slack.text import (
     divider,
     escape,
     escaped,
-    format_duration,
     header,
     key_value_line,
     one_line,

@@ -193,21 +193,6 @@ def key_value_line(name: str, value: Any, limit: int) -> str:
     return f"`{escaped(name, 64)}`: {escaped(format_value(value), limit)}"
 
 
-def format_duration(seconds: float | None) -> str:
-    """ "850ms", "12.5s", "3m 05s", "2h 04m"; "" when unknown."""
-    if seconds is None or seconds < 0:
-        return ""
-    if seconds < 1:
-        return f"{round(seconds * 1000)}ms"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m {secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m"
-
-
 def pack_lines(
     lines: Sequence[str],
     *,
