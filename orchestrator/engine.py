@@ -30,7 +30,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from orchestrator import gates, leases, people, queries, runs, scheduler, stepwork
+from orchestrator import gates, interactions, leases, people, queries, runs, scheduler, stepwork
 from orchestrator.actions import (
     kill_process_group,
 )
@@ -182,7 +182,7 @@ class Orchestrator:
         before this returns, so a caller that waits next sees its outcome.
         """
         with read_transaction(self.engine) as conn:
-            pending = runs.pending_interactions(conn, run_id)
+            pending = interactions.pending_interactions(conn, run_id)
         now = self.clock()
         for row in pending:
             if row["deadline"] is not None and timers_aware(row["deadline"]) <= now:
@@ -426,16 +426,16 @@ class Orchestrator:
                     updated_at=self.clock(),
                 )  # fmt: skip
                 conn.execute(
-                    sa.update(runs.INTERACTIONS)
-                    .where(runs.INTERACTIONS.c.id == iid)
+                    sa.update(interactions.INTERACTIONS)
+                    .where(interactions.INTERACTIONS.c.id == iid)
                     .values(interrupt_id=pending.id)
                 )
-                row = runs.load_interaction(conn, iid)
+                row = interactions.load_interaction(conn, iid)
         assert row is not None
         self._step_changed(run_id, step_id, status=StepStatus.WAITING)
         if row["status"] == InteractionStatus.PENDING:
             self.timers.watch(row, self.clock())
-            self.front_end.interaction_opened(self.view(run_id), runs.interaction_view(row))
+            self.front_end.interaction_opened(self.view(run_id), interactions.interaction_view(row))
         else:  # answered before the step finished pausing
             self.resume_interaction(iid)
 
@@ -523,7 +523,7 @@ class Orchestrator:
         from orchestrator.answers import record_answer
 
         row = record_answer(self, iid, gates.person(user), answer, comment, params)
-        view = runs.interaction_view(row)
+        view = interactions.interaction_view(row)
         self.front_end.interaction_updated(self.view(row["run_id"]), view)
         if row["status"] != InteractionStatus.PENDING:
             self.timers.forget(iid)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from orchestrator import gates, leases, runs
+from orchestrator import gates, interactions, leases, runs
 from orchestrator.runs import SYSTEM
 from orchestrator.storage_retry import storage_attempts
 from storage.claims import claim
@@ -26,7 +26,7 @@ def resume_interaction(orch: Orchestrator, iid: str) -> None:
 
     for attempt in storage_attempts():
         with attempt, read_transaction(orch.engine) as conn:
-            row = runs.load_interaction(conn, iid)
+            row = interactions.load_interaction(conn, iid)
     if row is None or row["status"] == InteractionStatus.PENDING:
         return
     # Under the run's lock: an advance pass that read the step as waiting would
@@ -34,7 +34,7 @@ def resume_interaction(orch: Orchestrator, iid: str) -> None:
     with orch._run_lock(row["run_id"]):
         for attempt in storage_attempts():
             with attempt, write_transaction(orch.engine) as conn:
-                row = runs.load_interaction(conn, iid)  # again: _paused may have set it
+                row = interactions.load_interaction(conn, iid)  # again: _paused may have set it
                 assert row is not None
                 won = runs.set_step(
                     conn, row["run_id"], row["step_id"], expect=[StepStatus.WAITING],
@@ -71,7 +71,7 @@ def expire(orch: Orchestrator, iid: str) -> None:
     now = orch.clock()
     for attempt in storage_attempts():
         with attempt, write_transaction(orch.engine) as conn:
-            row = runs.load_interaction(conn, iid)
+            row = interactions.load_interaction(conn, iid)
             if row is None or row["status"] != InteractionStatus.PENDING:
                 return
             outcome = gates.deadline_outcome(row, now)
@@ -85,21 +85,21 @@ def expire(orch: Orchestrator, iid: str) -> None:
                 return
             runs.audit(conn, SYSTEM, "interaction.deadline", now=now, run_id=row["run_id"],
                        interaction_id=iid, outcome=outcome.status)  # fmt: skip
-            row = runs.load_interaction(conn, iid)
+            row = interactions.load_interaction(conn, iid)
     assert row is not None
     orch.timers.forget(iid)
-    orch.front_end.interaction_updated(orch.view(row["run_id"]), runs.interaction_view(row))
+    orch.front_end.interaction_updated(orch.view(row["run_id"]), interactions.interaction_view(row))
     resume_interaction(orch, iid)
 
 
 def remind(orch: Orchestrator, iid: str) -> None:
     for attempt in storage_attempts():
         with attempt, read_transaction(orch.engine) as conn:
-            row = runs.load_interaction(conn, iid)
+            row = interactions.load_interaction(conn, iid)
     if row is None or row["status"] != InteractionStatus.PENDING:
         orch.timers.forget(iid)
         return
-    orch.front_end.reminder(orch.view(row["run_id"]), runs.interaction_view(row))
+    orch.front_end.reminder(orch.view(row["run_id"]), interactions.interaction_view(row))
 
 
 def escalate(orch: Orchestrator, iid: str) -> None:
@@ -108,23 +108,23 @@ def escalate(orch: Orchestrator, iid: str) -> None:
     for attempt in storage_attempts():
         with attempt, write_transaction(orch.engine) as conn:
             won = _claim_escalation(conn, iid, now)
-            row = runs.load_interaction(conn, iid)
+            row = interactions.load_interaction(conn, iid)
             if won and row is not None:
                 runs.audit(conn, SYSTEM, "interaction.escalated", now=now,
                            run_id=row["run_id"], interaction_id=iid,
                            to=row["escalate_to"])  # fmt: skip
     if won and row is not None:
-        orch.front_end.escalated(orch.view(row["run_id"]), runs.interaction_view(row))
+        orch.front_end.escalated(orch.view(row["run_id"]), interactions.interaction_view(row))
 
 
 def _claim_escalation(conn: Any, iid: str, now: datetime) -> bool:
     """Mark a still-open interaction escalated; True for the one caller that did."""
     stmt = (
-        sa.update(runs.INTERACTIONS)
+        sa.update(interactions.INTERACTIONS)
         .where(
-            runs.INTERACTIONS.c.id == iid,
-            runs.INTERACTIONS.c.status == InteractionStatus.PENDING,
-            runs.INTERACTIONS.c.escalated_at.is_(None),
+            interactions.INTERACTIONS.c.id == iid,
+            interactions.INTERACTIONS.c.status == InteractionStatus.PENDING,
+            interactions.INTERACTIONS.c.escalated_at.is_(None),
         )
         .values(escalated_at=now)
     )

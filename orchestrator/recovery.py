@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from orchestrator import gates, leases, runs
+from orchestrator import gates, interactions, leases, runs
 from orchestrator.errors import OrchestratorError
 from orchestrator.storage_retry import storage_attempts
 from storage.engine import dialect_insert, read_transaction, write_transaction
@@ -45,7 +45,7 @@ def recover_run(orch: Orchestrator, run_id: str) -> None:
     for view in run.steps:
         if view.status == StepStatus.WAITING:
             with read_transaction(orch.engine) as conn:
-                row = runs.step_interaction(conn, run_id, view.step_id)
+                row = interactions.step_interaction(conn, run_id, view.step_id)
             if row is not None and row["status"] != InteractionStatus.PENDING:
                 orch.resume_interaction(row["id"])
         elif view.status == StepStatus.RUNNING and leases.claim_orphan(
@@ -78,7 +78,7 @@ def _ran_on_after_answer(orch: Orchestrator, step: Any, pending: Any) -> bool:
     if step.is_gate or step.idempotent:
         return False
     with read_transaction(orch.engine) as conn:
-        row = runs.load_interaction(conn, pending.value["interaction_id"])
+        row = interactions.load_interaction(conn, pending.value["interaction_id"])
     return (
         row is not None
         and row["interrupt_id"] is not None
@@ -88,13 +88,13 @@ def _ran_on_after_answer(orch: Orchestrator, step: Any, pending: Any) -> bool:
 
 def _ask_recovery(orch: Orchestrator, run_id: str, step_id: str, thread_id: str) -> None:
     now = orch.clock()
-    iid = runs.interaction_id(thread_id, 0)
+    iid = interactions.interaction_id(thread_id, 0)
     for attempt in storage_attempts():
         with attempt, write_transaction(orch.engine) as conn:
             runs.set_step(conn, run_id, step_id, expect=[StepStatus.RUNNING],
                           status=StepStatus.WAITING, updated_at=now)  # fmt: skip
             conn.execute(
-                dialect_insert(conn)(runs.INTERACTIONS)
+                dialect_insert(conn)(interactions.INTERACTIONS)
                 .values(
                     id=iid, run_id=run_id, step_id=step_id, kind=InteractionKind.DECISION,
                     purpose="recovery", status=InteractionStatus.PENDING, responses=[],
@@ -107,11 +107,11 @@ def _ask_recovery(orch: Orchestrator, run_id: str, step_id: str, thread_id: str)
             )  # fmt: skip
             runs.audit(conn, runs.SYSTEM, "step.interrupted_by_crash", now=now, run_id=run_id,
                        interaction_id=iid, step=step_id)  # fmt: skip
-            row = runs.load_interaction(conn, iid)
+            row = interactions.load_interaction(conn, iid)
     assert row is not None
     orch._step_changed(run_id, step_id)
     if row["status"] == InteractionStatus.PENDING:
-        orch.front_end.interaction_opened(orch.view(run_id), runs.interaction_view(row))
+        orch.front_end.interaction_opened(orch.view(run_id), interactions.interaction_view(row))
     else:
         orch.resume_interaction(iid)
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from langgraph.types import interrupt
 
-from orchestrator import gates, runs
+from orchestrator import gates, interactions, runs
 from orchestrator.actions import StepContext, call_python, run_shell, task_signature, with_retries
 from orchestrator.errors import ExpressionError, StepFailed
 from orchestrator.planning import condition_context, template_context
@@ -112,7 +112,7 @@ def ask(
 
     `spec` comes from `gates.gate_spec` or `gates.ask_spec`, so a gate step and
     `ctx.ask` open the same interaction for the same options."""
-    iid = runs.interaction_id(thread_id, n)
+    iid = interactions.interaction_id(thread_id, n)
     now = orch.clock()
     deadline = gates.deadline_at(now, spec.get("deadline_s"))
     every = spec.get("remind_every_s")
@@ -136,8 +136,8 @@ def ask(
             # RETURNING, not rowcount: psycopg reports -1 for an INSERT through SQLAlchemy,
             # which would audit the question as opened again each time the step re-runs.
             inserted = conn.execute(
-                dialect_insert(conn)(runs.INTERACTIONS).values(values).on_conflict_do_nothing()
-                .returning(runs.INTERACTIONS.c.id)
+                dialect_insert(conn)(interactions.INTERACTIONS).values(values).on_conflict_do_nothing()
+                .returning(interactions.INTERACTIONS.c.id)
             ).first()  # fmt: skip
             if inserted is not None:
                 runs.audit(conn, SYSTEM, "interaction.opened", now=now, run_id=run.id,

@@ -15,7 +15,7 @@ import engine_tasks
 import pytest
 import sqlalchemy as sa
 
-from orchestrator import gates, runs
+from orchestrator import gates, interactions
 from orchestrator.engine import Orchestrator
 from orchestrator.errors import AlreadyAnswered, InvalidAnswer, NotAllowed, OrchestratorError
 from orchestrator.protocol import RunView, StaticDirectory, StepView
@@ -38,14 +38,14 @@ def steps(run: RunView) -> dict[str, StepView]:
 def open_interaction(orch: Orchestrator, run_id: str) -> Mapping[str, Any]:
     def first() -> Mapping[str, Any] | None:
         with read_transaction(orch.engine) as conn:
-            return next(iter(runs.pending_interactions(conn, run_id)), None)
+            return next(iter(interactions.pending_interactions(conn, run_id)), None)
 
     return until(first, what=f"a question of run {run_id}")
 
 
 def interaction(orch: Orchestrator, iid: str) -> Mapping[str, Any]:
     with read_transaction(orch.engine) as conn:
-        row = runs.load_interaction(conn, iid)
+        row = interactions.load_interaction(conn, iid)
     assert row is not None
     return row
 
