@@ -62,7 +62,7 @@ def answer_hint(interaction: InteractionView) -> str:
     if interaction.purpose == "recovery":
         answer = "retry|skip|fail"
     elif interaction.kind == "decision":
-        answer = "|".join(o["value"] for o in interaction.options) or ANSWERS["decision"]
+        answer = "|".join(o.value for o in interaction.options) or ANSWERS["decision"]
     else:
         answer = ANSWERS.get(interaction.kind, "ANSWER")
     return f"opsloop decide {interaction.id} {answer} --as USER"
@@ -75,8 +75,7 @@ def format_interaction(interaction: InteractionView) -> str:
         f"{_cell(interaction.prompt, 200)}"
     ]
     if interaction.required > 1:
-        got = len({r["user"] for r in interaction.responses if r.get("answer") == "approve"})
-        lines.append(f"      {got} of {interaction.required} approvals")
+        lines.append(f"      {interaction.approvals} of {interaction.required} approvals")
     if who:
         lines.append(f"      who may answer: {', '.join(who)}")
     if interaction.deadline is not None:
@@ -160,8 +159,8 @@ def interaction_json(i: InteractionView) -> dict[str, Any]:
         "kind": i.kind,
         "purpose": i.purpose,
         "prompt": i.prompt,
-        "options": [o["value"] for o in i.options],
-        "fields": [f["name"] for f in i.fields],
+        "options": [o.value for o in i.options],
+        "fields": [f.name for f in i.fields],
         "required": i.required,
         "allowed_users": list(i.allowed_users),
         "allowed_groups": list(i.allowed_groups),
@@ -207,8 +206,8 @@ class ConsoleFrontEnd:
 
     def interaction_updated(self, run: RunView, interaction: InteractionView) -> None:
         if interaction.status == "pending":
-            got = len({r["user"] for r in interaction.responses if r.get("answer") == "approve"})
-            self._say(f"  … {interaction.step_id}: {got} of {interaction.required} approvals")
+            got = f"{interaction.approvals} of {interaction.required} approvals"
+            self._say(f"  … {interaction.step_id}: {got}")
             return
         answer = interaction.answer
         what = interaction.status if answer in (None, "approve", "reject") else f"{answer!r}"

@@ -20,6 +20,7 @@ from orchestrator.engine import Orchestrator
 from orchestrator.errors import AlreadyAnswered, InvalidAnswer, NotAllowed, OrchestratorError
 from orchestrator.protocol import RunView, StaticDirectory, StepView
 from orchestrator.timers import aware
+from orchestrator.workflow.definitions import InputField
 from storage.engine import read_transaction
 from storage.statuses import FINISHED_RUN
 from tests.orchestrators import running
@@ -373,10 +374,7 @@ def test_one_person_approving_twice_counts_once_toward_a_quorum(engine: sa.Engin
     assert engine_tasks.CALLS[key] == 1
 
 
-FIELDS = [
-    {"name": "n", "type": "number", "required": True},
-    {"name": "t", "type": "text", "required": False},
-]
+FIELDS = [InputField("n", "number", required=True), InputField("t", "text", required=False)]
 
 
 @pytest.mark.parametrize("answer, message", [

@@ -159,18 +159,6 @@ def date_ref(when: datetime) -> str:
     return f"<!date^{int(aware.timestamp())}^{{date_short_pretty}} at {{time}}|{fallback}>"
 
 
-def parse_time(value: object) -> datetime | None:
-    """A datetime from a datetime or an ISO 8601 string (as interaction responses store it)."""
-    if isinstance(value, datetime):
-        return value
-    if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value)
-        except ValueError:
-            return None
-    return None
-
-
 def code_block(text: str, limit: int = MAX_SECTION_TEXT) -> str:
     """`text` in a ``` block that fits in `limit` characters, keeping the end (where errors are)."""
     # A ``` inside the text would end the block early; a zero-width space defuses it.
