@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from bot.durations import format_duration
 from orchestrator.protocol import InteractionView, RunView, StepView
 from orchestrator.queries import RunSummary
 from orchestrator.workflow.definitions import Workflow
@@ -20,15 +21,6 @@ ICONS = {
     "skipped": "⊘", "cancelled": "■",
 }  # fmt: skip
 ANSWERS = {"approval": "approve|reject", "decision": "OPTION", "input": "FIELD=VALUE ..."}
-
-
-def fmt_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    if seconds < 60:
-        return f"{seconds:.2f} s"
-    minutes, rest = divmod(int(seconds), 60)
-    return f"{minutes}m{rest:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
 
 
 def fmt_params(params: Mapping[str, Any]) -> str:
@@ -60,7 +52,7 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 def format_steps(run: RunView, workflow: Workflow | None) -> str:
     rows = [
         [s.step_id, _kind(workflow, s.step_id), f"{ICONS.get(s.status, '?')} {s.status}",
-         str(s.attempts or ""), fmt_duration(s.duration_s), _cell(s.error or "", 60)]
+         str(s.attempts or ""), format_duration(s.duration_s), _cell(s.error or "", 60)]
         for s in run.steps
     ]  # fmt: skip
     return format_table(["step", "kind", "status", "tries", "time", "error"], rows)
@@ -70,7 +62,7 @@ def answer_hint(interaction: InteractionView) -> str:
     if interaction.purpose == "recovery":
         answer = "retry|skip|fail"
     elif interaction.kind == "decision":
-        answer = "|".join(o["value"] for o in interaction.options) or ANSWERS["decision"]
+        answer = "|".join(o.value for o in interaction.options) or ANSWERS["decision"]
     else:
         answer = ANSWERS.get(interaction.kind, "ANSWER")
     return f"opsloop decide {interaction.id} {answer} --as USER"
@@ -83,8 +75,7 @@ def format_interaction(interaction: InteractionView) -> str:
         f"{_cell(interaction.prompt, 200)}"
     ]
     if interaction.required > 1:
-        got = len({r["user"] for r in interaction.responses if r.get("answer") == "approve"})
-        lines.append(f"      {got} of {interaction.required} approvals")
+        lines.append(f"      {interaction.approvals} of {interaction.required} approvals")
     if who:
         lines.append(f"      who may answer: {', '.join(who)}")
     if interaction.deadline is not None:
@@ -126,14 +117,13 @@ def format_runs(summaries: Sequence[RunSummary]) -> str:
 
 
 def _iso(moment: datetime) -> str:
-    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def _jsonable(value: Any) -> Any:
     if not isinstance(value, datetime):
         return value
-    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+    return value.isoformat()
 
 
 def run_json(run: RunView, pending: Sequence[InteractionView]) -> dict[str, Any]:
@@ -168,8 +158,8 @@ def interaction_json(i: InteractionView) -> dict[str, Any]:
         "kind": i.kind,
         "purpose": i.purpose,
         "prompt": i.prompt,
-        "options": [o["value"] for o in i.options],
-        "fields": [f["name"] for f in i.fields],
+        "options": [o.value for o in i.options],
+        "fields": [f.name for f in i.fields],
         "required": i.required,
         "allowed_users": list(i.allowed_users),
         "allowed_groups": list(i.allowed_groups),
@@ -199,7 +189,7 @@ class ConsoleFrontEnd:
         kind = _kind(self.workflow_of(run), step.step_id)
         note = ""
         if step.status in ("succeeded", "failed"):
-            note = fmt_duration(step.duration_s)
+            note = format_duration(step.duration_s)
         if step.status == "running" and step.attempts > 1:
             note = f"attempt {step.attempts}"
         if step.status == "waiting":
@@ -215,8 +205,8 @@ class ConsoleFrontEnd:
 
     def interaction_updated(self, run: RunView, interaction: InteractionView) -> None:
         if interaction.status == "pending":
-            got = len({r["user"] for r in interaction.responses if r.get("answer") == "approve"})
-            self._say(f"  … {interaction.step_id}: {got} of {interaction.required} approvals")
+            got = f"{interaction.approvals} of {interaction.required} approvals"
+            self._say(f"  … {interaction.step_id}: {got}")
             return
         answer = interaction.answer
         what = interaction.status if answer in (None, "approve", "reject") else f"{answer!r}"

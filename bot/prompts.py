@@ -28,7 +28,7 @@ def parse_answer(interaction: InteractionView, words: Sequence[str]) -> Any:
     try:
         return parse_assignments(words)
     except OrchestratorError:
-        names = " ".join(f"{f['name']}=..." for f in interaction.fields)
+        names = " ".join(f"{f.name}=..." for f in interaction.fields)
         raise InvalidAnswer(f"answer an input gate with field=value pairs: {names}") from None
 
 
@@ -73,18 +73,17 @@ def _read_answer(item: InteractionView, ask: Callable[[str], str], out: TextIO |
     if item.kind == "input" and item.purpose != "recovery":
         pairs = []
         for field in item.fields:
-            label = field.get("label") or field["name"]
-            choices = f" ({'/'.join(field['choices'])})" if field.get("choices") else ""
-            value = ask(f"  {label}{choices}: ").strip()
+            choices = f" ({'/'.join(field.choices)})" if field.choices else ""
+            value = ask(f"  {field.label}{choices}: ").strip()
             if value:
-                pairs.append(f"{field['name']}={value}")
+                pairs.append(f"{field.name}={value}")
         return pairs
     if item.options:
         for n, option in enumerate(item.options, 1):
-            print(f"  {n}. {option['label']} [{option['value']}]", file=out, flush=True)
+            print(f"  {n}. {option.label} [{option.value}]", file=out, flush=True)
         text = ask("  pick a number or value (empty leaves it pending): ").strip()
         if text.isdigit() and 1 <= int(text) <= len(item.options):
-            text = item.options[int(text) - 1]["value"]
+            text = item.options[int(text) - 1].value
         return [text] if text else []
     text = ask("  approve or reject (empty leaves it pending): ").strip()
     return [text] if text else []

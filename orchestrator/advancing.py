@@ -23,7 +23,7 @@ from orchestrator.services import Services
 from orchestrator.storage_retry import storage_attempts
 from orchestrator.workflow.definitions import Step
 from storage.engine import is_sqlite, read_transaction, write_transaction
-from storage.models import RunStatus, StepStatus
+from storage.statuses import FINISHED_RUN, RunStatus, StepStatus
 
 log = logging.getLogger(__name__)
 # A step paused at a question: (run id, step id, LangGraph's pending interrupt).
@@ -150,7 +150,7 @@ class Advancer:
         run = done.run
         assert run is not None
         self._live.track(run)
-        if run.status not in runs.TERMINAL_RUN:
+        if run.status not in FINISHED_RUN:
             with self._guard:
                 self._inflight.update((run.id, c.step.id) for c in done.claimed)
         views = {s.step_id: s for s in run.steps}

@@ -8,14 +8,15 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from orchestrator import gates, runs
+from orchestrator import gates, interactions, runs
 from orchestrator.errors import AlreadyAnswered, InvalidAnswer, NotAllowed, NotFound
 from orchestrator.services import Services
 from orchestrator.storage_retry import storage_attempts
 from orchestrator.workflow.params import coerce_value
 from storage.claims import claim
 from storage.engine import write_transaction
-from storage.models import Interaction, InteractionStatus
+from storage.models import Interaction
+from storage.statuses import InteractionStatus
 
 MAX_TRIES = 50  # quorum answers that lose a race re-read and try again
 
@@ -34,7 +35,7 @@ def record_answer(
         refused: NotAllowed | None = None
         for attempt in storage_attempts():
             with attempt, write_transaction(services.engine) as conn:
-                row = runs.load_interaction(conn, iid)
+                row = interactions.load_interaction(conn, iid)
                 if row is None:
                     raise NotFound(f"no interaction {iid!r}; `opsloop pending` lists the open ones")
                 if row["status"] != InteractionStatus.PENDING:
@@ -63,7 +64,7 @@ def record_answer(
                                    comment=comment, status=str(outcome.status))  # fmt: skip
                         if changes:
                             _change_params(conn, row["run_id"], user, iid, changes, now)
-                        updated = runs.load_interaction(conn, iid)
+                        updated = interactions.load_interaction(conn, iid)
                         assert updated is not None
                         return updated
         if refused is not None:

@@ -27,7 +27,7 @@ from orchestrator.protocol import RunView
 from orchestrator.services import Services
 from orchestrator.stepgraph import StepResult
 from storage.engine import read_transaction
-from storage.models import StepStatus
+from storage.statuses import StepStatus
 
 log = logging.getLogger(__name__)
 

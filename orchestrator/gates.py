@@ -12,16 +12,18 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from orchestrator.errors import InvalidAnswer, NotAllowed, StepFailed
-from orchestrator.protocol import Directory
+from orchestrator.interactions import input_field, option
+from orchestrator.protocol import DEADLINE_ANSWER, Directory
 from orchestrator.workflow.definitions import (
     GATE_KINDS,
     ApprovalGate,
     DecisionGate,
+    InputField,
     InputGate,
     Step,
 )
 from orchestrator.workflow.loader import check_gate
-from storage.models import InteractionKind, InteractionStatus
+from storage.statuses import InteractionKind, InteractionStatus
 
 APPROVE_WORDS = frozenset({"approve", "approved", "yes", "y", "ok", "lgtm"})
 REJECT_WORDS = frozenset({"reject", "rejected", "no", "n", "deny"})
@@ -182,23 +184,23 @@ def apply_answer(
             return Outcome(InteractionStatus.APPROVED, responses, "approve", True)
         return Outcome(InteractionStatus.PENDING, responses, None, False)
     if kind == InteractionKind.DECISION:
-        values = [o["value"] for o in row["options"] or ()]
+        values = [option(o).value for o in row["options"] or ()]
         if answer not in values:
             raise InvalidAnswer(f"{answer!r} is not one of the options: {', '.join(values)}")
         responses.append({**entry, "answer": answer})
         return Outcome(InteractionStatus.DECIDED, responses, answer, True)
-    values = coerce_input(row["fields"] or (), answer)
+    values = coerce_input([input_field(f) for f in row["fields"] or ()], answer)
     responses.append({**entry, "answer": values})
     return Outcome(InteractionStatus.SUBMITTED, responses, values, True)
 
 
-def coerce_input(fields: Any, answer: Any) -> dict[str, Any]:
+def coerce_input(fields: Iterable[InputField], answer: Any) -> dict[str, Any]:
     """Check submitted input values against the gate's fields."""
     if not isinstance(answer, Mapping):
         raise InvalidAnswer(
             'input answers are a mapping of field to value, e.g. {"ticket": "OPS-1"}'
         )
-    known = {f["name"]: f for f in fields}
+    known = {f.name: f for f in fields}
     unknown = sorted(set(answer) - set(known))
     if unknown:
         raise InvalidAnswer(f"unknown fields {unknown}; the fields are {sorted(known)}")
@@ -206,7 +208,7 @@ def coerce_input(fields: Any, answer: Any) -> dict[str, Any]:
     for name, field in known.items():
         raw = answer.get(name)
         if raw in (None, ""):
-            if field["required"]:
+            if field.required:
                 raise InvalidAnswer(f"field {name!r} is required")
             values[name] = None
             continue
@@ -214,8 +216,8 @@ def coerce_input(fields: Any, answer: Any) -> dict[str, Any]:
     return values
 
 
-def _coerce_field(name: str, field: Mapping[str, Any], raw: Any) -> Any:
-    if field["type"] == "number":
+def _coerce_field(name: str, field: InputField, raw: Any) -> Any:
+    if field.type == "number":
         try:  # true/false are not numbers, nor are nan and inf (no JSON can carry them)
             number = float(raw) if not isinstance(raw, bool) else math.nan
         except (TypeError, ValueError, OverflowError):
@@ -225,8 +227,8 @@ def _coerce_field(name: str, field: Mapping[str, Any], raw: Any) -> Any:
         return int(number) if number.is_integer() else number
     if not isinstance(raw, str | int | float) or isinstance(raw, bool):
         raise InvalidAnswer(f"field {name!r} takes text, not {type(raw).__name__} {raw!r}")
-    if field["type"] == "choice" and raw not in field["choices"]:
-        raise InvalidAnswer(f"field {name!r} must be one of {field['choices']}, not {raw!r}")
+    if field.type == "choice" and raw not in field.choices:
+        raise InvalidAnswer(f"field {name!r} must be one of {list(field.choices)}, not {raw!r}")
     return str(raw)
 
 
@@ -234,7 +236,7 @@ def deadline_outcome(row: Mapping[str, Any], now: datetime) -> Outcome:
     """What the interaction becomes when its deadline passes unanswered."""
     action = row["on_deadline"] or "fail"
     responses = [*(row["responses"] or ()), {"user": "opsloop", "at": now.isoformat(),
-                                              "answer": f"deadline: {action}"}]  # fmt: skip
+                                              "answer": f"{DEADLINE_ANSWER} {action}"}]  # fmt: skip
     if action == "approve":
         return Outcome(InteractionStatus.APPROVED, responses, "approve", True)
     if action == "reject":

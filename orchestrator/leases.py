@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 
 from orchestrator import runs
 from storage.engine import read_transaction, write_transaction
-from storage.models import StepStatus
+from storage.statuses import StepStatus
 
 LEASE = timedelta(seconds=30)
 HEARTBEAT_S = LEASE.total_seconds() / 3

@@ -14,7 +14,7 @@ from typing import Any
 from orchestrator import runs
 from orchestrator.protocol import RunView, StepView
 from orchestrator.services import Services
-from storage.models import RunStatus, StepStatus
+from storage.statuses import FINISHED_RUN, RunStatus, StepStatus
 
 
 class LiveRuns:
@@ -33,7 +33,7 @@ class LiveRuns:
     def track(self, run: RunView) -> None:
         """Keep `run` as the newest view of an active run; drop a finished one."""
         with self._lock:
-            if run.status in runs.TERMINAL_RUN:
+            if run.status in FINISHED_RUN:
                 self._latest.pop(run.id, None)
                 self._views.pop(run.id, None)
             else:
@@ -68,9 +68,7 @@ class LiveRuns:
             while True:
                 run = self._services.view(run_id)
                 busy = any(s.status == StepStatus.RUNNING for s in run.steps)
-                if run.status in runs.TERMINAL_RUN or (
-                    run.status == RunStatus.WAITING and not busy
-                ):
+                if run.status in FINISHED_RUN or (run.status == RunStatus.WAITING and not busy):
                     return run
                 left = deadline - time.monotonic()
                 if left <= 0:

@@ -16,7 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from orchestrator import answers, gates, leases, runs
+from orchestrator import answers, gates, interactions, leases, runs
 from orchestrator.advancing import Advancer
 from orchestrator.live import LiveRuns
 from orchestrator.protocol import InteractionView
@@ -26,7 +26,8 @@ from orchestrator.storage_retry import storage_attempts
 from orchestrator.timers import Timers
 from storage.claims import claim
 from storage.engine import read_transaction, write_transaction
-from storage.models import Interaction, InteractionStatus, RunStatus, StepStatus
+from storage.models import Interaction
+from storage.statuses import InteractionStatus, RunStatus, StepStatus
 
 # The answer to a crash-recovery question, for recovery.py to apply (the step is running).
 OnRecoveryAnswer = Callable[[Mapping[str, Any]], None]
@@ -56,11 +57,11 @@ class People:
                     updated_at=self._services.clock.now(),
                 )  # fmt: skip
                 conn.execute(
-                    sa.update(runs.INTERACTIONS)
-                    .where(runs.INTERACTIONS.c.id == iid)
+                    sa.update(interactions.INTERACTIONS)
+                    .where(interactions.INTERACTIONS.c.id == iid)
                     .values(interrupt_id=pending.id)
                 )
-                row = runs.load_interaction(conn, iid)
+                row = interactions.load_interaction(conn, iid)
         assert row is not None
         self._live.step_changed(run_id, step_id, status=StepStatus.WAITING)
         self.opened(row)
@@ -71,7 +72,7 @@ class People:
         if row["status"] == InteractionStatus.PENDING:
             self.watch(row)
             self._services.front_end.interaction_opened(
-                self._services.view(row["run_id"]), runs.interaction_view(row)
+                self._services.view(row["run_id"]), interactions.interaction_view(row)
             )
         else:
             self.resume_interaction(row["id"])
@@ -83,7 +84,7 @@ class People:
         """Record `user`'s answer exactly once and resume the step when the question closes."""
         row = answers.record_answer(self._services, iid, gates.person(user), answer, comment,
                                     params)  # fmt: skip
-        view = runs.interaction_view(row)
+        view = interactions.interaction_view(row)
         self._services.front_end.interaction_updated(self._services.view(row["run_id"]), view)
         if row["status"] != InteractionStatus.PENDING:
             self.forget(iid)
@@ -94,7 +95,7 @@ class People:
         """Continue the step behind a closed interaction, once, whoever calls."""
         for attempt in storage_attempts():
             with attempt, read_transaction(self._services.engine) as conn:
-                row = runs.load_interaction(conn, iid)
+                row = interactions.load_interaction(conn, iid)
         if row is None or row["status"] == InteractionStatus.PENDING:
             return
         # Under the run's lock: an advance pass that read the step as waiting would
@@ -119,7 +120,7 @@ class People:
         now = self._services.clock.now()
         for attempt in storage_attempts():
             with attempt, write_transaction(self._services.engine) as conn:
-                row = runs.load_interaction(conn, iid)  # again: park may have set it
+                row = interactions.load_interaction(conn, iid)  # again: park may have set it
                 assert row is not None
                 run_id, step_id = row["run_id"], row["step_id"]
                 won = runs.set_step(
@@ -130,7 +131,7 @@ class People:
                     # Read again after the UPDATE: on PostgreSQL it may have waited for the
                     # commit that parked the step and set `interrupt_id`, which the first
                     # read, made before that commit, did not see.
-                    row = runs.load_interaction(conn, iid)
+                    row = interactions.load_interaction(conn, iid)
                     assert row is not None
                     runs.set_run(conn, run_id, expect=[RunStatus.WAITING],
                                  status=RunStatus.RUNNING, updated_at=now)  # fmt: skip
@@ -150,7 +151,7 @@ class People:
         before this returns, so a caller that waits next sees its outcome.
         """
         with read_transaction(self._services.engine) as conn:
-            pending = runs.pending_interactions(conn, run_id)
+            pending = interactions.pending_interactions(conn, run_id)
         now = self._services.clock.now()
         for row in pending:
             if row["deadline"] is not None and row["deadline"] <= now:
@@ -180,7 +181,7 @@ class People:
         now = self._services.clock.now()
         for attempt in storage_attempts():
             with attempt, write_transaction(self._services.engine) as conn:
-                row = runs.load_interaction(conn, iid)
+                row = interactions.load_interaction(conn, iid)
                 if row is None or row["status"] != InteractionStatus.PENDING:
                     return
                 outcome = gates.deadline_outcome(row, now)
@@ -194,11 +195,11 @@ class People:
                     return
                 runs.audit(conn, SYSTEM, "interaction.deadline", now=now, run_id=row["run_id"],
                            interaction_id=iid, outcome=outcome.status)  # fmt: skip
-                row = runs.load_interaction(conn, iid)
+                row = interactions.load_interaction(conn, iid)
         assert row is not None
         self.forget(iid)
         self._services.front_end.interaction_updated(
-            self._services.view(row["run_id"]), runs.interaction_view(row)
+            self._services.view(row["run_id"]), interactions.interaction_view(row)
         )
         self.resume_interaction(iid)
 
@@ -206,12 +207,12 @@ class People:
         """Remind the people an open interaction waits for; then watch for the next time."""
         for attempt in storage_attempts():
             with attempt, read_transaction(self._services.engine) as conn:
-                row = runs.load_interaction(conn, iid)
+                row = interactions.load_interaction(conn, iid)
         if row is None or row["status"] != InteractionStatus.PENDING:
             self.forget(iid)
             return
         self._services.front_end.reminder(
-            self._services.view(row["run_id"]), runs.interaction_view(row)
+            self._services.view(row["run_id"]), interactions.interaction_view(row)
         )
         # Once however far time jumped (a late process, a test's clock): no burst.
         now, step = self._services.clock.now(), timedelta(seconds=every_s)
@@ -225,25 +226,25 @@ class People:
         for attempt in storage_attempts():
             with attempt, write_transaction(self._services.engine) as conn:
                 won = _claim_escalation(conn, iid, now)
-                row = runs.load_interaction(conn, iid)
+                row = interactions.load_interaction(conn, iid)
                 if won and row is not None:
                     runs.audit(conn, SYSTEM, "interaction.escalated", now=now,
                                run_id=row["run_id"], interaction_id=iid,
                                to=row["escalate_to"])  # fmt: skip
         if won and row is not None:
             self._services.front_end.escalated(
-                self._services.view(row["run_id"]), runs.interaction_view(row)
+                self._services.view(row["run_id"]), interactions.interaction_view(row)
             )
 
 
 def _claim_escalation(conn: sa.Connection, iid: str, now: datetime) -> bool:
     """Mark a still-open interaction escalated; True for the one caller that did."""
     stmt = (
-        sa.update(runs.INTERACTIONS)
+        sa.update(interactions.INTERACTIONS)
         .where(
-            runs.INTERACTIONS.c.id == iid,
-            runs.INTERACTIONS.c.status == InteractionStatus.PENDING,
-            runs.INTERACTIONS.c.escalated_at.is_(None),
+            interactions.INTERACTIONS.c.id == iid,
+            interactions.INTERACTIONS.c.status == InteractionStatus.PENDING,
+            interactions.INTERACTIONS.c.escalated_at.is_(None),
         )
         .values(escalated_at=now)
     )

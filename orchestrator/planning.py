@@ -10,11 +10,7 @@ from orchestrator.errors import ExpressionError
 from orchestrator.protocol import RunView
 from orchestrator.workflow.definitions import Workflow
 from orchestrator.workflow.expressions import build_context, should_run
-from storage.models import RunStatus, StepStatus
-
-FINISHED = frozenset(
-    {StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.SKIPPED, StepStatus.CANCELLED}
-)
+from storage.statuses import FINISHED_STEP, RunStatus, StepStatus
 
 
 @dataclass(frozen=True)
@@ -50,7 +46,7 @@ def readiness(
     for step in workflow.steps:
         if status.get(step.id) != StepStatus.PENDING:
             continue
-        if not all(status.get(n) in FINISHED for n in step.needs):
+        if not all(status.get(n) in FINISHED_STEP for n in step.needs):
             continue
         try:
             go = should_run(workflow, step.id, run.params, results)

@@ -12,7 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import cached_property
 from typing import Any, Protocol
+
+from orchestrator.workflow.definitions import InputField, Option
+
+# How opsloop's own answer starts when a deadline passed unanswered ("deadline: reject").
+DEADLINE_ANSWER = "deadline:"
 
 
 @dataclass(frozen=True)
@@ -58,7 +64,29 @@ class RunView:
 
 
 @dataclass(frozen=True)
+class Response:
+    """One answer an interaction received: "approve"/"reject", an option's value, or the
+    input form's values; opsloop's own at a deadline (`at_deadline`)."""
+
+    user: str
+    answer: Any
+    at: datetime | None = None
+    comment: str | None = None
+
+    @property
+    def approves(self) -> bool:
+        return self.answer == "approve"
+
+    @property
+    def at_deadline(self) -> bool:
+        return isinstance(self.answer, str) and self.answer.startswith(DEADLINE_ANSWER)
+
+
+@dataclass(frozen=True)
 class InteractionView:
+    """An interaction as front ends see it: typed options, fields and responses (the row's
+    JSON is read once, in `orchestrator.interactions.interaction_view`)."""
+
     id: str
     run_id: str
     step_id: str
@@ -66,12 +94,12 @@ class InteractionView:
     purpose: str
     prompt: str
     status: str
-    options: tuple[dict[str, str], ...] = ()
-    fields: tuple[dict[str, Any], ...] = ()
+    options: tuple[Option, ...] = ()  # a decision's, or retry/skip/fail for a recovery
+    fields: tuple[InputField, ...] = ()  # an input gate's form
     allowed_users: tuple[str, ...] = ()
     allowed_groups: tuple[str, ...] = ()
     required: int = 1
-    responses: tuple[dict[str, Any], ...] = field(default=())
+    responses: tuple[Response, ...] = ()
     answer: Any = None
     answered_by: str | None = None
     deadline: datetime | None = None
@@ -81,6 +109,24 @@ class InteractionView:
     notify: str = "thread"  # thread | channel | dm
     escalate_to: dict[str, list[str]] | None = None  # {"users": [...], "groups": [...]}
     editable_params: tuple[str, ...] = ()
+
+    @cached_property
+    def approvers(self) -> tuple[str, ...]:
+        """Who approved so far, in order (gates refuse a second approval by one person)."""
+        return tuple(dict.fromkeys(r.user for r in self.responses if r.approves))
+
+    @property
+    def approvals(self) -> int:
+        """How many of the `required` approvals are in."""
+        return len(self.approvers)
+
+    @property
+    def last_response(self) -> Response | None:
+        return self.responses[-1] if self.responses else None
+
+    def option_label(self, value: Any) -> str | None:
+        """The label of the option whose value is `value`; None if there is none."""
+        return next((o.label for o in self.options if o.value == value), None)
 
 
 class FrontEnd(Protocol):

@@ -8,11 +8,11 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from orchestrator import runs
+from orchestrator import interactions, runs
 from orchestrator.errors import NotFound
 from orchestrator.protocol import InteractionView, RunView
 from storage.engine import read_transaction
-from storage.models import InteractionStatus
+from storage.statuses import InteractionStatus
 
 
 @dataclass(frozen=True)
@@ -31,8 +31,8 @@ def recent_runs(engine: Engine, limit: int = 20) -> list[RunSummary]:
     open_count = (
         sa.select(sa.func.count())
         .where(
-            runs.INTERACTIONS.c.run_id == runs.RUNS.c.id,
-            runs.INTERACTIONS.c.status == InteractionStatus.PENDING,
+            interactions.INTERACTIONS.c.run_id == runs.RUNS.c.id,
+            interactions.INTERACTIONS.c.status == InteractionStatus.PENDING,
         )
         .scalar_subquery()
     )
@@ -75,11 +75,11 @@ def unfinished_runs(engine: Engine) -> list[str]:
 def open_interactions(engine: Engine, run_id: str | None = None) -> list[InteractionView]:
     """Interactions still waiting for a person, oldest first."""
     with read_transaction(engine) as conn:
-        rows = runs.pending_interactions(conn, run_id)
-    return [runs.interaction_view(r) for r in rows]
+        rows = interactions.pending_interactions(conn, run_id)
+    return [interactions.interaction_view(r) for r in rows]
 
 
 def interaction(engine: Engine, iid: str) -> InteractionView | None:
     with read_transaction(engine) as conn:
-        row = runs.load_interaction(conn, iid)
-    return None if row is None else runs.interaction_view(row)
+        row = interactions.load_interaction(conn, iid)
+    return None if row is None else interactions.interaction_view(row)

@@ -20,7 +20,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from orchestrator import gates, leases, runs
+from orchestrator import gates, interactions, leases, runs
 from orchestrator.advancing import Advancer
 from orchestrator.errors import OrchestratorError
 from orchestrator.live import LiveRuns
@@ -29,7 +29,7 @@ from orchestrator.services import Services
 from orchestrator.storage_retry import storage_attempts
 from orchestrator.workflow.definitions import Step
 from storage.engine import dialect_insert, read_transaction, write_transaction
-from storage.models import InteractionKind, InteractionStatus, RunStatus, StepStatus
+from storage.statuses import InteractionKind, InteractionStatus, RunStatus, StepStatus
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class Recovery:
         for view in run.steps:
             if view.status == StepStatus.WAITING:
                 with read_transaction(services.engine) as conn:
-                    row = runs.step_interaction(conn, run_id, view.step_id)
+                    row = interactions.step_interaction(conn, run_id, view.step_id)
                 if row is not None and row["status"] != InteractionStatus.PENDING:
                     self._people.resume_interaction(row["id"])
             elif view.status == StepStatus.RUNNING and leases.claim_orphan(
@@ -111,7 +111,7 @@ class Recovery:
         if step.is_gate or step.idempotent:
             return False
         with read_transaction(self._services.engine) as conn:
-            row = runs.load_interaction(conn, pending.value["interaction_id"])
+            row = interactions.load_interaction(conn, pending.value["interaction_id"])
         return (
             row is not None
             and row["interrupt_id"] is not None
@@ -121,13 +121,13 @@ class Recovery:
     def _ask(self, run_id: str, step_id: str, thread_id: str) -> None:
         """Ask a person whether a step cut off mid-flight runs again, is skipped or fails."""
         now = self._services.clock.now()
-        iid = runs.interaction_id(thread_id, 0)
+        iid = interactions.interaction_id(thread_id, 0)
         for attempt in storage_attempts():
             with attempt, write_transaction(self._services.engine) as conn:
                 runs.set_step(conn, run_id, step_id, expect=[StepStatus.RUNNING],
                               status=StepStatus.WAITING, updated_at=now)  # fmt: skip
                 conn.execute(
-                    dialect_insert(conn)(runs.INTERACTIONS)
+                    dialect_insert(conn)(interactions.INTERACTIONS)
                     .values(
                         id=iid, run_id=run_id, step_id=step_id, kind=InteractionKind.DECISION,
                         purpose="recovery", status=InteractionStatus.PENDING, responses=[],
@@ -141,7 +141,7 @@ class Recovery:
                 )  # fmt: skip
                 runs.audit(conn, runs.SYSTEM, "step.interrupted_by_crash", now=now,
                            run_id=run_id, interaction_id=iid, step=step_id)  # fmt: skip
-                row = runs.load_interaction(conn, iid)
+                row = interactions.load_interaction(conn, iid)
         assert row is not None
         self._live.step_changed(run_id, step_id, status=StepStatus.WAITING)
         self._people.opened(row)

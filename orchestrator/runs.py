@@ -1,4 +1,4 @@
-"""Runs, steps, interactions and audit entries as the orchestrator reads and changes them.
+"""Runs, steps and audit entries as the orchestrator reads and changes them.
 
 Each function takes an open connection, so callers group changes into one
 transaction. Status changes go through conditional UPDATEs: a function that
@@ -8,50 +8,31 @@ returns False lost a race and must not act.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import uuid
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from orchestrator.protocol import InteractionView, RunView, StepView
+from orchestrator.interactions import INTERACTIONS, pending_interactions
+from orchestrator.protocol import RunView, StepView
 from storage.engine import dialect_insert
-from storage.models import (
-    AuditEntry,
-    Interaction,
-    InteractionStatus,
-    RunStatus,
-    StepRun,
-    StepStatus,
-    WorkflowDefinition,
-    WorkflowRun,
-)
+from storage.models import AuditEntry, StepRun, WorkflowDefinition, WorkflowRun
+from storage.statuses import FINISHED_RUN, InteractionStatus, RunStatus, StepStatus
 
 RUNS: sa.Table = WorkflowRun.__table__  # type: ignore[attr-defined]
 STEPS: sa.Table = StepRun.__table__  # type: ignore[attr-defined]
-INTERACTIONS: sa.Table = Interaction.__table__  # type: ignore[attr-defined]
 AUDIT: sa.Table = AuditEntry.__table__  # type: ignore[attr-defined]
 DEFINITIONS: sa.Table = WorkflowDefinition.__table__  # type: ignore[attr-defined]
 
 SYSTEM = "opsloop"  # the actor in the audit log for what opsloop does by itself
-TERMINAL_RUN = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
-TERMINAL_STEP = frozenset(
-    {StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.SKIPPED, StepStatus.CANCELLED}
-)
 
 
 def new_run_id() -> str:
     return "r-" + uuid.uuid4().hex[:10]
-
-
-def interaction_id(thread_id: str, n: int) -> str:
-    """Deterministic: a step that re-runs (resume, crash) finds its n-th interaction again."""
-    digest = hashlib.sha256(f"{thread_id}#{n}".encode()).hexdigest()
-    return "i-" + digest[:12]
 
 
 def insert_run(
@@ -289,15 +270,10 @@ def _step_view(
     finished_at: datetime | None, error: str | None, outputs: str | None,
 ) -> StepView:  # fmt: skip
     return StepView(
-        step_id=step_id, kind="", status=status, attempts=attempts, started_at=aware(started_at),
-        finished_at=aware(finished_at), error=error,
+        step_id=step_id, kind="", status=status, attempts=attempts, started_at=started_at,
+        finished_at=finished_at, error=error,
         outputs=None if outputs is None else json.loads(outputs),
     )  # fmt: skip
-
-
-def aware(moment: datetime | None) -> datetime | None:
-    """Times in views are aware UTC on both databases (SQLite hands them back naive)."""
-    return moment if moment is None or moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def list_runs(conn: Connection, limit: int = 20) -> list[Mapping[str, Any]]:
@@ -308,46 +284,6 @@ def list_runs(conn: Connection, limit: int = 20) -> list[Mapping[str, Any]]:
 
 def unfinished_run_ids(conn: Connection) -> list[str]:
     rows = conn.execute(
-        sa.select(RUNS.c.id).where(RUNS.c.status.not_in([str(s) for s in TERMINAL_RUN]))
+        sa.select(RUNS.c.id).where(RUNS.c.status.not_in([str(s) for s in FINISHED_RUN]))
     )
     return [r[0] for r in rows]
-
-
-def load_interaction(conn: Connection, iid: str) -> Mapping[str, Any] | None:
-    return conn.execute(sa.select(INTERACTIONS).where(INTERACTIONS.c.id == iid)).mappings().first()
-
-
-def interaction_view(row: Mapping[str, Any]) -> InteractionView:
-    return InteractionView(
-        id=row["id"], run_id=row["run_id"], step_id=row["step_id"], kind=row["kind"],
-        purpose=row["purpose"], prompt=row["prompt"], status=row["status"],
-        options=tuple(row["options"] or ()), fields=tuple(row["fields"] or ()),
-        allowed_users=tuple(row["allowed_users"] or ()),
-        allowed_groups=tuple(row["allowed_groups"] or ()), required=row["required_approvals"],
-        responses=tuple(row["responses"] or ()), answer=row["answer"],
-        answered_by=row["answered_by"], deadline=row["deadline"],
-        answered_at=row["answered_at"], allow_requester=row["allow_requester"],
-        on_deadline=row["on_deadline"], notify=row["notify"], escalate_to=row["escalate_to"],
-        editable_params=tuple(row["editable_params"] or ()),
-    )  # fmt: skip
-
-
-def pending_interactions(conn: Connection, run_id: str | None = None) -> list[Mapping[str, Any]]:
-    stmt = sa.select(INTERACTIONS).where(INTERACTIONS.c.status == InteractionStatus.PENDING)
-    if run_id is not None:
-        stmt = stmt.where(INTERACTIONS.c.run_id == run_id)
-    return list(conn.execute(stmt.order_by(INTERACTIONS.c.created_at)).mappings())
-
-
-def step_interaction(conn: Connection, run_id: str, step_id: str) -> Mapping[str, Any] | None:
-    """The newest interaction of a step."""
-    return (
-        conn.execute(
-            sa.select(INTERACTIONS)
-            .where(INTERACTIONS.c.run_id == run_id, INTERACTIONS.c.step_id == step_id)
-            .order_by(INTERACTIONS.c.created_at.desc())
-            .limit(1)
-        )
-        .mappings()
-        .first()
-    )

@@ -22,7 +22,7 @@ from orchestrator import runs
 from orchestrator.planning import readiness, run_outcome
 from orchestrator.protocol import RunView
 from orchestrator.workflow.definitions import Step, Workflow
-from storage.models import RunStatus, StepStatus
+from storage.statuses import FINISHED_RUN, RunStatus, StepStatus
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,7 @@ def run_pass(
                 done.changed.append((o.step_id, _finished_values(o)))
             else:
                 done.dropped.append(o.step_id)
-    if done.run.status in runs.TERMINAL_RUN:
+    if done.run.status in FINISHED_RUN:
         return done
     wf = workflow_of(done.run)
     while True:

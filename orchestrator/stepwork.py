@@ -13,7 +13,7 @@ from typing import Any
 
 from langgraph.types import interrupt
 
-from orchestrator import gates, runs
+from orchestrator import gates, interactions, runs
 from orchestrator.actions import StepContext, call_python, run_shell, task_signature, with_retries
 from orchestrator.errors import ExpressionError, StepFailed
 from orchestrator.planning import condition_context, template_context
@@ -24,7 +24,7 @@ from orchestrator.storage_retry import storage_attempts
 from orchestrator.workflow.definitions import PythonAction, Step
 from orchestrator.workflow.expressions import compile_condition, render_text
 from storage.engine import dialect_insert, write_transaction
-from storage.models import InteractionStatus, StepStatus
+from storage.statuses import InteractionStatus, StepStatus
 
 
 @dataclass(frozen=True)
@@ -129,7 +129,7 @@ def ask(
 
     `spec` comes from `gates.gate_spec` or `gates.ask_spec`, so a gate step and
     `ctx.ask` open the same interaction for the same options."""
-    iid = runs.interaction_id(thread_id, n)
+    iid = interactions.interaction_id(thread_id, n)
     now = services.clock.now()
     deadline = gates.deadline_at(now, spec.get("deadline_s"))
     every = spec.get("remind_every_s")
@@ -153,8 +153,8 @@ def ask(
             # RETURNING, not rowcount: psycopg reports -1 for an INSERT through SQLAlchemy,
             # which would audit the question as opened again each time the step re-runs.
             inserted = conn.execute(
-                dialect_insert(conn)(runs.INTERACTIONS).values(values).on_conflict_do_nothing()
-                .returning(runs.INTERACTIONS.c.id)
+                dialect_insert(conn)(interactions.INTERACTIONS).values(values).on_conflict_do_nothing()
+                .returning(interactions.INTERACTIONS.c.id)
             ).first()  # fmt: skip
             if inserted is not None:
                 runs.audit(conn, SYSTEM, "interaction.opened", now=now, run_id=run.id,

@@ -9,13 +9,13 @@ out (`storage.types.UtcDateTime`); a naive datetime is refused.
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
+from storage.statuses import InteractionStatus, OutboxStatus, RunStatus, StepStatus
 from storage.types import UtcDateTime, utcnow
 
 JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
@@ -33,41 +33,6 @@ def _time(index: bool = False) -> Any:
 def _stamp(index: bool = False) -> Any:
     """A required timestamp column that defaults to the moment the row is built."""
     return Field(default_factory=utcnow, sa_type=UtcDateTime, nullable=False, index=index)
-
-
-class RunStatus(StrEnum):
-    PENDING = "pending"
-    RUNNING = "running"
-    WAITING = "waiting"  # nothing can move until a person answers
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-class StepStatus(StrEnum):
-    PENDING = "pending"
-    RUNNING = "running"
-    WAITING = "waiting"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    SKIPPED = "skipped"
-    CANCELLED = "cancelled"
-
-
-class InteractionKind(StrEnum):
-    APPROVAL = "approval"
-    DECISION = "decision"
-    INPUT = "input"
-
-
-class InteractionStatus(StrEnum):
-    PENDING = "pending"
-    APPROVED = "approved"
-    REJECTED = "rejected"
-    DECIDED = "decided"
-    SUBMITTED = "submitted"
-    EXPIRED = "expired"
-    CANCELLED = "cancelled"
 
 
 class WorkflowRun(SQLModel, table=True):
@@ -262,13 +227,6 @@ class CheckpointWriteRow(SQLModel, table=True):
     channel: str = Field(sa_type=sa.Text)
     type: str = Field(sa_type=sa.Text)
     blob: bytes = Field(sa_type=sa.LargeBinary)
-
-
-class OutboxStatus(StrEnum):
-    PENDING = "pending"
-    SENDING = "sending"
-    SENT = "sent"
-    FAILED = "failed"  # gave up after many attempts; kept for the operator to see
 
 
 class OutboxMessage(SQLModel, table=True):

@@ -27,7 +27,7 @@ import sys
 import time
 import traceback
 
-from orchestrator import runs
+from orchestrator import interactions, runs
 from orchestrator.engine import Orchestrator
 from orchestrator.workflow.loader import load_workflow
 from storage.engine import create_engine, read_transaction
@@ -41,7 +41,7 @@ PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
 def answer_pending(orch: Orchestrator) -> None:
     """Approve open gates and retry steps that a crash interrupted."""
     with read_transaction(orch.engine) as conn:
-        pending = runs.pending_interactions(conn)
+        pending = interactions.pending_interactions(conn)
     for row in pending:
         if row["purpose"] == "recovery":
             orch.decide(row["id"], OPERATOR, "retry")

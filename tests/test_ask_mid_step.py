@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orchestrator import gates, runs
+from orchestrator import gates, interactions
 from orchestrator.clock import FakeClock
 from orchestrator.engine import Orchestrator
 from orchestrator.errors import NotAllowed, StepFailed
@@ -62,7 +62,7 @@ def orch(engine: sa.Engine) -> Iterator[Orchestrator]:
 
 def _only_pending(orch: Orchestrator, run_id: str) -> dict:
     with read_transaction(orch.engine) as conn:
-        (row,) = runs.pending_interactions(conn, run_id)
+        (row,) = interactions.pending_interactions(conn, run_id)
     return dict(row)
 
 
@@ -148,7 +148,7 @@ def test_an_unknown_kind_or_a_bad_option_fails_the_step_with_the_reason(
     for step, text in expected.items():
         assert text in errors[step][1], errors[step][1]
     with read_transaction(orch.engine) as conn:
-        assert runs.pending_interactions(conn, run.id) == []
+        assert interactions.pending_interactions(conn, run.id) == []
 
 
 _json_values = st.recursive(

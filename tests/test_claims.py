@@ -8,7 +8,8 @@ import sqlalchemy as sa
 
 from storage.claims import claim
 from storage.engine import create_engine, write_transaction
-from storage.models import Interaction, InteractionStatus, WorkflowRun
+from storage.models import Interaction, WorkflowRun
+from storage.statuses import InteractionStatus
 
 
 def _pending_interaction(engine: sa.Engine) -> None:

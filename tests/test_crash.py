@@ -35,6 +35,7 @@ import pytest
 import sqlalchemy as sa
 
 from orchestrator import runs
+from orchestrator.interactions import INTERACTIONS
 from orchestrator.stepgraph import StepGraph
 from storage.checkpointer import BLOBS, CHECKPOINTS, WRITES, SQLModelSaver
 from storage.engine import create_engine, read_transaction
@@ -226,9 +227,9 @@ def _assert_only_answered_recoveries_rerun(engine: sa.Engine, lines: list[str]) 
     dones = Counter(tuple(line.split("/")[:2]) for line in lines if line.endswith("/done"))
     with read_transaction(engine) as conn:
         recoveries = conn.execute(
-            sa.select(runs.INTERACTIONS.c.run_id, runs.INTERACTIONS.c.step_id,
-                      runs.INTERACTIONS.c.answer, runs.INTERACTIONS.c.answered_by)
-            .where(runs.INTERACTIONS.c.purpose == "recovery")
+            sa.select(INTERACTIONS.c.run_id, INTERACTIONS.c.step_id,
+                      INTERACTIONS.c.answer, INTERACTIONS.c.answered_by)
+            .where(INTERACTIONS.c.purpose == "recovery")
         ).all()  # fmt: skip
     retries = Counter((r.run_id, r.step_id) for r in recoveries if r.answer == "retry")
     assert all(r.answered_by == "UOPERATOR" for r in recoveries)
@@ -249,7 +250,7 @@ def _assert_database_is_consistent(engine: sa.Engine, *, shell: bool) -> None:
     with read_transaction(engine) as conn:
         run_rows = conn.execute(sa.select(runs.RUNS.c.id, runs.RUNS.c.status)).all()
         step_rows = conn.execute(sa.select(runs.STEPS)).mappings().all()
-        interactions = conn.execute(sa.select(runs.INTERACTIONS)).mappings().all()
+        interactions = conn.execute(sa.select(INTERACTIONS)).mappings().all()
         threads = {
             thread_id
             for table in (CHECKPOINTS, BLOBS, WRITES)

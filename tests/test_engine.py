@@ -57,11 +57,11 @@ def _statuses(orch: Orchestrator, run_id: str) -> dict[str, str]:
 
 
 def _pending_id(orch: Orchestrator, run_id: str) -> str:
-    from orchestrator import runs
+    from orchestrator import interactions
     from storage.engine import read_transaction
 
     with read_transaction(orch.engine) as conn:
-        (row,) = runs.pending_interactions(conn, run_id)
+        (row,) = interactions.pending_interactions(conn, run_id)
     return row["id"]
 
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
-from orchestrator import runs
+from orchestrator import interactions
 from orchestrator.engine import Orchestrator
 from orchestrator.workflow.loader import parse_workflow
 from storage.engine import read_transaction
@@ -110,7 +110,7 @@ def test_auto_approve_if_reads_what_an_if_of_the_gate_reads(orch: Orchestrator) 
     gate = next(s for s in run.steps if s.step_id == "gate")
     assert gate.outputs == {"approved": True, "auto": True}
     with read_transaction(orch.engine) as conn:
-        assert runs.pending_interactions(conn, run_id) == []
+        assert interactions.pending_interactions(conn, run_id) == []
 
     run_id = orch.start_run("auto", {"env": "prod"}, started_by="URUN")
     assert orch.wait(run_id, timeout=30).status == "waiting"

@@ -19,10 +19,13 @@ from bot.slack.blocks import (
     render_run_board,
     render_step_detail,
 )
+from orchestrator.interactions import input_field, option
+from orchestrator.interactions import response as as_response
 from orchestrator.protocol import InteractionView, RunView, StepView
+from storage.statuses import StepStatus
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
-STATUSES = ("pending", "running", "waiting", "succeeded", "failed", "skipped", "cancelled")
+STATUSES = tuple(StepStatus)  # an icon for each, so a new status cannot go without one
 
 
 def step(step_id: str, status: str, seconds: float | None = None, **kw: Any) -> StepView:
@@ -41,10 +44,15 @@ def run_view(steps: tuple[StepView, ...] = (), status: str = "running", **kw: An
 
 
 def gate(kind: str = "approval", **kw: Any) -> InteractionView:
+    """A view; options, fields and responses are given as the interaction row holds them
+    and read as the orchestrator reads them (orchestrator.interactions)."""
     base: dict[str, Any] = {
         "id": "i-abcdef012345", "run_id": "r-0123456789", "step_id": "approve", "kind": kind,
         "purpose": "gate", "prompt": "Deploy api v1.2.3?", "status": "pending",
     }  # fmt: skip
+    for key, read in (("options", option), ("fields", input_field), ("responses", as_response)):
+        if key in kw:
+            kw[key] = tuple(map(read, kw[key]))
     return InteractionView(**{**base, **kw})
 
 

@@ -12,6 +12,7 @@ from slack_signing import fill_view
 
 from bot.slack import ids, modals
 from orchestrator.errors import ParamError
+from orchestrator.interactions import input_field
 from orchestrator.protocol import InteractionView, RunView
 from orchestrator.workflow.definitions import ParamSpec, Workflow
 from orchestrator.workflow.loader import load_workflow
@@ -37,8 +38,10 @@ def inputs(view: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def input_gate(fields: tuple[dict[str, Any], ...] = FIELDS) -> InteractionView:
+    """`fields` as the interaction row holds them, read as the orchestrator reads them."""
     return InteractionView("i-0000input000", "r-1", "details", "input", "gate",
-                           "Which ticket covers <it>?", "pending", fields=fields)  # fmt: skip
+                           "Which ticket covers <it>?", "pending",
+                           fields=tuple(map(input_field, fields)))  # fmt: skip
 
 
 @pytest.fixture(scope="module")

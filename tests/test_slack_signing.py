@@ -27,7 +27,9 @@ from slack_signing import (
 from bot.slack import ids, modals
 from bot.slack.blocks import render_interaction
 from bot.slack.commands import Run, parse_command
+from orchestrator.interactions import input_field
 from orchestrator.protocol import InteractionView, RunView
+from orchestrator.workflow.definitions import Option
 
 RUN = RunView("r-1", "deploy", "waiting", {"service": "api"}, "U0ALICE")
 FIELDS = (
@@ -83,7 +85,7 @@ def bolt() -> Iterator[tuple[App, list[Any]]]:
 
 def input_gate(iid: str = "i-0000input000") -> InteractionView:
     return InteractionView(iid, "r-1", "details", "input", "gate", "Ticket?", "pending",
-                           fields=FIELDS)  # fmt: skip
+                           fields=tuple(map(input_field, FIELDS)))  # fmt: skip
 
 
 def dispatch(app: App, body: str, **sign: Any) -> tuple[int, str]:
@@ -109,8 +111,8 @@ def test_a_click_on_a_rendered_approve_button_decodes_to_its_interaction(bolt):
 
 def test_decision_button_and_menu_clicks_decode_to_the_option(bolt):
     app, seen = bolt
-    few = tuple({"value": f"v{i}", "label": f"L{i}"} for i in range(3))
-    many = tuple({"value": f"v{i}", "label": f"L{i}"} for i in range(8))
+    few = tuple(Option(f"v{i}", f"L{i}") for i in range(3))
+    many = tuple(Option(f"v{i}", f"L{i}") for i in range(8))
     for options, action_id, pick in ((few, "opsloop.decide.2", None),
                                      (many, ids.DECIDE_SELECT, '{"n":6,"v":"v6"}')):  # fmt: skip
         gate = InteractionView("i-0000decide0", "r-1", "pick", "decision", "gate", "Which?",

@@ -14,18 +14,20 @@ import engine_tasks
 import pytest
 import sqlalchemy as sa
 
-from orchestrator import gates, runs
+from orchestrator import gates, interactions
 from orchestrator.clock import FakeClock
 from orchestrator.engine import Orchestrator
 from orchestrator.errors import AlreadyAnswered, InvalidAnswer, NotAllowed, OrchestratorError
 from orchestrator.protocol import RunView, StaticDirectory, StepView
+from orchestrator.workflow.definitions import InputField
 from storage.engine import read_transaction
+from storage.statuses import FINISHED_RUN
 from tests.orchestrators import running
 from tests.polling import process_alive, until
 
 
 def finished(orch: Orchestrator, run_id: str) -> RunView:
-    return until(lambda: (r := orch.view(run_id)).status in runs.TERMINAL_RUN and r,
+    return until(lambda: (r := orch.view(run_id)).status in FINISHED_RUN and r,
                  what=f"run {run_id} to finish")  # fmt: skip
 
 
@@ -36,14 +38,14 @@ def steps(run: RunView) -> dict[str, StepView]:
 def open_interaction(orch: Orchestrator, run_id: str) -> Mapping[str, Any]:
     def first() -> Mapping[str, Any] | None:
         with read_transaction(orch.engine) as conn:
-            return next(iter(runs.pending_interactions(conn, run_id)), None)
+            return next(iter(interactions.pending_interactions(conn, run_id)), None)
 
     return until(first, what=f"a question of run {run_id}")
 
 
 def interaction(orch: Orchestrator, iid: str) -> Mapping[str, Any]:
     with read_transaction(orch.engine) as conn:
-        row = runs.load_interaction(conn, iid)
+        row = interactions.load_interaction(conn, iid)
     assert row is not None
     return row
 
@@ -371,10 +373,7 @@ def test_one_person_approving_twice_counts_once_toward_a_quorum(engine: sa.Engin
     assert engine_tasks.CALLS[key] == 1
 
 
-FIELDS = [
-    {"name": "n", "type": "number", "required": True},
-    {"name": "t", "type": "text", "required": False},
-]
+FIELDS = [InputField("n", "number", required=True), InputField("t", "text", required=False)]
 
 
 @pytest.mark.parametrize("answer, message", [

@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 from engine_tasks import drop_connections
 
-from orchestrator import runs
+from orchestrator import interactions
 from orchestrator.engine import Orchestrator
 from orchestrator.storage_retry import StorageRetry, storage_attempts
 from orchestrator.workflow.loader import parse_workflow
@@ -59,7 +59,7 @@ def test_terminated_postgres_backends_mid_run_are_retried(
         assert drop.status == "succeeded" and drop.outputs["dropped"] >= 1
         # 2. Again while the run waits at the gate: the answer meets dead connections.
         with read_transaction(engine) as conn:
-            (gate,) = runs.pending_interactions(conn, run_id)
+            (gate,) = interactions.pending_interactions(conn, run_id)
         assert drop_connections(params)["dropped"] >= 1
         orch.decide(gate["id"], "UOPS", "approve")
         run = orch.wait(run_id, timeout=30)

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from bot.durations import format_duration
 from bot.slack.gate_blocks import render_interaction, render_reminder
 from bot.slack.text import (
     MAX_FALLBACK_TEXT,
@@ -28,7 +29,6 @@ from bot.slack.text import (
     divider,
     escape,
     escaped,
-    format_duration,
     header,
     key_value_line,
     one_line,
@@ -38,6 +38,7 @@ from bot.slack.text import (
     user_ref,
 )
 from orchestrator.protocol import RunView, StepView
+from storage.statuses import FINISHED_RUN
 
 __all__ = [
     "STATUS_ICONS",
@@ -59,7 +60,6 @@ STATUS_ICONS: Mapping[str, str] = {
     "cancelled": ":no_entry_sign:",
 }
 UNKNOWN_ICON = ":grey_question:"
-RUN_FINISHED = frozenset({"succeeded", "failed", "cancelled"})
 _BOARD_BUDGET = 6000  # characters of step lines on the run board
 _PARAMS_BUDGET = 1000
 _LINE_LIMIT = 200
@@ -87,7 +87,7 @@ def render_run_board(run: RunView, *, now: datetime | None = None) -> dict[str, 
         context(_counts(run.steps)),
         divider(),
     ]
-    trailer = [section(_summary(run))] if run.status in RUN_FINISHED else []
+    trailer = [section(_summary(run))] if run.status in FINISHED_RUN else []
     room = MAX_MESSAGE_BLOCKS - len(blocks) - len(trailer)
     blocks += [section(text) for text in _board(run.steps, now, room)]
     blocks += trailer
@@ -108,7 +108,7 @@ def run_duration(run: RunView, now: datetime | None = None) -> float | None:
     if not starts:
         return None
     ends = [s.finished_at for s in run.steps if s.finished_at]
-    end = max(ends) if run.status in RUN_FINISHED and ends else now
+    end = max(ends) if run.status in FINISHED_RUN and ends else now
     return None if end is None else (end - min(starts)).total_seconds()
 
 

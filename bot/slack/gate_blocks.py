@@ -28,7 +28,6 @@ from bot.slack.text import (
     key_value_line,
     one_line,
     pack_lines,
-    parse_time,
     people_refs,
     plain,
     section,
@@ -98,14 +97,6 @@ def _gate_facts(run: RunView, interaction: InteractionView) -> list[str]:
     return [truncate(f, 1000) for f in facts]
 
 
-def _approvers(interaction: InteractionView) -> list[str]:
-    seen: dict[str, None] = {}
-    for r in interaction.responses:
-        if r.get("answer") == "approve":
-            seen.setdefault(str(r.get("user")), None)
-    return list(seen)
-
-
 def _some_people(users: Sequence[str], most: int = 20) -> str:
     """Mentions of up to `most` people, then how many more there are."""
     refs = [user_ref(u) for u in users[:most]]
@@ -115,10 +106,9 @@ def _some_people(users: Sequence[str], most: int = 20) -> str:
 
 
 def _quorum(interaction: InteractionView) -> str:
-    approvers = _approvers(interaction)
-    text = f"*{len(approvers)} of {interaction.required}* approvals"
-    if approvers:
-        text += ": " + _some_people(approvers)
+    text = f"*{interaction.approvals} of {interaction.required}* approvals"
+    if interaction.approvers:
+        text += ": " + _some_people(interaction.approvers)
     return truncate(text, 1000)
 
 
@@ -146,8 +136,7 @@ def _decision_actions(interaction: InteractionView, block_id: str) -> list[dict[
         return [context("There are no options to choose from.")]
     if len(options) <= MAX_BUTTONS:
         elements = [
-            _button(str(o.get("label") or o.get("value")), ids.decide_action_id(n),
-                    ids.decide_value(interaction.id, n, str(o.get("value"))))
+            _button(o.label, ids.decide_action_id(n), ids.decide_value(interaction.id, n, o.value))
             for n, o in enumerate(options)
         ]  # fmt: skip
         return [{"type": "actions", "block_id": block_id, "elements": elements}]
@@ -159,8 +148,7 @@ def _decision_actions(interaction: InteractionView, block_id: str) -> list[dict[
         "action_id": ids.DECIDE_SELECT,
         "placeholder": plain("Choose…"),
         "options": [
-            {"text": plain(str(o.get("label") or o.get("value")), label_limit),
-             "value": ids.decide_option_value(n, str(o.get("value")))}
+            {"text": plain(o.label, label_limit), "value": ids.decide_option_value(n, o.value)}
             for n, o in enumerate(shown)
         ],
     }  # fmt: skip
@@ -219,15 +207,14 @@ def _gate_fallback(interaction: InteractionView, closed: bool) -> str:
 
 def _outcome(interaction: InteractionView) -> list[str]:
     """Who answered what and when; the first line is the headline."""
-    last = interaction.responses[-1] if interaction.responses else {}
-    when = parse_time(last.get("at"))
-    at = f" · {date_ref(when)}" if when else ""
-    deadline = str(last.get("answer", "")).startswith("deadline:")
-    who = interaction.answered_by or last.get("user")
+    last = interaction.last_response
+    at = f" · {date_ref(last.at)}" if last and last.at else ""
+    deadline = last is not None and last.at_deadline
+    who = interaction.answered_by or (last.user if last else None)
     by = "opsloop at deadline" if deadline else user_ref(who)
     status = interaction.status
     if status == "approved":
-        who = by if deadline else _some_people(_approvers(interaction))
+        who = by if deadline else _some_people(interaction.approvers)
         head = f":white_check_mark: Approved by {who or by}{at}"
     elif status == "rejected":
         head = f":x: Rejected by {by}{at}"
@@ -245,19 +232,16 @@ def _outcome(interaction: InteractionView) -> list[str]:
     else:
         head = f"{UNKNOWN_ICON} {escape(status)} by {by}{at}"
     lines = [truncate(head, 1000)]
-    comment = last.get("comment")
-    if comment:
-        lines.append(_quote(str(comment)))
+    if last and last.comment:
+        lines.append(_quote(str(last.comment)))
     if status == "submitted" and isinstance(interaction.answer, Mapping):
         lines += _answer_lines(interaction.answer)
     return lines
 
 
 def _option_label(interaction: InteractionView, value: Any) -> str:
-    for option in interaction.options:
-        if option.get("value") == value:
-            return str(option.get("label") or value)
-    return format_value(value)
+    label = interaction.option_label(value)
+    return format_value(value) if label is None else label
 
 
 def _quote(text: str) -> str:
@@ -305,7 +289,7 @@ def render_reminder(
 
 def _still_asked(interaction: InteractionView) -> str:
     """Who is still expected to answer: the listed people minus those who approved."""
-    done = set(_approvers(interaction))
+    done = set(interaction.approvers)
     users = [u for u in interaction.allowed_users if u not in done]
     return truncate(people_refs(users[:20], interaction.allowed_groups[:10]), 1000)
 

@@ -189,7 +189,7 @@ class Handlers:
         options = self._interaction(ref.interaction_id).options
         if ref.index is None or not 0 <= ref.index < len(options):
             raise ids.PayloadError("that option no longer exists")
-        return options[ref.index]["value"]
+        return options[ref.index].value
 
     # -- modal submissions (validated before ack, applied after) -----------------
 

@@ -33,7 +33,7 @@ from bot.slack.text import (
 )
 from orchestrator.errors import ParamError
 from orchestrator.protocol import InteractionView, RunView
-from orchestrator.workflow.definitions import ParamSpec, Workflow
+from orchestrator.workflow.definitions import InputField, ParamSpec, Workflow
 from orchestrator.workflow.params import coerce_params, coerce_value
 
 FIELD_BLOCK_PREFIX = "field."
@@ -176,9 +176,8 @@ def _param_input(spec: ParamSpec, given: Any) -> dict[str, Any]:
     return _input(param_block_id(spec.name), spec.name, element, not spec.required, hint)
 
 
-def _field_input(field: Mapping[str, Any]) -> dict[str, Any]:
-    kind = field.get("type", "text")
-    choices = [str(c) for c in field.get("choices") or ()]
+def _field_input(field: InputField) -> dict[str, Any]:
+    kind, choices = field.type, field.choices
     hint = ""
     if kind == "number":
         element: dict[str, Any] = {"type": "number_input", "is_decimal_allowed": True}
@@ -188,9 +187,7 @@ def _field_input(field: Mapping[str, Any]) -> dict[str, Any]:
         element = _text_element(multiline=kind == "multiline")
         if kind == "choice":
             hint = "One of: " + ", ".join(choices)
-    label = str(field.get("label") or field["name"])
-    block_id = field_block_id(str(field["name"]))
-    return _input(block_id, label, element, not field.get("required"), hint)
+    return _input(field_block_id(field.name), field.label, element, not field.required, hint)
 
 
 def _input(
@@ -284,8 +281,8 @@ def parse_input_submission(
     state = read_state(state_values)
     values: dict[str, Any] = {}
     for field in interaction.fields:
-        raw = state.get(field_block_id(str(field["name"])))
-        values[field["name"]] = _number(raw) if field.get("type") == "number" else raw
+        raw = state.get(field_block_id(field.name))
+        values[field.name] = _number(raw) if field.type == "number" else raw
     return values
 
 
@@ -295,16 +292,16 @@ def validate_input_submission(
     """Inline errors for a submitted input form: block_id -> message; empty when fine."""
     errors: dict[str, str] = {}
     for field in interaction.fields:
-        name, value = str(field["name"]), values.get(field["name"])
+        value = values.get(field.name)
         problem = None
         if _blank(value):
-            problem = "This field is required." if field.get("required") else None
-        elif field.get("type") == "number" and not isinstance(value, int | float):
+            problem = "This field is required." if field.required else None
+        elif field.type == "number" and not isinstance(value, int | float):
             problem = "Enter a number."
-        elif field.get("type") == "choice" and value not in (field.get("choices") or ()):
-            problem = "Choose one of: " + ", ".join(map(str, field.get("choices") or ()))
+        elif field.type == "choice" and value not in field.choices:
+            problem = "Choose one of: " + ", ".join(field.choices)
         if problem:
-            errors[field_block_id(name)] = truncate(problem, 300)
+            errors[field_block_id(field.name)] = truncate(problem, 300)
     return errors
 
 

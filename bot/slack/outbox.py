@@ -26,7 +26,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from storage.engine import read_transaction, write_transaction
-from storage.models import OutboxMessage, OutboxStatus
+from storage.models import OutboxMessage
+from storage.statuses import OutboxStatus
 from storage.types import utcnow
 
 log = logging.getLogger(__name__)

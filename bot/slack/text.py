@@ -154,21 +154,8 @@ def join_words(words: Sequence[str]) -> str:
 
 def date_ref(when: datetime) -> str:
     """Slack's date formatting: each reader sees the time in their own time zone."""
-    aware = when if when.tzinfo else when.replace(tzinfo=UTC)
-    fallback = aware.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    return f"<!date^{int(aware.timestamp())}^{{date_short_pretty}} at {{time}}|{fallback}>"
-
-
-def parse_time(value: object) -> datetime | None:
-    """A datetime from a datetime or an ISO 8601 string (as interaction responses store it)."""
-    if isinstance(value, datetime):
-        return value
-    if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value)
-        except ValueError:
-            return None
-    return None
+    fallback = when.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return f"<!date^{int(when.timestamp())}^{{date_short_pretty}} at {{time}}|{fallback}>"
 
 
 def code_block(text: str, limit: int = MAX_SECTION_TEXT) -> str:
@@ -191,21 +178,6 @@ def format_value(value: Any) -> str:
 def key_value_line(name: str, value: Any, limit: int) -> str:
     """ "`name`: value" with both escaped, the value cut to `limit` characters."""
     return f"`{escaped(name, 64)}`: {escaped(format_value(value), limit)}"
-
-
-def format_duration(seconds: float | None) -> str:
-    """ "850ms", "12.5s", "3m 05s", "2h 04m"; "" when unknown."""
-    if seconds is None or seconds < 0:
-        return ""
-    if seconds < 1:
-        return f"{round(seconds * 1000)}ms"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m {secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m"
 
 
 def pack_lines(

@@ -16,16 +16,6 @@ StepKind = Literal["python", "shell", "approval", "decision", "input"]
 
 STEP_KINDS: tuple[str, ...] = ("python", "shell", "approval", "decision", "input")
 GATE_KINDS: frozenset[str] = frozenset({"approval", "decision", "input"})
-STATUSES: tuple[str, ...] = (
-    "pending",
-    "running",
-    "waiting",
-    "succeeded",
-    "failed",
-    "skipped",
-    "cancelled",
-)
-FINISHED_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "skipped", "cancelled"})
 RETRY_ON: frozenset[str] = frozenset({"error", "timeout"})
 
 

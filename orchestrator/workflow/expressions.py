@@ -29,8 +29,9 @@ from typing import Any
 from simpleeval import EvalWithCompoundTypes, InvalidExpression, safe_add, safe_mult
 
 from orchestrator.errors import ExpressionError
-from orchestrator.workflow.definitions import FINISHED_STATUSES, Workflow
+from orchestrator.workflow.definitions import Workflow
 from orchestrator.workflow.expression_syntax import check_syntax
+from storage.statuses import FINISHED_STEP
 
 MAX_LENGTH = 1000
 MAX_EXPONENT = 64
@@ -161,7 +162,7 @@ def format_value(value: Any) -> str:
 
 def step_outcome(status: str | None, continue_on_error: bool) -> str | None:
     """How a finished step counts for its dependents; None while it is not finished."""
-    if status not in FINISHED_STATUSES:
+    if status not in FINISHED_STEP:
         return None
     if status == "failed" and continue_on_error:
         return "succeeded"
