@@ -294,3 +294,21 @@ def test_a_fire_that_cannot_start_is_claimed_and_audited(engine: Engine) -> None
     [entry] = audits(engine, "schedule.failed")
     assert "workflow 'nightly' of schedule nightly/h is gone" in entry["detail"]["error"]
     assert load(engine, "nightly/h").next_fire_at == T0 + timedelta(hours=2)
+
+
+def test_upgrade_to_0007_keeps_schedule_rows_with_defaults(db_url: str) -> None:
+    from storage.schema import setup
+
+    old = create_engine(db_url)
+    setup(old, revision="0006")
+    with old.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO schedule (id, kind, workflow, params, cron, timezone, enabled,"
+            " created_by, created_at, version) VALUES ('nightly/1', 'workflow', 'nightly',"
+            " '{}', '@daily', 'UTC', true, 'U1', CURRENT_TIMESTAMP, 4)"
+        ))  # fmt: skip
+    setup(old)
+    view = load(old, "nightly/1")
+    assert (view.overlap, view.catchup_s, view.paused, view.missed, view.version) == (
+        "skip", 0.0, False, 0, 4)  # fmt: skip
+    old.dispose()
