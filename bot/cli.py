@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import exc as sa_exc
 
-from bot import console, prompts
+from bot import console, prompts, schedules_cli
 from bot.runtime import orchestrator, workflows
 from bot.settings import Settings, SettingsError
 from orchestrator.engine import Orchestrator
@@ -345,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="$HOST, default 0.0.0.0")
     serve.add_argument("--port", type=int, help="$PORT, default 3000")
     add("demo", cmd_demo, "run the example workflows end to end (the README's main job)")
+    schedules_cli.register(sub, common, acting, output)
     return parser
 
 

@@ -223,3 +223,7 @@ class ConsoleFrontEnd:
     def run_finished(self, run: RunView) -> None:
         error = f": {run.error}" if run.error else ""
         self._say(f"run {run.id} {run.status}{error}")
+
+    def schedule_paused(self, schedule_id: str, channel: str | None, reason: str) -> None:
+        self._say(f"schedule {schedule_id} paused: {reason} (`opsloop schedules resume` "
+                  "starts it again)")  # fmt: skip

@@ -40,12 +40,13 @@ class Advancer:
 
     def __init__(
         self, services: Services, live: LiveRuns, runner: StepRunner, *,
-        max_workers: int, on_pause: OnPause,
+        max_workers: int, on_pause: OnPause, on_finished: Callable[[RunView], None],
     ) -> None:  # fmt: skip
         self._services = services
         self._live = live
         self._runner = runner
         self._on_pause = on_pause
+        self._on_finished = on_finished  # a run ended in a pass: tell, count schedule failures
         self.max_workers = max_workers
         self._pool = ThreadPoolExecutor(max_workers, thread_name_prefix="opsloop-step")
         self._guard = threading.Lock()
@@ -167,7 +168,7 @@ class Advancer:
         for step in done.queued:
             self._dispatch(run, step)
         if done.finished:
-            self._services.front_end.run_finished(run)
+            self._on_finished(run)
 
     # -- steps --------------------------------------------------------------------
 

@@ -6,7 +6,8 @@ collaborators, each given what it needs at construction, and delegates to them:
 - `StepRunner` (execution.py): runs one step, in its LangGraph thread if it may pause;
 - `Advancer` (advancing.py): scheduling passes and the worker pool;
 - `People` (people.py): questions, answers, deadlines, reminders, escalations;
-- `Recovery` (recovery.py): takes over unfinished runs; retries.
+- `Recovery` (recovery.py): takes over unfinished runs; retries;
+- `ScheduleTimer` (schedule_timer.py): fires due cron schedules (schedules.py).
 
 docs/architecture.md draws how a run flows through them.
 """
@@ -35,6 +36,7 @@ from orchestrator.protocol import (
     StaticDirectory,
 )
 from orchestrator.recovery import Recovery
+from orchestrator.schedule_timer import ScheduleTimer
 from orchestrator.services import GuardedFrontEnd, Services
 from orchestrator.stepgraph import StepGraph
 from orchestrator.storage_retry import RetryingSaver, storage_attempts
@@ -80,12 +82,16 @@ class Orchestrator:
         self._advancer = Advancer(
             services, self._live, self._runner, max_workers=max_workers,
             on_pause=lambda run_id, step_id, pending: self._people.park(run_id, step_id, pending),
+            on_finished=self._run_finished,
         )  # fmt: skip
         self._people = People(
             services, self._live, self._advancer, self._timers,
             on_recovery_answer=lambda row: self._recovery.apply_answer(row),
         )  # fmt: skip
         self._recovery = Recovery(services, self._live, self._advancer, self._people)
+        self._schedules = ScheduleTimer(
+            services, self._timers, started=self._adopt, cancelled=self._cancelled_elsewhere
+        )
 
     # -- life cycle ----------------------------------------------------------
 
@@ -106,12 +112,15 @@ class Orchestrator:
             timers.every(WAL_CHECKPOINT_S, "wal", lambda: checkpoint_wal(engine))
         if not recover:
             return
-        self.sweep()
+        self._recovery.sweep()
+        self._schedules.start()
         timers.every(leases.LEASE.total_seconds(), "sweep", self.sweep)
 
     def sweep(self) -> None:
-        """Continue unfinished runs and watch every open question (recovery.py)."""
+        """Continue unfinished runs, watch every open question (recovery.py), and fire
+        what schedules are due (one that another process resumed, say)."""
         self._recovery.sweep()
+        self._schedules.check()
 
     def watch_run(self, run_id: str | None) -> None:
         """Watch the deadlines and reminders of one run's (or every) open questions; one
@@ -206,7 +215,7 @@ class Orchestrator:
         self._runner.cancel(run_id)
         self._live.forget(run_id)
         view = self.view(run_id)
-        self._services.front_end.run_finished(view)
+        self._run_finished(view)
         self._live.notify()
         return view
 
@@ -214,6 +223,25 @@ class Orchestrator:
         """Retry a failed step (or every failed one) and what it left undone."""
         self._recovery.retry(run_id, step_id, by)
         return self.view(run_id)
+
+    def run_schedule_now(self, schedule_id: str, by: str) -> str:
+        """Start a schedule's run now, as its fire would; audited as `by`'s."""
+        return self._schedules.run_now(schedule_id, by)
+
+    def _adopt(self, run_id: str) -> None:
+        """A run committed by another path (a schedule's fire): tell of it and advance it."""
+        self._services.front_end.run_started(self.view(run_id))
+        self._advancer.advance(run_id)
+
+    def _cancelled_elsewhere(self, run_id: str) -> None:
+        """A run was cancelled in the database by a schedule's fire (cancel_previous)."""
+        self._runner.cancel(run_id)
+        self._live.forget(run_id)
+        self._services.front_end.run_finished(self.view(run_id))
+
+    def _run_finished(self, run: RunView) -> None:
+        self._services.front_end.run_finished(run)
+        self._schedules.run_finished(run)
 
     def rerun(self, run_id: str, by: str) -> str:
         """Start a new run of the same workflow with the same params."""

@@ -148,6 +148,9 @@ class FrontEnd(Protocol):
 
     def run_finished(self, run: RunView) -> None: ...
 
+    def schedule_paused(self, schedule_id: str, channel: str | None, reason: str) -> None:
+        """A schedule paused itself after failed runs in a row (pause_after_failures)."""
+
 
 class SilentFrontEnd:
     """A front end that tells nobody: for tests, benchmarks and headless workers."""
@@ -171,6 +174,9 @@ class SilentFrontEnd:
         pass
 
     def run_finished(self, run: RunView) -> None:
+        pass
+
+    def schedule_paused(self, schedule_id: str, channel: str | None, reason: str) -> None:
         pass
 
 

@@ -151,11 +151,17 @@ class AuditEntry(SQLModel, table=True):
 
 
 class Schedule(SQLModel, table=True):
-    """A workflow started, or a report posted, on a cron schedule."""
+    """A workflow started, or a report posted, on a cron schedule.
+
+    `next_fire_at` and `version` are what a fire claims: one conditional UPDATE moves
+    them on, so one process fires each due time. Schedules from workflow files carry
+    `source` (file:line) and `spec_digest` (what sync compares); `enabled` is false for
+    one whose file no longer has it. Pause state belongs to people and survives edits.
+    """
 
     __tablename__ = "schedule"
 
-    id: str = Field(primary_key=True, max_length=64)
+    id: str = Field(primary_key=True, max_length=200)
     kind: str = Field(default="workflow", max_length=16)  # workflow | report
     workflow: str | None = Field(default=None, max_length=200)
     params: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType, nullable=False)
@@ -166,8 +172,23 @@ class Schedule(SQLModel, table=True):
     created_by: str = Field(max_length=200)
     created_at: datetime = _stamp()
     last_fired_at: datetime | None = _time()
-    next_fire_at: datetime | None = _time()
+    next_fire_at: datetime | None = _time(index=True)
     version: int = Field(default=0)
+    # skip | allow | cancel_previous: what a fire does while the previous run still runs.
+    overlap: str = Field(default="skip", max_length=16, sa_column_kwargs={"server_default": "skip"})
+    catchup_s: float = Field(default=0.0, sa_column_kwargs={"server_default": "0"})
+    pause_after_failures: int | None = Field(default=None)
+    paused: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
+    paused_by: str | None = Field(default=None, max_length=200)
+    paused_reason: str | None = Field(default=None, sa_type=sa.Text)
+    paused_at: datetime | None = Field(default=None, sa_type=UtcDateTime())
+    # Failed runs in a row are counted from the runs started after this.
+    resumed_at: datetime | None = Field(default=None, sa_type=UtcDateTime())
+    failures_in_row: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    missed: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    last_run_id: str | None = Field(default=None, max_length=64)
+    source: str | None = Field(default=None, max_length=1000)
+    spec_digest: str | None = Field(default=None, max_length=64)
 
 
 class CheckpointRow(SQLModel, table=True):

@@ -215,3 +215,11 @@ def _output_blocks(outputs: Mapping[str, Any]) -> list[dict[str, Any]]:
     if rest:
         blocks.append(section("*Outputs*\n" + pack_lines(rest, max_chunks=1, limit=2000)[0]))
     return blocks
+
+
+def render_schedule_paused(schedule_id: str, reason: str) -> dict[str, Any]:
+    """A schedule paused itself (pause_after_failures): say why and how to resume it."""
+    head = f":double_vertical_bar: Schedule `{escaped(schedule_id, 100)}` paused: {escape(reason)}"
+    hint = f"`opsloop schedules resume {escaped(schedule_id, 100)}` starts it again."
+    blocks = [section(truncate(head, MAX_SECTION_TEXT)), context(hint)]
+    return {"text": escaped(f"Schedule {schedule_id} paused: {reason}", 300), "blocks": blocks}

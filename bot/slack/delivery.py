@@ -137,6 +137,14 @@ class SlackDelivery:
                                                       *to.get("groups", ())])  # fmt: skip
         return self._post(message.channel, content, self._thread(message))
 
+    def _schedule_paused(self, message: Message) -> Any:
+        assert message.channel
+        payload = message.payload
+        return self._post(
+            message.channel,
+            blocks.render_schedule_paused(payload["schedule_id"], payload["reason"]),
+        )
+
     def _thread_step(self, message: Message) -> Any:
         assert message.channel and message.run_id
         run = self.run(message.run_id)

@@ -114,6 +114,12 @@ class SlackFrontEnd:
         if channel := self._channel(run):
             self._board_changed(run, channel)
 
+    def schedule_paused(self, schedule_id: str, channel: str | None, reason: str) -> None:
+        if channel := channel or self.default_channel:
+            key = f"schedule-paused:{schedule_id}:{self.clock().isoformat()}"
+            payload = {"schedule_id": schedule_id, "reason": reason}
+            self.outbox.post(key, "schedule.paused", channel=channel, run_id=None, payload=payload)
+
 
 def _dm_recipients(interaction: InteractionView) -> tuple[str, ...]:
     """With `notify: dm`, each listed person also gets the question in a direct message."""

@@ -186,6 +186,31 @@ class Step:
         return self.kind in GATE_KINDS
 
 
+OVERLAPS: tuple[str, ...] = ("skip", "allow", "cancel_previous")
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    """When a workflow starts itself: a crontab in a time zone, with the run's params.
+
+    `id` is "<workflow>/<key>", where key is the `id:` written or the 1-based position in
+    `schedules:`; it is the schedule's identity, so history and pause state survive an
+    edit. `params` are (name, value) pairs as written (values checked at load);
+    `overlap` says what a fire does while the previous run still runs; a fire more
+    than `catchup_s` late counts as missed instead of running.
+    """
+
+    id: str
+    cron: str
+    timezone: str = "UTC"
+    params: tuple[tuple[str, Any], ...] = ()
+    channel: str | None = None
+    overlap: str = "skip"
+    catchup_s: float = 0.0
+    pause_after_failures: int | None = None
+    line: int = 0
+
+
 @dataclass(frozen=True)
 class Workflow:
     """A validated workflow; `digest` is the sha256 of `text`, the source it was loaded from
@@ -196,6 +221,7 @@ class Workflow:
     params: tuple[ParamSpec, ...]
     steps: tuple[Step, ...]
     max_parallel: int | None = None
+    schedules: tuple[ScheduleSpec, ...] = ()
     source: str = ""
     digest: str = ""
     text: str = field(default="", repr=False, compare=False)

@@ -23,6 +23,7 @@ from orchestrator.workflow.definitions import (
     transitive_needs,
 )
 from orchestrator.workflow.params import coerce_value
+from orchestrator.workflow.schedules import finish_schedules, read_schedules
 from orchestrator.workflow.step_schema import StepDraft, read_steps
 from orchestrator.workflow.yaml_converters import (
     check_choices,
@@ -57,6 +58,9 @@ _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 def read_workflow(ctx: Context, root: Node, text: str) -> Workflow | None:
     values, _ = read_field(ctx, root, _WORKFLOW, "the workflow", required=("name", "steps"))
     drafts: list[StepDraft] = values.pop("steps", None) or []
+    schedules = finish_schedules(
+        ctx, values.pop("schedules", None) or [], values.get("name"), values.get("params", ())
+    )
     _check_graph(ctx, drafts)
     _check_references(ctx, drafts, ctx.param_names)
     _check_editable(ctx, drafts, ctx.param_names)
@@ -66,7 +70,9 @@ def read_workflow(ctx: Context, root: Node, text: str) -> Workflow | None:
     values.setdefault("params", ())
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     steps = tuple(d.step for d in drafts if d.step is not None)
-    return Workflow(steps=steps, source=ctx.path, digest=digest, text=text, **values)
+    return Workflow(
+        steps=steps, schedules=schedules, source=ctx.path, digest=digest, text=text, **values
+    )
 
 
 def _workflow_name(ctx: Context, node: Node, key: str) -> str | None:
@@ -196,4 +202,5 @@ _WORKFLOW: dict[str, tuple[str, Convert]] = {
     "max_parallel": ("max_parallel", count_value(1, 1000)),
     "params": ("params", _params),
     "steps": ("steps", read_steps),
+    "schedules": ("schedules", read_schedules),
 }

@@ -1,0 +1,140 @@
+"""`opsloop schedules`: list schedules, pause and resume them, start one's run now.
+
+The list reads the database only (no orchestrator, no workflow files), so it works
+while `serve` runs elsewhere. Pause and resume are audited with who (`--as`) and why;
+`run` starts the run exactly as a fire would and follows it like `opsloop run`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from bot import console
+from bot.runtime import orchestrator, workflows
+from bot.settings import Settings, SettingsError
+from orchestrator.clock import SystemClock
+from orchestrator.queries import open_interactions
+from orchestrator.schedules import ScheduleView, list_schedules, pause, resume, sync
+from storage.engine import create_engine
+from storage.schema import setup
+
+EXIT_OK, EXIT_RUN_FAILED = 0, 1
+_HEADER = ["id", "workflow", "cron", "timezone", "next (local)", "next (UTC)", "last fire",
+           "last run", "missed", "state"]  # fmt: skip
+
+
+def register(sub: Any, *parents: argparse.ArgumentParser) -> None:
+    """Add `schedules` to the `opsloop` parser; `parents`: common, acting and output options."""
+    cmd = sub.add_parser("schedules", help="list, pause, resume or start schedules",
+                         description=__doc__, parents=list(parents))  # fmt: skip
+    cmd.set_defaults(func=cmd_list)
+    actions = cmd.add_subparsers(dest="schedules_command", metavar="ACTION")
+    for name, func, text in (("pause", cmd_pause, "stop a schedule firing until resumed"),
+                             ("resume", cmd_resume, "let a paused schedule fire again"),
+                             ("run", cmd_run, "start a schedule's run now")):  # fmt: skip
+        action = actions.add_parser(name, help=text, description=text, parents=list(parents))
+        action.add_argument("id", help="the schedule's id, e.g. nightly/1")
+        action.set_defaults(func=func)
+        if name == "pause":
+            action.add_argument("--reason", default="", help="why, kept in the audit log")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    user = getattr(args, "user", None)
+    if user is not None and not user.strip():
+        raise SettingsError("--as needs a user id, like U012ABC")
+    return Settings.from_env(database_url=args.database_url, workflows=args.workflows, user=user)
+
+
+def _engine(settings: Settings) -> Any:
+    engine = create_engine(settings.database_url)
+    setup(engine)
+    return engine
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    views = list_schedules(_engine(_settings(args)))
+    if args.json:
+        print(json.dumps([schedule_json(v) for v in views], indent=2))
+    elif not views:
+        print("no schedules yet: `opsloop serve` syncs them from the workflow files' schedules:")
+    else:
+        print(console.format_table(_HEADER, [_row(v) for v in views]))
+    return EXIT_OK
+
+
+def cmd_pause(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    view = pause(_engine(settings), args.id, settings.user, args.reason, SystemClock().now())
+    return _done(args, view, f"paused {view.id}")
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    view = resume(_engine(settings), args.id, settings.user, SystemClock().now())
+    return _done(args, view, f"resumed {view.id}; next fire {_local(view)}")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    known = workflows(settings)
+    front_end = None if args.json else console.ConsoleFrontEnd(sys.stdout)
+    with orchestrator(settings, front_end, known=known) as orch:
+        sync(orch.engine, known, orch.clock.now(), settings.user)
+        run_id = orch.run_schedule_now(args.id, settings.user)
+        orch.wait(run_id, float("inf"))
+        orch.close()  # let the workers finish reporting before the summary is printed
+        run, pending = orch.view(run_id), open_interactions(orch.engine, run_id)
+    if args.json:
+        print(json.dumps(console.run_json(run, pending), indent=2, default=str))
+    else:
+        print(console.format_run(run, known.get(run.workflow), pending))
+    return EXIT_RUN_FAILED if run.status in ("failed", "cancelled") else EXIT_OK
+
+
+def _done(args: argparse.Namespace, view: ScheduleView, text: str) -> int:
+    print(json.dumps(schedule_json(view), indent=2) if args.json else text)
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def schedule_json(view: ScheduleView) -> dict[str, Any]:
+    """A schedule as `--json` prints it: times in ISO 8601, the next fire also local."""
+    data = {k: v.isoformat() if isinstance(v, datetime) else v for k, v in vars(view).items()}
+    data["next_fire_local"] = _local(view) if view.next_fire_at else None
+    return data
+
+
+def _row(view: ScheduleView) -> Sequence[str]:
+    last_run = f"{view.last_run_id} {view.last_run_status or ''}" if view.last_run_id else "-"
+    return [view.id, view.workflow, view.cron, view.timezone, _local(view),
+            _utc(view.next_fire_at), _utc(view.last_fired_at), last_run.strip(),
+            str(view.missed), _state(view)]  # fmt: skip
+
+
+def _state(view: ScheduleView) -> str:
+    if not view.enabled:
+        return "removed"
+    if view.paused:
+        return f"paused by {view.paused_by}" + (
+            f": {view.paused_reason}" if view.paused_reason else ""
+        )
+    return "active"
+
+
+def _local(view: ScheduleView) -> str:
+    if view.next_fire_at is None or not view.enabled or view.paused:
+        return "-"
+    return f"{view.next_fire_at.astimezone(ZoneInfo(view.timezone)):%Y-%m-%d %H:%M %Z}"
+
+
+def _utc(moment: datetime | None) -> str:
+    return "-" if moment is None else f"{moment:%Y-%m-%d %H:%MZ}"
