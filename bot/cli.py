@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import exc as sa_exc
 
 from bot import console, prompts
-from bot.runtime import orchestrator, workflows
+from bot.runtime import build_orchestrator, database, started, workflows
 from bot.settings import Settings, SettingsError
 from orchestrator.engine import Orchestrator
 from orchestrator.errors import OrchestratorError
@@ -60,11 +60,14 @@ def _following(
 ) -> Iterator[Orchestrator]:
     """The orchestrator, reporting to the console unless --json; workflows are read once."""
     known = workflows(settings)
-    front_end = None if getattr(args, "json", False) else console.ConsoleFrontEnd(sys.stdout)
-    with orchestrator(settings, front_end, recover=recover, known=known) as orch:
-        if front_end is not None:
-            front_end.workflow_of = functools.partial(_workflow_or_none, orch)
-        yield orch
+    with database(settings) as engine:
+        front_end = None
+        if not getattr(args, "json", False):
+            versions = WorkflowVersions(engine, known)
+            front_end = console.ConsoleFrontEnd(sys.stdout, functools.partial(_version, versions))
+        orch = build_orchestrator(settings, engine, known, front_end=front_end)
+        with started(orch, recover=recover):
+            yield orch
 
 
 def _print_json(value: Any) -> None:
@@ -92,6 +95,14 @@ def _workflow_or_none(orch: Orchestrator, run: RunView) -> Workflow | None:
     """The run's own workflow version, for showing step kinds; None if it is gone."""
     try:
         return orch.workflow_of(run)
+    except OrchestratorError:
+        return None
+
+
+def _version(versions: WorkflowVersions, run: RunView) -> Workflow | None:
+    """What the console shows step kinds from: the run's own version, None if it is gone."""
+    try:
+        return versions.of(run.workflow, run.digest)
     except OrchestratorError:
         return None
 

@@ -15,7 +15,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,8 +23,9 @@ from typing import Any, TypeVar
 
 from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
+from sqlalchemy.engine import Engine
 
-from bot.runtime import orchestrator
+from bot.runtime import Now, build_orchestrator, database, static_directory, workflows
 from bot.settings import Settings, SettingsError, SlackSettings
 from bot.slack.app import build_app
 from bot.slack.delivery import SlackDelivery, web_client
@@ -35,6 +36,8 @@ from bot.slack.outbox import Dispatcher, Outbox
 from bot.slack.scopes import EVENTS_PATH
 from orchestrator.engine import Orchestrator
 from orchestrator.queries import interaction
+from orchestrator.workflow.definitions import Workflow
+from storage.types import utcnow
 
 log = logging.getLogger(__name__)
 Wsgi = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -45,37 +48,61 @@ MAX_DELAY_S = 1.0  # or this long after it was submitted, whatever the traffic
 
 @dataclass
 class Bot:
+    """Everything `serve` runs, built and wired; `start()` it, then `stop()` it."""
+
     orch: Orchestrator
     outbox: Outbox
     dispatcher: Dispatcher
     app: App
     wsgi: Wsgi
+    work: ThreadPoolExecutor
+
+    def start(self) -> None:
+        """The dispatcher first, the orchestrator last: what recovery reports at start-up
+        (a question about a step cut off by a crash) goes to Slack like anything else."""
+        self.dispatcher.start()
+        self.orch.start(recover=True)
+
+    def stop(self) -> None:
+        """In reverse: no follow-up work left to reach the orchestrator, then its workers'
+        last messages queued, then the dispatcher."""
+        self.work.shutdown(wait=True)
+        self.orch.close()
+        self.dispatcher.stop()
+
+
+def build_bot(
+    settings: Settings, slack: SlackSettings, engine: Engine, known: Mapping[str, Workflow],
+    clock: Now = utcnow,
+) -> Bot:  # fmt: skip
+    """Every collaborator, in order, each passed to the constructor of what uses it."""
+    outbox = Outbox(engine)
+    client = web_client(slack.bot_token, slack.api_url)
+    front_end = SlackFrontEnd(outbox, slack.channel, clock=clock)
+    directory = CombinedDirectory(static_directory(settings), SlackDirectory(client))
+    orch = build_orchestrator(settings, engine, known, front_end=front_end,
+                              directory=directory, clock=clock)  # fmt: skip
+    delivery = SlackDelivery(client, orch.view, lambda iid: interaction(engine, iid))
+    acks = _AcksFirst()
+    work = _FollowUps(slack.threads, acks)
+    app = build_app(Handlers(orch, client, slack), client,
+                    signing_secret=slack.signing_secret, work=work)  # fmt: skip
+    return Bot(orch, outbox, Dispatcher(outbox, delivery), app, _wsgi(app, orch, acks), work)
 
 
 @contextmanager
 def running_bot(settings: Settings, slack: SlackSettings) -> Iterator[Bot]:
     """Everything `serve` runs, started; stopped in reverse order on exit."""
-    client = web_client(slack.bot_token, slack.api_url)
-    front_end = _LateFrontEnd()
-    with orchestrator(settings, front_end, recover=True) as orch:
-        orch.directory = CombinedDirectory(orch.directory, SlackDirectory(client))
-        outbox = Outbox(orch.engine)
-        front_end.target = SlackFrontEnd(outbox, slack.channel)
-        delivery = SlackDelivery(client, orch.view,
-                                 lambda iid: interaction(orch.engine, iid))  # fmt: skip
-        dispatcher = Dispatcher(outbox, delivery)
-        acks = _AcksFirst()
-        work = _FollowUps(slack.threads, acks)
-        app = build_app(Handlers(orch, client, slack), client,
-                        signing_secret=slack.signing_secret, work=work)  # fmt: skip
-        dispatcher.start()
+    known = workflows(settings)
+    with database(settings) as engine:
+        bot = build_bot(settings, slack, engine, known)
+        bot.start()
         _freeze_start_up()
         try:
-            yield Bot(orch, outbox, dispatcher, app, _wsgi(app, orch, acks))
+            yield bot
         finally:
             gc.unfreeze()
-            work.shutdown(wait=True)
-            dispatcher.stop()
+            bot.stop()
 
 
 def _freeze_start_up() -> None:
@@ -84,19 +111,6 @@ def _freeze_start_up() -> None:
     stopped every thread for ~120 ms, in the middle of a burst of requests."""
     gc.collect()
     gc.freeze()
-
-
-class _LateFrontEnd:
-    """Forwards to the Slack front end once it exists (recovery may report before)."""
-
-    target: Any = None
-
-    def __getattr__(self, name: str) -> Callable[..., None]:
-        def forward(*args: Any) -> None:
-            if self.target is not None:
-                getattr(self.target, name)(*args)
-
-        return forward
 
 
 class _AcksFirst:
