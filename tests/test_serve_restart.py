@@ -15,6 +15,7 @@ import signal
 from pathlib import Path
 
 from bot.slack import ids
+from bot.slack.outbox import Outbox
 from orchestrator.queries import run_view
 from tests.polling import until
 from tests.serve_process import CHANNEL, Served, serving, stop
@@ -56,6 +57,10 @@ def test_a_step_cut_off_by_sigkill_is_asked_about_in_slack_after_restart(
                 run_id = first.run_id()
                 first.board(run_id)
                 until(started.exists, what="the step's process to start")
+                # Killed with a post in flight, the bot would leave it for the lease to free
+                # (a minute); the question waits for the board. Kill it between messages.
+                outbox = Outbox(first.engine)
+                until(lambda: outbox.counts().keys() == {"sent"}, what="the outbox to drain")
                 assert stop(first.process, signal.SIGKILL) == -signal.SIGKILL
                 assert first.status(run_id) == "running"
 
