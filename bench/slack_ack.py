@@ -29,7 +29,7 @@ clock) to the `after` step's Python function starting (bench/slack_tasks.py stam
 The same interval is also reported for the burst's clicks ("under load").
 
 The bot holds its follow-up work (the runs, answers and replies the requests ask for) while
-requests are being answered (`_AcksFirst` in bot/slack/server.py); `--no-acks-first` turns
+requests are being answered (`AcksFirst` in bot/slack/http_transport.py); `--no-acks-first` turns
 that off (MAX_DELAY_S = 0) to show what it saves. `running_bot` also keeps the objects
 start-up built out of the cyclic GC (`gc.freeze()`); `--no-gc-freeze` undoes that.
 Reported beside the latencies: the CPU seconds each thread group of this process used
@@ -87,11 +87,11 @@ from slack_bolt.adapter.wsgi import SlackRequestHandler  # noqa: E402
 
 from bench._databases import database_url  # noqa: E402
 from bot.settings import Settings, SlackSettings  # noqa: E402
-from bot.slack import ids  # noqa: E402
-from bot.slack import server as bot_server  # noqa: E402
+from bot.slack import http_transport, ids  # noqa: E402
 from bot.slack.delivery import web_client  # noqa: E402
+from bot.slack.http_transport import http_in_background  # noqa: E402
 from bot.slack.scopes import SLASH_COMMAND  # noqa: E402
-from bot.slack.server import Bot, http_in_background, running_bot  # noqa: E402
+from bot.slack.server import Bot, running_bot  # noqa: E402
 from tests.slack_double import SlackDouble  # noqa: E402
 from tests.slack_signing import (  # noqa: E402
     SIGNING_SECRET,
@@ -628,7 +628,7 @@ def main(argv: list[str] | None = None) -> int:
     # waitress warns "Task queue depth is N" whenever all its threads are busy: by design here.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     if args.no_acks_first:
-        bot_server.MAX_DELAY_S = 0.0
+        http_transport.MAX_DELAY_S = 0.0
     spawn = multiprocessing.get_context("spawn")  # a clean interpreter: no forked threads
     results = []
     with ProcessPoolExecutor(1, mp_context=spawn) as slack, \

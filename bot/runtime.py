@@ -1,14 +1,23 @@
-"""Build the orchestrator a front end talks to, from `Settings`."""
+"""Build the orchestrator a front end talks to, from `Settings`: construct, then start.
+
+Building and starting are separate steps, as with Bolt's `App`: the caller first
+builds every collaborator (database, front end, directory), passes them all to
+the orchestrator's constructor, and starts it last (`started`), so nothing the
+orchestrator reports while it starts (recovery questions) can go unheard.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
+from sqlalchemy.engine import Engine
+
 from bot.settings import Settings, SettingsError
+from orchestrator.clock import Clock
 from orchestrator.engine import Orchestrator
 from orchestrator.errors import DefinitionError
-from orchestrator.protocol import FrontEnd, StaticDirectory
+from orchestrator.protocol import Directory, FrontEnd, StaticDirectory
 from orchestrator.workflow.definitions import Workflow
 from orchestrator.workflow.loader import load_workflows
 from storage.engine import create_engine
@@ -28,38 +37,49 @@ def workflows(settings: Settings) -> dict[str, Workflow]:
 
 
 @contextmanager
-def orchestrator(
-    settings: Settings,
-    front_end: FrontEnd | None = None,
-    *,
-    recover: bool = False,
-    known: Mapping[str, Workflow] | None = None,
-) -> Iterator[Orchestrator]:
-    """An upgraded database and a started orchestrator; closed on exit.
-
-    `recover=True` takes over every unfinished run: only for processes that own
-    the database (`opsloop resume`, `opsloop serve`). `known`: the workflows, when
-    the caller has loaded them already.
-    """
-    known = workflows(settings) if known is None else known
+def database(settings: Settings) -> Iterator[Engine]:
+    """The configured database with its schema upgraded; disposed on exit."""
     engine = create_engine(settings.database_url)
     try:
         setup(engine)
-        orch = Orchestrator(
-            engine, known, front_end=front_end, max_workers=settings.max_workers,
-            directory=_directory(settings.groups),
-        )  # fmt: skip
-        orch.start(recover=recover)
-        try:
-            yield orch
-        finally:
-            orch.close()
+        yield engine
     finally:
         engine.dispose()
 
 
-def _directory(groups: str) -> StaticDirectory:
+def static_directory(settings: Settings) -> StaticDirectory:
+    """The groups named in OPSLOOP_GROUPS."""
     try:
-        return StaticDirectory.parse(groups)
+        return StaticDirectory.parse(settings.groups)
     except ValueError as exc:
         raise SettingsError(f"OPSLOOP_GROUPS: {exc}") from None
+
+
+def build_orchestrator(
+    settings: Settings,
+    engine: Engine,
+    known: Mapping[str, Workflow],
+    *,
+    front_end: FrontEnd | None = None,
+    directory: Directory | None = None,
+    clock: Clock | None = None,
+) -> Orchestrator:
+    """An orchestrator with every collaborator given, not started yet."""
+    return Orchestrator(
+        engine, known, front_end=front_end, max_workers=settings.max_workers,
+        directory=static_directory(settings) if directory is None else directory, clock=clock,
+    )  # fmt: skip
+
+
+@contextmanager
+def started(orch: Orchestrator, *, recover: bool = False) -> Iterator[Orchestrator]:
+    """`orch` started; closed on exit.
+
+    `recover=True` takes over every unfinished run: only for processes that own
+    the database (`opsloop resume`, `opsloop serve`).
+    """
+    orch.start(recover=recover)
+    try:
+        yield orch
+    finally:
+        orch.close()

@@ -9,22 +9,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from bot import console
-from bot.runtime import orchestrator, workflows
-from bot.settings import Settings, SettingsError
+from bot.cli_io import EXIT_OK, open_engine, settings_of
+from bot.run_commands import finish, following
 from orchestrator.clock import SystemClock
-from orchestrator.queries import open_interactions
 from orchestrator.schedules import ScheduleView, list_schedules, pause, resume, sync
-from storage.engine import create_engine
-from storage.schema import setup
 
-EXIT_OK, EXIT_RUN_FAILED = 0, 1
 _HEADER = ["id", "workflow", "cron", "timezone", "next (local)", "next (UTC)", "last fire",
            "last run", "missed", "state"]  # fmt: skip
 
@@ -45,21 +40,8 @@ def register(sub: Any, *parents: argparse.ArgumentParser) -> None:
             action.add_argument("--reason", default="", help="why, kept in the audit log")
 
 
-def _settings(args: argparse.Namespace) -> Settings:
-    user = getattr(args, "user", None)
-    if user is not None and not user.strip():
-        raise SettingsError("--as needs a user id, like U012ABC")
-    return Settings.from_env(database_url=args.database_url, workflows=args.workflows, user=user)
-
-
-def _engine(settings: Settings) -> Any:
-    engine = create_engine(settings.database_url)
-    setup(engine)
-    return engine
-
-
 def cmd_list(args: argparse.Namespace) -> int:
-    views = list_schedules(_engine(_settings(args)))
+    views = list_schedules(open_engine(settings_of(args)))
     if args.json:
         print(json.dumps([schedule_json(v) for v in views], indent=2))
     elif not views:
@@ -70,32 +52,23 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_pause(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    view = pause(_engine(settings), args.id, settings.user, args.reason, SystemClock().now())
+    settings = settings_of(args)
+    view = pause(open_engine(settings), args.id, settings.user, args.reason, SystemClock().now())
     return _done(args, view, f"paused {view.id}")
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    view = resume(_engine(settings), args.id, settings.user, SystemClock().now())
+    settings = settings_of(args)
+    view = resume(open_engine(settings), args.id, settings.user, SystemClock().now())
     return _done(args, view, f"resumed {view.id}; next fire {_local(view)}")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    known = workflows(settings)
-    front_end = None if args.json else console.ConsoleFrontEnd(sys.stdout)
-    with orchestrator(settings, front_end, known=known) as orch:
-        sync(orch.engine, known, orch.clock.now(), settings.user)
+    settings = settings_of(args)
+    with following(args, settings) as orch:
+        sync(orch.engine, orch.workflows, orch.clock.now(), settings.user)
         run_id = orch.run_schedule_now(args.id, settings.user)
-        orch.wait(run_id, float("inf"))
-        orch.close()  # let the workers finish reporting before the summary is printed
-        run, pending = orch.view(run_id), open_interactions(orch.engine, run_id)
-    if args.json:
-        print(json.dumps(console.run_json(run, pending), indent=2, default=str))
-    else:
-        print(console.format_run(run, known.get(run.workflow), pending))
-    return EXIT_RUN_FAILED if run.status in ("failed", "cancelled") else EXIT_OK
+        return finish(orch, run_id, args, settings.user)
 
 
 def _done(args: argparse.Namespace, view: ScheduleView, text: str) -> int:

@@ -86,7 +86,8 @@ def test_a_schedule_that_keeps_failing_pauses_and_says_so(engine: sa.Engine) -> 
             until(lambda day=day: [r[1] for r in scheduled_runs(engine)] == ["failed"] * day,
                   what=f"failed run {day}")  # fmt: skip
         until(lambda: told.paused, what="the pause notice")
-        assert told.paused[0][0] == "broken_nightly/nightly" and "2 failed runs in a row" in told.paused[0][2]
+        (schedule_id, _, reason), *_ = told.paused
+        assert schedule_id == "broken_nightly/nightly" and "2 failed runs in a row" in reason
         (schedule,) = list_schedules(engine)
         assert schedule.paused and schedule.paused_by == "opsloop"
         clock.advance(timedelta(days=1))

@@ -21,8 +21,9 @@ import sqlalchemy as sa
 
 from bot.settings import Settings, SlackSettings
 from bot.slack import ids
+from bot.slack.http_transport import http_in_background
 from bot.slack.modals import field_block_id, param_block_id
-from bot.slack.server import Bot, http_in_background, running_bot
+from bot.slack.server import Bot, running_bot
 from orchestrator.workflow.loader import parse_workflow
 from tests.polling import until
 from tests.sample_workflows import GATED

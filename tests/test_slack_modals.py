@@ -10,7 +10,7 @@ import pytest
 from slack_limits import VIEW_BLOCKS, view_problems
 from slack_signing import fill_view
 
-from bot.slack import ids, modals
+from bot.slack import ids, modals, submissions
 from orchestrator.errors import ParamError
 from orchestrator.interactions import input_field
 from orchestrator.protocol import InteractionView, RunView
@@ -76,23 +76,23 @@ def test_input_submission_round_trip():
     view = modals.input_modal(interaction)
     state = fill_view(view, {"field.ticket": "OPS-7", "field.minutes": "45",
                              "field.risk": "high", "field.notes": None})  # fmt: skip
-    values = modals.parse_input_submission(interaction, state)
+    values = submissions.parse_input_submission(interaction, state)
     assert values == {"ticket": "OPS-7", "minutes": 45, "risk": "high", "notes": None}
-    assert modals.validate_input_submission(interaction, values) == {}
+    assert submissions.validate_input_submission(interaction, values) == {}
     state = fill_view(view, {"field.minutes": "2.5", "field.risk": "low"})
-    assert modals.parse_input_submission(interaction, state)["minutes"] == 2.5
+    assert submissions.parse_input_submission(interaction, state)["minutes"] == 2.5
 
 
 def test_input_validation_errors_are_keyed_by_block_id():
     interaction = input_gate()
     bad = {"ticket": "  ", "minutes": "many", "risk": "extreme", "notes": None}
-    errors = modals.validate_input_submission(interaction, bad)
+    errors = submissions.validate_input_submission(interaction, bad)
     assert errors == {
         "field.ticket": "This field is required.",
         "field.minutes": "Enter a number.",
         "field.risk": "Choose one of: low, high",
     }
-    assert modals.errors_response(errors) == {"response_action": "errors", "errors": errors}
+    assert submissions.errors_response(errors) == {"response_action": "errors", "errors": errors}
 
 
 def test_input_modal_with_120_choices_and_150_fields_stays_within_limits():
@@ -119,7 +119,7 @@ def test_reject_reason_modal_and_its_parser():
     reason = inputs(view)[modals.REASON_BLOCK]
     assert reason["optional"] is False and reason["element"]["multiline"] is True
     state = fill_view(view, {modals.REASON_BLOCK: "  wrong window  "})
-    assert modals.parse_reason(state) == "wrong window"
+    assert submissions.parse_reason(state) == "wrong window"
     assert ids.decode_metadata(view["private_metadata"])["interaction"] == "i-0000input000"
 
 
@@ -157,14 +157,14 @@ def test_params_submission_round_trip_and_validation(deploy):
     view = modals.params_modal(deploy, {})
     state = fill_view(view, {"param.service": "api", "param.version": "v2.0.0",
                              "param.replicas": "3", "param.dry_run": "false"})  # fmt: skip
-    values = modals.parse_params_submission(deploy, state, view["private_metadata"])
+    values = submissions.parse_params_submission(deploy, state, view["private_metadata"])
     assert values == {"service": "api", "version": "v2.0.0", "replicas": 3, "dry_run": False}
-    assert modals.validate_params_submission(deploy, values) == {}
+    assert submissions.validate_params_submission(deploy, values) == {}
     assert coerce_params(deploy, values)["replicas"] == 3
 
     state = fill_view(view, {"param.version": "2.0", "param.replicas": "1.5"})
-    values = modals.parse_params_submission(deploy, state, view["private_metadata"])
-    errors = modals.validate_params_submission(deploy, values)
+    values = submissions.parse_params_submission(deploy, state, view["private_metadata"])
+    errors = submissions.validate_params_submission(deploy, values)
     assert set(errors) == {"param.service", "param.version", "param.replicas"}
     assert errors["param.service"].startswith("is required")
     assert all(len(message) <= 300 for message in errors.values())
@@ -195,7 +195,7 @@ def test_params_modal_with_150_params_and_long_names_stays_within_limits():
     assert "param.p149" not in shown
     assert json.loads(view["private_metadata"])["hidden"] == {"p149": "given late"}
     state = fill_view(view, {"param.p000": "a", "param.p050": "b", "param.p100": "c"})
-    values = modals.parse_params_submission(workflow, state, view["private_metadata"])
+    values = submissions.parse_params_submission(workflow, state, view["private_metadata"])
     assert values["p149"] == "given late" and values["p001"] == "x"
 
 
@@ -231,8 +231,8 @@ def test_edit_params_modal_is_prefilled_with_the_run_params(deploy):
     state = fill_view(view, {"param.service": "worker", "param.version": "v1.4.3",
                              "param.replicas": "4", "param.dry_run": "false",
                              modals.REASON_BLOCK: "hotfix"})  # fmt: skip
-    assert modals.parse_params_submission(deploy, state)["version"] == "v1.4.3"
-    assert modals.parse_reason(state) == "hotfix"
+    assert submissions.parse_params_submission(deploy, state)["version"] == "v1.4.3"
+    assert submissions.parse_reason(state) == "hotfix"
 
 
 def test_every_modal_title_fits_24_characters(deploy):

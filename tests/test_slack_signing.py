@@ -24,7 +24,7 @@ from slack_signing import (
     view_submission,
 )
 
-from bot.slack import ids, modals
+from bot.slack import ids, modals, submissions
 from bot.slack.blocks import render_interaction
 from bot.slack.commands import Run, parse_command
 from orchestrator.interactions import input_field
@@ -74,9 +74,9 @@ def bolt() -> Iterator[tuple[App, list[Any]]]:
         def submitted(ack: Ack, view: dict) -> None:
             meta = ids.decode_metadata(view["private_metadata"])
             interaction = input_gate(meta["interaction"])
-            values = modals.parse_input_submission(interaction, view["state"]["values"])
-            errors = modals.validate_input_submission(interaction, values)
-            ack(**modals.errors_response(errors)) if errors else ack()
+            values = submissions.parse_input_submission(interaction, view["state"]["values"])
+            errors = submissions.validate_input_submission(interaction, values)
+            ack(**submissions.errors_response(errors)) if errors else ack()
             seen.append(values)
 
         assert slack.calls("auth.test")  # Bolt checked the token against the double

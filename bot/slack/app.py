@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -23,6 +23,7 @@ from bot.slack.handlers import Handlers
 from bot.slack.scopes import SLASH_COMMAND
 
 log = logging.getLogger(__name__)
+Listener = Callable[..., None]
 
 
 def build_app(
@@ -33,6 +34,7 @@ def build_app(
     work: ThreadPoolExecutor,
     listener_threads: int = 32,
 ) -> App:
+    """The Bolt app with opsloop's listeners; each acks at once and hands its work to `work`."""
     app = App(
         client=client,
         signing_secret=signing_secret,
@@ -42,8 +44,14 @@ def build_app(
         listener_executor=ThreadPoolExecutor(listener_threads, thread_name_prefix="bolt"),
         raise_error_for_unhandled_request=False,
     )
+    app.command(SLASH_COMMAND)(_on_command(handlers, work))
+    app.action(re.compile(r"^opsloop\."))(_on_click(handlers, work))
+    app.view(re.compile(r"^opsloop\."))(_on_submit(handlers, work))
+    app.event("app_home_opened")(_on_home(handlers, work))
+    return app
 
-    @app.command(SLASH_COMMAND)
+
+def _on_command(handlers: Handlers, work: ThreadPoolExecutor) -> Listener:
     def on_ops(ack: Ack, body: Mapping[str, Any], respond: Respond) -> None:
         try:
             command = cmds.parse_command(body.get("text", ""))
@@ -56,12 +64,18 @@ def build_app(
         ack()
         work.submit(handlers.command, command, body, respond)
 
-    @app.action(re.compile(r"^opsloop\."))
+    return on_ops
+
+
+def _on_click(handlers: Handlers, work: ThreadPoolExecutor) -> Listener:
     def on_click(ack: Ack, body: Mapping[str, Any], respond: Respond) -> None:
         ack()
         work.submit(handlers.action, body, respond)
 
-    @app.view(re.compile(r"^opsloop\."))
+    return on_click
+
+
+def _on_submit(handlers: Handlers, work: ThreadPoolExecutor) -> Listener:
     def on_submit(ack: Ack, body: Mapping[str, Any]) -> None:
         errors = handlers.validate_submission(body["view"])
         if errors:
@@ -70,13 +84,16 @@ def build_app(
         ack()
         work.submit(handlers.submission, body)
 
-    @app.event("app_home_opened")
+    return on_submit
+
+
+def _on_home(handlers: Handlers, work: ThreadPoolExecutor) -> Listener:
     def on_home(ack: Ack, event: Mapping[str, Any]) -> None:
         ack()
         if event.get("tab", "home") == "home":
             work.submit(handlers.home, event["user"])
 
-    return app
+    return on_home
 
 
 __all__ = ["build_app", "ids"]

@@ -19,7 +19,7 @@ from slack_sdk import WebClient
 from bot.plan import format_plan
 from bot.settings import SlackSettings
 from bot.slack import commands as cmds
-from bot.slack import ids, modals
+from bot.slack import ids, modals, submissions
 from bot.slack.blocks import render_run_board
 from bot.slack.home import render_home
 from orchestrator.engine import Orchestrator
@@ -196,57 +196,74 @@ class Handlers:
     def validate_submission(self, view: Mapping[str, Any]) -> dict[str, Any] | None:
         """Slack's `response_action: errors` payload when the form is wrong, else None."""
         callback = view.get("callback_id")
-        values = view.get("state", {}).get("values", {})
+        values = _values(view)
         meta = ids.decode_metadata(view.get("private_metadata"))
         if callback == ids.INPUT_VIEW:
             item = interaction(self.orch.engine, meta.get("interaction", ""))
             if item is None:
                 return None
-            parsed = modals.parse_input_submission(item, values)
-            errors = modals.validate_input_submission(item, parsed)
+            parsed = submissions.parse_input_submission(item, values)
+            errors = submissions.validate_input_submission(item, parsed)
         elif callback in (ids.PARAMS_VIEW, ids.EDIT_PARAMS_VIEW):
             workflow = self._form_workflow(callback, meta)
             if workflow is None:
                 return None
-            parsed = modals.parse_params_submission(workflow, values, view.get("private_metadata"))
-            errors = modals.validate_params_submission(workflow, parsed)
+            parsed = submissions.parse_params_submission(
+                workflow, values, view.get("private_metadata")
+            )
+            errors = submissions.validate_params_submission(workflow, parsed)
         else:
             return None
-        return modals.errors_response(errors) if errors else None
+        return submissions.errors_response(errors) if errors else None
 
     def submission(self, body: Mapping[str, Any]) -> None:
         view, user = body["view"], body["user"]["id"]
-        values = view.get("state", {}).get("values", {})
-        meta = ids.decode_metadata(view.get("private_metadata"))
+        submit = {
+            ids.INPUT_VIEW: self._submit_input,
+            ids.REJECT_REASON_VIEW: self._submit_reason,
+            ids.PARAMS_VIEW: self._submit_params,
+            ids.EDIT_PARAMS_VIEW: self._submit_edited_params,
+        }.get(view["callback_id"])
+        if submit is None:
+            return
         try:
-            if view["callback_id"] == ids.INPUT_VIEW:
-                item = self._interaction(meta["interaction"])
-                answer = modals.parse_input_submission(item, values)
-                self.orch.decide(item.id, user, answer)
-            elif view["callback_id"] == ids.REJECT_REASON_VIEW:
-                reason = modals.parse_reason(values)
-                self.orch.decide(meta["interaction"], user, "reject", reason)
-            elif view["callback_id"] == ids.PARAMS_VIEW:
-                workflow = self.orch.workflow(meta["workflow"])
-                parsed = modals.parse_params_submission(
-                    workflow, values, view.get("private_metadata")
-                )
-                self.orch.start_run(workflow.name, parsed, started_by=user, front_end="slack",
-                                    channel=meta.get("channel"))  # fmt: skip
-            elif view["callback_id"] == ids.EDIT_PARAMS_VIEW:
-                item = self._interaction(meta["interaction"])
-                workflow = self._editable(self.orch.view(item.run_id), item)
-                changed = modals.parse_params_submission(
-                    workflow, values, view.get("private_metadata")
-                )
-                reason = modals.parse_reason(values)
-                self.orch.decide(item.id, user, "approve", reason, params=changed)
+            submit(view, user, ids.decode_metadata(view.get("private_metadata")))
         except OrchestratorError as exc:
             self._dm(user, f":no_entry_sign: {exc}")
         except Exception:
             log.exception("modal submission failed")
             self._dm(user, ":boom: Something went wrong on our side; the logs have the details.")
 
+    def _submit_input(self, view: Mapping[str, Any], user: str, meta: Mapping[str, Any]) -> None:
+        item = self._interaction(meta["interaction"])
+        self.orch.decide(item.id, user, submissions.parse_input_submission(item, _values(view)))
+
+    def _submit_reason(self, view: Mapping[str, Any], user: str, meta: Mapping[str, Any]) -> None:
+        reason = submissions.parse_reason(_values(view))
+        self.orch.decide(meta["interaction"], user, "reject", reason)
+
+    def _submit_params(self, view: Mapping[str, Any], user: str, meta: Mapping[str, Any]) -> None:
+        workflow = self.orch.workflow(meta["workflow"])
+        params = submissions.parse_params_submission(workflow, _values(view),
+                                                     view.get("private_metadata"))  # fmt: skip
+        self.orch.start_run(workflow.name, params, started_by=user, front_end="slack",
+                            channel=meta.get("channel"))  # fmt: skip
+
+    def _submit_edited_params(
+        self, view: Mapping[str, Any], user: str, meta: Mapping[str, Any]
+    ) -> None:
+        item = self._interaction(meta["interaction"])
+        workflow = self._editable(self.orch.view(item.run_id), item)
+        changed = submissions.parse_params_submission(workflow, _values(view),
+                                                      view.get("private_metadata"))  # fmt: skip
+        reason = submissions.parse_reason(_values(view))
+        self.orch.decide(item.id, user, "approve", reason, params=changed)
+
     def _dm(self, user: str, text: str) -> None:
         # A modal has no response_url: tell the person in the app's DM with them.
         self.client.chat_postMessage(channel=user, text=text)
+
+
+def _values(view: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A submitted view's `state.values`: block_id -> action_id -> element state."""
+    return view.get("state", {}).get("values", {})

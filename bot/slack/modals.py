@@ -1,10 +1,9 @@
-"""Modals and what comes back from them: an input gate's form, a reason to reject,
-missing run params for `/ops run`, and params to change when approving.
+"""Modals: an input gate's form, a reason to reject, missing run params for `/ops run`,
+and params to change when approving.
 
 Builders return the `view` argument of views.open. Every input block has block_id
-`field.<name>`, `param.<name>` or `reason`, and its element action_id `value`.
-Parsers read a view_submission's `view.state.values`; validators return the
-inline errors Slack shows, keyed by block_id (`errors_response` wraps them).
+`field.<name>`, `param.<name>` or `reason`, and its element action_id `value`; what
+comes back when a modal is submitted is read in bot/slack/submissions.py.
 """
 
 from __future__ import annotations
@@ -34,7 +33,7 @@ from bot.slack.text import (
 from orchestrator.errors import ParamError
 from orchestrator.protocol import InteractionView, RunView
 from orchestrator.workflow.definitions import InputField, ParamSpec, Workflow
-from orchestrator.workflow.params import coerce_params, coerce_value
+from orchestrator.workflow.params import coerce_value
 
 FIELD_BLOCK_PREFIX = "field."
 PARAM_BLOCK_PREFIX = "param."
@@ -143,7 +142,7 @@ def _param_inputs(
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Inputs for as many params as fit (missing required ones first) and the hidden rest."""
     specs = list(workflow.params)
-    missing = [s for s in specs if s.required and _blank(given.get(s.name))]
+    missing = [s for s in specs if s.required and is_blank(given.get(s.name))]
     ranked = missing + [s for s in specs if s not in missing]
     shown = {s.name for s in ranked[:_MAX_INPUTS]}
     inputs = [_param_input(s, given.get(s.name)) for s in specs if s.name in shown]
@@ -152,7 +151,7 @@ def _param_inputs(
 
 
 def _param_input(spec: ParamSpec, given: Any) -> dict[str, Any]:
-    value = spec.default if _blank(given) else given
+    value = spec.default if is_blank(given) else given
     try:
         typed = None if value is None else coerce_value(spec, value)
     except ParamError:
@@ -166,7 +165,7 @@ def _param_input(spec: ParamSpec, given: Any) -> dict[str, Any]:
     elif spec.type == "choice" and len(spec.choices) <= MAX_SELECT_OPTIONS:
         element = _select(spec.choices, typed)
     else:
-        raw = typed if typed is not None else (None if _blank(given) else given)
+        raw = typed if typed is not None else (None if is_blank(given) else given)
         element = _text_element(initial=None if raw is None else format_value(raw))
     hint = spec.help
     if spec.pattern:
@@ -247,99 +246,9 @@ def _errors_text(errors: Mapping[str, str]) -> str:
     return ":warning: *Please fix:*\n" + pack_lines(lines, max_chunks=1, limit=2500)[0]
 
 
-def _blank(value: Any) -> bool:
+def is_blank(value: Any) -> bool:
+    """Nothing there: None, or text that is only whitespace."""
     return value is None or (isinstance(value, str) and not value.strip())
-
-
-# -- parsers and validators ----------------------------------------------------
-
-
-def read_state(state_values: Mapping[str, Any]) -> dict[str, Any]:
-    """block_id -> the value of its `value` element: text, a selected option's value
-    (static_select, radio_buttons), a list (checkboxes), or None when empty."""
-    values: dict[str, Any] = {}
-    for block_id, actions in state_values.items():
-        element = (actions or {}).get(VALUE_ACTION) or {}
-        values[block_id] = _element_value(element)
-    return values
-
-
-def _element_value(element: Mapping[str, Any]) -> Any:
-    if "selected_options" in element:
-        return [o.get("value") for o in element.get("selected_options") or ()]
-    if "selected_option" in element:
-        option = element.get("selected_option")
-        return option.get("value") if option else None
-    value = element.get("value")
-    return None if _blank(value) else value
-
-
-def parse_input_submission(
-    interaction: InteractionView, state_values: Mapping[str, Any]
-) -> dict[str, Any]:
-    """field name -> value (numbers as int or float; None when left empty)."""
-    state = read_state(state_values)
-    values: dict[str, Any] = {}
-    for field in interaction.fields:
-        raw = state.get(field_block_id(field.name))
-        values[field.name] = _number(raw) if field.type == "number" else raw
-    return values
-
-
-def validate_input_submission(
-    interaction: InteractionView, values: Mapping[str, Any]
-) -> dict[str, str]:
-    """Inline errors for a submitted input form: block_id -> message; empty when fine."""
-    errors: dict[str, str] = {}
-    for field in interaction.fields:
-        value = values.get(field.name)
-        problem = None
-        if _blank(value):
-            problem = "This field is required." if field.required else None
-        elif field.type == "number" and not isinstance(value, int | float):
-            problem = "Enter a number."
-        elif field.type == "choice" and value not in field.choices:
-            problem = "Choose one of: " + ", ".join(field.choices)
-        if problem:
-            errors[field_block_id(field.name)] = truncate(problem, 300)
-    return errors
-
-
-def parse_params_submission(
-    workflow: Workflow, state_values: Mapping[str, Any], private_metadata: str | None = None
-) -> dict[str, Any]:
-    """param name -> value as typed (int, bool, text), with the params the modal could not
-    show taken from its private_metadata; empty inputs are left out so defaults apply."""
-    state = read_state(state_values)
-    values: dict[str, Any] = dict(ids.decode_metadata(private_metadata).get("hidden") or {})
-    for spec in workflow.params:
-        raw = state.get(param_block_id(spec.name))
-        if raw is None:
-            continue
-        if spec.type == "bool":
-            values[spec.name] = raw == "true"
-        elif spec.type == "int":
-            number = _number(raw)
-            values[spec.name] = number if isinstance(number, int) else raw
-        else:
-            values[spec.name] = raw
-    return values
-
-
-def validate_params_submission(workflow: Workflow, values: Mapping[str, Any]) -> dict[str, str]:
-    """Inline errors for submitted params: block_id -> message; empty when they are fine."""
-    try:
-        coerce_params(workflow, values)
-    except ParamError as exc:
-        known = {s.name for s in workflow.params}
-        first = param_block_id(workflow.params[0].name) if workflow.params else REASON_BLOCK
-        errors: dict[str, str] = {}
-        for p in exc.problems:
-            block_id = param_block_id(p.name) if p.name in known else first
-            text = f"{p.message}; {p.hint}" if p.name in known else f"{p.name} {p.message}"
-            errors.setdefault(block_id, truncate(text, 300))
-        return errors
-    return {}
 
 
 def param_errors(exc: ParamError) -> dict[str, str]:
@@ -348,24 +257,3 @@ def param_errors(exc: ParamError) -> dict[str, str]:
     for p in exc.problems:
         errors.setdefault(p.name, f"{p.message} (hint: {p.hint})")
     return errors
-
-
-def parse_reason(state_values: Mapping[str, Any]) -> str | None:
-    """The text of the `reason` block (reject reason, or why params changed)."""
-    value = read_state(state_values).get(REASON_BLOCK)
-    return value.strip() if isinstance(value, str) else None
-
-
-def errors_response(errors: Mapping[str, str]) -> dict[str, Any]:
-    """What to `ack()` with so Slack shows `errors` under their inputs."""
-    return {"response_action": "errors", "errors": dict(errors)}
-
-
-def _number(raw: Any) -> Any:
-    if not isinstance(raw, str):
-        return raw
-    try:
-        number = float(raw)
-    except ValueError:
-        return raw
-    return int(number) if number.is_integer() and "." not in raw else number

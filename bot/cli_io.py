@@ -1,0 +1,42 @@
+"""What every `opsloop` command shares: exit codes, the one-line user mistake (`Stop`),
+settings from the arguments, and the JSON it prints."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from bot.settings import Settings
+from storage.engine import create_engine
+from storage.schema import setup
+
+EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE = 0, 1, 2
+FOREVER = float("inf")  # how long a command follows a run
+
+
+class Stop(Exception):
+    """A user mistake the CLI reports in one line (exit 2)."""
+
+
+def settings_of(args: argparse.Namespace) -> Settings:
+    """The settings the flags ask for, over the environment."""
+    user = getattr(args, "user", None)
+    if user is not None and not user.strip():
+        raise Stop("--as needs a user id, like U012ABC")
+    return Settings.from_env(
+        database_url=args.database_url, workflows=args.workflows, user=getattr(args, "user", None)
+    )
+
+
+def print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, default=str))
+
+
+def open_engine(settings: Settings) -> Engine:
+    """The database for a command that only reads it (no orchestrator), schema upgraded."""
+    engine = create_engine(settings.database_url)
+    setup(engine)
+    return engine

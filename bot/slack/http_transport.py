@@ -1,0 +1,130 @@
+"""The HTTP transport: Slack's requests at `POST /slack/events`, and `GET /healthz`.
+
+Served by waitress (a production WSGI server, not Bolt's development server). The
+bot's follow-up work (what a command or click asks for) waits while requests are
+being answered: see `AcksFirst`.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from slack_bolt import App
+from slack_bolt.adapter.wsgi import SlackRequestHandler
+from waitress import create_server, wasyncore
+
+from bot.slack.scopes import EVENTS_PATH
+
+Wsgi = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+T = TypeVar("T")
+QUIET_S = 0.005  # follow-up work starts once no request has been in the app for this long,
+MAX_DELAY_S = 1.0  # or this long after it was submitted, whatever the traffic
+
+
+class AcksFirst:
+    """Holds the bot's follow-up work while Slack requests are being answered.
+
+    Follow-up work (start a run, record an answer, reply) runs in this process, so it
+    competes for the GIL with the acks of the requests still coming in: in a burst of 50
+    requests at once it made acks 3-4x (SQLite) to 15x (PostgreSQL) slower than a bare
+    Bolt app's (bench/slack_ack.py, docs/benchmarks.md). Slack's 3 s deadline is on the
+    ack, so a follow-up waits until no request has been in the app for QUIET_S, but never
+    longer than MAX_DELAY_S after it was submitted.
+    """
+
+    def __init__(self) -> None:
+        self._busy = 0
+        self._last = 0.0  # time.monotonic() when the app last finished a request
+        self._changed = threading.Condition()
+
+    @contextmanager
+    def answering(self) -> Iterator[None]:
+        with self._changed:
+            self._busy += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._busy -= 1
+                self._last = time.monotonic()
+                if not self._busy:  # not on every request: waking the waiters costs GIL time
+                    self._changed.notify_all()
+
+    def wait_turn(self, since: float) -> None:
+        """Return once requests have been quiet for QUIET_S, or MAX_DELAY_S after `since`."""
+        with self._changed:
+            while (left := since + MAX_DELAY_S - time.monotonic()) > 0:
+                quiet = time.monotonic() - self._last
+                if not self._busy and quiet >= QUIET_S:
+                    return
+                self._changed.wait(left if self._busy else min(left, QUIET_S - quiet))
+
+
+class FollowUps(ThreadPoolExecutor):
+    """The pool the listeners hand their work to; each task waits for its turn first."""
+
+    def __init__(self, threads: int, acks: AcksFirst) -> None:
+        super().__init__(threads, thread_name_prefix="opsloop-bot")
+        self._acks = acks
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        since = time.monotonic()
+
+        def after_acks() -> T:
+            self._acks.wait_turn(since)
+            return fn(*args, **kwargs)
+
+        return super().submit(after_acks)
+
+
+def wsgi_app(app: App, acks: AcksFirst, *, workflows: int) -> Wsgi:
+    """Slack's requests to the Bolt app (counted by `acks`), and a health check that says
+    how many workflows were loaded."""
+    slack = SlackRequestHandler(app, path=EVENTS_PATH)
+    health = json.dumps({"ok": True, "workflows": workflows}).encode()
+
+    def route(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == "/healthz" and environ.get("REQUEST_METHOD") == "GET":
+            start_response("200 OK", [("Content-Type", "application/json"),
+                                      ("Content-Length", str(len(health)))])  # fmt: skip
+            return [health]
+        with acks.answering():
+            return slack(environ, start_response)
+
+    return route
+
+
+def serve_http(wsgi: Wsgi, host: str, port: int, threads: int) -> None:
+    """Serve `wsgi` until interrupted, saying where."""
+    server = create_server(wsgi, host=host, port=port, threads=threads)
+    print(f"opsloop: listening on http://{host}:{server.effective_port}{EVENTS_PATH}",
+          flush=True)  # fmt: skip
+    try:
+        server.run()
+    finally:
+        server.close()
+
+
+@contextmanager
+def http_in_background(
+    wsgi: Wsgi, host: str = "127.0.0.1", port: int = 0, threads: int = 16
+) -> Iterator[str]:
+    """`wsgi` behind waitress on a thread of its own (tests, benchmarks, embedding);
+    yields the events URL. Stops cleanly: the server closes its sockets on its own
+    thread, so no select() is left waiting on a closed one."""
+    sockets: dict[int, Any] = {}  # waitress's socket map, ours so we can close it
+    server = create_server(wsgi, map=sockets, host=host, port=port, threads=threads)
+    thread = threading.Thread(target=server.run, name="opsloop-http", daemon=True)
+    thread.start()
+    try:
+        yield f"http://{host}:{server.effective_port}{EVENTS_PATH}"
+    finally:
+        server.trigger.pull_trigger(lambda: wasyncore.close_all(sockets))
+        thread.join(10)
+        server.task_dispatcher.shutdown()

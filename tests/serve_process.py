@@ -1,0 +1,137 @@
+"""`opsloop serve` as a real process in Socket Mode, for the tests that drive it.
+
+The bot runs as `python -m bot.cli serve` with SLACK_APP_TOKEN set, so it calls
+apps.connections.open on the Slack double (tests/slack_double.py) and connects to
+the double's WebSocket; a test pushes envelopes over that socket as Slack does and
+reads what the bot posted through the Web API and stored in the database.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qsl
+
+from sqlalchemy.engine import Engine
+
+from orchestrator.queries import recent_runs, run_view
+from storage.engine import create_engine
+from tests.polling import until
+from tests.slack_double import Message, SlackDouble
+from tests.slack_signing import action_from_blocks, block_actions, slash_command
+
+ROOT = Path(__file__).resolve().parent.parent
+CHANNEL = "C0OPS"
+START_S = 60.0  # imports, schema set-up and recovery before the bot connects; ~2 s here
+STOP_S = 10.0  # how long a stopping bot gets before it is killed
+
+
+@dataclass
+class Served:
+    """A running `opsloop serve` in Socket Mode, and the Slack double it talks to."""
+
+    slack: SlackDouble
+    process: subprocess.Popen[bytes]
+    engine: Engine  # the bot's database, read by the test
+    log: Path  # the bot's stdout and stderr
+
+    def command(self, text: str, user: str = "U0ALICE", reply: str = "cmd") -> str:
+        """Push `/ops <text>` over the socket; return the envelope_id."""
+        body = slash_command(text, user_id=user, channel_id=CHANNEL,
+                             response_url=self.slack.response_url(reply))  # fmt: skip
+        return self.slack.push_slash_command(dict(parse_qsl(body)))
+
+    def click(self, message: Message, action_id: str, user: str, reply: str = "click") -> str:
+        """Push a click on the button `action_id` of `message`; return the envelope_id."""
+        action = action_from_blocks(message.blocks or [], action_id)
+        body = block_actions([action], user_id=user, channel_id=CHANNEL, message_ts=message.ts,
+                             response_url=self.slack.response_url(reply))  # fmt: skip
+        return self.slack.push_interactive(json.loads(dict(parse_qsl(body))["payload"]))
+
+    def run_id(self) -> str:
+        return until(lambda: next((r.id for r in recent_runs(self.engine, 1)), None),
+                     what="a run in the database")  # fmt: skip
+
+    def status(self, run_id: str) -> str:
+        return run_view(self.engine, run_id).status
+
+    def board(self, run_id: str) -> Message:
+        return until(lambda: next((m for m in self.slack.messages(CHANNEL)
+                                   if run_id in (m.text or "")), None),
+                     what="the run board")  # fmt: skip
+
+    def gate(self, run_id: str, prompt: str) -> Message:
+        parent = self.board(run_id)
+        return until(lambda: next((m for m in self.slack.thread(CHANNEL, parent.ts)
+                                   if prompt in json.dumps(m.blocks)), None),
+                     what=f"the gate message asking {prompt!r}")  # fmt: skip
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def start_bot(
+    slack: SlackDouble, db_url: str, flows: Path, log: Path, *, app_token: str | None = None
+) -> subprocess.Popen[bytes]:
+    # nothing from the caller's Slack or opsloop set-up, and no proxy: slack_sdk would send
+    # the WebSocket to 127.0.0.1 through $HTTPS_PROXY
+    inherited = {k: v for k, v in os.environ.items()
+                 if not k.upper().startswith(("SLACK_", "OPSLOOP_"))
+                 and k.upper() not in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY")}  # fmt: skip
+    env = {
+        **inherited,
+        "SLACK_BOT_TOKEN": slack.token,
+        "SLACK_APP_TOKEN": app_token or slack.app_token,
+        "SLACK_API_URL": slack.api_url,
+        "DATABASE_URL": db_url,
+        "OPSLOOP_WORKFLOWS": str(flows),
+        "OPSLOOP_CHANNEL": CHANNEL,
+        "PYTHONUNBUFFERED": "1",
+    }
+    # stdout and stderr go to a file, not a pipe nobody reads, which could fill and block it
+    with log.open("wb") as out:
+        return subprocess.Popen([sys.executable, "-m", "bot.cli", "serve"], cwd=ROOT, env=env,
+                                stdout=out, stderr=subprocess.STDOUT,
+                                preexec_fn=_default_sigint)  # fmt: skip
+
+
+def _default_sigint() -> None:
+    """Let Ctrl-C reach the bot even when the tests run where SIGINT is ignored (a shell's
+    background job without job control): Python only turns SIGINT into KeyboardInterrupt
+    if it was not ignored when the process started."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> int:
+    """Signal the bot, kill it if it has not exited after STOP_S; its exit code."""
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(STOP_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(STOP_S)
+    return process.returncode
+
+
+@contextmanager
+def serving(slack: SlackDouble, db_url: str, flows: Path, log: Path) -> Iterator[Served]:
+    """The bot started and connected; stopped (SIGTERM, then SIGKILL) on exit."""
+    process = start_bot(slack, db_url, flows, log)
+    engine = create_engine(db_url)
+    served = Served(slack, process, engine, log)
+    try:
+        until(lambda: slack.socket_connections() or process.poll() is not None,
+              timeout=START_S, what="the bot to connect")  # fmt: skip
+        assert process.poll() is None, f"the bot exited:\n{served.output()}"
+        yield served
+    finally:
+        stop(process)
+        engine.dispose()
