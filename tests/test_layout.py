@@ -140,3 +140,58 @@ def test_every_package_is_installed():
     on_disk = {name for name, path in modules() if path.name == "__init__.py"}
     assert on_disk <= listed, f"add to [tool.setuptools] packages: {sorted(on_disk - listed)}"
     assert (ROOT / config["package-dir"]["opsloop_examples"] / "tasks.py").exists()
+
+
+def test_no_import_cycles_inside_a_package():
+    graph: dict[str, set[str]] = {}
+    for name, path in modules():
+        deps = graph.setdefault(name, set())
+        for module, taken, _ in imports(name, path):
+            for target in internal(module, taken):
+                if target != name and target.split(".")[0] == name.split(".")[0]:
+                    deps.add(target)
+    cycles = _cycles(graph)
+    assert not cycles, "import cycles (every import counts, even inside functions):\n" + "\n".join(
+        " -> ".join(c) for c in cycles
+    )
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """One cycle per strongly connected group of modules (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for dep in graph.get(node, ()):
+            if dep not in index:
+                visit(dep)
+                low[node] = min(low[node], low[dep])
+            elif dep in stack:
+                low[node] = min(low[node], index[dep])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                found.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_module_is_over_the_size_a_reader_can_hold():
+    big = []
+    for _, path in modules():
+        lines = len(path.read_text().splitlines())
+        if lines > MAX_LINES:
+            big.append(f"{path.relative_to(ROOT)}: {lines} lines")
+    assert not big, f"split modules over {MAX_LINES} lines by concept:\n" + "\n".join(big)
