@@ -6,8 +6,7 @@ import json
 import os
 import subprocess
 import sys
-import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -203,13 +202,17 @@ def test_cancel_closes_pending_gates(cli) -> None:
     assert code == 2 and "not running" in err
 
 
-def test_resume_applies_a_deadline_that_passed_while_nobody_ran(cli) -> None:
+def test_resume_applies_a_deadline_that_passed_while_nobody_ran(cli, engine) -> None:
     code, out, _ = cli("run", "expiring", "--json")
     run = _json(out)
     assert code == 0 and run["status"] == "waiting"
     deadline = datetime.fromisoformat(run["pending"][0]["deadline"])
-    while datetime.now(UTC) <= deadline:  # the deadline passes while no process is up
-        time.sleep(0.05)
+    assert deadline > datetime.now(UTC)  # `run` exits long before it
+    with engine.begin() as conn:  # ...and it passes while no process is up
+        conn.execute(
+            sa.text("UPDATE interaction SET deadline = :t WHERE run_id = :r"),
+            {"t": datetime.now(UTC) - timedelta(minutes=1), "r": run["run_id"]},
+        )
     code, out, _ = cli("resume", "--json")
     assert code == 0
     assert _json(out) == [{"run_id": run["run_id"], "status": "failed"}]

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from bot.slack import ids
 from bot.slack.http_transport import http_in_background
 from bot.slack.modals import field_block_id, param_block_id
 from bot.slack.server import Bot, running_bot
+from orchestrator.clock import FakeClock
 from orchestrator.workflow.loader import parse_workflow
 from tests.polling import until
 from tests.sample_workflows import GATED
@@ -107,6 +109,7 @@ class Harness:
     url: str
     bot: Bot
     slack: SlackDouble
+    clock: FakeClock  # the bot's: deadlines, reminders and escalations move with it
 
     def command(self, text: str, user: str = "U0ALICE", reply: str = "cmd") -> tuple[int, str]:
         body = slash_command(text, user_id=user, channel_id=CHANNEL,
@@ -168,11 +171,12 @@ def harness(db_url: str, tmp_path: Path, slack: SlackDouble) -> Iterator[Harness
         bot_token=slack.token, signing_secret=SIGNING_SECRET, app_token=None,
         api_url=slack.api_url, channel=CHANNEL, host="127.0.0.1", port=0,
     )  # fmt: skip
+    clock = FakeClock(datetime.now(UTC))
     with (
-        running_bot(settings, slack_settings) as bot,
+        running_bot(settings, slack_settings, clock) as bot,
         http_in_background(bot.wsgi, threads=8) as url,
     ):
-        yield Harness(url, bot, slack)
+        yield Harness(url, bot, slack, clock)
 
 
 def test_run_approve_click_completes_and_the_gate_message_shows_who(harness: Harness) -> None:
@@ -310,6 +314,7 @@ def test_deadline_reminder_and_quorum_show_in_the_thread(harness: Harness) -> No
     harness.command("run timed")
     run_id = harness.run_id()
     quick = harness.gate(run_id, "Fast?")
+    harness.clock.advance(1)  # the deadline
     until(
         lambda: (
             "deadline" in str(harness.slack.message(CHANNEL, quick.ts).blocks).lower()
@@ -318,6 +323,7 @@ def test_deadline_reminder_and_quorum_show_in_the_thread(harness: Harness) -> No
         what="the deadline's outcome",
     )
     parent = harness.board(run_id)
+    harness.clock.advance(1)  # a reminder period
     until(lambda: any("Reminder" in m.text for m in harness.slack.thread(CHANNEL, parent.ts)),
           what="a reminder in the thread")  # fmt: skip
 
@@ -376,6 +382,7 @@ def test_dm_escalation_and_approve_with_changes(harness: Harness) -> None:
     assert "Scale to 2?" in json.dumps(dm[0].params.get("blocks"))
     parent = harness.board(run_id)
     thread = harness.slack.thread
+    harness.clock.advance(1)  # escalate.after
     until(lambda: any("S0ONCALL" in str(m.blocks) for m in thread(CHANNEL, parent.ts)),
           what="the escalation")  # fmt: skip
 
