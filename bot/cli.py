@@ -32,9 +32,14 @@ mistakes exit 2 with one line that says what was wrong and how to fix it."""
 
 def cmd_serve(args: argparse.Namespace) -> int:
     # Only `serve` needs Slack: the other commands start without importing it.
+    settings = settings_of(args)
+    if args.no_slack:
+        from bot.headless import serve_headless
+
+        settings.check_workflows_dir()
+        return serve_headless(settings)
     from bot.slack.server import serve
 
-    settings = settings_of(args)
     slack = SlackSettings.from_env(host=args.host, port=args.port)
     settings.check_workflows_dir()
     return serve(settings, slack)
@@ -75,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve = add("serve", cmd_serve, "run the Slack bot (HTTP, or Socket Mode with SLACK_APP_TOKEN)")
     serve.add_argument("--host", help="$HOST, default 0.0.0.0")
     serve.add_argument("--port", type=int, help="$PORT, default 3000")
+    serve.add_argument(
+        "--no-slack", action="store_true",
+        help="run the engine alone: schedules, deadlines, recovery; no Slack",
+    )  # fmt: skip
     add("demo", cmd_demo, "run the example workflows end to end (the README's main job)")
     return parser
 

@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from bot.cli import main
+from storage.models import Interaction
 from tests.sample_workflows import EXPIRING, GATED
 
 REPO = Path(__file__).resolve().parent.parent
@@ -209,10 +210,9 @@ def test_resume_applies_a_deadline_that_passed_while_nobody_ran(cli, engine) -> 
     deadline = datetime.fromisoformat(run["pending"][0]["deadline"])
     assert deadline > datetime.now(UTC)  # `run` exits long before it
     with engine.begin() as conn:  # ...and it passes while no process is up
-        conn.execute(
-            sa.text("UPDATE interaction SET deadline = :t WHERE run_id = :r"),
-            {"t": datetime.now(UTC) - timedelta(minutes=1), "r": run["run_id"]},
-        )
+        table = Interaction.__table__
+        conn.execute(sa.update(table).where(table.c.run_id == run["run_id"])
+                     .values(deadline=datetime.now(UTC) - timedelta(minutes=1)))  # fmt: skip
     code, out, _ = cli("resume", "--json")
     assert code == 0
     assert _json(out) == [{"run_id": run["run_id"], "status": "failed"}]

@@ -1,0 +1,41 @@
+"""`opsloop serve --no-slack`: the engine alone, for CLI-only users and headless workers.
+
+It does everything `serve` does but talk to Slack: takes over unfinished runs, fires
+schedules, applies deadlines, reminders and escalations, takes over a dead replica's
+steps; and it prints what happens, one line per event. Without some such process,
+deadlines only fire while an opsloop command happens to run.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from types import FrameType
+
+from bot import console
+from bot.runtime import build_orchestrator, database, started, workflows
+from bot.settings import Settings
+
+
+def serve_headless(settings: Settings) -> int:
+    """Run until SIGTERM (exit 0) or Ctrl-C (KeyboardInterrupt, exit 130)."""
+    known = workflows(settings)
+    stop = threading.Event()
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        with database(settings) as engine:
+            front_end = console.ConsoleFrontEnd(sys.stdout)
+            orch = build_orchestrator(settings, engine, known, front_end=front_end)
+            with started(orch, recover=True):
+                print(f"opsloop: serving {len(known)} workflows without Slack", flush=True)
+                while not stop.wait(1.0):  # a timeout, so Ctrl-C is seen on the main thread
+                    pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    print("opsloop: stopped", flush=True)
+    return 0

@@ -1,0 +1,76 @@
+"""`opsloop serve --no-slack`: the engine alone fires schedules and applies deadlines,
+as a real process, and a SIGTERM stops it cleanly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from storage.models import Interaction, Schedule
+from tests.polling import until
+from tests.sample_workflows import EXPIRING
+
+ROOT = Path(__file__).resolve().parent.parent
+NIGHTLY = """
+name: nightly
+schedules:
+  - id: every-night
+    cron: "0 3 * * *"
+steps:
+  - id: work
+    shell: ["true"]
+"""
+
+
+def opsloop(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bot.cli", *args], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+
+
+def test_serve_without_slack_fires_due_schedules_and_deadlines(
+    db_url: str, engine: sa.Engine, tmp_path: Path
+) -> None:
+    flows = tmp_path / "workflows"
+    flows.mkdir()
+    (flows / "nightly.yml").write_text(NIGHTLY)
+    (flows / "expiring.yml").write_text(EXPIRING.replace("deadline: 1s", "deadline: 1h"))
+    env = {**os.environ, "DATABASE_URL": db_url, "OPSLOOP_WORKFLOWS": str(flows),
+           "OPSLOOP_USER": "U0OPS"}  # fmt: skip
+    for key in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN"):
+        env.pop(key, None)
+    waiting = opsloop(env, "run", "expiring", "--json")
+    assert waiting.returncode == 0, waiting.stderr
+    assert opsloop(env, "resume").returncode == 0  # syncs the schedule: next fire 03:00
+    past = datetime.now(UTC) - timedelta(seconds=5)
+    with engine.begin() as conn:  # time passes while no process is up
+        conn.execute(sa.update(Schedule.__table__).values(next_fire_at=past))
+        conn.execute(sa.update(Interaction.__table__).values(deadline=past))
+    proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--no-slack"], env=env,
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)  # fmt: skip
+    try:
+
+        def statuses() -> dict[str, str]:
+            with engine.connect() as conn:
+                rows = conn.execute(sa.text("SELECT started_by, status FROM workflow_run"))
+                return dict(rows.all())
+
+        until(lambda: statuses().get("schedule:nightly/every-night") == "succeeded",
+              timeout=60, what="the schedule's run")  # fmt: skip
+        until(lambda: statuses().get("U0OPS") == "failed", timeout=60,
+              what="the deadline's reject")  # fmt: skip
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "without Slack" in out and "stopped" in out
+    assert "schedule:nightly/every-night" in out  # it says what it does
