@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from sqlalchemy.engine import Engine
 
 from bot.settings import Settings, SettingsError
-from orchestrator.clock import Clock
+from orchestrator.clock import Clock, SpeedClock, SystemClock
 from orchestrator.engine import Orchestrator
 from orchestrator.errors import DefinitionError
 from orchestrator.protocol import Directory, FrontEnd, StaticDirectory
@@ -67,8 +67,14 @@ def build_orchestrator(
     """An orchestrator with every collaborator given, not started yet."""
     return Orchestrator(
         engine, known, front_end=front_end, max_workers=settings.max_workers,
-        directory=static_directory(settings) if directory is None else directory, clock=clock,
+        directory=static_directory(settings) if directory is None else directory,
+        clock=clock or clock_of(settings),
     )  # fmt: skip
+
+
+def clock_of(settings: Settings) -> Clock:
+    """The wall clock, or one that runs OPSLOOP_CLOCK_SPEED times as fast (tests, demos)."""
+    return SystemClock() if settings.clock_speed == 1 else SpeedClock(settings.clock_speed)
 
 
 @contextmanager

@@ -22,6 +22,7 @@ class Settings:
     user: str = "cli"  # who the CLI acts as: runs are started by and answered as this id
     groups: str = ""  # OPSLOOP_GROUPS="oncall=U1,U2;leads=U3" for gates that name groups
     max_workers: int = 16
+    clock_speed: float = 1.0  # OPSLOOP_CLOCK_SPEED: tests and demos of real processes only
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **flags: str | int | None) -> Settings:
@@ -38,6 +39,7 @@ class Settings:
                 f"OPSLOOP_MAX_WORKERS={workers!r} is not a whole number between 1 and 1024"
             )
         return cls(
+            clock_speed=_clock_speed(env.get("OPSLOOP_CLOCK_SPEED", "1")),
             database_url=pick("database_url", "DATABASE_URL", DEFAULT_URL),
             workflows_dir=Path(pick("workflows", "OPSLOOP_WORKFLOWS", "workflows")),
             user=pick("user", "OPSLOOP_USER", f"cli:{_login()}"),
@@ -53,6 +55,17 @@ class Settings:
                 "(or --workflows) to the directory that holds your workflow .yml files"
             )
         return self.workflows_dir
+
+
+def _clock_speed(text: str) -> float:
+    try:
+        speed = float(text)
+    except ValueError:
+        speed = 0.0
+    if not 0 < speed <= 10_000:
+        raise SettingsError(f"OPSLOOP_CLOCK_SPEED={text!r} must be a number above 0 (1 is real "
+                            "time; 60 makes a minute pass in a second, for tests)")  # fmt: skip
+    return speed
 
 
 def _login() -> str:

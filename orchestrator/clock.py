@@ -27,6 +27,10 @@ class Clock(Protocol):
         """Call `callback` whenever time moves other than by itself (a test's `advance`)."""
         ...
 
+    def seconds_until(self, moment: datetime) -> float:
+        """Real seconds until the clock reads `moment` if nothing jumps (0 if it does now)."""
+        ...
+
 
 class SystemClock:
     """The wall clock; it never jumps."""
@@ -36,6 +40,31 @@ class SystemClock:
 
     def on_jump(self, callback: Callable[[], None]) -> None:
         pass
+
+    def seconds_until(self, moment: datetime) -> float:
+        return max(0.0, (moment - self.now()).total_seconds())
+
+
+class SpeedClock:
+    """Wall time run `speed` times as fast (OPSLOOP_CLOCK_SPEED), for tests and demos of
+    real processes, where a minute of cron may pass in a second. It reads
+    ANCHOR + (wall - ANCHOR) x speed, so every process with the same speed agrees."""
+
+    ANCHOR = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def __init__(self, speed: float) -> None:
+        if not speed > 0:
+            raise ValueError(f"a clock speed must be above 0, not {speed}")
+        self.speed = speed
+
+    def now(self) -> datetime:
+        return self.ANCHOR + (utcnow() - self.ANCHOR) * self.speed
+
+    def on_jump(self, callback: Callable[[], None]) -> None:
+        pass
+
+    def seconds_until(self, moment: datetime) -> float:
+        return max(0.0, (moment - self.now()).total_seconds() / self.speed)
 
 
 class FakeClock:
@@ -56,6 +85,10 @@ class FakeClock:
     def on_jump(self, callback: Callable[[], None]) -> None:
         with self._lock:
             self._callbacks.append(callback)
+
+    def seconds_until(self, moment: datetime) -> float:
+        """As if time ran at wall speed: a timer set by it is set again at every jump."""
+        return max(0.0, (moment - self.now()).total_seconds())
 
     def advance(self, by: float | timedelta) -> datetime:
         """Move time forward by `by` (seconds or a timedelta); returns the new present."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -106,7 +107,8 @@ class Orchestrator:
         """
         timers, engine = self._timers, self.engine
         timers.start()
-        timers.every(leases.HEARTBEAT_S, "heartbeat", self._heartbeat)
+        # Leases are clock time: on a fast clock (OPSLOOP_CLOCK_SPEED) renew as often.
+        timers.every(self._wall_s(leases.HEARTBEAT_S), "heartbeat", self._heartbeat)
         timers.every(CANCEL_POLL_S, "cancelled", self._runner.kill_cancelled)
         if is_sqlite(engine):
             timers.every(WAL_CHECKPOINT_S, "wal", lambda: checkpoint_wal(engine))
@@ -114,7 +116,7 @@ class Orchestrator:
             return
         self._recovery.sweep()
         self._schedules.start()
-        timers.every(leases.LEASE.total_seconds(), "sweep", self.sweep)
+        timers.every(self._wall_s(leases.LEASE.total_seconds()), "sweep", self.sweep)
 
     def sweep(self) -> None:
         """Continue unfinished runs, watch every open question (recovery.py), and fire
@@ -133,6 +135,11 @@ class Orchestrator:
         # The SQLite checkpoint writer keeps one pooled connection: give it back, or every
         # Orchestrator built on a shared engine would hold one until the pool runs dry.
         self._services.saver.close()
+
+    def _wall_s(self, clock_s: float) -> float:
+        """Real seconds for `clock_s` seconds of the clock."""
+        now = self.clock.now()
+        return self.clock.seconds_until(now + timedelta(seconds=clock_s)) or clock_s
 
     def _heartbeat(self) -> None:
         leases.renew(self.engine, self._services.replica, self.clock.now())

@@ -77,7 +77,7 @@ class Timers:
     def _set(self, job_id: str, when: datetime) -> None:
         if self._closed:
             return
-        wall = utcnow() + max(when - self._clock.now(), timedelta(0))
+        wall = utcnow() + timedelta(seconds=self._clock.seconds_until(when))
         self._scheduler.add_job(self._fire, "date", run_date=wall, args=[job_id], id=job_id,
                                 replace_existing=True)  # fmt: skip
 

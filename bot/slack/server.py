@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from slack_bolt import App
 from sqlalchemy.engine import Engine
 
-from bot.runtime import build_orchestrator, database, static_directory, workflows
+from bot.runtime import build_orchestrator, clock_of, database, static_directory, workflows
 from bot.settings import Settings, SlackSettings
 from bot.slack.app import build_app
 from bot.slack.delivery import SlackDelivery, web_client
@@ -26,7 +26,7 @@ from bot.slack.handlers import Handlers
 from bot.slack.http_transport import AcksFirst, FollowUps, Wsgi, serve_http, wsgi_app
 from bot.slack.outbox import Dispatcher, Outbox
 from bot.slack.socket_mode import serve_socket_mode
-from orchestrator.clock import Clock, SystemClock
+from orchestrator.clock import Clock
 from orchestrator.engine import Orchestrator
 from orchestrator.queries import interaction
 from orchestrator.workflow.definitions import Workflow
@@ -62,7 +62,7 @@ def build_bot(
     clock: Clock | None = None,
 ) -> Bot:  # fmt: skip
     """Every collaborator, in order, each passed to the constructor of what uses it."""
-    clock = clock or SystemClock()
+    clock = clock or clock_of(settings)
     outbox = Outbox(engine)
     client = web_client(slack.bot_token, slack.api_url)
     front_end = SlackFrontEnd(outbox, slack.channel, clock=clock.now)
