@@ -60,8 +60,12 @@ class Advancer:
         self._passing: set[str] = set()
         self._pass_wanted: set[str] = set()
         self._local = threading.local()  # .worker: this thread is one of the pool's
+        self._closing = False
 
     def close(self) -> None:
+        """Let running work finish; what it would start next is left to the database (a
+        later process's sweep continues it, as after a crash)."""
+        self._closing = True
         self._pool.shutdown(wait=True, cancel_futures=False)
 
     # -- passes -------------------------------------------------------------------
@@ -273,7 +277,12 @@ class Advancer:
             except Exception:
                 log.exception("%s%r failed on the step pool", fn.__name__, args[:2])
 
-        self._pool.submit(logged)
+        try:
+            self._pool.submit(logged)
+        except RuntimeError:  # the pool is shut down
+            if not self._closing:
+                raise
+            log.debug("closing: %s%r left to the next sweep", fn.__name__, args[:2])
 
     def run_lock(self, run_id: str) -> RunLock:
         """The lock a pass over `run_id` holds; held to change a step a pass may also read."""

@@ -236,7 +236,11 @@ class Orchestrator:
         return self._schedules.run_now(schedule_id, by)
 
     def _adopt(self, run_id: str) -> None:
-        """A run committed by another path (a schedule's fire): tell of it and advance it."""
+        """A run committed by another path (a schedule's fire): tell of it and advance it,
+        on the pool, so the thread firing a thousand due schedules only commits fires."""
+        self._advancer.submit(self._start_adopted, run_id)
+
+    def _start_adopted(self, run_id: str) -> None:
         self._services.front_end.run_started(self.view(run_id))
         self._advancer.advance(run_id)
 

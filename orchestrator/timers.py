@@ -51,7 +51,9 @@ class Timers:
             # First, under the scheduler's lock, so a pass that is running jobs ends before
             # the scheduler stops: stopped mid-pass, APScheduler raises on its own thread.
             self._scheduler.remove_all_jobs()
-            self._scheduler.shutdown(wait=False)
+            # Waits for jobs under way (a sweep, a check of due schedules): they use the
+            # database, which the caller may dispose of next.
+            self._scheduler.shutdown(wait=True)
 
     def at(self, when: datetime, job_id: str, fn: Callable[..., None], *args: Any) -> None:
         """Call `fn(*args)` once the clock reads `when` (at once if it already does);
