@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from orchestrator import leases, runs
+from orchestrator import leases, runs, schedules
 from orchestrator.advancing import Advancer
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.errors import AlreadyAnswered, OrchestratorError
@@ -38,6 +38,7 @@ from orchestrator.protocol import (
 )
 from orchestrator.recovery import Recovery
 from orchestrator.schedule_timer import ScheduleTimer
+from orchestrator.schedules import ScheduleView
 from orchestrator.services import GuardedFrontEnd, Services
 from orchestrator.stepgraph import StepGraph
 from orchestrator.storage_retry import RetryingSaver, storage_attempts
@@ -230,6 +231,20 @@ class Orchestrator:
         """Retry a failed step (or every failed one) and what it left undone."""
         self._recovery.retry(run_id, step_id, by)
         return self.view(run_id)
+
+    def schedules(self) -> list[ScheduleView]:
+        """Every schedule, the soonest to fire first (removed ones last)."""
+        return schedules.list_schedules(self.engine)
+
+    def pause_schedule(self, schedule_id: str, by: str, reason: str = "") -> ScheduleView:
+        """Stop a schedule firing until resumed; audited with who and why."""
+        return schedules.pause(self.engine, schedule_id, by, reason, self.clock.now())
+
+    def resume_schedule(self, schedule_id: str, by: str) -> ScheduleView:
+        """Let a paused schedule fire again from its next fire time; audited."""
+        view = schedules.resume(self.engine, schedule_id, by, self.clock.now())
+        self._schedules.check()  # its next fire may be sooner than the timer's
+        return view
 
     def run_schedule_now(self, schedule_id: str, by: str) -> str:
         """Start a schedule's run now, as its fire would; audited as `by`'s."""

@@ -86,6 +86,15 @@ steps:
       remind_every: 1s
 """
 
+NIGHTLY = """
+name: nightly
+schedules:
+  - {id: at-three, cron: "0 3 * * *", timezone: Europe/Berlin}
+steps:
+  - id: work
+    shell: ["true"]
+"""
+
 CAREFUL = """
 name: careful
 params:
@@ -166,6 +175,7 @@ def harness(db_url: str, tmp_path: Path, slack: SlackDouble) -> Iterator[Harness
     (flows / "routed.yml").write_text(ROUTED)
     (flows / "timed.yml").write_text(TIMED)
     (flows / "careful.yml").write_text(CAREFUL)
+    (flows / "nightly.yml").write_text(NIGHTLY)
     settings = Settings(database_url=db_url, workflows_dir=flows, user="test")
     slack_settings = SlackSettings(
         bot_token=slack.token, signing_secret=SIGNING_SECRET, app_token=None,
@@ -407,3 +417,31 @@ def test_dm_escalation_and_approve_with_changes(harness: Harness) -> None:
             sa.text("SELECT actor FROM audit_log WHERE action = 'run.params_changed'")
         ).scalar()
     assert change == "U0BOSS"
+
+
+def test_ops_schedules_lists_next_fires_and_pauses_and_resumes(harness: Harness) -> None:
+    harness.command("schedules", reply="list")
+    [listed] = until(lambda: harness.slack.responses("list"), what="the schedules list")
+    assert listed["response_type"] == "ephemeral"
+    text = json.dumps(listed["blocks"])
+    assert "nightly/at-three" in text and "0 3 * * *" in text and "Europe/Berlin" in text
+    harness.click(listed["blocks"], ids.SCHEDULE_PAUSE, "U0BOSS", reply="paused")
+    [paused] = until(lambda: harness.slack.responses("paused"), what="the list after the pause")
+    assert paused["replace_original"] is True and "paused by" in json.dumps(paused["blocks"])
+    (view,) = [v for v in harness.bot.orch.schedules() if v.id == "nightly/at-three"]
+    assert (view.paused, view.paused_by, view.paused_reason) == (
+        True,
+        "U0BOSS",
+        "paused from Slack",
+    )
+    harness.click(paused["blocks"], ids.SCHEDULE_RESUME, "U0BOSS", reply="resumed")
+    until(lambda: harness.slack.responses("resumed"), what="the list after the resume")
+    (view,) = [v for v in harness.bot.orch.schedules() if v.id == "nightly/at-three"]
+    assert not view.paused and view.next_fire_at is not None
+    with harness.bot.orch.engine.connect() as conn:
+        actions = conn.execute(sa.text(
+            "SELECT action, actor FROM audit_log "
+            "WHERE action IN ('schedule.paused', 'schedule.resumed') ORDER BY at"
+        )).all()  # fmt: skip
+    assert [tuple(a) for a in actions] == [("schedule.paused", "U0BOSS"),
+                                           ("schedule.resumed", "U0BOSS")]  # fmt: skip

@@ -29,6 +29,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "cancel": ("RUN", "cancel a run"),
     "retry": ("RUN [STEP]", "retry a run's failed steps, or one step"),
     "plan": ("WORKFLOW", "show the steps a workflow would run, in order"),
+    "schedules": ("", "schedules and their next fires; admins may pause or resume them"),
 }
 
 _QUOTES = str.maketrans({"\u201c": '"', "\u201d": '"', "\u2018": "'", "\u2019": "'"})
@@ -82,7 +83,12 @@ class Plan:
     workflow: str
 
 
-Command = Help | ListWorkflows | Run | Status | Runs | Pending | Cancel | Retry | Plan
+@dataclass(frozen=True)
+class Schedules:
+    pass
+
+
+Command = Help | ListWorkflows | Run | Status | Runs | Pending | Cancel | Retry | Plan | Schedules
 
 
 class CommandError(ValueError):
@@ -200,4 +206,5 @@ _PARSERS = {
     "cancel": _cancel,
     "retry": _retry,
     "plan": _plan,
+    "schedules": _no_args("schedules", Schedules),
 }

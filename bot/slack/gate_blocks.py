@@ -12,12 +12,12 @@ from typing import Any
 
 from bot.slack import ids
 from bot.slack.text import (
-    MAX_BUTTON_TEXT,
     MAX_CONFIRM_TEXT,
     MAX_FALLBACK_TEXT,
     MAX_OPTION_TEXT,
     MAX_SECTION_TEXT,
     MAX_SELECT_OPTIONS,
+    button,
     context,
     date_ref,
     escape,
@@ -117,17 +117,17 @@ def _gate_actions(interaction: InteractionView, allow_edit_params: bool) -> list
     value = ids.interaction_value(interaction.id)
     if interaction.kind == "approval":
         elements = [
-            _button("Approve", ids.APPROVE, value, style="primary"),
-            _button("Reject", ids.REJECT, value, style="danger", confirm=_confirm(interaction)),
-            _button("Reject with reason", ids.REJECT_WITH_REASON, value),
+            button("Approve", ids.APPROVE, value, style="primary"),
+            button("Reject", ids.REJECT, value, style="danger", confirm=_confirm(interaction)),
+            button("Reject with reason", ids.REJECT_WITH_REASON, value),
         ]
         if allow_edit_params:
-            elements.append(_button("Approve with changes", ids.APPROVE_WITH_CHANGES, value))
+            elements.append(button("Approve with changes", ids.APPROVE_WITH_CHANGES, value))
         return [{"type": "actions", "block_id": block_id, "elements": elements}]
     if interaction.kind == "decision":
         return _decision_actions(interaction, block_id)
-    button = _button("Fill in the form", ids.OPEN_INPUT, value, style="primary")
-    return [{"type": "actions", "block_id": block_id, "elements": [button]}]
+    form = button("Fill in the form", ids.OPEN_INPUT, value, style="primary")
+    return [{"type": "actions", "block_id": block_id, "elements": [form]}]
 
 
 def _decision_actions(interaction: InteractionView, block_id: str) -> list[dict[str, Any]]:
@@ -136,7 +136,7 @@ def _decision_actions(interaction: InteractionView, block_id: str) -> list[dict[
         return [context("There are no options to choose from.")]
     if len(options) <= MAX_BUTTONS:
         elements = [
-            _button(o.label, ids.decide_action_id(n), ids.decide_value(interaction.id, n, o.value))
+            button(o.label, ids.decide_action_id(n), ids.decide_value(interaction.id, n, o.value))
             for n, o in enumerate(options)
         ]  # fmt: skip
         return [{"type": "actions", "block_id": block_id, "elements": elements}]
@@ -157,27 +157,6 @@ def _decision_actions(interaction: InteractionView, block_id: str) -> list[dict[
         note = f"Only the first {len(shown)} of {len(options)} options fit in Slack's menu."
         blocks.append(context(note))
     return blocks
-
-
-def _button(
-    text: str,
-    action_id: str,
-    value: str,
-    *,
-    style: str | None = None,
-    confirm: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    button: dict[str, Any] = {
-        "type": "button",
-        "action_id": action_id,
-        "text": plain(one_line(text), MAX_BUTTON_TEXT),
-        "value": value,
-    }
-    if style:
-        button["style"] = style
-    if confirm:
-        button["confirm"] = confirm
-    return button
 
 
 def _confirm(interaction: InteractionView) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from bot.slack import commands as cmds
 from bot.slack import ids, modals, submissions
 from bot.slack.blocks import render_run_board
 from bot.slack.home import render_home
+from bot.slack.schedule_blocks import render_next_fires, render_schedules
 from orchestrator.engine import Orchestrator
 from orchestrator.errors import NotAllowed, OrchestratorError
 from orchestrator.gates import listed
@@ -92,6 +93,9 @@ class Handlers:
                 _say(respond, f"Retrying run `{run_id}`.")
             case cmds.Plan(workflow=name):
                 _say(respond, f"```{format_plan(self.orch.workflow(name))}```")
+            case cmds.Schedules():
+                shown = render_schedules(self.orch.schedules(), manage=self._is_admin(user))
+                _say(respond, shown["text"], blocks=shown["blocks"])
             case _:
                 _say(respond, f"```{cmds.usage()}```")
 
@@ -110,6 +114,11 @@ class Handlers:
         )  # fmt: skip
         _say(respond, f"Started `{name}` run `{run_id}`; its status board is in this channel.")
 
+    def _is_admin(self, user: str) -> bool:
+        """Admins manage schedules; with OPSLOOP_ADMINS unset, everyone is one."""
+        admins = self.settings.admins
+        return not admins or user in admins
+
     def _check_operator(self, run_id: str, user: str) -> None:
         run = self.orch.view(run_id)
         admins = self.settings.admins
@@ -125,7 +134,8 @@ class Handlers:
 
     def home(self, user: str) -> None:
         """Publish the App Home tab for `user`."""
-        view = render_home(self._waiting_for(user), recent_runs(self.orch.engine, 10))
+        view = render_home(self._waiting_for(user), recent_runs(self.orch.engine, 10),
+                           render_next_fires(self.orch.schedules()))  # fmt: skip
         self.client.views_publish(user_id=user, view=view)
 
     # -- clicks -----------------------------------------------------------------
@@ -134,7 +144,10 @@ class Handlers:
         user = body["user"]["id"]
         try:
             ref = ids.decode_action(body["actions"][0])
-            self._action(ref, body, user)
+            if isinstance(ref, ids.ScheduleRef):
+                self._schedule_action(ref, user, respond)
+            else:
+                self._action(ref, body, user)
         except (OrchestratorError, ids.PayloadError) as exc:
             _say(respond, f":no_entry_sign: {_mentions(str(exc))}")
         except Exception:
@@ -161,6 +174,18 @@ class Handlers:
             self.client.views_open(trigger_id=body["trigger_id"], view=view)
         else:
             raise ids.PayloadError(f"{ref.action} is not supported")
+
+    def _schedule_action(self, ref: ids.ScheduleRef, user: str, respond: Respond) -> None:
+        """Pause or resume from `/ops schedules`; the list is shown again as it is now."""
+        if not self._is_admin(user):
+            raise NotAllowed("only admins (OPSLOOP_ADMINS) may pause or resume schedules")
+        if ref.action == ids.SCHEDULE_PAUSE:
+            self.orch.pause_schedule(ref.schedule_id, user, "paused from Slack")
+        else:
+            self.orch.resume_schedule(ref.schedule_id, user)
+        shown = render_schedules(self.orch.schedules(), manage=True)
+        respond(text=shown["text"], blocks=shown["blocks"], response_type="ephemeral",
+                replace_original=True)  # fmt: skip
 
     def _editable(self, run: RunView, item: InteractionView) -> Workflow:
         """The workflow as the edit modal shows it: the run's own version (its file may

@@ -13,8 +13,13 @@ MAX_HOME_BLOCKS = 100
 _SHOWN = 40  # per list; each item is one block
 
 
-def render_home(waiting: Sequence[InteractionView], runs: Sequence[RunSummary]) -> dict[str, Any]:
-    """A `views.publish` view: open gates this user may answer, then recent runs."""
+def render_home(
+    waiting: Sequence[InteractionView],
+    runs: Sequence[RunSummary],
+    next_fires: Sequence[dict[str, Any]] = (),
+) -> dict[str, Any]:
+    """A `views.publish` view: open gates this user may answer, recent runs, then the
+    next scheduled runs (blocks from schedule_blocks.render_next_fires)."""
     blocks: list[dict[str, Any]] = [header("Waiting for you")]
     if not waiting:
         blocks.append(section("_Nothing is waiting for you._"))
@@ -31,4 +36,6 @@ def render_home(waiting: Sequence[InteractionView], runs: Sequence[RunSummary]) 
         blocks.append(context(f"{what} started by {who}"))
     if not runs:
         blocks.append(context("No runs yet: try `/ops run hello`."))
+    if next_fires:
+        blocks += [divider(), *next_fires]
     return {"type": "home", "blocks": blocks[:MAX_HOME_BLOCKS]}

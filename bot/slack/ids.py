@@ -15,6 +15,11 @@ Buttons and menus on gate messages (block_actions):
                                   the interaction id is in block_id
     opsloop.input.open            value: interaction id                 open the input modal
 
+Buttons of `/ops schedules` (block_actions):
+
+    opsloop.schedule.pause        value: schedule id                    pause it
+    opsloop.schedule.resume       value: schedule id                    resume it
+
 Every actions block of a gate message has block_id `opsloop.gate.<interaction id>`.
 Register the decision buttons with `DECIDE_PATTERN` (a regex), the rest by string.
 
@@ -44,6 +49,9 @@ DECIDE = "opsloop.decide"  # buttons are DECIDE + ".<n>", the menu DECIDE_SELECT
 DECIDE_SELECT = "opsloop.decide.select"
 DECIDE_PATTERN = re.compile(r"^opsloop\.decide\.(?:\d+|select)$")
 OPEN_INPUT = "opsloop.input.open"
+SCHEDULE_PAUSE = "opsloop.schedule.pause"
+SCHEDULE_RESUME = "opsloop.schedule.resume"
+SCHEDULE_ACTIONS = frozenset({SCHEDULE_PAUSE, SCHEDULE_RESUME})
 
 GATE_BLOCK_PREFIX = "opsloop.gate."
 
@@ -80,6 +88,18 @@ class ActionRef:
     index: int | None = None
 
 
+@dataclass(frozen=True)
+class ScheduleRef:
+    """A click on a schedule's Pause or Resume button."""
+
+    action: str
+    schedule_id: str
+
+
+def schedule_value(schedule_id: str) -> str:
+    return _checked(schedule_id, MAX_BUTTON_VALUE, "button value")
+
+
 def decide_action_id(index: int) -> str:
     return f"{DECIDE}.{index}"
 
@@ -107,9 +127,14 @@ def decide_option_value(index: int, choice: str) -> str:
     return value if len(value) <= MAX_OPTION_VALUE else _json({"n": index})
 
 
-def decode_action(action: Mapping[str, Any]) -> ActionRef:
+def decode_action(action: Mapping[str, Any]) -> ActionRef | ScheduleRef:
     """Parse one element of a block_actions payload's `actions` list."""
     action_id = str(action.get("action_id", ""))
+    if action_id in SCHEDULE_ACTIONS:
+        value = action.get("value")
+        if not isinstance(value, str) or not value:
+            raise PayloadError(f"{action_id} carries no schedule id")
+        return ScheduleRef(action_id, value)
     if DECIDE_PATTERN.match(action_id):
         return _decode_decision(action_id, action)
     if action_id in ACTION_IDS:

@@ -121,6 +121,28 @@ def context(*texts: str) -> dict[str, Any]:
     return {"type": "context", "elements": elements or [mrkdwn(" ")]}
 
 
+def button(
+    text: str,
+    action_id: str,
+    value: str,
+    *,
+    style: str | None = None,
+    confirm: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A button element; its text is one line, cut to fit."""
+    element: dict[str, Any] = {
+        "type": "button",
+        "action_id": action_id,
+        "text": plain(one_line(text), MAX_BUTTON_TEXT),
+        "value": value,
+    }
+    if style:
+        element["style"] = style
+    if confirm:
+        element["confirm"] = confirm
+    return element
+
+
 def header(text: str) -> dict[str, Any]:
     return {"type": "header", "text": plain(one_line(text), MAX_HEADER_TEXT)}
 
