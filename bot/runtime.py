@@ -8,7 +8,8 @@ orchestrator reports while it starts (recovery questions) can go unheard.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import os
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 
 from sqlalchemy.engine import Engine
@@ -18,6 +19,7 @@ from orchestrator.clock import Clock
 from orchestrator.engine import Orchestrator
 from orchestrator.errors import DefinitionError
 from orchestrator.protocol import Directory, FrontEnd, StaticDirectory
+from orchestrator.secrets import Scrubber, secret_values
 from orchestrator.workflow.definitions import Workflow
 from orchestrator.workflow.loader import load_workflows
 from storage.engine import create_engine
@@ -63,11 +65,17 @@ def build_orchestrator(
     front_end: FrontEnd | None = None,
     directory: Directory | None = None,
     clock: Clock | None = None,
+    secrets: Iterable[str | None] = (),
 ) -> Orchestrator:
-    """An orchestrator with every collaborator given, not started yet."""
+    """An orchestrator with every collaborator given, not started yet.
+
+    `secrets` (the Slack credentials `serve` was given) join the bot's own secrets found
+    in its environment: none of them is stored or posted from a step's report."""
+    scrubber = Scrubber([*secret_values(os.environ, settings.database_url), *secrets])
     return Orchestrator(
         engine, known, front_end=front_end, max_workers=settings.max_workers,
         directory=static_directory(settings) if directory is None else directory, clock=clock,
+        scrubber=scrubber,
     )  # fmt: skip
 
 

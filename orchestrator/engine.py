@@ -37,6 +37,7 @@ from orchestrator.protocol import (
 )
 from orchestrator.recovery import Recovery
 from orchestrator.schedule_timer import ScheduleTimer
+from orchestrator.secrets import Scrubber
 from orchestrator.services import GuardedFrontEnd, Services
 from orchestrator.stepgraph import StepGraph
 from orchestrator.storage_retry import RetryingSaver, storage_attempts
@@ -63,6 +64,7 @@ class Orchestrator:
         directory: Directory | None = None,
         max_workers: int = 16,
         clock: Clock | None = None,
+        scrubber: Scrubber | None = None,
     ) -> None:
         self.engine = engine
         self.workflows = dict(workflows)
@@ -73,7 +75,7 @@ class Orchestrator:
             engine=engine, clock=self.clock, versions=WorkflowVersions(engine, self.workflows),
             front_end=GuardedFrontEnd(front_end or SilentFrontEnd()),  # type: ignore[arg-type]
             directory=self.directory, replica=leases.replica_id(), saver=saver,
-            graph=StepGraph(saver),
+            graph=StepGraph(saver), scrubber=scrubber or Scrubber(),
         )  # fmt: skip
         self._timers = Timers(self.clock)
         self._live = LiveRuns(services)
