@@ -15,10 +15,12 @@ from contextlib import contextmanager
 from sqlalchemy.engine import Engine
 
 from bot.settings import Settings, SettingsError
+from orchestrator.access import parse_admins
 from orchestrator.clock import Clock
 from orchestrator.engine import Orchestrator
 from orchestrator.errors import DefinitionError
 from orchestrator.protocol import Directory, FrontEnd, StaticDirectory
+from orchestrator.rate_limit import RateLimit
 from orchestrator.secrets import Scrubber, secret_values
 from orchestrator.workflow.definitions import Workflow
 from orchestrator.workflow.loader import load_workflows
@@ -75,8 +77,16 @@ def build_orchestrator(
     return Orchestrator(
         engine, known, front_end=front_end, max_workers=settings.max_workers,
         directory=static_directory(settings) if directory is None else directory, clock=clock,
-        scrubber=scrubber,
+        scrubber=scrubber, admins=parse_admins(settings.admins), rate_limit=rate_limit(settings),
     )  # fmt: skip
+
+
+def rate_limit(settings: Settings) -> RateLimit | None:
+    """OPSLOOP_RATE_LIMIT, checked."""
+    try:
+        return RateLimit.parse(settings.rate_limit)
+    except ValueError as exc:
+        raise SettingsError(f"OPSLOOP_RATE_LIMIT: {exc}") from None
 
 
 @contextmanager

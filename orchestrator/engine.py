@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from datetime import datetime
+from typing import Any, NoReturn
 
 from sqlalchemy.engine import Engine
 
 from orchestrator import leases, runs
+from orchestrator.access import AccessPolicy
 from orchestrator.advancing import Advancer
 from orchestrator.clock import Clock, SystemClock
-from orchestrator.errors import AlreadyAnswered, OrchestratorError
+from orchestrator.errors import AlreadyAnswered, NotAllowed, OrchestratorError, RateLimited
 from orchestrator.execution import StepRunner
 from orchestrator.live import LiveRuns
 from orchestrator.people import People
@@ -35,6 +37,7 @@ from orchestrator.protocol import (
     SilentFrontEnd,
     StaticDirectory,
 )
+from orchestrator.rate_limit import RateLimit
 from orchestrator.recovery import Recovery
 from orchestrator.schedule_timer import ScheduleTimer
 from orchestrator.secrets import Scrubber
@@ -43,7 +46,7 @@ from orchestrator.stepgraph import StepGraph
 from orchestrator.storage_retry import RetryingSaver, storage_attempts
 from orchestrator.timers import Timers
 from orchestrator.versions import WorkflowVersions
-from orchestrator.workflow.definitions import Workflow
+from orchestrator.workflow.definitions import Approvers, Workflow
 from orchestrator.workflow.params import coerce_params
 from storage.engine import checkpoint_wal, is_sqlite, write_transaction
 
@@ -65,6 +68,8 @@ class Orchestrator:
         max_workers: int = 16,
         clock: Clock | None = None,
         scrubber: Scrubber | None = None,
+        admins: Approvers | None = None,
+        rate_limit: RateLimit | None = None,
     ) -> None:
         self.engine = engine
         self.workflows = dict(workflows)
@@ -76,7 +81,9 @@ class Orchestrator:
             front_end=GuardedFrontEnd(front_end or SilentFrontEnd()),  # type: ignore[arg-type]
             directory=self.directory, replica=leases.replica_id(), saver=saver,
             graph=StepGraph(saver), scrubber=scrubber or Scrubber(),
+            access=AccessPolicy(admins or Approvers(), self.directory),
         )  # fmt: skip
+        self._rate_limit = rate_limit
         self._timers = Timers(self.clock)
         self._live = LiveRuns(services)
         self._runner = StepRunner(services, self._live)
@@ -160,10 +167,29 @@ class Orchestrator:
     ) -> str:  # fmt: skip
         """Validate params, persist the run and its steps, and start what can start."""
         wf = self.workflow(workflow)
+        refusal = self._services.access.run_refusal(
+            started_by, wf, channel if front_end == "slack" else None
+        )
+        if refusal is not None:
+            self._refuse(started_by, "run", refusal, workflow=wf.name, channel=channel)
         values = coerce_params(wf, params)
         run_id, now = runs.new_run_id(), self.clock.now()
+        try:
+            self._insert_run(wf, run_id, values, started_by, front_end, channel, rerun_of, now)
+        except RateLimited as exc:
+            self._refuse(started_by, "run", str(exc), workflow=wf.name, error=exc)
+        self._services.front_end.run_started(self.view(run_id))
+        self._advancer.advance(run_id)
+        return run_id
+
+    def _insert_run(
+        self, wf: Workflow, run_id: str, values: Mapping[str, Any], started_by: str,
+        front_end: str, channel: str | None, rerun_of: str | None, now: datetime,
+    ) -> None:  # fmt: skip
         for attempt in storage_attempts():
             with attempt, write_transaction(self.engine) as conn:
+                if self._rate_limit is not None:
+                    self._rate_limit.check(conn, started_by, now)
                 if wf.text:  # a workflow built in code has no text to keep
                     runs.save_definition(conn, wf.name, wf.digest, wf.text, now)
                 runs.insert_run(
@@ -172,9 +198,6 @@ class Orchestrator:
                     front_end=front_end, channel=channel, rerun_of=rerun_of, now=now,
                 )  # fmt: skip
                 runs.audit(conn, started_by, "run.started", now=now, run_id=run_id, params=values)
-        self._services.front_end.run_started(self.view(run_id))
-        self._advancer.advance(run_id)
-        return run_id
 
     def view(self, run_id: str) -> RunView:
         """The run as committed now; NotFound for an unknown id."""
@@ -203,6 +226,7 @@ class Orchestrator:
 
     def cancel(self, run_id: str, by: str) -> RunView:
         """Cancel a run: pending steps and open interactions close, processes are killed."""
+        self._check_change(run_id, by, "cancel")
         now = self.clock.now()
         for attempt in storage_attempts():
             with attempt, write_transaction(self.engine) as conn:
@@ -223,12 +247,39 @@ class Orchestrator:
 
     def retry(self, run_id: str, step_id: str | None, by: str) -> RunView:
         """Retry a failed step (or every failed one) and what it left undone."""
+        self._check_change(run_id, by, "retry")
         self._recovery.retry(run_id, step_id, by)
         return self.view(run_id)
 
     def run_schedule_now(self, schedule_id: str, by: str) -> str:
         """Start a schedule's run now, as its fire would; audited as `by`'s."""
+        name = schedule_id.partition("/")[0]
+        if name in self.workflows:
+            refusal = self._services.access.run_refusal(by, self.workflow(name), None)
+            if refusal is not None:
+                self._refuse(by, "schedule.run", refusal, schedule=schedule_id)
         return self._schedules.run_now(schedule_id, by)
+
+    @property
+    def access(self) -> AccessPolicy:
+        """Who may do what (access.py): front ends ask it what to show."""
+        return self._services.access
+
+    def _check_change(self, run_id: str, by: str, what: str) -> None:
+        run = self.view(run_id)
+        if not self.access.may_change(by, run.started_by, self.workflow_of(run), what):
+            self._refuse(by, what, f"{by} may not {what} run {run_id}: only {run.started_by}, "
+                         f"the people its workflow's access.{what} names, or an admin may",
+                         run_id=run_id)  # fmt: skip
+
+    def _refuse(self, by: str, what: str, message: str, run_id: str | None = None,
+                error: NotAllowed | None = None, **detail: Any) -> NoReturn:  # fmt: skip
+        """Audit a refusal (the one thing it changes) and raise it (NotAllowed)."""
+        for attempt in storage_attempts():
+            with attempt, write_transaction(self.engine) as conn:
+                runs.audit(conn, by, "access.refused", now=self.clock.now(), run_id=run_id,
+                           attempted=what, reason=message, **detail)  # fmt: skip
+        raise error or NotAllowed(message)
 
     def _adopt(self, run_id: str) -> None:
         """A run committed by another path (a schedule's fire): tell of it and advance it."""

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from orchestrator import queries
+from orchestrator.access import AccessPolicy
 from orchestrator.clock import Clock
 from orchestrator.protocol import Directory, FrontEnd, RunView
 from orchestrator.secrets import Scrubber
@@ -32,6 +33,7 @@ class Services:
     replica: str  # this process, as step leases name it (leases.replica_id)
     saver: RetryingSaver
     graph: StepGraph
+    access: AccessPolicy
     # Cuts the bot's own secrets out of what steps report, before it is stored or posted.
     scrubber: Scrubber = field(default_factory=Scrubber)
 
