@@ -8,16 +8,20 @@ orchestrator reports while it starts (recovery questions) can go unheard.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import os
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 
 from sqlalchemy.engine import Engine
 
 from bot.settings import Settings, SettingsError
+from orchestrator.access import parse_admins
 from orchestrator.clock import Clock, SpeedClock, SystemClock
 from orchestrator.engine import Orchestrator
 from orchestrator.errors import DefinitionError
 from orchestrator.protocol import Directory, FrontEnd, StaticDirectory
+from orchestrator.rate_limit import RateLimit
+from orchestrator.secrets import Scrubber, secret_values
 from orchestrator.workflow.definitions import Workflow
 from orchestrator.workflow.loader import load_workflows
 from storage.engine import create_engine
@@ -63,18 +67,32 @@ def build_orchestrator(
     front_end: FrontEnd | None = None,
     directory: Directory | None = None,
     clock: Clock | None = None,
+    secrets: Iterable[str | None] = (),
 ) -> Orchestrator:
-    """An orchestrator with every collaborator given, not started yet."""
+    """An orchestrator with every collaborator given, not started yet.
+
+    `secrets` (the Slack credentials `serve` was given) join the bot's own secrets found
+    in its environment: none of them is stored or posted from a step's report."""
+    scrubber = Scrubber([*secret_values(os.environ, settings.database_url), *secrets])
     return Orchestrator(
         engine, known, front_end=front_end, max_workers=settings.max_workers,
         directory=static_directory(settings) if directory is None else directory,
-        clock=clock or clock_of(settings),
+        clock=clock or clock_of(settings), scrubber=scrubber, admins=parse_admins(settings.admins),
+        rate_limit=rate_limit(settings),
     )  # fmt: skip
 
 
 def clock_of(settings: Settings) -> Clock:
     """The wall clock, or one that runs OPSLOOP_CLOCK_SPEED times as fast (tests, demos)."""
     return SystemClock() if settings.clock_speed == 1 else SpeedClock(settings.clock_speed)
+
+
+def rate_limit(settings: Settings) -> RateLimit | None:
+    """OPSLOOP_RATE_LIMIT, checked."""
+    try:
+        return RateLimit.parse(settings.rate_limit)
+    except ValueError as exc:
+        raise SettingsError(f"OPSLOOP_RATE_LIMIT: {exc}") from None
 
 
 @contextmanager

@@ -17,8 +17,8 @@ from zoneinfo import ZoneInfo
 from bot import console
 from bot.cli_io import EXIT_OK, open_engine, settings_of
 from bot.run_commands import finish, following
-from orchestrator.clock import SystemClock
-from orchestrator.schedules import ScheduleView, list_schedules, pause, resume, sync
+from bot.runtime import build_orchestrator, database
+from orchestrator.schedules import ScheduleView, list_schedules, sync
 
 _HEADER = ["id", "workflow", "cron", "timezone", "next (local)", "next (UTC)", "last fire",
            "last run", "missed", "state"]  # fmt: skip
@@ -53,13 +53,19 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_pause(args: argparse.Namespace) -> int:
     settings = settings_of(args)
-    view = pause(open_engine(settings), args.id, settings.user, args.reason, SystemClock().now())
+    with database(settings) as engine:  # the orchestrator's policy, not started
+        orch = build_orchestrator(settings, engine, {})
+        view = orch.pause_schedule(args.id, settings.user, args.reason)
+        orch.close()
     return _done(args, view, f"paused {view.id}")
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
     settings = settings_of(args)
-    view = resume(open_engine(settings), args.id, settings.user, SystemClock().now())
+    with database(settings) as engine:  # a running serve fires it at its next check
+        orch = build_orchestrator(settings, engine, {})
+        view = orch.resume_schedule(args.id, settings.user)
+        orch.close()
     return _done(args, view, f"resumed {view.id}; next fire {_local(view)}")
 
 

@@ -23,6 +23,8 @@ class Settings:
     groups: str = ""  # OPSLOOP_GROUPS="oncall=U1,U2;leads=U3" for gates that name groups
     max_workers: int = 16
     clock_speed: float = 1.0  # OPSLOOP_CLOCK_SPEED: tests and demos of real processes only
+    admins: str = ""  # OPSLOOP_ADMINS="U0LEAD,S0SRE": manage every run (orchestrator/access.py)
+    rate_limit: str = ""  # OPSLOOP_RATE_LIMIT="20/min": starts per person (rate_limit.py)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **flags: str | int | None) -> Settings:
@@ -45,6 +47,8 @@ class Settings:
             user=pick("user", "OPSLOOP_USER", f"cli:{_login()}"),
             groups=env.get("OPSLOOP_GROUPS", ""),
             max_workers=int(workers),
+            admins=env.get("OPSLOOP_ADMINS", ""),
+            rate_limit=env.get("OPSLOOP_RATE_LIMIT", ""),
         )
 
     def check_workflows_dir(self) -> Path:

@@ -34,6 +34,8 @@ class StepContext:
     params: Mapping[str, Any]
     needs: Mapping[str, Mapping[str, Any]]
     attempt: int = 1
+    # What the workflow passes to the step (`env:`), as a shell step's environment has it.
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)
     # Set by the engine: asks a person mid-step and returns the answer (see orchestrator.gates).
     asker: Callable[..., Any] | None = field(default=None, repr=False)
     _asked: int = field(default=0, repr=False)
@@ -123,15 +125,16 @@ def run_shell(
     context: Mapping[str, Any],
     timeout_s: float | None,
     on_start: Callable[[subprocess.Popen], None] | None = None,
-    env: Mapping[str, str] | None = None,
+    *,
+    env: Mapping[str, str],
 ) -> dict:
-    """Run the step's argv; `env` adds to this process's environment (OPSLOOP_RUN_ID...)."""
+    """Run the step's argv with exactly `env` (orchestrator.step_env), never the bot's."""
     argv = render_argv(list(action.argv), context)
     try:
         proc = subprocess.Popen(
             argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace",
             start_new_session=True, stdin=subprocess.DEVNULL,
-            env={**os.environ, **env} if env else None,
+            env=dict(env),
         )  # fmt: skip
     except OSError as exc:
         raise StepFailed(f"cannot start {argv[0]!r}: {exc.strerror}") from exc

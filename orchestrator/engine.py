@@ -16,15 +16,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, NoReturn
 
 from sqlalchemy.engine import Engine
 
 from orchestrator import leases, runs, schedules
+from orchestrator.access import AccessPolicy
 from orchestrator.advancing import Advancer
 from orchestrator.clock import Clock, SystemClock
-from orchestrator.errors import AlreadyAnswered, OrchestratorError
+from orchestrator.errors import AlreadyAnswered, NotAllowed, OrchestratorError, RateLimited
 from orchestrator.execution import StepRunner
 from orchestrator.live import LiveRuns
 from orchestrator.people import People
@@ -36,15 +37,17 @@ from orchestrator.protocol import (
     SilentFrontEnd,
     StaticDirectory,
 )
+from orchestrator.rate_limit import RateLimit
 from orchestrator.recovery import Recovery
 from orchestrator.schedule_timer import ScheduleTimer
 from orchestrator.schedules import ScheduleView
+from orchestrator.secrets import Scrubber
 from orchestrator.services import GuardedFrontEnd, Services
 from orchestrator.stepgraph import StepGraph
 from orchestrator.storage_retry import RetryingSaver, storage_attempts
 from orchestrator.timers import Timers
 from orchestrator.versions import WorkflowVersions
-from orchestrator.workflow.definitions import Workflow
+from orchestrator.workflow.definitions import Approvers, Workflow
 from orchestrator.workflow.params import coerce_params
 from storage.engine import checkpoint_wal, is_sqlite, write_transaction
 
@@ -65,6 +68,9 @@ class Orchestrator:
         directory: Directory | None = None,
         max_workers: int = 16,
         clock: Clock | None = None,
+        scrubber: Scrubber | None = None,
+        admins: Approvers | None = None,
+        rate_limit: RateLimit | None = None,
     ) -> None:
         self.engine = engine
         self.workflows = dict(workflows)
@@ -75,8 +81,10 @@ class Orchestrator:
             engine=engine, clock=self.clock, versions=WorkflowVersions(engine, self.workflows),
             front_end=GuardedFrontEnd(front_end or SilentFrontEnd()),  # type: ignore[arg-type]
             directory=self.directory, replica=leases.replica_id(), saver=saver,
-            graph=StepGraph(saver),
+            graph=StepGraph(saver), scrubber=scrubber or Scrubber(),
+            access=AccessPolicy(admins or Approvers(), self.directory),
         )  # fmt: skip
+        self._rate_limit = rate_limit
         self._timers = Timers(self.clock)
         self._live = LiveRuns(services)
         self._runner = StepRunner(services, self._live)
@@ -91,6 +99,7 @@ class Orchestrator:
             on_recovery_answer=lambda row: self._recovery.apply_answer(row),
         )  # fmt: skip
         self._recovery = Recovery(services, self._live, self._advancer, self._people)
+        self._started = False
         self._schedules = ScheduleTimer(
             services, self._timers, started=self._adopt, cancelled=self._cancelled_elsewhere
         )
@@ -107,6 +116,7 @@ class Orchestrator:
         run they act on.
         """
         timers, engine = self._timers, self.engine
+        self._started = True
         timers.start()
         # Leases are clock time: on a fast clock (OPSLOOP_CLOCK_SPEED) renew as often.
         timers.every(self._wall_s(leases.HEARTBEAT_S), "heartbeat", self._heartbeat)
@@ -166,10 +176,29 @@ class Orchestrator:
     ) -> str:  # fmt: skip
         """Validate params, persist the run and its steps, and start what can start."""
         wf = self.workflow(workflow)
+        refusal = self._services.access.run_refusal(
+            started_by, wf, channel if front_end == "slack" else None
+        )
+        if refusal is not None:
+            self._refuse(started_by, "run", refusal, workflow=wf.name, channel=channel)
         values = coerce_params(wf, params)
         run_id, now = runs.new_run_id(), self.clock.now()
+        try:
+            self._insert_run(wf, run_id, values, started_by, front_end, channel, rerun_of, now)
+        except RateLimited as exc:
+            self._refuse(started_by, "run", str(exc), workflow=wf.name, error=exc)
+        self._services.front_end.run_started(self.view(run_id))
+        self._advancer.advance(run_id)
+        return run_id
+
+    def _insert_run(
+        self, wf: Workflow, run_id: str, values: Mapping[str, Any], started_by: str,
+        front_end: str, channel: str | None, rerun_of: str | None, now: datetime,
+    ) -> None:  # fmt: skip
         for attempt in storage_attempts():
             with attempt, write_transaction(self.engine) as conn:
+                if self._rate_limit is not None:
+                    self._rate_limit.check(conn, started_by, now)
                 if wf.text:  # a workflow built in code has no text to keep
                     runs.save_definition(conn, wf.name, wf.digest, wf.text, now)
                 runs.insert_run(
@@ -178,9 +207,6 @@ class Orchestrator:
                     front_end=front_end, channel=channel, rerun_of=rerun_of, now=now,
                 )  # fmt: skip
                 runs.audit(conn, started_by, "run.started", now=now, run_id=run_id, params=values)
-        self._services.front_end.run_started(self.view(run_id))
-        self._advancer.advance(run_id)
-        return run_id
 
     def view(self, run_id: str) -> RunView:
         """The run as committed now; NotFound for an unknown id."""
@@ -209,6 +235,7 @@ class Orchestrator:
 
     def cancel(self, run_id: str, by: str) -> RunView:
         """Cancel a run: pending steps and open interactions close, processes are killed."""
+        self._check_change(run_id, by, "cancel")
         now = self.clock.now()
         for attempt in storage_attempts():
             with attempt, write_transaction(self.engine) as conn:
@@ -229,6 +256,7 @@ class Orchestrator:
 
     def retry(self, run_id: str, step_id: str | None, by: str) -> RunView:
         """Retry a failed step (or every failed one) and what it left undone."""
+        self._check_change(run_id, by, "retry")
         self._recovery.retry(run_id, step_id, by)
         return self.view(run_id)
 
@@ -238,17 +266,51 @@ class Orchestrator:
 
     def pause_schedule(self, schedule_id: str, by: str, reason: str = "") -> ScheduleView:
         """Stop a schedule firing until resumed; audited with who and why."""
+        self._check_schedules(by, "schedule.pause", schedule_id)
         return schedules.pause(self.engine, schedule_id, by, reason, self.clock.now())
 
     def resume_schedule(self, schedule_id: str, by: str) -> ScheduleView:
         """Let a paused schedule fire again from its next fire time; audited."""
+        self._check_schedules(by, "schedule.resume", schedule_id)
         view = schedules.resume(self.engine, schedule_id, by, self.clock.now())
-        self._schedules.check()  # its next fire may be sooner than the timer's
+        if self._started:
+            self._schedules.check()  # its next fire may be sooner than the timer's
         return view
+
+    def _check_schedules(self, by: str, what: str, schedule_id: str) -> None:
+        if not self.access.may_manage_schedules(by):
+            self._refuse(by, what, f"{by} may not manage schedules: only admins "
+                         "(OPSLOOP_ADMINS) may", schedule=schedule_id)  # fmt: skip
 
     def run_schedule_now(self, schedule_id: str, by: str) -> str:
         """Start a schedule's run now, as its fire would; audited as `by`'s."""
+        name = schedule_id.partition("/")[0]
+        if name in self.workflows:
+            refusal = self._services.access.run_refusal(by, self.workflow(name), None)
+            if refusal is not None:
+                self._refuse(by, "schedule.run", refusal, schedule=schedule_id)
         return self._schedules.run_now(schedule_id, by)
+
+    @property
+    def access(self) -> AccessPolicy:
+        """Who may do what (access.py): front ends ask it what to show."""
+        return self._services.access
+
+    def _check_change(self, run_id: str, by: str, what: str) -> None:
+        run = self.view(run_id)
+        if not self.access.may_change(by, run.started_by, self.workflow_of(run), what):
+            self._refuse(by, what, f"{by} may not {what} run {run_id}: only {run.started_by}, "
+                         f"the people its workflow's access.{what} names, or an admin may",
+                         run_id=run_id)  # fmt: skip
+
+    def _refuse(self, by: str, what: str, message: str, run_id: str | None = None,
+                error: NotAllowed | None = None, **detail: Any) -> NoReturn:  # fmt: skip
+        """Audit a refusal (the one thing it changes) and raise it (NotAllowed)."""
+        for attempt in storage_attempts():
+            with attempt, write_transaction(self.engine) as conn:
+                runs.audit(conn, by, "access.refused", now=self.clock.now(), run_id=run_id,
+                           attempted=what, reason=message, **detail)  # fmt: skip
+        raise error or NotAllowed(message)
 
     def _adopt(self, run_id: str) -> None:
         """A run committed by another path (a schedule's fire): tell of it and advance it,

@@ -93,6 +93,14 @@ class NotAllowed(OrchestratorError):
     """The person may not answer this interaction."""
 
 
+class RateLimited(NotAllowed):
+    """The person started too many runs just now; `retry_in_s` says when they may again."""
+
+    def __init__(self, message: str, retry_in_s: int) -> None:
+        super().__init__(message)
+        self.retry_in_s = retry_in_s
+
+
 class InvalidAnswer(OrchestratorError):
     """The answer is not one the interaction accepts; the message lists what is."""
 

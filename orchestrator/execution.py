@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import threading
+import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -84,16 +85,24 @@ class StepRunner:
             else:
                 result = self._services.graph.run(thread_id, work, resume)
         except StepFailed as exc:
-            return StepEnd(StepStatus.FAILED, error=str(exc), outputs=exc.outputs)
+            return self._failed(str(exc), exc.outputs)
         except Exception as exc:
-            log.exception("step %s of run %s crashed", step_id, run_id)
-            return StepEnd(StepStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
+            scrub = self._services.scrubber.text
+            log.error("step %s of run %s crashed\n%s", step_id, run_id,
+                      scrub(traceback.format_exc()))  # fmt: skip
+            return self._failed(f"{type(exc).__name__}: {exc}")
         finally:
             with self._lock:
                 self._procs.pop((run_id, step_id), None)
         if result.interrupt is not None:
             return StepEnd(StepStatus.WAITING, interrupt=result.interrupt)
-        return StepEnd(StepStatus.SUCCEEDED, outputs=result.outputs)
+        return StepEnd(StepStatus.SUCCEEDED, outputs=self._services.scrubber.value(result.outputs))
+
+    def _failed(self, error: str, outputs: dict[str, Any] | None = None) -> StepEnd:
+        """A failure as it is stored and posted: without the bot's secrets (secrets.py)."""
+        scrubber = self._services.scrubber
+        return StepEnd(StepStatus.FAILED, error=scrubber.text(error),
+                       outputs=scrubber.value(outputs))  # fmt: skip
 
     def process_started(self, run_id: str, step_id: str, proc: subprocess.Popen) -> None:
         """A shell step's process is up: cancel kills it. If the run was cancelled while the

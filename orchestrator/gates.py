@@ -139,8 +139,10 @@ def same_person(a: str, b: str) -> bool:
 
 def check_allowed(row: Mapping[str, Any], user: str, requester: str, directory: Directory) -> None:
     """Raise NotAllowed unless `user` may answer the interaction `row`."""
-    if row["purpose"] == "recovery":
-        return
+    if row["purpose"] == "recovery":  # whoever may retry the run (access.py), requester too
+        if listed(user, row["allowed_users"] or (), row["allowed_groups"] or (), directory):
+            return
+        raise NotAllowed(f"{user} may not answer this; only whoever may retry the run may")
     if same_person(user, requester) and not row["allow_requester"]:
         raise NotAllowed(f"{user} started this run and this gate needs someone else to answer it")
     users = set(row["allowed_users"] or ())

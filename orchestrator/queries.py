@@ -24,6 +24,7 @@ class RunSummary:
     created_at: datetime
     finished_at: datetime | None
     waiting_for: int  # open interactions
+    channel: str | None = None  # where it was started from (who may see it: access.py)
 
 
 def recent_runs(engine: Engine, limit: int = 20) -> list[RunSummary]:
@@ -52,6 +53,7 @@ def recent_runs(engine: Engine, limit: int = 20) -> list[RunSummary]:
             created_at=r["created_at"],
             finished_at=r["finished_at"],
             waiting_for=r["waiting_for"],
+            channel=r["channel"],
         )
         for r in rows
     ]

@@ -122,6 +122,9 @@ class Recovery:
         """Ask a person whether a step cut off mid-flight runs again, is skipped or fails."""
         now = self._services.clock.now()
         iid = interactions.interaction_id(thread_id, 0)
+        run = self._services.view(run_id)
+        who = self._services.access.recovery_answerers(run.started_by,
+                                                       self._services.workflow_of(run))  # fmt: skip
         for attempt in storage_attempts():
             with attempt, write_transaction(self._services.engine) as conn:
                 runs.set_step(conn, run_id, step_id, expect=[StepStatus.RUNNING],
@@ -133,8 +136,8 @@ class Recovery:
                         purpose="recovery", status=InteractionStatus.PENDING, responses=[],
                         prompt=(f"Step {step_id} was running when opsloop stopped and is not "
                                 "marked idempotent. Run it again, skip it, or fail it?"),
-                        options=list(gates.RECOVERY_OPTIONS), allowed_users=[],
-                        allowed_groups=[], required_approvals=1, allow_requester=True,
+                        options=list(gates.RECOVERY_OPTIONS), allowed_users=list(who.users),
+                        allowed_groups=list(who.groups), required_approvals=1, allow_requester=True,
                         version=0, created_at=now,
                     )
                     .on_conflict_do_nothing()

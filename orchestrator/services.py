@@ -5,14 +5,16 @@ to tell, and where LangGraph keeps a step's thread. Built once by the engine fac
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.engine import Engine
 
 from orchestrator import queries
+from orchestrator.access import AccessPolicy
 from orchestrator.clock import Clock
 from orchestrator.protocol import Directory, FrontEnd, RunView
+from orchestrator.secrets import Scrubber
 from orchestrator.stepgraph import StepGraph
 from orchestrator.storage_retry import RetryingSaver, storage_attempts
 from orchestrator.versions import WorkflowVersions
@@ -31,6 +33,9 @@ class Services:
     replica: str  # this process, as step leases name it (leases.replica_id)
     saver: RetryingSaver
     graph: StepGraph
+    access: AccessPolicy
+    # Cuts the bot's own secrets out of what steps report, before it is stored or posted.
+    scrubber: Scrubber = field(default_factory=Scrubber)
 
     def workflow_of(self, run: RunView) -> Workflow:
         """The workflow as `run` started with it (its file may have changed since)."""

@@ -20,6 +20,7 @@ from orchestrator.planning import condition_context, template_context
 from orchestrator.protocol import RunView
 from orchestrator.runs import SYSTEM
 from orchestrator.services import Services
+from orchestrator.step_env import step_environment
 from orchestrator.storage_retry import storage_attempts
 from orchestrator.workflow.definitions import PythonAction, Step
 from orchestrator.workflow.expressions import compile_condition, render_text
@@ -61,8 +62,9 @@ def work(
         resolution = ask(services, run, step, thread_id, 1, spec)
         return gates.step_outputs(step.kind, resolution)
     outputs = {s.step_id: s.outputs for s in run.steps}
+    env = step_environment(services.workflow_of(run), step, run.id)
     ctx = StepContext(
-        run_id=run.id, step_id=step.id, params=run.params,
+        run_id=run.id, step_id=step.id, params=run.params, env=env,
         needs={n: dict(outputs[n] or {}) for n in step.needs},
         asker=lambda kind, message, n, **options: ask(
             services, run, step, thread_id, n,
@@ -77,8 +79,7 @@ def work(
             return call_python(step.action, ctx, step.timeout_s)
         return run_shell(
             step.action, template_context(run), step.timeout_s,
-            on_start=hooks.process_started,
-            env={"OPSLOOP_RUN_ID": run.id, "OPSLOOP_STEP_ID": step.id},
+            on_start=hooks.process_started, env=env,
         )  # fmt: skip
 
     return with_retries(

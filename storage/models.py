@@ -278,3 +278,13 @@ class OutboxMessage(SQLModel, table=True):
     sent_at: datetime | None = _time()
 
     __table_args__ = (sa.Index("ix_outbox_status_not_before", "status", "not_before"),)
+
+
+class SeenRequest(SQLModel, table=True):
+    """The signature of each Slack request accepted within Slack's five-minute window, so
+    a request replayed (to this replica or another) is recognised and refused."""
+
+    __tablename__ = "seen_request"
+
+    signature: str = Field(primary_key=True, max_length=100)
+    seen_at: datetime = _stamp(index=True)

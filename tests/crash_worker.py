@@ -6,9 +6,9 @@
 On start it recovers whatever a killed predecessor left unfinished
 (`Orchestrator.start()`), then, one run at a time, starts runs of the workflow
 and plays the people: it approves gates as UAPPROVER and answers every
-recovery question with "retry" as UOPERATOR. Steps append to EFFECTS_FILE
+recovery question with "retry" as UOPERATOR, an admin. Steps append to EFFECTS_FILE
 (tests/engine_tasks.py:effect, or the shell steps of tests/test_crash.py, which
-find the file in OPSLOOP_TEST_EFFECTS). Exit status 0 once RUNS runs have finished.
+find the file in CRASH_TEST_LOG). Exit status 0 once RUNS runs have finished.
 
 The second form is what tests/test_crash.py starts. Importing the orchestrator
 takes seconds, longer than most of a worker's lives, so this process imports it
@@ -29,6 +29,7 @@ import traceback
 
 from orchestrator import interactions, runs
 from orchestrator.engine import Orchestrator
+from orchestrator.workflow.definitions import Approvers
 from orchestrator.workflow.loader import load_workflow
 from storage.engine import create_engine, read_transaction
 from storage.schema import setup
@@ -50,11 +51,12 @@ def answer_pending(orch: Orchestrator) -> None:
 
 
 def main(db_url: str, workflow_file: str, effects: str, total: int) -> int:
-    os.environ["OPSLOOP_TEST_EFFECTS"] = effects
+    os.environ["CRASH_TEST_LOG"] = effects
     engine = create_engine(db_url)
     setup(engine)
     workflow = load_workflow(workflow_file)
-    orch = Orchestrator(engine, {workflow.name: workflow}, max_workers=8)
+    orch = Orchestrator(engine, {workflow.name: workflow}, max_workers=8,
+                        admins=Approvers(users=(OPERATOR,)))  # fmt: skip
     orch.start()
     deadline = time.monotonic() + TIMEOUT_S
     while time.monotonic() < deadline:

@@ -36,10 +36,10 @@ def crash() -> dict:
 def effect(ctx: object) -> dict:
     """Record "<run>/<step>/start", work briefly, record ".../done" (crash tests read the file).
 
-    The file comes from OPSLOOP_TEST_EFFECTS; each line is fsync'ed so that a
+    The file comes from CRASH_TEST_LOG; each line is fsync'ed so that a
     SIGKILL right after it cannot lose it.
     """
-    path = os.environ["OPSLOOP_TEST_EFFECTS"]
+    path = os.environ["CRASH_TEST_LOG"]
     key = f"{ctx.run_id}/{ctx.step_id}"  # type: ignore[attr-defined]
     _append(path, f"{key}/start\n")
     time.sleep(0.01)  # the step's "work": a window for a kill between start and done

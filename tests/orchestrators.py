@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -22,6 +23,7 @@ def running(
     max_workers: int = 8,
     clock: Clock | None = None,
     front_end: FrontEnd | None = None,
+    **more: Any,
 ) -> Iterator[Orchestrator]:
     """`recover=True` starts it as `serve` does: it takes over unfinished runs."""
     workflows = {w.name: w for w in map(parse_workflow, texts)}
@@ -32,6 +34,7 @@ def running(
         max_workers=max_workers,
         clock=clock,
         front_end=front_end,
+        **more,
     )
     orch.start(recover=recover)
     try:

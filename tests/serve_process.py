@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,7 +27,7 @@ from orchestrator.queries import recent_runs, run_view
 from storage.engine import create_engine
 from tests.polling import until
 from tests.slack_double import Message, SlackDouble
-from tests.slack_signing import action_from_blocks, block_actions, slash_command
+from tests.slack_signing import SIGNING_SECRET, action_from_blocks, block_actions, slash_command
 
 ROOT = Path(__file__).resolve().parent.parent
 CHANNEL = "C0OPS"
@@ -78,7 +80,13 @@ class Served:
 
 
 def start_bot(
-    slack: SlackDouble, db_url: str, flows: Path, log: Path, *, app_token: str | None = None
+    slack: SlackDouble,
+    db_url: str,
+    flows: Path,
+    log: Path,
+    *,
+    app_token: str | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     # nothing from the caller's Slack or opsloop set-up, and no proxy: slack_sdk would send
     # the WebSocket to 127.0.0.1 through $HTTPS_PROXY
@@ -94,7 +102,9 @@ def start_bot(
         "OPSLOOP_WORKFLOWS": str(flows),
         "OPSLOOP_CHANNEL": CHANNEL,
         "PYTHONUNBUFFERED": "1",
+        **(extra_env or {}),
     }
+    env = {k: v for k, v in env.items() if v}  # an empty value unsets (HTTP mode: no app token)
     # stdout and stderr go to a file, not a pipe nobody reads, which could fill and block it
     with log.open("wb") as out:
         return subprocess.Popen([sys.executable, "-m", "bot.cli", "serve"], cwd=ROOT, env=env,
@@ -135,3 +145,44 @@ def serving(slack: SlackDouble, db_url: str, flows: Path, log: Path) -> Iterator
     finally:
         stop(process)
         engine.dispose()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def serving_http(
+    slack: SlackDouble, db_url: str, flows: Path, log: Path, extra_env: dict[str, str] | None = None
+) -> Iterator[tuple[Served, str]]:
+    """The bot in HTTP mode, signed requests checked with SIGNING_SECRET; yields it and
+    its events URL once /healthz answers."""
+    port = free_port()
+    env = {"SLACK_APP_TOKEN": "", "SLACK_SIGNING_SECRET": SIGNING_SECRET, "PORT": str(port),
+           "HOST": "127.0.0.1", **(extra_env or {})}  # fmt: skip
+    process = start_bot(slack, db_url, flows, log, extra_env=env)
+    engine = create_engine(db_url)
+    served = Served(slack, process, engine, log)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        until(lambda: _healthy(base) or process.poll() is not None, timeout=START_S,
+              what="the bot to listen")  # fmt: skip
+        assert process.poll() is None, f"the bot exited:\n{served.output()}"
+        yield served, base + "/slack/events"
+    finally:
+        stop(process)
+        engine.dispose()
+
+
+def health(base: str) -> dict:
+    with urllib.request.urlopen(base + "/healthz", timeout=5) as response:
+        return json.loads(response.read())
+
+
+def _healthy(base: str) -> bool:
+    try:
+        return bool(health(base)["ok"])
+    except OSError:
+        return False

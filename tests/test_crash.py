@@ -44,6 +44,8 @@ from storage.schema import setup
 WORKER = Path(__file__).with_name("crash_worker.py")
 CRASHY = """
 name: crashy
+env:
+  CRASH_TEST_LOG: {from_env: CRASH_TEST_LOG}
 steps:
   - id: prepare
     EFFECT
@@ -71,8 +73,8 @@ steps:
 CTX_EFFECT = "python: engine_tasks:effect"
 SHELL_EFFECT = "shell: " + json.dumps([
     "sh", "-c",
-    'key="$OPSLOOP_RUN_ID/$OPSLOOP_STEP_ID"; echo "$key/start" >> "$OPSLOOP_TEST_EFFECTS";'
-    ' sleep 0.01; echo "$key/done" >> "$OPSLOOP_TEST_EFFECTS"',
+    'key="$OPSLOOP_RUN_ID/$OPSLOOP_STEP_ID"; echo "$key/start" >> "$CRASH_TEST_LOG";'
+    ' sleep 0.01; echo "$key/done" >> "$CRASH_TEST_LOG"',
 ])  # fmt: skip
 SHELL_OUTPUTS = {"exit_code": 0, "stdout": "", "stderr": ""}
 IDEMPOTENT = {"left", "notify"}

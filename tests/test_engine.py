@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from orchestrator.clock import FakeClock
 from orchestrator.engine import Orchestrator
 from orchestrator.errors import AlreadyAnswered, InvalidAnswer, NotAllowed
+from orchestrator.workflow.definitions import Approvers
 from orchestrator.workflow.loader import parse_workflow
 from storage.engine import create_engine
 from tests.orchestrators import running
@@ -216,7 +217,8 @@ def test_a_cancel_from_another_process_kills_the_running_shell_step(
 ) -> None:
     pidfile = tmp_path / "pid"
     runner = Orchestrator(engine, {"long": parse_workflow(LONG)}, max_workers=2)
-    other = Orchestrator(create_engine(db_url), {"long": parse_workflow(LONG)}, max_workers=2)
+    other = Orchestrator(create_engine(db_url), {"long": parse_workflow(LONG)}, max_workers=2,
+                         admins=Approvers(users=("UOPS",)))  # fmt: skip
     runner.start(recover=False)
     try:
         run_id = runner.start_run("long", {"pidfile": str(pidfile)}, started_by="URUN")
@@ -366,7 +368,8 @@ steps:
 
 
 def test_retrying_a_tolerated_failure_runs_the_step_again(engine: sa.Engine) -> None:
-    with running(engine, TOLERANT, recover=True, max_workers=2) as o:
+    with running(engine, TOLERANT, recover=True, max_workers=2,
+                 admins=Approvers(users=("UOPS",))) as o:  # fmt: skip
         run_id = o.start_run("tolerant", {"key": uuid.uuid4().hex}, started_by="URUN")
         assert o.wait(run_id, timeout=20).status == "succeeded"
         assert _statuses(o, run_id)["flaky"] == "failed"

@@ -24,11 +24,11 @@ from bot.slack.blocks import render_run_board
 from bot.slack.home import render_home
 from bot.slack.schedule_blocks import render_next_fires, render_schedules
 from orchestrator.engine import Orchestrator
-from orchestrator.errors import NotAllowed, OrchestratorError
+from orchestrator.errors import NotFound, OrchestratorError
 from orchestrator.gates import listed
 from orchestrator.protocol import InteractionView, RunView
-from orchestrator.queries import interaction, open_interactions, recent_runs
-from orchestrator.workflow.definitions import Workflow
+from orchestrator.queries import RunSummary, interaction, open_interactions, recent_runs
+from orchestrator.workflow.definitions import Approvers, Workflow
 from orchestrator.workflow.params import missing_required
 
 log = logging.getLogger(__name__)
@@ -70,31 +70,37 @@ class Handlers:
             case cmds.Run(workflow=name, params=params):
                 self._run(name, params, body, respond)
             case cmds.ListWorkflows():
-                lines = [f"• `{w.name}`: {w.description}" for w in self.orch.workflows.values()]
-                _say(respond, "\n".join(lines) or "No workflows are configured.")
+                where = body.get("channel_id")
+                lines = [f"• `{w.name}`: {w.description}" for w in self.orch.workflows.values()
+                         if self.orch.access.run_refusal(user, w, where) is None]  # fmt: skip
+                _say(respond, "\n".join(lines) or "There is no workflow you may run here.")
             case cmds.Status(run_id=None) | cmds.Runs():
-                rows = recent_runs(self.orch.engine, 10)
+                rows = self._visible_runs(user, body.get("channel_id"))
                 lines = [f"• `{r.id}` {r.workflow} *{r.status}* (<@{r.started_by}>)" for r in rows]
-                _say(respond, "\n".join(lines) or "No runs yet.")
+                _say(respond, "\n".join(lines) or "No runs you may see.")
             case cmds.Status(run_id=run_id):
-                board = render_run_board(self.orch.view(run_id))
+                run = self.orch.view(run_id)
+                if not self._may_see(user, body.get("channel_id"), run.id, run.started_by,
+                                     run.channel):  # fmt: skip
+                    raise NotFound(f"no run {run_id} that you may see")
+                board = render_run_board(run)
                 _say(respond, board["text"], blocks=board["blocks"])
             case cmds.Pending():
                 lines = [f"• `{i.run_id}` step `{i.step_id}` ({i.kind}): {i.prompt[:200]}"
                          for i in self._waiting_for(user)]  # fmt: skip
                 _say(respond, "\n".join(lines) or "Nothing is waiting for you.")
             case cmds.Cancel(run_id=run_id):
-                self._check_operator(run_id, user)
                 self.orch.cancel(run_id, user)
                 _say(respond, f"Cancelled run `{run_id}`.")
             case cmds.Retry(run_id=run_id, step_id=step_id):
-                self._check_operator(run_id, user)
                 self.orch.retry(run_id, step_id, user)
                 _say(respond, f"Retrying run `{run_id}`.")
             case cmds.Plan(workflow=name):
                 _say(respond, f"```{format_plan(self.orch.workflow(name))}```")
             case cmds.Schedules():
-                shown = render_schedules(self.orch.schedules(), manage=self._is_admin(user))
+                shown = render_schedules(
+                    self.orch.schedules(), manage=self.orch.access.may_manage_schedules(user)
+                )
                 _say(respond, shown["text"], blocks=shown["blocks"])
             case _:
                 _say(respond, f"```{cmds.usage()}```")
@@ -114,16 +120,18 @@ class Handlers:
         )  # fmt: skip
         _say(respond, f"Started `{name}` run `{run_id}`; its status board is in this channel.")
 
-    def _is_admin(self, user: str) -> bool:
-        """Admins manage schedules; with OPSLOOP_ADMINS unset, everyone is one."""
-        admins = self.settings.admins
-        return not admins or user in admins
+    def _may_see(
+        self, user: str, where: str | None, run_id: str, started_by: str, channel: str | None
+    ) -> bool:
+        asked = [Approvers(tuple(i.allowed_users), tuple(i.allowed_groups))
+                 for i in open_interactions(self.orch.engine, run_id)]  # fmt: skip
+        return self.orch.access.may_see(user, started_by, channel, where, asked)
 
-    def _check_operator(self, run_id: str, user: str) -> None:
-        run = self.orch.view(run_id)
-        admins = self.settings.admins
-        if admins and user != run.started_by and user not in admins:
-            raise NotAllowed(f"only <@{run.started_by}> or an admin may change run {run_id}")
+    def _visible_runs(self, user: str, where: str | None, limit: int = 10) -> list[RunSummary]:
+        """The newest runs `user` may see (access.py), at most `limit`."""
+        rows = recent_runs(self.orch.engine, limit * 5)
+        seen = [r for r in rows if self._may_see(user, where, r.id, r.started_by, r.channel)]
+        return seen[:limit]
 
     def _waiting_for(self, user: str) -> list[InteractionView]:
         """Open interactions that name `user` (or nobody), as `pending` and App Home list them."""
@@ -134,7 +142,7 @@ class Handlers:
 
     def home(self, user: str) -> None:
         """Publish the App Home tab for `user`."""
-        view = render_home(self._waiting_for(user), recent_runs(self.orch.engine, 10),
+        view = render_home(self._waiting_for(user), self._visible_runs(user, None),
                            render_next_fires(self.orch.schedules()))  # fmt: skip
         self.client.views_publish(user_id=user, view=view)
 
@@ -177,8 +185,6 @@ class Handlers:
 
     def _schedule_action(self, ref: ids.ScheduleRef, user: str, respond: Respond) -> None:
         """Pause or resume from `/ops schedules`; the list is shown again as it is now."""
-        if not self._is_admin(user):
-            raise NotAllowed("only admins (OPSLOOP_ADMINS) may pause or resume schedules")
         if ref.action == ids.SCHEDULE_PAUSE:
             self.orch.pause_schedule(ref.schedule_id, user, "paused from Slack")
         else:

@@ -19,6 +19,7 @@ from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from waitress import create_server, wasyncore
 
+from bot.slack.request_guard import MAX_BODY, RequestGuard
 from bot.slack.scopes import EVENTS_PATH
 
 Wsgi = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -83,14 +84,21 @@ class FollowUps(ThreadPoolExecutor):
         return super().submit(after_acks)
 
 
-def wsgi_app(app: App, acks: AcksFirst, *, workflows: int) -> Wsgi:
-    """Slack's requests to the Bolt app (counted by `acks`), and a health check that says
-    how many workflows were loaded."""
-    slack = SlackRequestHandler(app, path=EVENTS_PATH)
-    health = json.dumps({"ok": True, "workflows": workflows}).encode()
+def wsgi_app(
+    app: App, acks: AcksFirst, *, workflows: int, guard: Callable[[Wsgi], RequestGuard] | None
+) -> Wsgi:
+    """Slack's requests to the Bolt app (counted by `acks`) through `guard` (signature,
+    size, replays: request_guard.py), and a health check that says how many workflows
+    were loaded and how many requests were refused, by reason."""
+    handler = SlackRequestHandler(app, path=EVENTS_PATH)
+    bolt: Wsgi = lambda environ, start_response: handler(environ, start_response)  # noqa: E731
+    checked = guard(bolt) if guard is not None else None
+    slack = checked or bolt
 
     def route(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ.get("PATH_INFO") == "/healthz" and environ.get("REQUEST_METHOD") == "GET":
+            refused = dict(checked.counts) if checked is not None else {}
+            health = json.dumps({"ok": True, "workflows": workflows, "refused": refused}).encode()
             start_response("200 OK", [("Content-Type", "application/json"),
                                       ("Content-Length", str(len(health)))])  # fmt: skip
             return [health]
@@ -102,7 +110,9 @@ def wsgi_app(app: App, acks: AcksFirst, *, workflows: int) -> Wsgi:
 
 def serve_http(wsgi: Wsgi, host: str, port: int, threads: int) -> None:
     """Serve `wsgi` until interrupted, saying where."""
-    server = create_server(wsgi, host=host, port=port, threads=threads)
+    # waitress refuses a larger body (chunked ones too) before the app sees it
+    server = create_server(wsgi, host=host, port=port, threads=threads,
+                           max_request_body_size=MAX_BODY)  # fmt: skip
     print(f"opsloop: listening on http://{host}:{server.effective_port}{EVENTS_PATH}",
           flush=True)  # fmt: skip
     try:
@@ -119,7 +129,8 @@ def http_in_background(
     yields the events URL. Stops cleanly: the server closes its sockets on its own
     thread, so no select() is left waiting on a closed one."""
     sockets: dict[int, Any] = {}  # waitress's socket map, ours so we can close it
-    server = create_server(wsgi, map=sockets, host=host, port=port, threads=threads)
+    server = create_server(wsgi, map=sockets, host=host, port=port, threads=threads,
+                           max_request_body_size=MAX_BODY)  # fmt: skip
     thread = threading.Thread(target=server.run, name="opsloop-http", daemon=True)
     thread.start()
     try:

@@ -25,6 +25,8 @@ from bot.slack.frontend import SlackFrontEnd
 from bot.slack.handlers import Handlers
 from bot.slack.http_transport import AcksFirst, FollowUps, Wsgi, serve_http, wsgi_app
 from bot.slack.outbox import Dispatcher, Outbox
+from bot.slack.replays import ReplayLedger
+from bot.slack.request_guard import RequestGuard
 from bot.slack.socket_mode import serve_socket_mode
 from orchestrator.clock import Clock
 from orchestrator.engine import Orchestrator
@@ -67,14 +69,19 @@ def build_bot(
     client = web_client(slack.bot_token, slack.api_url)
     front_end = SlackFrontEnd(outbox, slack.channel, clock=clock.now)
     directory = CombinedDirectory(static_directory(settings), SlackDirectory(client))
-    orch = build_orchestrator(settings, engine, known, front_end=front_end,
-                              directory=directory, clock=clock)  # fmt: skip
+    orch = build_orchestrator(
+        settings, engine, known, front_end=front_end, directory=directory, clock=clock,
+        secrets=(slack.bot_token, slack.signing_secret, slack.app_token),
+    )  # fmt: skip
     delivery = SlackDelivery(client, orch.view, lambda iid: interaction(engine, iid))
     acks = AcksFirst()
     work = FollowUps(slack.threads, acks)
     app = build_app(Handlers(orch, client, slack), client,
                     signing_secret=slack.signing_secret, work=work)  # fmt: skip
-    wsgi = wsgi_app(app, acks, workflows=len(known))
+    replays = ReplayLedger(engine, clock.now)
+    secret = slack.signing_secret
+    guard = None if secret is None else (lambda bolt: RequestGuard(bolt, secret, replays))
+    wsgi = wsgi_app(app, acks, workflows=len(known), guard=guard)
     return Bot(orch, outbox, Dispatcher(outbox, delivery), app, wsgi, work)
 
 

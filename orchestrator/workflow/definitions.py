@@ -59,6 +59,27 @@ class Approvers:
 
 
 @dataclass(frozen=True)
+class EnvValue:
+    """One variable a workflow passes to its steps: a literal `value`, or the value of the
+    bot's variable `from_env` read when the step starts (docs/security.md)."""
+
+    name: str
+    value: str | None = None
+    from_env: str | None = None
+
+
+@dataclass(frozen=True)
+class Access:
+    """Who may start a workflow, from which channels, and who besides the requester and
+    admins may cancel it or retry its steps; None means anyone / any channel."""
+
+    run: Approvers | None = None
+    channels: tuple[str, ...] | None = None
+    cancel: Approvers = Approvers()
+    retry: Approvers = Approvers()
+
+
+@dataclass(frozen=True)
 class PythonAction:
     """Call `package.module:function` with keyword arguments `params` and `needs`."""
 
@@ -173,6 +194,7 @@ class Step:
     continue_on_error: bool = False
     idempotent: bool = False
     auto_approve_if: str | None = None
+    env: tuple[EnvValue, ...] = ()
     line: int = 0
 
     @property
@@ -222,6 +244,8 @@ class Workflow:
     steps: tuple[Step, ...]
     max_parallel: int | None = None
     schedules: tuple[ScheduleSpec, ...] = ()
+    env: tuple[EnvValue, ...] = ()
+    access: Access = Access()
     source: str = ""
     digest: str = ""
     text: str = field(default="", repr=False, compare=False)

@@ -15,6 +15,7 @@ from typing import Any
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from orchestrator.workflow.access_schema import read_env
 from orchestrator.workflow.definitions import (
     NOTIFY_MODES,
     RETRY_ON,
@@ -300,6 +301,7 @@ STEP_SCHEMA: dict[str, tuple[str, Convert]] = {
     "continue_on_error": ("continue_on_error", flag_value),
     "idempotent": ("idempotent", flag_value),
     "auto_approve_if": ("auto_approve_if", _CONDITION),
+    "env": ("env", read_env),
     "python": ("action", _python),
     "shell": ("action", _shell),
     "approval": ("action", _gate("approval", ApprovalGate, ())),

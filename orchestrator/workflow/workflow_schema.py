@@ -15,6 +15,7 @@ from dataclasses import replace
 from yaml.nodes import Node, ScalarNode
 
 from orchestrator.errors import ParamError
+from orchestrator.workflow.access_schema import read_access, read_env
 from orchestrator.workflow.definitions import (
     ApprovalGate,
     ParamSpec,
@@ -68,6 +69,9 @@ def read_workflow(ctx: Context, root: Node, text: str) -> Workflow | None:
         return None
     values.setdefault("description", "")
     values.setdefault("params", ())
+    for optional in ("env", "access"):  # None: already reported
+        if values.get(optional) is None:
+            values.pop(optional, None)
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     steps = tuple(d.step for d in drafts if d.step is not None)
     return Workflow(
@@ -203,4 +207,6 @@ _WORKFLOW: dict[str, tuple[str, Convert]] = {
     "params": ("params", _params),
     "steps": ("steps", read_steps),
     "schedules": ("schedules", read_schedules),
+    "env": ("env", read_env),
+    "access": ("access", read_access),
 }
