@@ -21,10 +21,11 @@ from bot.settings import Settings, SlackSettings
 from bot.slack.app import build_app
 from bot.slack.delivery import SlackDelivery, web_client
 from bot.slack.directory import CombinedDirectory, SlackDirectory
+from bot.slack.dispatcher import Dispatcher
 from bot.slack.frontend import SlackFrontEnd
 from bot.slack.handlers import Handlers
 from bot.slack.http_transport import AcksFirst, FollowUps, Wsgi, serve_http, wsgi_app
-from bot.slack.outbox import Dispatcher, Outbox
+from bot.slack.outbox import Outbox
 from bot.slack.socket_mode import serve_socket_mode
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.engine import Orchestrator
