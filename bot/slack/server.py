@@ -19,13 +19,14 @@ from sqlalchemy.engine import Engine
 from bot.runtime import build_orchestrator, database, static_directory, workflows
 from bot.settings import Settings, SlackSettings
 from bot.slack.app import build_app
-from bot.slack.delivery import SlackDelivery, web_client
+from bot.slack.delivery import SlackDelivery, delivery_client, web_client
 from bot.slack.directory import CombinedDirectory, SlackDirectory
 from bot.slack.dispatcher import Dispatcher
 from bot.slack.frontend import SlackFrontEnd
 from bot.slack.handlers import Handlers
 from bot.slack.http_transport import AcksFirst, FollowUps, Wsgi, serve_http, wsgi_app
 from bot.slack.outbox import Outbox
+from bot.slack.pacing import ChannelPacer
 from bot.slack.socket_mode import serve_socket_mode
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.engine import Orchestrator
@@ -70,13 +71,15 @@ def build_bot(
     directory = CombinedDirectory(static_directory(settings), SlackDirectory(client))
     orch = build_orchestrator(settings, engine, known, front_end=front_end,
                               directory=directory, clock=clock)  # fmt: skip
-    delivery = SlackDelivery(client, orch.view, lambda iid: interaction(engine, iid))
+    delivery = SlackDelivery(delivery_client(slack.bot_token, slack.api_url), orch.view,
+                             lambda iid: interaction(engine, iid))  # fmt: skip
+    dispatcher = Dispatcher(outbox, delivery, pacer=ChannelPacer(slack.posts_per_second))
     acks = AcksFirst()
     work = FollowUps(slack.threads, acks)
     app = build_app(Handlers(orch, client, slack), client,
                     signing_secret=slack.signing_secret, work=work)  # fmt: skip
     wsgi = wsgi_app(app, acks, workflows=len(known))
-    return Bot(orch, outbox, Dispatcher(outbox, delivery), app, wsgi, work)
+    return Bot(orch, outbox, dispatcher, app, wsgi, work)
 
 
 @contextmanager
