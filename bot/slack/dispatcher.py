@@ -103,6 +103,16 @@ class Dispatcher:
 
     def _deliver(self, message: Message, channel: str) -> None:
         try:
+            self._send(message, channel)
+        except Exception:  # the database is away: the row's lease runs out and it goes again
+            log.exception("outbox: could not record how sending %s went", message.id)
+        finally:
+            with self._lock:
+                self._busy.discard(channel)
+            self.outbox.wakeup.set()
+
+    def _send(self, message: Message, channel: str) -> None:
+        try:
             result = self.send(message)
         except Deferred as later:
             self.pacer.hold(channel, later.seconds)
@@ -113,7 +123,3 @@ class Dispatcher:
             self.outbox.failed(message, f"{type(exc).__name__}: {exc}", delay)
         else:
             self.outbox.sent(message, result)
-        finally:
-            with self._lock:
-                self._busy.discard(channel)
-            self.outbox.wakeup.set()
