@@ -95,6 +95,7 @@ class SlackSettings:
     host: str = "0.0.0.0"
     port: int = 3000
     threads: int = 16
+    posts_per_second: float = 1.0  # per channel: Slack's chat.postMessage limit
 
     @classmethod
     def from_env(
@@ -126,6 +127,10 @@ class SlackSettings:
         port = pick("port", "PORT", "3000")
         if not port.isdigit() or not 0 <= int(port) <= 65535:
             problems.append(f"PORT={port!r} must be a port number (0-65535)")
+        rate = pick("posts_per_second", "OPSLOOP_SLACK_POSTS_PER_SECOND", "1")
+        if not _positive(rate):
+            problems.append(f"OPSLOOP_SLACK_POSTS_PER_SECOND={rate!r} must be a number above 0 "
+                            "(posts per second per channel; Slack allows about 1)")  # fmt: skip
         if problems:
             raise SettingsError("; ".join(problems))
         admins = pick("admins", "OPSLOOP_ADMINS")
@@ -134,5 +139,13 @@ class SlackSettings:
             api_url=api_url if api_url.endswith("/") else api_url + "/",
             channel=pick("channel", "OPSLOOP_CHANNEL") or None,
             admins=frozenset(a.strip() for a in admins.split(",") if a.strip()),
-            host=pick("host", "HOST", "0.0.0.0"), port=int(port),
+            host=pick("host", "HOST", "0.0.0.0"), port=int(port), posts_per_second=float(rate),
         )  # fmt: skip
+
+
+def _positive(text: str) -> bool:
+    try:
+        value = float(text)
+    except ValueError:
+        return False
+    return 0 < value < float("inf")

@@ -6,12 +6,14 @@
         slack.wait_for(lambda calls: slack.messages("C0OPS"))
 
 It answers the methods the bot uses (auth.test, chat.postMessage/update/postEphemeral,
-views.open/update/publish, usergroups.users.list, users.info, conversations.open)
+views.open/update/publish, usergroups.users.list, users.info, conversations.open,
+conversations.history/replies with message `metadata` when `include_all_metadata` is set)
 from form, JSON or query-string bodies with the token in a Bearer header or a
 `token` field, as WebClient sends them. It records every call (faulted ones too),
 keeps the current text and blocks of every message, refuses blocks and views
 that break Slack's limits the way Slack does (tests/slack_limits.py), and can
-answer 429 with Retry-After, 500s or API errors on demand or at random (seeded).
+answer 429 with Retry-After, 500s or API errors on demand or at random (seeded),
+before the method ran or after it (`lost=True`: Slack did it, the answer was lost).
 It also serves response_urls (`response_url()`), which Bolt's `respond()` posts to.
 
 Socket Mode: `apps.connections.open` (called with the app-level token) answers the
@@ -47,7 +49,6 @@ from websockets.sync.server import Server, ServerConnection, serve
 
 T = TypeVar("T")
 
-TS_EPOCH = 1_700_000_000
 _JSON_FIELDS = ("blocks", "view", "attachments", "metadata")
 
 
@@ -83,6 +84,7 @@ class Message:
     thread_ts: str | None
     user: str
     versions: list[dict[str, Any]] = field(default_factory=list)
+    metadata: dict[str, Any] | None = None  # {"event_type", "event_payload"} as posted
 
     @property
     def edits(self) -> int:
@@ -96,6 +98,7 @@ class Fault:
     status: int = 429
     retry_after: int | None = 1
     error: str | None = None  # with status 200: {"ok": false, "error": error}
+    lost: bool = False  # the method runs, then this answer replaces its own
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,7 @@ class _Storm:
     statuses: tuple[int, ...]
     retry_after: int
     methods: frozenset[str] | None
+    lost: bool = False
 
 
 class SlackDouble:
@@ -151,6 +155,7 @@ class SlackDouble:
         self._responses: dict[str, list[dict[str, Any]]] = {}
         self._used_triggers: set[str] = set()
         self._counter = itertools.count(1)
+        self._last_ts = 0  # microseconds of the newest ts handed out
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         # Socket Mode: the WebSocket server starts on the first apps.connections.open
@@ -227,11 +232,13 @@ class SlackDouble:
         retry_after: int | None = 1,
         error: str | None = None,
         times: int = 1,
+        lost: bool = False,
     ) -> None:
-        """Answer the next `times` calls of `method` with a fault instead of the method."""
+        """Answer the next `times` calls of `method` with a fault instead of the method's
+        answer; with `lost`, after doing what the method does (an answer lost on the way)."""
         with self._lock:
             queue = self._faults.setdefault(method, deque())
-            queue.extend(Fault(status, retry_after, error) for _ in range(times))
+            queue.extend(Fault(status, retry_after, error, lost) for _ in range(times))
 
     def storm(
         self,
@@ -241,11 +248,14 @@ class SlackDouble:
         statuses: Iterable[int] = (429, 500),
         retry_after: int = 0,
         methods: Iterable[str] | None = None,
+        lost: bool = False,
     ) -> None:
-        """From now on fail a `rate` share of calls (of `methods`, default all), seeded."""
+        """From now on fail a `rate` share of calls (of `methods`, default all), seeded;
+        with `lost`, the method is done first and only its answer is replaced."""
         with self._lock:
             self._storm = _Storm(rate, random.Random(seed), tuple(statuses), retry_after,
-                                 frozenset(methods) if methods is not None else None)  # fmt: skip
+                                 frozenset(methods) if methods is not None else None,
+                                 lost)  # fmt: skip
 
     def calm(self) -> None:
         """End a storm and drop the faults still queued."""
@@ -512,6 +522,8 @@ class SlackDouble:
         with self._lock:
             fault = self._next_fault(method)
             if fault is not None:
+                if fault.lost:
+                    self._call(method, params, token)
                 status, extra, answer = _fault_answer(fault)
             else:
                 status, extra, answer = 200, {}, self._call(method, params, token)
@@ -540,7 +552,7 @@ class SlackDouble:
         if storm is None or (storm.methods is not None and method not in storm.methods):
             return None
         if storm.rng.random() < storm.rate:
-            return Fault(storm.rng.choice(storm.statuses), storm.retry_after)
+            return Fault(storm.rng.choice(storm.statuses), storm.retry_after, lost=storm.lost)
         return None
 
     def _call(self, method: str, params: dict[str, Any], token: str | None) -> dict[str, Any]:
@@ -556,8 +568,9 @@ class SlackDouble:
         return handler(self, params)
 
     def _ts(self) -> str:
-        n = next(self._counter)
-        return f"{TS_EPOCH + n // 1_000_000}.{n % 1_000_000:06d}"
+        """The posting time in epoch microseconds, as Slack's ts is; unique and increasing."""
+        self._last_ts = max(int(time.time() * 1_000_000), self._last_ts + 1)
+        return f"{self._last_ts // 1_000_000}.{self._last_ts % 1_000_000:06d}"
 
     # -- the methods ------------------------------------------------------------
 
@@ -572,14 +585,18 @@ class SlackDouble:
             return {"ok": False, "error": "channel_not_found"}
         if problem := self._content_problem(params):
             return problem
+        metadata = params.get("metadata")
+        if metadata is not None and not _metadata_ok(metadata):
+            return {"ok": False, "error": "invalid_metadata_format"}
         channel = _dm_channel(channel)
         ts = self._ts()
         thread_ts = params.get("thread_ts") or None
         content = {"text": params.get("text"), "blocks": params.get("blocks")}
         message = Message(channel, ts, content["text"], content["blocks"], thread_ts,
-                          self.bot_user_id, [content])  # fmt: skip
+                          self.bot_user_id, [content], metadata)  # fmt: skip
         self._messages[(channel, ts)] = message
-        return {"ok": True, "channel": channel, "ts": ts, "message": self._shown(message)}
+        shown = self._shown(message, metadata=True)
+        return {"ok": True, "channel": channel, "ts": ts, "message": shown}
 
     def _update(self, params: dict[str, Any]) -> dict[str, Any]:
         key = (str(params.get("channel") or ""), str(params.get("ts") or ""))
@@ -618,14 +635,55 @@ class SlackDouble:
             error = "invalid_blocks"
         return {"ok": False, "error": error, "errors": problems}
 
-    def _shown(self, message: Message) -> dict[str, Any]:
+    def _shown(self, message: Message, *, metadata: bool = False) -> dict[str, Any]:
         shown: dict[str, Any] = {"type": "message", "user": self.bot_user_id, "bot_id": self.bot_id,
                                  "ts": message.ts, "text": message.text or ""}  # fmt: skip
         if message.blocks is not None:
             shown["blocks"] = message.blocks
         if message.thread_ts:
             shown["thread_ts"] = message.thread_ts
+        if metadata and message.metadata is not None:
+            shown["metadata"] = message.metadata
         return shown
+
+    def _history(self, params: dict[str, Any]) -> dict[str, Any]:
+        """conversations.history: top-level messages newest first, between oldest and latest."""
+        channel = str(params.get("channel") or "")
+        if channel[:1] not in ("C", "G", "D") or len(channel) < 3:  # any such id exists here
+            return {"ok": False, "error": "channel_not_found"}
+        found = [m for m in self._messages.values()
+                 if m.channel == channel and m.thread_ts in (None, m.ts)]  # fmt: skip
+        return self._page(found, params, newest_first=True)
+
+    def _replies(self, params: dict[str, Any]) -> dict[str, Any]:
+        """conversations.replies: the parent, then its replies, oldest first."""
+        channel, ts = str(params.get("channel") or ""), str(params.get("ts") or "")
+        if not channel or not ts:
+            return {"ok": False, "error": "invalid_arguments"}
+        if (channel, ts) not in self._messages:
+            return {"ok": False, "error": "thread_not_found"}
+        found = [m for m in self._messages.values()
+                 if m.channel == channel and (m.ts == ts or m.thread_ts == ts)]  # fmt: skip
+        return self._page(found, params, newest_first=False)
+
+    def _page(
+        self, found: list[Message], params: dict[str, Any], *, newest_first: bool
+    ) -> dict[str, Any]:
+        """One page of `found` as both methods page: oldest/latest/inclusive, limit, cursor."""
+        inclusive = _flag(params.get("inclusive"))
+        oldest, latest = float(params.get("oldest") or 0), float(params.get("latest") or 9e12)
+        found = [m for m in found
+                 if (oldest < float(m.ts) < latest)
+                 or (inclusive and float(m.ts) in (oldest, latest))]  # fmt: skip
+        found.sort(key=lambda m: float(m.ts), reverse=newest_first)
+        limit = max(1, min(int(params.get("limit") or 100), 999))
+        start = int(params.get("cursor") or 0)
+        page = found[start : start + limit]
+        more = start + limit < len(found)
+        metadata = _flag(params.get("include_all_metadata"))
+        cursor = str(start + limit) if more else ""
+        return {"ok": True, "messages": [self._shown(m, metadata=metadata) for m in page],
+                "has_more": more, "response_metadata": {"next_cursor": cursor}}  # fmt: skip
 
     def _views_open(self, params: dict[str, Any]) -> dict[str, Any]:
         trigger = params.get("trigger_id")
@@ -718,7 +776,20 @@ _METHODS: dict[str, Callable[[SlackDouble, dict[str, Any]], dict[str, Any]]] = {
     "usergroups.users.list": SlackDouble._usergroup_users,
     "users.info": SlackDouble._users_info,
     "conversations.open": SlackDouble._conversations_open,
+    "conversations.history": SlackDouble._history,
+    "conversations.replies": SlackDouble._replies,
 }
+
+
+def _metadata_ok(metadata: Any) -> bool:
+    """Slack's message metadata: an event_type string and an event_payload object."""
+    return (isinstance(metadata, dict) and isinstance(metadata.get("event_type"), str)
+            and isinstance(metadata.get("event_payload"), dict))  # fmt: skip
+
+
+def _flag(value: Any) -> bool:
+    """A boolean argument as WebClient sends it: true/1 in a form or query, or JSON true."""
+    return value is True or str(value).lower() in ("true", "1")
 
 
 def _dm_channel(channel: str) -> str:

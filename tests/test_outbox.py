@@ -7,7 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
-from bot.slack.outbox import Dispatcher, Message, Outbox
+from bot.slack.dispatcher import Dispatcher
+from bot.slack.outbox import Message, Outbox
+from bot.slack.pacing import ChannelPacer
 from tests.polling import until
 
 
@@ -82,12 +84,41 @@ def test_failures_are_retried_later_and_nothing_is_lost(engine: sa.Engine) -> No
 def test_two_dispatchers_never_send_one_message_twice(engine: sa.Engine) -> None:
     outbox, send = Outbox(engine), Recorder()
     for n in range(40):
-        outbox.post(f"step:r1:s{n}:1", "thread.step", channel="C1", run_id="r1")
-    first, second = Dispatcher(Outbox(engine), send), Dispatcher(Outbox(engine), send)
-    threads = [threading.Thread(target=d.drain) for d in (first, second)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    first.drain()
+        outbox.post(f"step:r1:s{n}:1", "thread.step", channel=f"C{n % 4}", run_id="r1")
+    fast = dict(pacer=ChannelPacer(per_second=1000.0), poll_s=0.01)
+    first, second = (
+        Dispatcher(Outbox(engine), send, **fast),
+        Dispatcher(Outbox(engine), send, **fast),
+    )
+    for dispatcher in (first, second):
+        dispatcher.start()
+    try:
+        until(lambda: len(send.ids()) >= 40 and outbox.counts() == {"sent": 40})
+    finally:
+        first.stop()
+        second.stop()
     assert sorted(send.ids()) == sorted(f"step:r1:s{n}:1" for n in range(40))
+
+
+def test_racing_first_edits_are_one_row_and_none_raises(engine: sa.Engine) -> None:
+    """Answers racing on PostgreSQL: a check-then-insert lost edits with UniqueViolation."""
+    errors: list[BaseException] = []
+    for n in range(30):
+        outbox, start = Outbox(engine), threading.Barrier(4)
+
+        def edit(outbox: Outbox, iid: str, start: threading.Barrier) -> None:
+            start.wait()
+            try:
+                outbox.edit(f"gate-edit:{iid}", "gate.update", channel="C1", run_id="r1",
+                            after=f"gate:{iid}")  # fmt: skip
+                outbox.post(f"gate:{iid}", "gate.post", channel="C1", run_id="r1")
+            except Exception as exc:  # what the race raised is the finding
+                errors.append(exc)
+
+        threads = [threading.Thread(target=edit, args=(outbox, f"i{n}", start)) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert errors == []
+    assert outbox.counts() == {"pending": 60}

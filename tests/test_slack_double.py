@@ -269,3 +269,52 @@ def test_response_urls_keep_what_was_posted(slack):
     assert raw_post(slack.response_url("cmd-1"), body, "application/json") == {"ok": True}
     assert slack.responses("cmd-1") == [{"response_type": "ephemeral", "text": "usage: ..."}]
     assert slack.calls("response_url")[0].params["_name"] == "cmd-1"
+
+
+# -- message metadata, history and lost answers --------------------------------
+
+
+def test_metadata_is_kept_and_shown_only_when_asked(slack):
+    client = client_for(slack)
+    tag = {"event_type": "opsloop_outbox", "event_payload": {"key": "board:r1"}}
+    parent = client.chat_postMessage(channel="C0OPS", text="board", metadata=tag)
+    assert parent["message"]["metadata"] == tag
+    client.chat_postMessage(channel="C0OPS", text="reply", thread_ts=parent["ts"],
+                            metadata={**tag, "event_payload": {"key": "gate:i1"}})  # fmt: skip
+    client.chat_postMessage(channel="C0OPS", text="plain")
+    plain = client.conversations_history(channel="C0OPS")["messages"]
+    assert [m["text"] for m in plain] == ["plain", "board"]  # newest first, no replies
+    assert all("metadata" not in m for m in plain)
+    tagged = client.conversations_history(channel="C0OPS", include_all_metadata=True)
+    assert tagged["messages"][1]["metadata"] == tag
+    thread = client.conversations_replies(channel="C0OPS", ts=parent["ts"],
+                                          include_all_metadata=True)["messages"]  # fmt: skip
+    assert [m.get("metadata", {}).get("event_payload") for m in thread] == [
+        {"key": "board:r1"}, {"key": "gate:i1"}]  # fmt: skip
+    with pytest.raises(SlackApiError) as bad:
+        client.chat_postMessage(channel="C0OPS", text="x", metadata={"event_type": "t"})
+    assert bad.value.response["error"] == "invalid_metadata_format"
+    with pytest.raises(SlackApiError) as missing:
+        client.conversations_replies(channel="C0OPS", ts="1.000001")
+    assert missing.value.response["error"] == "thread_not_found"
+
+
+def test_history_pages_and_bounds(slack):
+    client = client_for(slack)
+    posted = [client.chat_postMessage(channel="C0OPS", text=str(n))["ts"] for n in range(5)]
+    first = client.conversations_history(channel="C0OPS", limit=2, oldest=posted[0])
+    assert [m["text"] for m in first["messages"]] == ["4", "3"] and first["has_more"]
+    cursor = first["response_metadata"]["next_cursor"]
+    rest = client.conversations_history(channel="C0OPS", limit=2, oldest=posted[0], cursor=cursor)
+    assert [m["text"] for m in rest["messages"]] == ["2", "1"]  # `oldest` itself excluded
+    with pytest.raises(SlackApiError) as unknown:
+        client.conversations_history(channel="U0ALICE")  # a user id, not a DM
+    assert unknown.value.response["error"] == "channel_not_found"
+
+
+def test_a_lost_answer_still_posts(slack):
+    client = client_for(slack)
+    slack.fail_next("chat.postMessage", status=500, lost=True)
+    with pytest.raises(SlackApiError):
+        client.chat_postMessage(channel="C0OPS", text="landed anyway")
+    assert [m.text for m in slack.messages("C0OPS")] == ["landed anyway"]

@@ -1,18 +1,22 @@
 """Sending outbox rows to Slack: render from the current state, then one Web API call.
 
-Runs on the outbox dispatcher's thread only, never on Bolt's listener pool.
-The WebClient retries 429 (honouring Retry-After), 5xx and connection errors
-itself; what still fails goes back to the outbox with a delay.
+Runs on the dispatcher's senders (bot/slack/dispatcher.py), never on Bolt's
+listener pool, and never sleeps: the client it uses retries nothing itself.
+A 429 becomes `Deferred` (the row waits in the outbox for Retry-After); any
+other failure goes back to the outbox with a delay. Every post carries the
+row's key in its message metadata, so a post whose answer was lost (a 500 or
+a reset after Slack did it, or a sender that died) is looked up in the channel
+or thread before it is posted again: never twice.
 """
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import (
     ConnectionErrorRetryHandler,
     RateLimitErrorRetryHandler,
@@ -21,11 +25,16 @@ from slack_sdk.http_retry.builtin_handlers import (
 
 from bot.slack import blocks
 from bot.slack.outbox import Message
+from bot.slack.pacing import Deferred
 from orchestrator.protocol import InteractionView, RunView
+
+EVENT_TYPE = "opsloop_outbox"  # message metadata that carries the outbox key
+LOOKBACK_S = 300  # how far before a row was queued its post may have landed (clock skew)
+LOOKUP_PAGES = 5
 
 
 def web_client(token: str, base_url: str) -> WebClient:
-    """A WebClient that rides out rate limits, 5xx and dropped connections."""
+    """The app's client (handlers' replies, modals): rides out rate limits, 5xx and drops."""
     return WebClient(
         token=token, base_url=base_url, timeout=10,
         retry_handlers=[
@@ -36,23 +45,10 @@ def web_client(token: str, base_url: str) -> WebClient:
     )  # fmt: skip
 
 
-class ChannelPacer:
-    """About one post per second per channel, with a small burst (Slack's posting limit)."""
-
-    def __init__(self, per_second: float = 1.0, burst: int = 5) -> None:
-        self.per_second, self.burst = per_second, burst
-        self._tokens: dict[str, tuple[float, float]] = {}
-        self._lock = threading.Lock()
-
-    def wait(self, channel: str) -> None:
-        with self._lock:
-            now = time.monotonic()
-            tokens, at = self._tokens.get(channel, (float(self.burst), now))
-            tokens = min(self.burst, tokens + (now - at) * self.per_second)
-            delay = 0.0 if tokens >= 1 else (1 - tokens) / self.per_second
-            self._tokens[channel] = (tokens - 1, now + delay)
-        if delay:
-            time.sleep(delay)
+def delivery_client(token: str, base_url: str) -> WebClient:
+    """The outbox's client: no retries of its own. Its retry handlers slept on the sending
+    thread and re-sent posts Slack had already made (22 boards for 12 runs)."""
+    return WebClient(token=token, base_url=base_url, timeout=10, retry_handlers=[])
 
 
 class SlackDelivery:
@@ -63,30 +59,54 @@ class SlackDelivery:
         client: WebClient,
         run: Callable[[str], RunView],
         interaction: Callable[[str], InteractionView | None],
-        pacer: ChannelPacer | None = None,
     ) -> None:
         self.client = client
         self.run, self.interaction = run, interaction
-        self.pacer = pacer or ChannelPacer()
 
     def __call__(self, message: Message) -> Mapping[str, Any]:
         handler = getattr(self, "_" + message.kind.replace(".", "_"))
-        return handler(message)
+        try:
+            return handler(message)
+        except SlackApiError as exc:
+            if exc.response.status_code != 429:
+                raise
+            retry_after = float(exc.response.headers.get("Retry-After", 1) or 1)
+            raise Deferred(retry_after, f"Slack said 429 to {message.kind}") from exc
 
     def _post(
-        self, channel: str, content: Mapping[str, Any], thread_ts: str | None = None,
-        broadcast: bool = False,
+        self, message: Message, content: Mapping[str, Any], thread_ts: str | None = None,
+        broadcast: bool = False, channel: str | None = None,
     ) -> Any:  # fmt: skip
-        self.pacer.wait(channel)
+        channel = channel or message.channel
+        assert channel
+        if message.uncertain and (found := self._find(message, channel, thread_ts)):
+            return found
         extra = {"reply_broadcast": True} if broadcast and thread_ts else {}
         reply = self.client.chat_postMessage(
-            channel=channel,
-            text=content["text"],
-            blocks=content["blocks"],
-            thread_ts=thread_ts,
-            **extra,
-        )
+            channel=channel, text=content["text"], blocks=content["blocks"], thread_ts=thread_ts,
+            metadata={"event_type": EVENT_TYPE, "event_payload": {"key": message.id}}, **extra,
+        )  # fmt: skip
         return {"channel": reply["channel"], "ts": reply["ts"]}
+
+    def _find(self, message: Message, channel: str, thread_ts: str | None) -> Any:
+        """The message an earlier attempt posted, if it landed: {"channel", "ts"} or None."""
+        if channel[:1] in ("U", "W"):  # a DM: history needs the conversation's id
+            channel = self.client.conversations_open(users=channel)["channel"]["id"]
+        since = _epoch(message.created_at) - LOOKBACK_S
+        cursor = None
+        for _ in range(LOOKUP_PAGES):
+            args = {"channel": channel, "oldest": f"{since:.6f}", "limit": 200,
+                    "include_all_metadata": True, "cursor": cursor}  # fmt: skip
+            page = (self.client.conversations_replies(ts=thread_ts, **args) if thread_ts
+                    else self.client.conversations_history(**args))  # fmt: skip
+            for found in page["messages"]:
+                payload = (found.get("metadata") or {}).get("event_payload") or {}
+                if payload.get("key") == message.id:
+                    return {"channel": channel, "ts": found["ts"]}
+            cursor = (page.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                break
+        return None
 
     def _update(self, target: Mapping[str, Any], content: Mapping[str, Any]) -> Any:
         reply = self.client.chat_update(
@@ -100,7 +120,7 @@ class SlackDelivery:
 
     def _board_post(self, message: Message) -> Any:
         assert message.channel and message.run_id
-        return self._post(message.channel, blocks.render_run_board(self.run(message.run_id)))
+        return self._post(message, blocks.render_run_board(self.run(message.run_id)))
 
     def _board_update(self, message: Message) -> Any:
         assert message.run_id and message.after_result
@@ -116,7 +136,7 @@ class SlackDelivery:
 
     def _gate_post(self, message: Message) -> Any:
         assert message.channel
-        return self._post(message.channel, self._gate(message), self._thread(message),
+        return self._post(message, self._gate(message), self._thread(message),
                           broadcast=bool(message.payload.get("broadcast")))  # fmt: skip
 
     def _gate_update(self, message: Message) -> Any:
@@ -125,7 +145,7 @@ class SlackDelivery:
 
     def _dm_post(self, message: Message) -> Any:
         assert message.channel  # a user id: Slack posts in the app's DM with them
-        return self._post(message.channel, self._gate(message))
+        return self._post(message, self._gate(message))
 
     def _thread_escalation(self, message: Message) -> Any:
         assert message.channel and message.run_id
@@ -135,13 +155,13 @@ class SlackDelivery:
         content = blocks.render_reminder(self.run(message.run_id), interaction,
                                          escalate_to=[*to.get("users", ()),
                                                       *to.get("groups", ())])  # fmt: skip
-        return self._post(message.channel, content, self._thread(message))
+        return self._post(message, content, self._thread(message))
 
     def _schedule_paused(self, message: Message) -> Any:
         assert message.channel
         payload = message.payload
         return self._post(
-            message.channel,
+            message,
             blocks.render_schedule_paused(payload["schedule_id"], payload["reason"]),
         )
 
@@ -149,7 +169,7 @@ class SlackDelivery:
         assert message.channel and message.run_id
         run = self.run(message.run_id)
         step = next(s for s in run.steps if s.step_id == message.payload["step_id"])
-        return self._post(message.channel, blocks.render_step_detail(run, step),
+        return self._post(message, blocks.render_step_detail(run, step),
                           self._thread(message))  # fmt: skip
 
     def _thread_reminder(self, message: Message) -> Any:
@@ -158,4 +178,8 @@ class SlackDelivery:
         if interaction is None or interaction.status != "pending":
             return {"skipped": "answered before the reminder went out"}
         content = blocks.render_reminder(self.run(message.run_id), interaction)
-        return self._post(message.channel, content, self._thread(message))
+        return self._post(message, content, self._thread(message))
+
+
+def _epoch(at: datetime | None) -> float:
+    return at.timestamp() if at is not None else 0.0

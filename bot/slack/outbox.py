@@ -8,22 +8,25 @@ row's version, and the row is rendered from the current state when it is
 sent, so fifty steps finishing at once become one or two `chat.update` calls.
 
 Rows are claimed with a conditional UPDATE, so several replicas can share one
-outbox. A row claimed by a process that died is taken over after `LEASE`; only
-a post cut off between Slack accepting it and us recording that can repeat.
+outbox; inserts are INSERT .. ON CONFLICT DO NOTHING, so racing writers never
+fail. A row claimed by a process that died is taken over after `LEASE`. A row
+whose earlier attempt may have reached Slack is marked `uncertain`: the sender
+looks for it in Slack before posting again (see `bot.slack.delivery`).
+The dispatcher that sends the rows is `bot.slack.dispatcher`.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
 
 from storage.engine import read_transaction, write_transaction
 from storage.models import OutboxMessage
@@ -48,6 +51,8 @@ class Message:
     version: int  # as claimed
     attempts: int
     after_result: Mapping[str, Any] | None = None  # what sending `after` returned (its ts)
+    created_at: datetime | None = None
+    uncertain: bool = False  # an earlier attempt may have reached Slack: look before posting
 
 
 @dataclass
@@ -65,10 +70,14 @@ class Outbox:
             return
         now = self.clock()
         with write_transaction(self.engine) as conn:
-            if conn.execute(sa.select(OUTBOX.c.id).where(OUTBOX.c.id == key)).first() is None:
-                conn.execute(sa.insert(OUTBOX).values(self._row(key, kind, channel, run_id,
-                                                                payload, after, now)))  # fmt: skip
+            self._insert(conn, self._row(key, kind, channel, run_id, payload, after, now))
         self.wakeup.set()
+
+    def _insert(self, conn: Connection, row: Mapping[str, Any]) -> bool:
+        """Insert unless the key exists (atomic on both databases); True if inserted."""
+        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+        stmt = dialect.insert(OUTBOX).values(**row).on_conflict_do_nothing(index_elements=["id"])
+        return conn.execute(stmt).rowcount == 1
 
     def _exists(self, key: str) -> bool:
         """Checked without the writer lock (SQLite has one writer for the whole file)."""
@@ -83,20 +92,24 @@ class Outbox:
         """Ask for an edit: coalesces with a waiting edit, at most one per EDIT_INTERVAL."""
         now = self.clock()
         with write_transaction(self.engine) as conn:
-            row = conn.execute(sa.select(OUTBOX).where(OUTBOX.c.id == key)).mappings().first()
-            if row is None:
-                conn.execute(sa.insert(OUTBOX).values(self._row(key, kind, channel, run_id,
-                                                                payload, after, now)))  # fmt: skip
-            else:
-                values: dict[str, Any] = {"version": OUTBOX.c.version + 1, "attempts": 0}
-                if payload is not None:
-                    values["payload"] = dict(payload)
-                if row["status"] in (OutboxStatus.SENT, OutboxStatus.FAILED):
-                    last = row["sent_at"] or now  # aware: storage.types.UtcDateTime
-                    values.update(status=OutboxStatus.PENDING,
-                                  not_before=max(now, last + EDIT_INTERVAL))  # fmt: skip
-                conn.execute(sa.update(OUTBOX).where(OUTBOX.c.id == key).values(**values))
+            if not self._insert(conn, self._row(key, kind, channel, run_id, payload, after, now)):
+                self._bump(conn, key, payload, now)
         self.wakeup.set()
+
+    @staticmethod
+    def _bump(conn: Connection, key: str, payload: Mapping[str, Any] | None, now: datetime) -> None:
+        """One more change to an existing edit row; the row is locked, so a dispatcher's
+        `sent` cannot slip between our read of its status and our write (PostgreSQL)."""
+        row = conn.execute(
+            sa.select(OUTBOX.c.status, OUTBOX.c.sent_at).where(OUTBOX.c.id == key).with_for_update()
+        ).one()
+        values: dict[str, Any] = {"version": OUTBOX.c.version + 1, "attempts": 0}
+        if payload is not None:
+            values["payload"] = dict(payload)
+        if row.status in (OutboxStatus.SENT, OutboxStatus.FAILED):
+            last = row.sent_at or now  # aware: storage.types.UtcDateTime
+            values.update(status=OutboxStatus.PENDING, not_before=max(now, last + EDIT_INTERVAL))
+        conn.execute(sa.update(OUTBOX).where(OUTBOX.c.id == key).values(**values))
 
     @staticmethod
     def _row(
@@ -116,11 +129,15 @@ class Outbox:
                 sa.select(OUTBOX.c.result).where(OUTBOX.c.id == key)
             ).scalar_one_or_none()
 
-    def due(self, limit: int = 100) -> list[Message]:
-        """Claimable rows whose time has come and whose `after` row was sent, oldest first."""
+    def due(
+        self, limit: int = 100, *, skip: Iterable[str] = (), skip_posts: Iterable[str] = ()
+    ) -> list[Message]:
+        """Claimable rows whose time has come and whose `after` row was sent, oldest first;
+        none of the channels in `skip`, no posts (only edits) to those in `skip_posts`."""
         now = self.clock()
         first = OUTBOX.alias("first")
         ready = sa.or_(OUTBOX.c.after.is_(None), first.c.status == OutboxStatus.SENT)
+        channel = sa.func.coalesce(OUTBOX.c.channel, "")
         stmt = (
             sa.select(OUTBOX, first.c.result.label("after_result"))
             .outerjoin(first, first.c.id == OUTBOX.c.after)
@@ -132,22 +149,13 @@ class Outbox:
             .order_by(OUTBOX.c.created_at, OUTBOX.c.id)
             .limit(limit)
         )
+        if skip := list(skip):
+            stmt = stmt.where(channel.not_in(skip))
+        if skip_posts := list(skip_posts):
+            stmt = stmt.where(sa.or_(channel.not_in(skip_posts), OUTBOX.c.kind.like("%.update")))
         with read_transaction(self.engine) as conn:
             rows = conn.execute(stmt).mappings().all()
-        return [
-            Message(
-                id=r["id"],
-                kind=r["kind"],
-                run_id=r["run_id"],
-                channel=r["channel"],
-                after=r["after"],
-                payload=r["payload"],
-                version=r["version"],
-                attempts=r["attempts"],
-                after_result=r["after_result"],
-            )
-            for r in rows
-        ]
+        return [_message(r) for r in rows]
 
     def claim(self, message: Message, worker: str) -> Message | None:
         """Take the row for sending (pending, or sending whose lease ran out)."""
@@ -216,6 +224,16 @@ class Outbox:
                 )
             )
 
+    def defer(self, message: Message, seconds: float, reason: str) -> None:
+        """Put a claimed row back to wait `seconds` (Slack said 429), not counted as a failure."""
+        not_before = self.clock() + timedelta(seconds=seconds)
+        with write_transaction(self.engine) as conn:
+            conn.execute(
+                sa.update(OUTBOX)
+                .where(OUTBOX.c.id == message.id, OUTBOX.c.version == message.version)
+                .values(status=OutboxStatus.PENDING, not_before=not_before, error=reason[:2000])
+            )
+
     def counts(self) -> dict[str, int]:
         with read_transaction(self.engine) as conn:
             stmt = sa.select(OUTBOX.c.status, sa.func.count()).group_by(OUTBOX.c.status)
@@ -223,57 +241,12 @@ class Outbox:
             return {status: n for status, n in rows}
 
 
-Send = Callable[[Message], Mapping[str, Any] | None]
-
-
-class Dispatcher:
-    """One thread that sends due outbox rows; `send` raises to have a row retried later."""
-
-    def __init__(self, outbox: Outbox, send: Send, *, poll_s: float = 0.5) -> None:
-        self.outbox = outbox
-        self.send = send
-        self.poll_s = poll_s
-        self.worker = f"w-{uuid.uuid4().hex[:8]}"
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="opsloop-outbox", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        self.outbox.wakeup.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            self.outbox.wakeup.clear()
-            try:
-                busy = self.drain()
-            except Exception:  # the database is away: keep the thread, try again soon
-                log.exception("outbox: could not read due messages")
-                self._stop.wait(5.0)
-                continue
-            if not busy:
-                self.outbox.wakeup.wait(self.poll_s)
-
-    def drain(self) -> bool:
-        """Send what is due now; True if anything was sent."""
-        busy = False
-        for message in self.outbox.due():
-            if self._stop.is_set():
-                break
-            claimed = self.outbox.claim(message, self.worker)
-            if claimed is None:
-                continue
-            busy = True
-            try:
-                result = self.send(claimed)
-            except Exception as exc:
-                delay = min(2 ** min(claimed.attempts, 6), 60)
-                log.warning("outbox: %s failed (%s); retry in %s s", claimed.id, exc, delay)
-                self.outbox.failed(claimed, f"{type(exc).__name__}: {exc}", delay)
-            else:
-                self.outbox.sent(claimed, result)
-        return busy
+def _message(row: Mapping[str, Any]) -> Message:
+    """A row as the sender sees it; `uncertain` when an earlier attempt may have landed
+    (it failed without a clear answer, or its sender died while sending it)."""
+    return Message(
+        id=row["id"], kind=row["kind"], run_id=row["run_id"], channel=row["channel"],
+        after=row["after"], payload=row["payload"], version=row["version"],
+        attempts=row["attempts"], after_result=row["after_result"], created_at=row["created_at"],
+        uncertain=row["attempts"] > 0 or row["status"] == OutboxStatus.SENDING,
+    )  # fmt: skip

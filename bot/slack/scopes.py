@@ -7,8 +7,8 @@ method means adding it here and its scope to the manifest.
 Deliberately not used, so their scopes are not asked for:
 - users.info (users:read): mentions (`<@U123>`) show people's names without it,
   and admins and approvers are configured by user id.
-- conversations.open (im:write): chat.postMessage with a user id as the channel
-  posts in the app's DM with that person, which is all DMs to approvers need.
+- conversations.open is used only to find a DM post whose answer was lost (its
+  history needs the DM's id); posting a DM needs just the user id.
 - chat:write.public: the bot posts only where it was invited (OPSLOOP_CHANNEL);
   replies to a slash command go through its response_url, which needs no scope.
 """
@@ -32,10 +32,20 @@ METHOD_SCOPES: Mapping[str, str | None] = MappingProxyType(
         "views.update": None,
         "views.publish": None,  # the App Home tab
         "usergroups.users.list": "usergroups:read",  # who is in an approver group
+        # a post whose answer was lost is looked up by its metadata before it is re-sent
+        "conversations.history": "channels:history",
+        "conversations.replies": "channels:history",
+        "conversations.open": "im:write",
     }
 )
 # Features that need a scope without a Web API call.
-FEATURE_SCOPES: Mapping[str, str] = MappingProxyType({f"slash command {SLASH_COMMAND}": "commands"})
+FEATURE_SCOPES: Mapping[str, str] = MappingProxyType(
+    {
+        f"slash command {SLASH_COMMAND}": "commands",
+        "looking up a lost post in a private channel": "groups:history",
+        "looking up a lost post in a DM": "im:history",
+    }
+)
 # Events the app subscribes to; app_home_opened needs no scope.
 BOT_EVENTS: tuple[str, ...] = ("app_home_opened",)
 

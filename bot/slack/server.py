@@ -19,12 +19,14 @@ from sqlalchemy.engine import Engine
 from bot.runtime import build_orchestrator, clock_of, database, static_directory, workflows
 from bot.settings import Settings, SlackSettings
 from bot.slack.app import build_app
-from bot.slack.delivery import SlackDelivery, web_client
+from bot.slack.delivery import SlackDelivery, delivery_client, web_client
 from bot.slack.directory import CombinedDirectory, SlackDirectory
+from bot.slack.dispatcher import Dispatcher
 from bot.slack.frontend import SlackFrontEnd
 from bot.slack.handlers import Handlers
 from bot.slack.http_transport import AcksFirst, FollowUps, Wsgi, serve_http, wsgi_app
-from bot.slack.outbox import Dispatcher, Outbox
+from bot.slack.outbox import Outbox
+from bot.slack.pacing import ChannelPacer
 from bot.slack.replays import ReplayLedger
 from bot.slack.request_guard import RequestGuard
 from bot.slack.socket_mode import serve_socket_mode
@@ -73,7 +75,9 @@ def build_bot(
         settings, engine, known, front_end=front_end, directory=directory, clock=clock,
         secrets=(slack.bot_token, slack.signing_secret, slack.app_token),
     )  # fmt: skip
-    delivery = SlackDelivery(client, orch.view, lambda iid: interaction(engine, iid))
+    delivery = SlackDelivery(delivery_client(slack.bot_token, slack.api_url), orch.view,
+                             lambda iid: interaction(engine, iid))  # fmt: skip
+    dispatcher = Dispatcher(outbox, delivery, pacer=ChannelPacer(slack.posts_per_second))
     acks = AcksFirst()
     work = FollowUps(slack.threads, acks)
     app = build_app(Handlers(orch, client, slack), client,
@@ -82,7 +86,7 @@ def build_bot(
     secret = slack.signing_secret
     guard = None if secret is None else (lambda bolt: RequestGuard(bolt, secret, replays))
     wsgi = wsgi_app(app, acks, workflows=len(known), guard=guard)
-    return Bot(orch, outbox, Dispatcher(outbox, delivery), app, wsgi, work)
+    return Bot(orch, outbox, dispatcher, app, wsgi, work)
 
 
 @contextmanager
