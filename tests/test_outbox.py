@@ -122,3 +122,24 @@ def test_racing_first_edits_are_one_row_and_none_raises(engine: sa.Engine) -> No
             t.join()
     assert errors == []
     assert outbox.counts() == {"pending": 60}
+
+
+def test_a_send_that_fails_while_an_edit_arrives_is_retried_not_stranded(
+    engine: sa.Engine,
+) -> None:
+    """Seen in the 429/500 storm: an edit bumped the row while its send failed, the
+    failure's UPDATE matched no version, and the row stayed `sending` for its lease."""
+    outbox = Outbox(engine)
+    outbox.edit("board-edit:r1", "board.update", channel="C1", run_id="r1")
+    (message,) = outbox.due()
+    claimed = outbox.claim(message, "w1")
+    assert claimed is not None
+    outbox.edit("board-edit:r1", "board.update", channel="C1", run_id="r1")  # meanwhile
+    outbox.failed(claimed, "connection reset", retry_in=0)
+    assert [m.id for m in outbox.due()] == ["board-edit:r1"]  # due again at once
+    (again,) = outbox.due()
+    claimed = outbox.claim(again, "w1")
+    assert claimed is not None
+    outbox.edit("board-edit:r1", "board.update", channel="C1", run_id="r1")
+    outbox.defer(claimed, 0, "ratelimited")
+    assert [m.id for m in outbox.due()] == ["board-edit:r1"]

@@ -209,30 +209,35 @@ class Outbox:
 
     def failed(self, message: Message, error: str, retry_in: float) -> None:
         """Put the row back with a delay, or give up after MAX_ATTEMPTS."""
-        now = self.clock()
         attempts = message.attempts + 1
         status = OutboxStatus.FAILED if attempts >= MAX_ATTEMPTS else OutboxStatus.PENDING
-        with write_transaction(self.engine) as conn:
-            conn.execute(
-                sa.update(OUTBOX)
-                .where(OUTBOX.c.id == message.id, OUTBOX.c.version == message.version)
-                .values(
-                    status=status,
-                    attempts=attempts,
-                    error=error[:2000],
-                    not_before=now + timedelta(seconds=retry_in),
-                )
-            )
+        self._release(message, status=status, attempts=attempts, error=error[:2000],
+                      not_before=self.clock() + timedelta(seconds=retry_in))  # fmt: skip
 
     def defer(self, message: Message, seconds: float, reason: str) -> None:
         """Put a claimed row back to wait `seconds` (Slack said 429), not counted as a failure."""
-        not_before = self.clock() + timedelta(seconds=seconds)
+        self._release(message, status=OutboxStatus.PENDING, error=reason[:2000],
+                      not_before=self.clock() + timedelta(seconds=seconds))  # fmt: skip
+
+    def _release(self, message: Message, **values: Any) -> None:
+        """Hand a claimed row back. An edit asked for while we sent it changed its version:
+        the row is still ours (`sending`) and goes back pending all the same, or it would
+        wait out its claim's lease."""
         with write_transaction(self.engine) as conn:
-            conn.execute(
+            done = conn.execute(
                 sa.update(OUTBOX)
                 .where(OUTBOX.c.id == message.id, OUTBOX.c.version == message.version)
-                .values(status=OutboxStatus.PENDING, not_before=not_before, error=reason[:2000])
-            )
+                .values(**values)
+            ).rowcount
+            if not done:
+                values.pop("attempts", None)  # the edit restarted the count
+                if values["status"] == OutboxStatus.FAILED:
+                    values["status"] = OutboxStatus.PENDING  # a new edit deserves a try
+                conn.execute(
+                    sa.update(OUTBOX)
+                    .where(OUTBOX.c.id == message.id, OUTBOX.c.status == OutboxStatus.SENDING)
+                    .values(**values)
+                )
 
     def counts(self) -> dict[str, int]:
         with read_transaction(self.engine) as conn:
