@@ -115,6 +115,14 @@ class StepRunner:
         for proc in procs:
             kill_process_group(proc)
 
+    def kill_all(self) -> int:
+        """Kill every shell step's process (a graceful stop ran out of time); how many."""
+        with self._lock:
+            procs = list(self._procs.values())
+        for proc in procs:
+            kill_process_group(proc)
+        return len(procs)
+
     def kill_cancelled(self) -> None:
         """Kill this process's shell steps whose run was cancelled elsewhere (`opsloop
         cancel` in another shell, another replica): `cancel` kills only its own."""

@@ -20,6 +20,7 @@ the retry's conditional UPDATE then matches nothing; restart recovery
 
 from __future__ import annotations
 
+import itertools
 import logging
 import sqlite3
 import threading
@@ -124,7 +125,18 @@ class _FirstAttempt:
         return False
 
 
+_retries = itertools.count()  # next() is atomic under the GIL: no lock on the hot path
+_retried = 0
+
+
+def retries() -> int:
+    """How many times this process retried a storage call (a metric, read at scrape time)."""
+    return _retried
+
+
 def _log_retry(outcome: Any, attempt: int) -> None:
+    global _retried
+    _retried = next(_retries) + 1
     exc = outcome.exception() if isinstance(outcome, Future) else outcome
     first_line = str(exc).splitlines()[0] if exc else ""
     log.warning("database error, trying again (attempt %d): %s", attempt, first_line)

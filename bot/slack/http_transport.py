@@ -8,11 +8,13 @@ being answered: see `AcksFirst`.
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from http import HTTPStatus
 from typing import Any, TypeVar
 
 from slack_bolt import App
@@ -22,6 +24,7 @@ from waitress import create_server, wasyncore
 from bot.slack.scopes import EVENTS_PATH
 
 Wsgi = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+Endpoint = Callable[[], tuple[int, str, bytes]]  # a GET: status, content type, body
 T = TypeVar("T")
 QUIET_S = 0.005  # follow-up work starts once no request has been in the app for this long,
 MAX_DELAY_S = 1.0  # or this long after it was submitted, whatever the traffic
@@ -83,28 +86,37 @@ class FollowUps(ThreadPoolExecutor):
         return super().submit(after_acks)
 
 
-def wsgi_app(app: App, acks: AcksFirst, *, workflows: int) -> Wsgi:
-    """Slack's requests to the Bolt app (counted by `acks`), and a health check that says
-    how many workflows were loaded."""
+def wsgi_app(
+    app: App, acks: AcksFirst, *, workflows: int, endpoints: Mapping[str, Endpoint] | None = None
+) -> Wsgi:
+    """Slack's requests to the Bolt app (counted by `acks`), a liveness check that says
+    how many workflows were loaded, and `endpoints` (GET path -> status, type, body:
+    /readyz, /metrics)."""
     slack = SlackRequestHandler(app, path=EVENTS_PATH)
     health = json.dumps({"ok": True, "workflows": workflows}).encode()
+    gets: dict[str, Endpoint] = {"/healthz": lambda: (200, "application/json", health)}
+    gets.update(endpoints or {})
 
     def route(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if environ.get("PATH_INFO") == "/healthz" and environ.get("REQUEST_METHOD") == "GET":
-            start_response("200 OK", [("Content-Type", "application/json"),
-                                      ("Content-Length", str(len(health)))])  # fmt: skip
-            return [health]
+        endpoint = gets.get(environ.get("PATH_INFO", ""))
+        if endpoint is not None and environ.get("REQUEST_METHOD") == "GET":
+            status, content_type, body = endpoint()
+            start_response(f"{status} {HTTPStatus(status).phrase}",
+                           [("Content-Type", content_type),
+                            ("Content-Length", str(len(body)))])  # fmt: skip
+            return [body]
         with acks.answering():
             return slack(environ, start_response)
 
     return route
 
 
-def serve_http(wsgi: Wsgi, host: str, port: int, threads: int) -> None:
-    """Serve `wsgi` until interrupted, saying where."""
-    server = create_server(wsgi, host=host, port=port, threads=threads)
-    print(f"opsloop: listening on http://{host}:{server.effective_port}{EVENTS_PATH}",
-          flush=True)  # fmt: skip
+def serve_http(wsgi: Wsgi, listener: socket.socket, threads: int) -> None:
+    """Serve `wsgi` on `listener` (bound before start-up: a port in use stops `serve`
+    before anything runs) until interrupted, saying where."""
+    server = create_server(wsgi, sockets=[listener], threads=threads)
+    host, port = listener.getsockname()[:2]
+    print(f"opsloop: listening on http://{host}:{port}{EVENTS_PATH}", flush=True)
     try:
         server.run()
     finally:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -216,6 +217,15 @@ class Outbox:
                 )
             )
 
+    def backlog(self) -> tuple[int, float]:
+        """Messages not sent yet, and how long the oldest has waited (s): the metrics."""
+        waiting = OUTBOX.c.status.in_([OutboxStatus.PENDING, OutboxStatus.SENDING])
+        with read_transaction(self.engine) as conn:
+            count, oldest = conn.execute(
+                sa.select(sa.func.count(), sa.func.min(OUTBOX.c.created_at)).where(waiting)
+            ).one()
+        return count, 0.0 if oldest is None else (self.clock() - oldest).total_seconds()
+
     def counts(self) -> dict[str, int]:
         with read_transaction(self.engine) as conn:
             stmt = sa.select(OUTBOX.c.status, sa.func.count()).group_by(OUTBOX.c.status)
@@ -245,6 +255,17 @@ class Dispatcher:
         self.outbox.wakeup.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
+
+    def flush(self, timeout: float) -> bool:
+        """Before stopping: let the dispatcher send what is due, for up to `timeout` s.
+        True if nothing due was left (a message waiting out a rate limit stays queued)."""
+        deadline = time.monotonic() + timeout
+        while self.outbox.due(limit=1):
+            if time.monotonic() >= deadline or not self._thread.is_alive():
+                return False
+            self.outbox.wakeup.set()
+            self._stop.wait(0.05)
+        return True
 
     def _loop(self) -> None:
         while not self._stop.is_set():
