@@ -118,7 +118,7 @@ def configure(
     root.setLevel(level)
     # Per-request chatter from libraries would drown the bot's own lines at INFO.
     quiet = logging.DEBUG if root.level == logging.DEBUG else logging.WARNING
-    for noisy in ("apscheduler", "slack_bolt", "slack_sdk", "waitress", "urllib3"):
+    for noisy in ("alembic", "apscheduler", "slack_bolt", "slack_sdk", "waitress", "urllib3"):
         logging.getLogger(noisy).setLevel(quiet)
     logging.captureWarnings(True)
 

@@ -84,6 +84,7 @@ class StepRunner:
             else:
                 result = self._services.graph.run(thread_id, work, resume)
         except StepFailed as exc:
+            log.warning("step %s of run %s failed: %s", step_id, run_id, exc)
             return StepEnd(StepStatus.FAILED, error=str(exc), outputs=exc.outputs)
         except Exception as exc:
             log.exception("step %s of run %s crashed", step_id, run_id)

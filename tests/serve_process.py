@@ -13,7 +13,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,8 +78,9 @@ class Served:
 
 
 def start_bot(
-    slack: SlackDouble, db_url: str, flows: Path, log: Path, *, app_token: str | None = None
-) -> subprocess.Popen[bytes]:
+    slack: SlackDouble, db_url: str, flows: Path, log: Path, *, app_token: str | None = None,
+    extra_env: Mapping[str, str] | None = None,
+) -> subprocess.Popen[bytes]:  # fmt: skip
     # nothing from the caller's Slack or opsloop set-up, and no proxy: slack_sdk would send
     # the WebSocket to 127.0.0.1 through $HTTPS_PROXY
     inherited = {k: v for k, v in os.environ.items()
@@ -94,6 +95,7 @@ def start_bot(
         "OPSLOOP_WORKFLOWS": str(flows),
         "OPSLOOP_CHANNEL": CHANNEL,
         "PYTHONUNBUFFERED": "1",
+        **(extra_env or {}),
     }
     # stdout and stderr go to a file, not a pipe nobody reads, which could fill and block it
     with log.open("wb") as out:
@@ -122,9 +124,12 @@ def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> int:
 
 
 @contextmanager
-def serving(slack: SlackDouble, db_url: str, flows: Path, log: Path) -> Iterator[Served]:
+def serving(
+    slack: SlackDouble, db_url: str, flows: Path, log: Path,
+    extra_env: Mapping[str, str] | None = None,
+) -> Iterator[Served]:  # fmt: skip
     """The bot started and connected; stopped (SIGTERM, then SIGKILL) on exit."""
-    process = start_bot(slack, db_url, flows, log)
+    process = start_bot(slack, db_url, flows, log, extra_env=extra_env)
     engine = create_engine(db_url)
     served = Served(slack, process, engine, log)
     try:

@@ -62,6 +62,7 @@ class Bot:
         """In reverse: no follow-up work left to reach the orchestrator; running steps
         given `grace` s to end (then killed, their leases released); the orchestrator
         closed; then what the outbox can send, sent."""
+        log.info("stopping: no new commands; running steps get up to %g s", grace)
         self.work.shutdown(wait=True)
         self.orch.drain(grace)
         self.orch.close()

@@ -16,7 +16,7 @@ from types import FrameType
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
-class Shutdown(Exception):
+class Shutdown(BaseException):  # like KeyboardInterrupt: no `except Exception` swallows it
     """A stop signal arrived; its name is the message."""
 
 
