@@ -16,7 +16,7 @@ from __future__ import annotations
 import platform
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -27,6 +27,7 @@ from prometheus_client.registry import Collector
 
 from orchestrator import leases, stats, storage_retry
 from orchestrator.protocol import FrontEnd, InteractionView, RunView, StepView
+from orchestrator.workflow.definitions import Workflow
 from storage.statuses import FINISHED_RUN, FINISHED_STEP, InteractionStatus
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -78,10 +79,18 @@ class Metrics:
 
 
 class ObservedFrontEnd:
-    """A front end that counts what it is told, then tells `inner`."""
+    """A front end that counts what it is told, then tells `inner`.
 
-    def __init__(self, inner: FrontEnd, metrics: Metrics, now: Callable[[], datetime]) -> None:
+    Step views carry no kind (step rows do not store it): it is looked up in
+    `workflows`, the definitions loaded at start ("unknown" for a step no longer there).
+    """
+
+    def __init__(
+        self, inner: FrontEnd, metrics: Metrics, now: Callable[[], datetime],
+        workflows: Mapping[str, Workflow],
+    ) -> None:  # fmt: skip
         self._inner, self._m, self._now = inner, metrics, now
+        self._kinds = {(wf.name, s.id): str(s.kind) for wf in workflows.values() for s in wf.steps}
         self._finished: OrderedDict[str, None] = OrderedDict()  # runs already counted
         self._lock = threading.Lock()
 
@@ -91,9 +100,10 @@ class ObservedFrontEnd:
 
     def step_changed(self, run: RunView, step: StepView) -> None:
         if step.status in FINISHED_STEP:
-            self._m.steps_finished.labels(step.kind, step.status).inc()
+            kind = step.kind or self._kinds.get((run.workflow, step.step_id), "unknown")
+            self._m.steps_finished.labels(kind, step.status).inc()
             if step.duration_s is not None:
-                self._m.step_seconds.labels(step.kind, step.status).observe(step.duration_s)
+                self._m.step_seconds.labels(kind, step.status).observe(step.duration_s)
         self._inner.step_changed(run, step)
 
     def interaction_opened(self, run: RunView, interaction: InteractionView) -> None:

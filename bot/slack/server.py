@@ -80,7 +80,7 @@ def build_bot(
     metrics = Metrics()
     client = web_client(slack.bot_token, slack.api_url, metrics)
     front_end = ObservedFrontEnd(SlackFrontEnd(outbox, slack.channel, clock=clock.now),
-                                 metrics, clock.now)  # fmt: skip
+                                 metrics, clock.now, known)  # fmt: skip
     directory = CombinedDirectory(static_directory(settings), SlackDirectory(client))
     orch = build_orchestrator(settings, engine, known, front_end=front_end,
                               directory=directory, clock=clock)  # fmt: skip
