@@ -31,6 +31,7 @@ from orchestrator import log_context
 FORMATS = ("text", "json")
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 MASK = "[redacted]"
+HANDLER_NAME = "opsloop"
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s%(ids)s"
 
 
@@ -89,7 +90,7 @@ def secrets_of(env: Mapping[str, str], database_url: str | None) -> list[str]:
     found = [env.get(k, "") for k in ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET")]
     for url in (database_url, env.get("DATABASE_URL")):
         if url:
-            with contextlib.suppress(ArgumentError):
+            with contextlib.suppress(ArgumentError, ValueError):  # the database says it later
                 found.append(make_url(url).password or "")
     return [s for s in found if s]
 
@@ -111,9 +112,10 @@ def configure(
     handler = logging.StreamHandler(stream or _Stderr())
     handler.addFilter(Redact(secrets))
     handler.setFormatter(JsonFormatter() if form == "json" else TextFormatter())
+    handler.set_name(HANDLER_NAME)
     root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
+    for old in [h for h in root.handlers if h.get_name() == HANDLER_NAME]:
+        root.removeHandler(old)  # configured twice (the demo runs commands): one handler
     root.addHandler(handler)
     root.setLevel(level)
     # Per-request chatter from libraries would drown the bot's own lines at INFO.

@@ -73,7 +73,7 @@ def masked_url(url: str) -> str:
     """`url` with its password replaced by ***."""
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         return "<unreadable database URL>"
 
 
