@@ -9,9 +9,9 @@ conditional UPDATE, so exactly one replica recovers a step.
 
 from __future__ import annotations
 
-import itertools
 import os
 import socket
+import threading
 import uuid
 from datetime import datetime, timedelta
 
@@ -24,13 +24,13 @@ from storage.statuses import StepStatus
 
 LEASE = timedelta(seconds=30)
 HEARTBEAT_S = LEASE.total_seconds() / 3
-_takeovers = itertools.count()
-_taken = 0
+_takeovers = [0]  # running steps this process took over from a gone owner; a metric
+_takeovers_lock = threading.Lock()
 
 
 def takeovers() -> int:
-    """How many running steps this process took over from a gone owner (a metric)."""
-    return _taken
+    """How many running steps this process took over (read at scrape time)."""
+    return _takeovers[0]
 
 
 def replica_id() -> str:
@@ -79,8 +79,8 @@ def claim_orphan(engine: Engine, me: str, run_id: str, step_id: str, now: dateti
             == 1
         )
     if won:
-        global _taken
-        _taken = next(_takeovers) + 1
+        with _takeovers_lock:
+            _takeovers[0] += 1
     return won
 
 

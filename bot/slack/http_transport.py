@@ -8,6 +8,7 @@ being answered: see `AcksFirst`.
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import threading
 import time
@@ -24,6 +25,7 @@ from waitress import create_server, wasyncore
 from bot.slack.scopes import EVENTS_PATH
 
 Wsgi = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+log = logging.getLogger(__name__)
 Endpoint = Callable[[], tuple[int, str, bytes]]  # a GET: status, content type, body
 T = TypeVar("T")
 QUIET_S = 0.005  # follow-up work starts once no request has been in the app for this long,
@@ -116,7 +118,7 @@ def serve_http(wsgi: Wsgi, listener: socket.socket, threads: int) -> None:
     before anything runs) until interrupted, saying where."""
     server = create_server(wsgi, sockets=[listener], threads=threads)
     host, port = listener.getsockname()[:2]
-    print(f"opsloop: listening on http://{host}:{port}{EVENTS_PATH}", flush=True)
+    log.info("listening on http://%s:%s%s", host, port, EVENTS_PATH)
     try:
         server.run()
     finally:
