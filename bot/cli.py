@@ -14,9 +14,9 @@ from typing import Any
 
 from sqlalchemy import exc as sa_exc
 
+from bot import logging_setup, schedules_cli
 from bot import read_commands as read
 from bot import run_commands as act
-from bot import schedules_cli
 from bot.cli_io import EXIT_OK, EXIT_USAGE, Stop, settings_of
 from bot.demo import run_demo
 from bot.settings import SettingsError, SlackSettings
@@ -177,6 +177,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     _take_late_words(parser, args, extra)
     try:
+        logging_setup.configure(
+            default_level="INFO" if args.command == "serve" else "WARNING",
+            secrets=logging_setup.secrets_of(os.environ, getattr(args, "database_url", None)),
+        )
         return args.func(args)
     except (Stop, SettingsError, OrchestratorError, StorageError) as exc:
         print(f"opsloop: {exc}", file=sys.stderr)

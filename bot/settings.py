@@ -5,8 +5,11 @@ from __future__ import annotations
 import getpass
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from storage.engine import DEFAULT_URL
 
@@ -17,7 +20,7 @@ class SettingsError(Exception):
 
 @dataclass(frozen=True)
 class Settings:
-    database_url: str = DEFAULT_URL
+    database_url: str = field(default=DEFAULT_URL, repr=False)  # may hold a password
     workflows_dir: Path = Path("workflows")
     user: str = "cli"  # who the CLI acts as: runs are started by and answered as this id
     groups: str = ""  # OPSLOOP_GROUPS="oncall=U1,U2;leads=U3" for gates that name groups
@@ -51,6 +54,17 @@ class Settings:
             rate_limit=env.get("OPSLOOP_RATE_LIMIT", ""),
         )
 
+    @property
+    def database(self) -> str:
+        """The database URL with any password masked, for messages and reprs."""
+        return masked_url(self.database_url)
+
+    def __repr__(self) -> str:
+        return (
+            f"Settings(database={self.database!r}, workflows_dir={self.workflows_dir!r}, "
+            f"user={self.user!r}, groups={self.groups!r}, max_workers={self.max_workers})"
+        )
+
     def check_workflows_dir(self) -> Path:
         if not self.workflows_dir.is_dir():
             raise SettingsError(
@@ -72,6 +86,14 @@ def _clock_speed(text: str) -> float:
     return speed
 
 
+def masked_url(url: str) -> str:
+    """`url` with its password replaced by ***."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return "<unreadable database URL>"
+
+
 def _login() -> str:
     try:
         return getpass.getuser()
@@ -86,9 +108,10 @@ SLACK_API_URL = "https://slack.com/api/"
 class SlackSettings:
     """What `opsloop serve` needs besides `Settings`; checked once at start."""
 
-    bot_token: str
-    signing_secret: str | None
-    app_token: str | None  # set: Socket Mode; unset: HTTP mode on host:port
+    # Secrets stay out of repr (and so out of any log line or traceback that shows one).
+    bot_token: str = field(repr=False)
+    signing_secret: str | None = field(repr=False)
+    app_token: str | None = field(repr=False)  # set: Socket Mode; unset: HTTP mode
     api_url: str = SLACK_API_URL
     channel: str | None = None  # where runs started outside Slack are posted
     admins: frozenset[str] = frozenset()  # may run, cancel and retry anything
@@ -96,6 +119,7 @@ class SlackSettings:
     port: int = 3000
     threads: int = 16
     posts_per_second: float = 1.0  # per channel: Slack's chat.postMessage limit
+    shutdown_grace: float = 30.0  # seconds running steps get to finish on SIGTERM
 
     @classmethod
     def from_env(
@@ -131,6 +155,9 @@ class SlackSettings:
         if not _positive(rate):
             problems.append(f"OPSLOOP_SLACK_POSTS_PER_SECOND={rate!r} must be a number above 0 "
                             "(posts per second per channel; Slack allows about 1)")  # fmt: skip
+        grace = pick("shutdown_grace", "OPSLOOP_SHUTDOWN_GRACE", "30")
+        if not _seconds(grace, 0, 3600):
+            problems.append(f"OPSLOOP_SHUTDOWN_GRACE={grace!r} must be seconds from 0 to 3600")
         if problems:
             raise SettingsError("; ".join(problems))
         admins = pick("admins", "OPSLOOP_ADMINS")
@@ -140,6 +167,7 @@ class SlackSettings:
             channel=pick("channel", "OPSLOOP_CHANNEL") or None,
             admins=frozenset(a.strip() for a in admins.split(",") if a.strip()),
             host=pick("host", "HOST", "0.0.0.0"), port=int(port), posts_per_second=float(rate),
+            shutdown_grace=float(grace),
         )  # fmt: skip
 
 
@@ -149,3 +177,10 @@ def _positive(text: str) -> bool:
     except ValueError:
         return False
     return 0 < value < float("inf")
+
+
+def _seconds(text: str, low: float, high: float) -> bool:
+    try:
+        return low <= float(text) <= high
+    except ValueError:
+        return False

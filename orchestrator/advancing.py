@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 import weakref
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from orchestrator import leases, runs, scheduler, stepwork
+from orchestrator import leases, log_context, runs, scheduler, stepwork
 from orchestrator.execution import StepEnd, StepRunner
 from orchestrator.live import LiveRuns
 from orchestrator.protocol import RunView
@@ -61,12 +62,34 @@ class Advancer:
         self._pass_wanted: set[str] = set()
         self._local = threading.local()  # .worker: this thread is one of the pool's
         self._closing = False
+        self._idle = threading.Condition(self._guard)  # notified as steps and passes end
+        self._draining = False  # a graceful stop: passes record results but start nothing
+        self._stopped = False  # after the grace period: no passes at all
 
     def close(self) -> None:
         """Let running work finish; what it would start next is left to the database (a
         later process's sweep continues it, as after a crash)."""
         self._closing = True
         self._pool.shutdown(wait=True, cancel_futures=False)
+
+    def drain(self, timeout: float) -> bool:
+        """Start no more steps; wait up to `timeout` s for running ones to end and be
+        recorded. True if none is left running."""
+        deadline = time.monotonic() + timeout
+        with self._guard:
+            self._draining = True
+            while self._inflight or self._passing:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._idle.wait(min(left, 0.5))
+        return True
+
+    def stop_passes(self) -> None:
+        """Record nothing more: what a step still running ends with is left to recovery
+        (its process is about to be killed, which is not how the step ended)."""
+        with self._guard:
+            self._stopped = True
 
     # -- passes -------------------------------------------------------------------
 
@@ -105,8 +128,13 @@ class Advancer:
         with self._guard:
             if run_id not in self._pass_wanted or handed_off:
                 self._passing.discard(run_id)
+                self._idle.notify_all()
                 return False
             self._pass_wanted.discard(run_id)
+            if self._stopped:
+                self._passing.discard(run_id)
+                self._idle.notify_all()
+                return False
             return True
 
     def _pass(self, run_id: str) -> None:
@@ -114,7 +142,7 @@ class Advancer:
         with self._guard:
             outcomes = self._outcomes.pop(run_id, [])
             inflight = frozenset(step for rid, step in self._inflight if rid == run_id)
-            free = self.max_workers - len(self._inflight)
+            free = 0 if self._draining else self.max_workers - len(self._inflight)
         try:
             done = self._commit_pass(run_id, outcomes, inflight, free)
         except BaseException:
@@ -186,6 +214,11 @@ class Advancer:
 
     def _start(self, run: RunView, step: Step) -> None:
         """On a worker: claim the step pending -> running, then run it."""
+        with self._guard:
+            if self._draining:  # stays pending: whoever runs the run next starts it
+                self._inflight.discard((run.id, step.id))
+                self._idle.notify_all()
+                return
         thread_id = new_thread_id(run.id, step.id)
         now = self._services.clock.now()
         ownership = leases.ownership(self._services.replica, now)
@@ -222,7 +255,8 @@ class Advancer:
     ) -> None:  # fmt: skip
         """On a worker: execute the step, leave how it ended for the next pass, advance."""
         try:
-            end = self._runner.execute(run_id, step_id, thread_id, resume, run)
+            with log_context.bound(run_id=run_id, step_id=step_id):
+                end = self._runner.execute(run_id, step_id, thread_id, resume, run)
             if end is not None and end.interrupt is not None:
                 self._on_pause(run_id, step_id, end.interrupt)
             elif end is not None:
@@ -230,7 +264,9 @@ class Advancer:
         finally:
             with self._guard:
                 self._inflight.discard((run_id, step_id))
-        self.advance(run_id)
+                self._idle.notify_all()
+        with log_context.bound(run_id=run_id):
+            self.advance(run_id)
 
     def _outcome(self, run_id: str, step_id: str, end: StepEnd) -> None:
         """Leave how a step ended for the next pass, which records it with what it unblocks.

@@ -39,6 +39,7 @@ from orchestrator.protocol import (
 )
 from orchestrator.rate_limit import RateLimit
 from orchestrator.recovery import Recovery
+from orchestrator.schedule_timer import JOB_ID as SCHEDULE_JOB
 from orchestrator.schedule_timer import ScheduleTimer
 from orchestrator.schedules import ScheduleView
 from orchestrator.secrets import Scrubber
@@ -151,6 +152,29 @@ class Orchestrator:
         """Real seconds for `clock_s` seconds of the clock."""
         now = self.clock.now()
         return self.clock.seconds_until(now + timedelta(seconds=clock_s)) or clock_s
+
+    def drain(self, timeout: float) -> bool:
+        """A graceful stop (SIGTERM): start nothing new, give running steps `timeout` s to
+        end and be recorded, kill the shell steps still running after that, and release
+        this process's leases so another replica (or the next start) takes over at once.
+        True if every running step ended in time. Call `close()` after it."""
+        for job in ("sweep", SCHEDULE_JOB):  # adopt no run, fire no schedule
+            self._timers.cancel(job)
+        finished = self._advancer.drain(timeout)
+        self._advancer.stop_passes()
+        killed = self._runner.kill_all()
+        self._timers.cancel("heartbeat")  # or it would renew the leases released here
+        released = leases.release(self.engine, self._services.replica, self.clock.now())
+        log.info("drained: %s; %d shell step(s) killed, %d lease(s) released",
+                 "every step ended" if finished else "grace period over", killed,
+                 released)  # fmt: skip
+        return finished
+
+    def liveness(self) -> dict[str, bool]:
+        """Whether the timers run, and (in a process that recovers) the sweep and the
+        schedule loop: what /readyz reports."""
+        jobs = set(self._timers.job_ids()) if self._timers.running else set()
+        return {"timers": self._timers.running, "schedules": "sweep" in jobs}
 
     def _heartbeat(self) -> None:
         leases.renew(self.engine, self._services.replica, self.clock.now())

@@ -85,6 +85,7 @@ class StepRunner:
             else:
                 result = self._services.graph.run(thread_id, work, resume)
         except StepFailed as exc:
+            log.warning("step %s of run %s failed: %s", step_id, run_id, exc)
             return self._failed(str(exc), exc.outputs)
         except Exception as exc:
             scrub = self._services.scrubber.text
@@ -123,6 +124,14 @@ class StepRunner:
             procs = [p for (rid, _), p in self._procs.items() if rid == run_id]
         for proc in procs:
             kill_process_group(proc)
+
+    def kill_all(self) -> int:
+        """Kill every shell step's process (a graceful stop ran out of time); how many."""
+        with self._lock:
+            procs = list(self._procs.values())
+        for proc in procs:
+            kill_process_group(proc)
+        return len(procs)
 
     def kill_cancelled(self) -> None:
         """Kill this process's shell steps whose run was cancelled elsewhere (`opsloop

@@ -43,7 +43,8 @@ def interaction_view(row: Mapping[str, Any]) -> InteractionView:
         allowed_groups=tuple(row["allowed_groups"] or ()), required=row["required_approvals"],
         responses=tuple(map(response, row["responses"] or ())), answer=row["answer"],
         answered_by=row["answered_by"], deadline=row["deadline"],
-        answered_at=row["answered_at"], allow_requester=row["allow_requester"],
+        answered_at=row["answered_at"], asked_at=row.get("created_at"),
+        allow_requester=row["allow_requester"],
         on_deadline=row["on_deadline"], notify=row["notify"], escalate_to=row["escalate_to"],
         editable_params=tuple(row["editable_params"] or ()),
     )  # fmt: skip

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import uuid
 from datetime import datetime, timedelta
 
@@ -23,6 +24,13 @@ from storage.statuses import StepStatus
 
 LEASE = timedelta(seconds=30)
 HEARTBEAT_S = LEASE.total_seconds() / 3
+_takeovers = [0]  # running steps this process took over from a gone owner; a metric
+_takeovers_lock = threading.Lock()
+
+
+def takeovers() -> int:
+    """How many running steps this process took over (read at scrape time)."""
+    return _takeovers[0]
 
 
 def replica_id() -> str:
@@ -62,7 +70,7 @@ def claim_orphan(engine: Engine, me: str, run_id: str, step_id: str, now: dateti
         return False
     same_owner = steps.c.owner.is_(None) if owner is None else steps.c.owner == owner
     with write_transaction(engine) as conn:
-        return (
+        won = (
             conn.execute(
                 sa.update(steps)
                 .where(*where, same_owner)
@@ -70,6 +78,22 @@ def claim_orphan(engine: Engine, me: str, run_id: str, step_id: str, now: dateti
             ).rowcount
             == 1
         )
+    if won:
+        with _takeovers_lock:
+            _takeovers[0] += 1
+    return won
+
+
+def release(engine: Engine, me: str, now: datetime) -> int:
+    """End the leases of every step this process still runs (a graceful stop cut them off):
+    another replica's sweep, or this one's restart, takes them over at once."""
+    steps = runs.STEPS
+    with write_transaction(engine) as conn:
+        return conn.execute(
+            sa.update(steps)
+            .where(steps.c.owner == me, steps.c.status == StepStatus.RUNNING)
+            .values(lease_until=now)
+        ).rowcount
 
 
 def renew(engine: Engine, me: str, now: datetime) -> int:

@@ -16,7 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from orchestrator import answers, gates, interactions, leases, runs
+from orchestrator import answers, gates, interactions, leases, log_context, runs
 from orchestrator.advancing import Advancer
 from orchestrator.live import LiveRuns
 from orchestrator.protocol import InteractionView
@@ -82,6 +82,13 @@ class People:
         params: Mapping[str, Any] | None = None,
     ) -> InteractionView:  # fmt: skip
         """Record `user`'s answer exactly once and resume the step when the question closes."""
+        with log_context.bound(interaction_id=iid):
+            return self._decide(iid, user, answer, comment, params)
+
+    def _decide(
+        self, iid: str, user: str, answer: Any, comment: str | None,
+        params: Mapping[str, Any] | None,
+    ) -> InteractionView:  # fmt: skip
         row = answers.record_answer(self._services, iid, gates.person(user), answer, comment,
                                     params)  # fmt: skip
         view = interactions.interaction_view(row)

@@ -104,6 +104,7 @@ class InteractionView:
     answered_by: str | None = None
     deadline: datetime | None = None
     answered_at: datetime | None = None
+    asked_at: datetime | None = None  # when the question was opened
     allow_requester: bool = True
     on_deadline: str | None = None
     notify: str = "thread"  # thread | channel | dm

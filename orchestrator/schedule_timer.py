@@ -51,7 +51,8 @@ class ScheduleTimer:
         )  # fmt: skip
         for fire in fires:
             log.info("schedule %s due %s: %s %s", fire.schedule_id, fire.due.isoformat(),
-                     fire.outcome, fire.run_id or "")  # fmt: skip
+                     fire.outcome, fire.run_id or "",
+                     extra={"schedule_id": fire.schedule_id, "run_id": fire.run_id})  # fmt: skip
         following = schedules.next_due(self._services.engine)
         if following is None:
             self._timers.cancel(JOB_ID)

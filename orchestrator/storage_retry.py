@@ -124,7 +124,18 @@ class _FirstAttempt:
         return False
 
 
+_retries = [0]  # how many storage calls this process retried; a metric
+_retries_lock = threading.Lock()  # rare: only on a transient failure
+
+
+def retries() -> int:
+    """How many times this process retried a storage call (read at scrape time)."""
+    return _retries[0]
+
+
 def _log_retry(outcome: Any, attempt: int) -> None:
+    with _retries_lock:
+        _retries[0] += 1
     exc = outcome.exception() if isinstance(outcome, Future) else outcome
     first_line = str(exc).splitlines()[0] if exc else ""
     log.warning("database error, trying again (attempt %d): %s", attempt, first_line)

@@ -73,6 +73,10 @@ class Timers:
         self._scheduler.add_job(fn, "interval", seconds=seconds, id=job_id,
                                 replace_existing=True)  # fmt: skip
 
+    @property
+    def running(self) -> bool:
+        return bool(self._scheduler.running) and not self._closed
+
     def job_ids(self) -> list[str]:
         return [job.id for job in self._scheduler.get_jobs()]
 

@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,14 +80,9 @@ class Served:
 
 
 def start_bot(
-    slack: SlackDouble,
-    db_url: str,
-    flows: Path,
-    log: Path,
-    *,
-    app_token: str | None = None,
-    extra_env: dict[str, str] | None = None,
-) -> subprocess.Popen[bytes]:
+    slack: SlackDouble, db_url: str, flows: Path, log: Path, *, app_token: str | None = None,
+    extra_env: Mapping[str, str] | None = None,
+) -> subprocess.Popen[bytes]:  # fmt: skip
     # nothing from the caller's Slack or opsloop set-up, and no proxy: slack_sdk would send
     # the WebSocket to 127.0.0.1 through $HTTPS_PROXY
     inherited = {k: v for k, v in os.environ.items()
@@ -132,9 +127,12 @@ def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> int:
 
 
 @contextmanager
-def serving(slack: SlackDouble, db_url: str, flows: Path, log: Path) -> Iterator[Served]:
+def serving(
+    slack: SlackDouble, db_url: str, flows: Path, log: Path,
+    extra_env: Mapping[str, str] | None = None,
+) -> Iterator[Served]:  # fmt: skip
     """The bot started and connected; stopped (SIGTERM, then SIGKILL) on exit."""
-    process = start_bot(slack, db_url, flows, log)
+    process = start_bot(slack, db_url, flows, log, extra_env=extra_env)
     engine = create_engine(db_url)
     served = Served(slack, process, engine, log)
     try:

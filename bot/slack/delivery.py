@@ -23,7 +23,9 @@ from slack_sdk.http_retry.builtin_handlers import (
     ServerErrorRetryHandler,
 )
 
+from bot.metrics import Metrics
 from bot.slack import blocks
+from bot.slack.metered import CountingRateLimitHandler, MeteredWebClient
 from bot.slack.outbox import Message
 from bot.slack.pacing import Deferred
 from orchestrator.protocol import InteractionView, RunView
@@ -33,16 +35,17 @@ LOOKBACK_S = 300  # how far before a row was queued its post may have landed (cl
 LOOKUP_PAGES = 5
 
 
-def web_client(token: str, base_url: str) -> WebClient:
-    """The app's client (handlers' replies, modals): rides out rate limits, 5xx and drops."""
-    return WebClient(
-        token=token, base_url=base_url, timeout=10,
-        retry_handlers=[
-            ConnectionErrorRetryHandler(max_retry_count=3),
-            RateLimitErrorRetryHandler(max_retry_count=5),
-            ServerErrorRetryHandler(max_retry_count=3),
-        ],
-    )  # fmt: skip
+def web_client(token: str, base_url: str, metrics: Metrics | None = None) -> WebClient:
+    """A WebClient that rides out rate limits, 5xx and dropped connections; with `metrics`,
+    it counts its calls and the 429s it rode out (bot/slack/metered.py)."""
+    limits = (RateLimitErrorRetryHandler(max_retry_count=5) if metrics is None
+              else CountingRateLimitHandler(metrics, max_retry_count=5))  # fmt: skip
+    handlers = [ConnectionErrorRetryHandler(max_retry_count=3), limits,
+                ServerErrorRetryHandler(max_retry_count=3)]  # fmt: skip
+    if metrics is None:
+        return WebClient(token=token, base_url=base_url, timeout=10, retry_handlers=handlers)
+    return MeteredWebClient(token=token, base_url=base_url, timeout=10,
+                            retry_handlers=handlers, metrics=metrics)  # fmt: skip
 
 
 def delivery_client(token: str, base_url: str) -> WebClient:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -44,6 +45,17 @@ class Dispatcher:
 
     def start(self) -> None:
         self._thread.start()
+
+    def flush(self, timeout: float) -> bool:
+        """Before stopping: let the dispatcher send what is due, for up to `timeout` s.
+        True if nothing due was left (a message waiting out a rate limit stays queued)."""
+        deadline = time.monotonic() + timeout
+        while self.outbox.due(limit=1):
+            if time.monotonic() >= deadline or not self._thread.is_alive():
+                return False
+            self.outbox.wakeup.set()
+            self._stop.wait(0.05)
+        return True
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop picking rows and let the sends in flight finish."""

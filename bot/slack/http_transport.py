@@ -8,11 +8,14 @@ being answered: see `AcksFirst`.
 from __future__ import annotations
 
 import json
+import logging
+import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from http import HTTPStatus
 from typing import Any, TypeVar
 
 from slack_bolt import App
@@ -23,6 +26,8 @@ from bot.slack.request_guard import MAX_BODY, RequestGuard
 from bot.slack.scopes import EVENTS_PATH
 
 Wsgi = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+log = logging.getLogger(__name__)
+Endpoint = Callable[[], tuple[int, str, bytes]]  # a GET: status, content type, body
 T = TypeVar("T")
 QUIET_S = 0.005  # follow-up work starts once no request has been in the app for this long,
 MAX_DELAY_S = 1.0  # or this long after it was submitted, whatever the traffic
@@ -85,36 +90,51 @@ class FollowUps(ThreadPoolExecutor):
 
 
 def wsgi_app(
-    app: App, acks: AcksFirst, *, workflows: int, guard: Callable[[Wsgi], RequestGuard] | None
+    app: App,
+    acks: AcksFirst,
+    *,
+    workflows: int,
+    guard: Callable[[Wsgi], RequestGuard] | None = None,
+    endpoints: Mapping[str, Endpoint] | None = None,
 ) -> Wsgi:
     """Slack's requests to the Bolt app (counted by `acks`) through `guard` (signature,
-    size, replays: request_guard.py), and a health check that says how many workflows
-    were loaded and how many requests were refused, by reason."""
+    size, replays: request_guard.py); a liveness check that says how many workflows were
+    loaded and how many requests were refused, by reason; and `endpoints` (GET path ->
+    status, type, body: /readyz, /metrics)."""
     handler = SlackRequestHandler(app, path=EVENTS_PATH)
     bolt: Wsgi = lambda environ, start_response: handler(environ, start_response)  # noqa: E731
     checked = guard(bolt) if guard is not None else None
     slack = checked or bolt
 
+    def health() -> tuple[int, str, bytes]:
+        refused = dict(checked.counts) if checked is not None else {}
+        body = {"ok": True, "workflows": workflows, "refused": refused}
+        return 200, "application/json", json.dumps(body).encode()
+
+    gets: dict[str, Endpoint] = {"/healthz": health, **(endpoints or {})}
+
     def route(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if environ.get("PATH_INFO") == "/healthz" and environ.get("REQUEST_METHOD") == "GET":
-            refused = dict(checked.counts) if checked is not None else {}
-            health = json.dumps({"ok": True, "workflows": workflows, "refused": refused}).encode()
-            start_response("200 OK", [("Content-Type", "application/json"),
-                                      ("Content-Length", str(len(health)))])  # fmt: skip
-            return [health]
+        endpoint = gets.get(environ.get("PATH_INFO", ""))
+        if endpoint is not None and environ.get("REQUEST_METHOD") == "GET":
+            status, content_type, body = endpoint()
+            start_response(f"{status} {HTTPStatus(status).phrase}",
+                           [("Content-Type", content_type),
+                            ("Content-Length", str(len(body)))])  # fmt: skip
+            return [body]
         with acks.answering():
             return slack(environ, start_response)
 
     return route
 
 
-def serve_http(wsgi: Wsgi, host: str, port: int, threads: int) -> None:
-    """Serve `wsgi` until interrupted, saying where."""
+def serve_http(wsgi: Wsgi, listener: socket.socket, threads: int) -> None:
+    """Serve `wsgi` on `listener` (bound before start-up: a port in use stops `serve`
+    before anything runs) until interrupted, saying where."""
     # waitress refuses a larger body (chunked ones too) before the app sees it
-    server = create_server(wsgi, host=host, port=port, threads=threads,
+    server = create_server(wsgi, sockets=[listener], threads=threads,
                            max_request_body_size=MAX_BODY)  # fmt: skip
-    print(f"opsloop: listening on http://{host}:{server.effective_port}{EVENTS_PATH}",
-          flush=True)  # fmt: skip
+    host, port = listener.getsockname()[:2]
+    log.info("listening on http://%s:%s%s", host, port, EVENTS_PATH)
     try:
         server.run()
     finally:

@@ -239,6 +239,15 @@ class Outbox:
                     .values(**values)
                 )
 
+    def backlog(self) -> tuple[int, float]:
+        """Messages not sent yet, and how long the oldest has waited (s): the metrics."""
+        waiting = OUTBOX.c.status.in_([OutboxStatus.PENDING, OutboxStatus.SENDING])
+        with read_transaction(self.engine) as conn:
+            count, oldest = conn.execute(
+                sa.select(sa.func.count(), sa.func.min(OUTBOX.c.created_at)).where(waiting)
+            ).one()
+        return count, 0.0 if oldest is None else (self.clock() - oldest).total_seconds()
+
     def counts(self) -> dict[str, int]:
         with read_transaction(self.engine) as conn:
             stmt = sa.select(OUTBOX.c.status, sa.func.count()).group_by(OUTBOX.c.status)

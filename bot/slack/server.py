@@ -9,6 +9,7 @@ Mode (bot/slack/socket_mode.py).
 from __future__ import annotations
 
 import gc
+import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from slack_bolt import App
 from sqlalchemy.engine import Engine
 
+from bot.metrics import CONTENT_TYPE, DatabaseCollector, Metrics, ObservedFrontEnd
 from bot.runtime import build_orchestrator, clock_of, database, static_directory, workflows
 from bot.settings import Settings, SlackSettings
 from bot.slack.app import build_app
@@ -27,13 +29,18 @@ from bot.slack.handlers import Handlers
 from bot.slack.http_transport import AcksFirst, FollowUps, Wsgi, serve_http, wsgi_app
 from bot.slack.outbox import Outbox
 from bot.slack.pacing import ChannelPacer
+from bot.slack.readiness import Readiness, listen
 from bot.slack.replays import ReplayLedger
 from bot.slack.request_guard import RequestGuard
+from bot.slack.shutdown import Shutdown, stop_signals
 from bot.slack.socket_mode import serve_socket_mode
 from orchestrator.clock import Clock
 from orchestrator.engine import Orchestrator
 from orchestrator.queries import interaction
 from orchestrator.workflow.definitions import Workflow
+
+log = logging.getLogger(__name__)
+FLUSH_S = 5.0  # at a stop, how long the outbox may keep sending what is due
 
 
 @dataclass
@@ -46,6 +53,8 @@ class Bot:
     app: App
     wsgi: Wsgi
     work: FollowUps
+    readiness: Readiness
+    metrics: Metrics
 
     def start(self) -> None:
         """The dispatcher first, the orchestrator last: what recovery reports at start-up
@@ -53,11 +62,15 @@ class Bot:
         self.dispatcher.start()
         self.orch.start(recover=True)
 
-    def stop(self) -> None:
-        """In reverse: no follow-up work left to reach the orchestrator, then its workers'
-        last messages queued, then the dispatcher."""
+    def stop(self, grace: float = 30.0) -> None:
+        """In reverse: no follow-up work left to reach the orchestrator; running steps
+        given `grace` s to end (then killed, their leases released); the orchestrator
+        closed; then what the outbox can send, sent."""
+        log.info("stopping: no new commands; running steps get up to %g s", grace)
         self.work.shutdown(wait=True)
+        self.orch.drain(grace)
         self.orch.close()
+        self.dispatcher.flush(FLUSH_S)
         self.dispatcher.stop()
 
 
@@ -68,8 +81,10 @@ def build_bot(
     """Every collaborator, in order, each passed to the constructor of what uses it."""
     clock = clock or clock_of(settings)
     outbox = Outbox(engine)
-    client = web_client(slack.bot_token, slack.api_url)
-    front_end = SlackFrontEnd(outbox, slack.channel, clock=clock.now)
+    metrics = Metrics()
+    client = web_client(slack.bot_token, slack.api_url, metrics)
+    front_end = ObservedFrontEnd(SlackFrontEnd(outbox, slack.channel, clock=clock.now),
+                                 metrics, clock.now, known)  # fmt: skip
     directory = CombinedDirectory(static_directory(settings), SlackDirectory(client))
     orch = build_orchestrator(
         settings, engine, known, front_end=front_end, directory=directory, clock=clock,
@@ -85,25 +100,37 @@ def build_bot(
     replays = ReplayLedger(engine, clock.now)
     secret = slack.signing_secret
     guard = None if secret is None else (lambda bolt: RequestGuard(bolt, secret, replays))
-    wsgi = wsgi_app(app, acks, workflows=len(known), guard=guard)
-    return Bot(orch, outbox, dispatcher, app, wsgi, work)
+    readiness = Readiness(engine, client, orch.liveness)
+    metrics.registry.register(DatabaseCollector(engine, clock.now, outbox.backlog))
+    wsgi = wsgi_app(app, acks, workflows=len(known), guard=guard, endpoints={
+        "/readyz": readiness.endpoint,
+        "/metrics": lambda: (200, CONTENT_TYPE, metrics.exposition()),
+    })  # fmt: skip
+    return Bot(orch, outbox, dispatcher, app, wsgi, work, readiness, metrics)
 
 
 @contextmanager
 def running_bot(
     settings: Settings, slack: SlackSettings, clock: Clock | None = None
 ) -> Iterator[Bot]:
-    """Everything `serve` runs, started; stopped in reverse order on exit."""
+    """Everything `serve` runs, started once Slack accepted the bot token; stopped in
+    reverse order on exit, running steps given `slack.shutdown_grace` s to end."""
     known = workflows(settings)
     with database(settings) as engine:
         bot = build_bot(settings, slack, engine, known, clock)
+        try:
+            bot.readiness.check_token()
+        except BaseException:
+            bot.work.shutdown(wait=False)
+            bot.orch.close()
+            raise
         bot.start()
         _freeze_start_up()
         try:
             yield bot
         finally:
             gc.unfreeze()
-            bot.stop()
+            bot.stop(slack.shutdown_grace)
 
 
 def _freeze_start_up() -> None:
@@ -115,10 +142,19 @@ def _freeze_start_up() -> None:
 
 
 def serve(settings: Settings, slack: SlackSettings) -> int:
-    """Run until interrupted."""
-    with running_bot(settings, slack) as bot:
-        if slack.app_token:
-            serve_socket_mode(bot.app, slack.app_token)
-        else:
-            serve_http(bot.wsgi, slack.host, slack.port, slack.threads)
+    """Run until SIGTERM or Ctrl-C, then stop gracefully (bot/slack/shutdown.py); 0."""
+    listener = None if slack.app_token else listen(slack.host, slack.port)
+    try:
+        with stop_signals(), running_bot(settings, slack) as bot:
+            log.info("opsloop serve started: %d workflow(s), replica %s",
+                     len(bot.orch.workflows), bot.orch.replica)  # fmt: skip
+            if listener is None:
+                serve_socket_mode(bot.app, slack.app_token or "")
+            else:
+                serve_http(bot.wsgi, listener, slack.threads)
+    except Shutdown as why:
+        log.info("opsloop serve stopped on %s", why)
+    finally:
+        if listener is not None:
+            listener.close()
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 
 from slack_bolt import App
@@ -9,6 +10,8 @@ from slack_bolt.adapter.socket_mode import SocketModeHandler
 from slack_sdk.errors import SlackApiError
 
 from bot.settings import SettingsError
+
+log = logging.getLogger(__name__)
 
 
 def serve_socket_mode(app: App, app_token: str) -> None:
@@ -29,9 +32,9 @@ def serve_socket_mode(app: App, app_token: str) -> None:
         ) from None
     try:
         if handler.client.is_connected():
-            print("opsloop: connected in Socket Mode", flush=True)
+            log.info("connected in Socket Mode")  # a log line: JSON logs stay one object a line
         else:
-            print("opsloop: Socket Mode connection failed; retrying", flush=True)
+            log.warning("Socket Mode connection failed; retrying")
         threading.Event().wait()
     finally:
         handler.close()  # off the socket first: nothing new arrives while the bot stops

@@ -1,0 +1,65 @@
+"""A graceful stop of the orchestrator (`drain`), as `serve` does on SIGTERM.
+
+Within the grace period a running step ends and is recorded, and nothing new starts;
+after it, shell steps are killed and their leases released, so another replica takes
+the step over at once instead of after the lease (30 s) runs out.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from orchestrator import leases
+from orchestrator.runs import STEPS
+from tests.orchestrators import running
+from tests.polling import until
+
+
+def blocking(started: Path, release: Path) -> str:
+    script = f"echo x >> {started}; while [ ! -e {release} ]; do sleep 0.05; done"
+    return f"""
+name: blocking
+steps:
+  - id: first
+    shell: ["sh", "-c", {json.dumps(script)}]
+  - id: second
+    needs: first
+    shell: ["true"]
+"""
+
+
+def statuses(engine: sa.Engine, run_id: str) -> dict[str, str]:
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(STEPS.c.step_id, STEPS.c.status)
+                            .where(STEPS.c.run_id == run_id))  # fmt: skip
+        return dict(rows.all())
+
+
+def test_a_step_that_ends_in_the_grace_period_is_recorded_and_nothing_new_starts(
+    engine: sa.Engine, tmp_path: Path
+) -> None:
+    started, release = tmp_path / "started", tmp_path / "release"
+    with running(engine, blocking(started, release)) as orch:
+        run_id = orch.start_run("blocking", {}, started_by="test")
+        until(started.exists, what="the step to start")
+        release.touch()
+        assert orch.drain(20) is True
+        assert statuses(engine, run_id) == {"first": "succeeded", "second": "pending"}
+
+
+def test_after_the_grace_period_shell_steps_are_killed_and_taken_over_at_once(
+    engine: sa.Engine, tmp_path: Path
+) -> None:
+    started, release = tmp_path / "started", tmp_path / "release"
+    with running(engine, blocking(started, release)) as orch:
+        run_id = orch.start_run("blocking", {}, started_by="test")
+        until(started.exists, what="the step to start")
+        assert orch.drain(0.2) is False
+        # killed, but not recorded as failed: how it ended is recovery's business
+        assert statuses(engine, run_id) == {"first": "running", "second": "pending"}
+        now = orch.clock.now()
+    # the lease ended now: another replica takes the step over without waiting
+    assert leases.claim_orphan(engine, "other/1/x", run_id, "first", now)

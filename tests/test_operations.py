@@ -1,0 +1,166 @@
+"""/metrics and /readyz on the real HTTP server, against what really happened.
+
+Runs are started with signed slash commands and a gate approved with a signed click,
+as Slack would; then /metrics is scraped over HTTP, parsed with prometheus_client's
+own parser, and each value compared with the database and the Slack double's record.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from bot.settings import Settings, SettingsError, SlackSettings
+from bot.slack import ids
+from bot.slack.delivery import web_client
+from bot.slack.http_transport import http_in_background
+from bot.slack.outbox import Outbox
+from bot.slack.readiness import Readiness
+from bot.slack.server import running_bot
+from orchestrator.queries import recent_runs
+from storage.engine import create_engine
+from storage.schema import setup
+from tests.polling import until
+from tests.sample_workflows import GATED
+from tests.slack_double import SlackDouble
+from tests.slack_signing import SIGNING_SECRET
+from tests.test_slack_bot import CHANNEL, Harness
+
+HELLO = 'name: hello\nsteps:\n  - id: hi\n    shell: ["true"]\n'
+BROKEN = 'name: broken\nsteps:\n  - id: oops\n    shell: ["false"]\n'
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+@pytest.fixture
+def harness(db_url: str, tmp_path: Path) -> Iterator[Harness]:
+    flows = tmp_path / "workflows"
+    flows.mkdir()
+    for name, text in (("gated", GATED), ("hello", HELLO), ("broken", BROKEN)):
+        (flows / f"{name}.yml").write_text(text)
+    settings = Settings(database_url=db_url, workflows_dir=flows, user="test")
+    with SlackDouble() as slack:
+        slack_settings = SlackSettings(
+            bot_token=slack.token, signing_secret=SIGNING_SECRET, app_token=None,
+            api_url=slack.api_url, channel=CHANNEL, host="127.0.0.1", port=0,
+        )  # fmt: skip
+        with (
+            running_bot(settings, slack_settings) as bot,
+            http_in_background(bot.wsgi, threads=8) as url,
+        ):
+            yield Harness(url, bot, slack)
+
+
+def get(harness: Harness, path: str) -> tuple[int, bytes]:
+    url = harness.url.rsplit("/slack/", 1)[0] + path
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def scrape(harness: Harness) -> Samples:
+    status, body = get(harness, "/metrics")
+    assert status == 200
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(body.decode())
+            for s in family.samples}  # fmt: skip
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def finish(harness: Harness, text: str, status: str, seen: set[str]) -> str:
+    """Send `/ops <text>`; the new run's id once it is `status`."""
+    assert harness.command(text)[0] == 200
+    engine = harness.bot.orch.engine
+    run_id = until(lambda: next((r.id for r in recent_runs(engine, 100) if r.id not in seen),
+                                None), what=f"the run of {text!r}")  # fmt: skip
+    seen.add(run_id)
+    until(lambda: harness.status(run_id) == status, what=f"{text!r} to be {status}")
+    return run_id
+
+
+def test_scraped_metrics_equal_what_happened(harness: Harness) -> None:
+    seen: set[str] = set()
+    finish(harness, "run hello", "succeeded", seen)
+    finish(harness, "run hello", "succeeded", seen)
+    finish(harness, "run broken", "failed", seen)
+    approved = finish(harness, "run gated service=api", "waiting", seen)
+    finish(harness, "run gated service=web", "waiting", seen)
+    gate = harness.gate(approved, "Ship api?")
+    assert harness.click(gate.blocks, ids.APPROVE, "U0BOSS")[0] == 200
+    until(lambda: harness.status(approved) == "succeeded", what="the approved run")
+    outbox = Outbox(harness.bot.orch.engine)
+    until(lambda: outbox.backlog()[0] == 0, what="the outbox to drain")
+
+    m = scrape(harness)
+    assert value(m, "opsloop_runs_started_total", workflow="hello") == 2
+    assert value(m, "opsloop_runs_started_total", workflow="gated") == 2
+    assert value(m, "opsloop_runs_finished_total", workflow="hello", status="succeeded") == 2
+    assert value(m, "opsloop_runs_finished_total", workflow="broken", status="failed") == 1
+    assert value(m, "opsloop_runs_finished_total", workflow="gated", status="succeeded") == 1
+    assert value(m, "opsloop_run_duration_seconds_count", workflow="hello") == 2
+    assert value(m, "opsloop_runs_active", workflow="gated", status="waiting") == 1
+    assert value(m, "opsloop_gates_opened_total", workflow="gated", kind="approval") == 2
+    assert value(m, "opsloop_gates_pending", workflow="gated", kind="approval") == 1
+    assert value(m, "opsloop_gate_oldest_pending_seconds", workflow="gated") > 0
+    assert value(m, "opsloop_gate_decision_seconds_count", kind="approval",
+                 outcome="approved") == 1  # fmt: skip
+    # shell steps: hi x2, build x2, ship x1 succeeded; oops failed
+    assert value(m, "opsloop_steps_finished_total", kind="shell", status="succeeded") == 5
+    assert value(m, "opsloop_steps_finished_total", kind="shell", status="failed") == 1
+    assert value(m, "opsloop_steps_finished_total", kind="approval", status="succeeded") == 1
+    assert value(m, "opsloop_step_duration_seconds_count", kind="shell", status="failed") == 1
+    assert value(m, "opsloop_outbox_backlog") == 0
+    for method in ("chat.postMessage", "chat.update"):
+        sent = len(harness.slack.calls(method, ok=True))
+        assert sent and value(m, "opsloop_slack_api_calls_total", method=method,
+                              outcome="ok") == sent  # fmt: skip
+    assert value(m, "opsloop_slack_api_calls_total", method="auth.test", outcome="ok") == 1
+    assert any(name == "opsloop_build_info" for name, _ in m)
+    assert not [k for k in m if any(v.startswith(("r-", "U0")) for _, v in k[1])], "ids as labels"
+
+
+def test_readyz_is_200_with_every_check_ok_and_healthz_stays_alive(harness: Harness) -> None:
+    status, body = get(harness, "/readyz")
+    assert status == 200, body
+    assert json.loads(body) == {"ready": True, "failing": [], "checks": {
+        "database": "ok", "slack": "ok", "timers": "ok", "schedules": "ok"}}  # fmt: skip
+    harness.bot.orch.close()  # the timers stop: not ready, still alive
+    status, body = get(harness, "/readyz")
+    assert status == 503 and json.loads(body)["failing"] == ["schedules", "timers"]
+    assert get(harness, "/healthz")[0] == 200
+
+
+def test_readyz_names_a_database_behind_this_release(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    setup(engine, revision="0006")
+    with SlackDouble() as slack:
+        ready = Readiness(engine, web_client(slack.token, slack.api_url),
+                          lambda: {"timers": True})  # fmt: skip
+        ready.check_token()
+        status, _, body = ready.endpoint()
+    assert status == 503
+    answer = json.loads(body)
+    assert answer["failing"] == ["database"]
+    assert answer["checks"]["database"].startswith("schema is at 0006")
+    engine.dispose()
+
+
+def test_a_refused_token_is_a_settings_error_and_readyz_says_so(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'db.db'}")
+    setup(engine)
+    with SlackDouble() as slack:
+        ready = Readiness(engine, web_client("xoxb-wrong", slack.api_url), dict)
+        with pytest.raises(SettingsError, match="invalid_auth"):
+            ready.check_token()
+        assert ready.checks()["slack"] == "Slack refused the bot token (invalid_auth)"
+    engine.dispose()
