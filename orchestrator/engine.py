@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any, NoReturn
+from typing import Any
 
 from sqlalchemy.engine import Engine
 
@@ -25,8 +25,9 @@ from orchestrator import leases, runs, schedules
 from orchestrator.access import AccessPolicy
 from orchestrator.advancing import Advancer
 from orchestrator.clock import Clock, SystemClock
-from orchestrator.errors import AlreadyAnswered, NotAllowed, OrchestratorError, RateLimited
+from orchestrator.errors import AlreadyAnswered, OrchestratorError, RateLimited
 from orchestrator.execution import StepRunner
+from orchestrator.gatekeeper import Gatekeeper
 from orchestrator.live import LiveRuns
 from orchestrator.people import People
 from orchestrator.protocol import (
@@ -86,6 +87,7 @@ class Orchestrator:
             access=AccessPolicy(admins or Approvers(), self.directory),
         )  # fmt: skip
         self._rate_limit = rate_limit
+        self._gate = Gatekeeper(services)
         self._timers = Timers(self.clock)
         self._live = LiveRuns(services)
         self._runner = StepRunner(services, self._live)
@@ -200,17 +202,13 @@ class Orchestrator:
     ) -> str:  # fmt: skip
         """Validate params, persist the run and its steps, and start what can start."""
         wf = self.workflow(workflow)
-        refusal = self._services.access.run_refusal(
-            started_by, wf, channel if front_end == "slack" else None
-        )
-        if refusal is not None:
-            self._refuse(started_by, "run", refusal, workflow=wf.name, channel=channel)
+        self._gate.check_start(started_by, wf, channel if front_end == "slack" else None)
         values = coerce_params(wf, params)
         run_id, now = runs.new_run_id(), self.clock.now()
         try:
             self._insert_run(wf, run_id, values, started_by, front_end, channel, rerun_of, now)
         except RateLimited as exc:
-            self._refuse(started_by, "run", str(exc), workflow=wf.name, error=exc)
+            self._gate.refuse(started_by, "run", str(exc), workflow=wf.name, error=exc)
         self._services.front_end.run_started(self.view(run_id))
         self._advancer.advance(run_id)
         return run_id
@@ -290,29 +288,22 @@ class Orchestrator:
 
     def pause_schedule(self, schedule_id: str, by: str, reason: str = "") -> ScheduleView:
         """Stop a schedule firing until resumed; audited with who and why."""
-        self._check_schedules(by, "schedule.pause", schedule_id)
+        self._gate.check_schedules(by, "schedule.pause", schedule_id)
         return schedules.pause(self.engine, schedule_id, by, reason, self.clock.now())
 
     def resume_schedule(self, schedule_id: str, by: str) -> ScheduleView:
         """Let a paused schedule fire again from its next fire time; audited."""
-        self._check_schedules(by, "schedule.resume", schedule_id)
+        self._gate.check_schedules(by, "schedule.resume", schedule_id)
         view = schedules.resume(self.engine, schedule_id, by, self.clock.now())
         if self._started:
             self._schedules.check()  # its next fire may be sooner than the timer's
         return view
 
-    def _check_schedules(self, by: str, what: str, schedule_id: str) -> None:
-        if not self.access.may_manage_schedules(by):
-            self._refuse(by, what, f"{by} may not manage schedules: only admins "
-                         "(OPSLOOP_ADMINS) may", schedule=schedule_id)  # fmt: skip
-
     def run_schedule_now(self, schedule_id: str, by: str) -> str:
         """Start a schedule's run now, as its fire would; audited as `by`'s."""
         name = schedule_id.partition("/")[0]
         if name in self.workflows:
-            refusal = self._services.access.run_refusal(by, self.workflow(name), None)
-            if refusal is not None:
-                self._refuse(by, "schedule.run", refusal, schedule=schedule_id)
+            self._gate.check_start(by, self.workflow(name), None)
         return self._schedules.run_now(schedule_id, by)
 
     @property
@@ -322,19 +313,7 @@ class Orchestrator:
 
     def _check_change(self, run_id: str, by: str, what: str) -> None:
         run = self.view(run_id)
-        if not self.access.may_change(by, run.started_by, self.workflow_of(run), what):
-            self._refuse(by, what, f"{by} may not {what} run {run_id}: only {run.started_by}, "
-                         f"the people its workflow's access.{what} names, or an admin may",
-                         run_id=run_id)  # fmt: skip
-
-    def _refuse(self, by: str, what: str, message: str, run_id: str | None = None,
-                error: NotAllowed | None = None, **detail: Any) -> NoReturn:  # fmt: skip
-        """Audit a refusal (the one thing it changes) and raise it (NotAllowed)."""
-        for attempt in storage_attempts():
-            with attempt, write_transaction(self.engine) as conn:
-                runs.audit(conn, by, "access.refused", now=self.clock.now(), run_id=run_id,
-                           attempted=what, reason=message, **detail)  # fmt: skip
-        raise error or NotAllowed(message)
+        self._gate.check_change(run, self.workflow_of(run), by, what)
 
     def _adopt(self, run_id: str) -> None:
         """A run committed by another path (a schedule's fire): tell of it and advance it,
