@@ -11,6 +11,7 @@ import json
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ from bot.slack.http_transport import http_in_background
 from bot.slack.outbox import Outbox
 from bot.slack.readiness import Readiness
 from bot.slack.server import running_bot
+from orchestrator.clock import FakeClock
 from orchestrator.queries import recent_runs
 from storage.engine import create_engine
 from storage.schema import setup
@@ -49,11 +51,12 @@ def harness(db_url: str, tmp_path: Path) -> Iterator[Harness]:
             bot_token=slack.token, signing_secret=SIGNING_SECRET, app_token=None,
             api_url=slack.api_url, channel=CHANNEL, host="127.0.0.1", port=0,
         )  # fmt: skip
+        clock = FakeClock(datetime.now(UTC))
         with (
-            running_bot(settings, slack_settings) as bot,
+            running_bot(settings, slack_settings, clock) as bot,
             http_in_background(bot.wsgi, threads=8) as url,
         ):
-            yield Harness(url, bot, slack)
+            yield Harness(url, bot, slack, clock)
 
 
 def get(harness: Harness, path: str) -> tuple[int, bytes]:
@@ -100,6 +103,7 @@ def test_scraped_metrics_equal_what_happened(harness: Harness) -> None:
     until(lambda: harness.status(approved) == "succeeded", what="the approved run")
     outbox = Outbox(harness.bot.orch.engine)
     until(lambda: outbox.backlog()[0] == 0, what="the outbox to drain")
+    harness.clock.advance(90)  # the open gate has waited a minute and a half
 
     m = scrape(harness)
     assert value(m, "opsloop_runs_started_total", workflow="hello") == 2
@@ -111,7 +115,7 @@ def test_scraped_metrics_equal_what_happened(harness: Harness) -> None:
     assert value(m, "opsloop_runs_active", workflow="gated", status="waiting") == 1
     assert value(m, "opsloop_gates_opened_total", workflow="gated", kind="approval") == 2
     assert value(m, "opsloop_gates_pending", workflow="gated", kind="approval") == 1
-    assert value(m, "opsloop_gate_oldest_pending_seconds", workflow="gated") > 0
+    assert value(m, "opsloop_gate_oldest_pending_seconds", workflow="gated") >= 90
     assert value(m, "opsloop_gate_decision_seconds_count", kind="approval",
                  outcome="approved") == 1  # fmt: skip
     # shell steps: hi x2, build x2, ship x1 succeeded; oops failed

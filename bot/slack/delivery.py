@@ -48,10 +48,14 @@ def web_client(token: str, base_url: str, metrics: Metrics | None = None) -> Web
                             retry_handlers=handlers, metrics=metrics)  # fmt: skip
 
 
-def delivery_client(token: str, base_url: str) -> WebClient:
+def delivery_client(token: str, base_url: str, metrics: Metrics | None = None) -> WebClient:
     """The outbox's client: no retries of its own. Its retry handlers slept on the sending
-    thread and re-sent posts Slack had already made (22 boards for 12 runs)."""
-    return WebClient(token=token, base_url=base_url, timeout=10, retry_handlers=[])
+    thread and re-sent posts Slack had already made (22 boards for 12 runs). With
+    `metrics`, it counts its calls and 429s as the app's client does."""
+    if metrics is None:
+        return WebClient(token=token, base_url=base_url, timeout=10, retry_handlers=[])
+    return MeteredWebClient(token=token, base_url=base_url, timeout=10, retry_handlers=[],
+                            metrics=metrics)  # fmt: skip
 
 
 class SlackDelivery:

@@ -30,6 +30,8 @@ class MeteredWebClient(WebClient):
         except SlackApiError as exc:
             error = exc.response.get("error") if exc.response is not None else None
             self._metrics.slack_calls.labels(api_method, str(error or "error")).inc()
+            if exc.response is not None and exc.response.status_code == 429:
+                self._metrics.slack_429.labels(api_method).inc()  # no handler retried it
             raise
         except Exception:
             self._metrics.slack_calls.labels(api_method, "http_error").inc()

@@ -90,7 +90,7 @@ def build_bot(
         settings, engine, known, front_end=front_end, directory=directory, clock=clock,
         secrets=(slack.bot_token, slack.signing_secret, slack.app_token),
     )  # fmt: skip
-    delivery = SlackDelivery(delivery_client(slack.bot_token, slack.api_url), orch.view,
+    delivery = SlackDelivery(delivery_client(slack.bot_token, slack.api_url, metrics), orch.view,
                              lambda iid: interaction(engine, iid))  # fmt: skip
     dispatcher = Dispatcher(outbox, delivery, pacer=ChannelPacer(slack.posts_per_second))
     acks = AcksFirst()
