@@ -156,6 +156,9 @@ def http_in_background(
     try:
         yield f"http://{host}:{server.effective_port}{EVENTS_PATH}"
     finally:
-        server.trigger.pull_trigger(lambda: wasyncore.close_all(sockets))
+        try:
+            server.trigger.pull_trigger(lambda: wasyncore.close_all(sockets))
+        except OSError:  # its loop already closed the trigger's socket: nothing to wake
+            wasyncore.close_all(sockets)
         thread.join(10)
         server.task_dispatcher.shutdown()
