@@ -4,6 +4,7 @@ and `opsloop show` read (queries.recent_runs, queries.run_view)."""
 
 from __future__ import annotations
 
+import io
 from datetime import timedelta
 
 import pytest
@@ -206,3 +207,22 @@ def test_percentiles_in_sql_are_nearest_rank_on_both_databases(engine: sa.Engine
         row = conn.execute(stmt).mappings().one()
     assert row["n"] == n
     assert [row["p50"], row["p90"], row["p95"]] == [nearest_rank(values, p) for p in (50, 90, 95)]
+
+
+def test_the_chart_is_a_png_under_200_kb_with_alt_text_in_words(
+    engine: sa.Engine, history: tuple[Report, dict[str, str], FakeClock]
+) -> None:
+    from PIL import Image
+
+    from orchestrator.reports.chart import alt_text, render_chart
+
+    report, _, clock = history
+    for since in (timedelta(days=7), timedelta(days=90)):
+        png = render_chart(build_report(engine, clock.now(), since=since))
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) < 200_000
+        image = Image.open(io.BytesIO(png))
+        image.load()  # decodes every pixel
+        assert image.size == (900, 450)
+    words = alt_text(report)
+    assert "2 succeeded, 3 failed, 1 cancelled, 1 still running" in words
+    assert "slowest was 2030-01-07 at 10 minutes" in words
