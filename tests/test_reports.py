@@ -226,3 +226,23 @@ def test_the_chart_is_a_png_under_200_kb_with_alt_text_in_words(
     words = alt_text(report)
     assert "2 succeeded, 3 failed, 1 cancelled, 1 still running" in words
     assert "slowest was 2030-01-07 at 10 minutes" in words
+
+
+def test_the_slack_message_fits_slacks_limits_and_mentions_who_is_waited_for(
+    history: tuple[Report, dict[str, str], FakeClock],
+) -> None:
+    from dataclasses import replace
+
+    from bot.slack.report_blocks import render_report
+    from tests.slack_limits import message_problems
+
+    report, ids, _ = history
+    content = render_report(report, chart_note="chart below")
+    assert message_problems(content) == []
+    shown = str(content["blocks"])
+    assert f"in `{ids['r6']}` for 5m 00s, waiting for <@U0BOSS>" in shown
+    assert "`deploy.approve` failed 2 times" in shown and "*7* runs · *3* failed" in shown
+    crowd = replace(report, waiting=report.waiting * 400)  # far more than a message holds
+    content = render_report(crowd)
+    assert message_problems(content) == []
+    assert "more" in str(content["blocks"][-1])

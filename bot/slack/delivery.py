@@ -7,12 +7,14 @@ itself; what still fails goes back to the outbox with a delay.
 
 from __future__ import annotations
 
+import base64
 import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import (
     ConnectionErrorRetryHandler,
     RateLimitErrorRetryHandler,
@@ -21,6 +23,7 @@ from slack_sdk.http_retry.builtin_handlers import (
 
 from bot.slack import blocks
 from bot.slack.outbox import Message
+from bot.slack.uploads import UploadRefused, upload_png
 from orchestrator.protocol import InteractionView, RunView
 
 
@@ -159,3 +162,27 @@ class SlackDelivery:
             return {"skipped": "answered before the reminder went out"}
         content = blocks.render_reminder(self.run(message.run_id), interaction)
         return self._post(message.channel, content, self._thread(message))
+
+    def _report_post(self, message: Message) -> Any:
+        assert message.channel
+        return self._post(message.channel, message.payload["content"])
+
+    def _report_chart(self, message: Message) -> Any:
+        """Upload the chart into the report's thread; if Slack refuses it for good, say so
+        there instead (429, 5xx and lost connections raise: the outbox tries again)."""
+        assert message.channel
+        payload, thread = message.payload, self._thread(message)
+        try:
+            return upload_png(
+                self.client, channel=message.channel, thread_ts=thread,
+                data=base64.b64decode(payload["png"]), filename="opsloop-report.png",
+                title=payload["title"], alt=payload["alt"],
+            )  # fmt: skip
+        except SlackApiError as exc:
+            if exc.response.status_code == 429 or exc.response.status_code >= 500:
+                raise
+            error = str(exc.response.get("error"))
+        except UploadRefused as exc:
+            error = str(exc)
+        self._post(message.channel, blocks.render_chart_failed(error, payload["alt"]), thread)
+        return {"chart_failed": error}

@@ -32,6 +32,8 @@ METHOD_SCOPES: Mapping[str, str | None] = MappingProxyType(
         "views.update": None,
         "views.publish": None,  # the App Home tab
         "usergroups.users.list": "usergroups:read",  # who is in an approver group
+        "files.getUploadURLExternal": "files:write",  # a report's chart, in three calls
+        "files.completeUploadExternal": "files:write",
     }
 )
 # Features that need a scope without a Web API call.
