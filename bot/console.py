@@ -12,8 +12,10 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from bot.durations import format_duration
+from bot.report_text import format_report
 from orchestrator.protocol import InteractionView, RunView, StepView
 from orchestrator.queries import RunSummary
+from orchestrator.reports.figures import Report
 from orchestrator.workflow.definitions import Workflow
 
 ICONS = {
@@ -227,3 +229,9 @@ class ConsoleFrontEnd:
     def schedule_paused(self, schedule_id: str, channel: str | None, reason: str) -> None:
         self._say(f"schedule {schedule_id} paused: {reason} (`opsloop schedules resume` "
                   "starts it again)")  # fmt: skip
+
+    def report_ready(
+        self, run: RunView, step_id: str, report: Report, chart_png: bytes | None
+    ) -> None:
+        chart = f"\n(chart: {len(chart_png):,} bytes PNG)" if chart_png else ""
+        self._say(format_report(report) + chart)

@@ -213,8 +213,12 @@ class People:
     def remind(self, iid: str, due: datetime, every_s: float) -> None:
         """Remind the people an open interaction waits for; then watch for the next time."""
         for attempt in storage_attempts():
-            with attempt, read_transaction(self._services.engine) as conn:
+            with attempt, write_transaction(self._services.engine) as conn:
                 row = interactions.load_interaction(conn, iid)
+                if row is not None and row["status"] == InteractionStatus.PENDING:
+                    # Reports count reminders from the audit log.
+                    runs.audit(conn, SYSTEM, "interaction.reminded", now=self._services.clock.now(),
+                               run_id=row["run_id"], interaction_id=iid)  # fmt: skip
         if row is None or row["status"] != InteractionStatus.PENDING:
             self.forget(iid)
             return

@@ -15,6 +15,7 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any, Protocol
 
+from orchestrator.reports.figures import Report
 from orchestrator.workflow.definitions import InputField, Option
 
 # How opsloop's own answer starts when a deadline passed unanswered ("deadline: reject").
@@ -152,6 +153,11 @@ class FrontEnd(Protocol):
     def schedule_paused(self, schedule_id: str, channel: str | None, reason: str) -> None:
         """A schedule paused itself after failed runs in a row (pause_after_failures)."""
 
+    def report_ready(
+        self, run: RunView, step_id: str, report: Report, chart_png: bytes | None
+    ) -> None:
+        """A `report:` step computed its figures (and drew its chart): post them."""
+
 
 class SilentFrontEnd:
     """A front end that tells nobody: for tests, benchmarks and headless workers."""
@@ -178,6 +184,11 @@ class SilentFrontEnd:
         pass
 
     def schedule_paused(self, schedule_id: str, channel: str | None, reason: str) -> None:
+        pass
+
+    def report_ready(
+        self, run: RunView, step_id: str, report: Report, chart_png: bytes | None
+    ) -> None:
         pass
 
 

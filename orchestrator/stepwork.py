@@ -18,11 +18,12 @@ from orchestrator.actions import StepContext, call_python, run_shell, task_signa
 from orchestrator.errors import ExpressionError, StepFailed
 from orchestrator.planning import condition_context, template_context
 from orchestrator.protocol import RunView
+from orchestrator.reports.step import run_report
 from orchestrator.runs import SYSTEM
 from orchestrator.services import Services
 from orchestrator.step_env import step_environment
 from orchestrator.storage_retry import storage_attempts
-from orchestrator.workflow.definitions import PythonAction, Step
+from orchestrator.workflow.definitions import PythonAction, ReportAction, Step
 from orchestrator.workflow.expressions import compile_condition, render_text
 from storage.engine import dialect_insert, write_transaction
 from storage.statuses import InteractionStatus, StepStatus
@@ -61,6 +62,8 @@ def work(
         spec = gates.gate_spec(step, lambda text: render_text(text, context))
         resolution = ask(services, run, step, thread_id, 1, spec)
         return gates.step_outputs(step.kind, resolution)
+    if isinstance(step.action, ReportAction):
+        return run_report(services, run, step.id, step.action)
     outputs = {s.step_id: s.outputs for s in run.steps}
     env = step_environment(services.workflow_of(run), step, run.id)
     ctx = StepContext(

@@ -37,6 +37,8 @@ def _stamp(index: bool = False) -> Any:
 
 class WorkflowRun(SQLModel, table=True):
     __tablename__ = "workflow_run"
+    # Reports read runs by when they were created (migration 0012).
+    __table_args__ = (sa.Index("ix_workflow_run_created_at", "created_at", "workflow"),)
 
     id: str = Field(primary_key=True, max_length=64)
     workflow: str = Field(index=True, max_length=200)
@@ -94,6 +96,7 @@ class Interaction(SQLModel, table=True):
     """A request for a person: approve/reject, pick an option, or give input."""
 
     __tablename__ = "interaction"
+    __table_args__ = (sa.Index("ix_interaction_created_at", "created_at"),)
 
     id: str = Field(primary_key=True, max_length=64)
     run_id: str = Field(foreign_key="workflow_run.id", index=True, max_length=64)
@@ -140,6 +143,7 @@ class AuditEntry(SQLModel, table=True):
     """Append-only: who did what, when, to which run or interaction."""
 
     __tablename__ = "audit_log"
+    __table_args__ = (sa.Index("ix_audit_log_action_at", "action", "at"),)
 
     id: int | None = Field(default=None, primary_key=True)
     at: datetime = _stamp(index=True)

@@ -7,7 +7,10 @@
 
 It answers the methods the bot uses (auth.test, chat.postMessage/update/postEphemeral,
 views.open/update/publish, usergroups.users.list, users.info, conversations.open,
-conversations.history/replies with message `metadata` when `include_all_metadata` is set)
+conversations.history/replies with message `metadata` when `include_all_metadata` is set,
+and the upload in three calls: files.getUploadURLExternal, a POST of the bytes to the
+`upload_url` it answers (`/upload/<file id>` here; faults and storms apply to it as
+method "upload"), files.completeUploadExternal; `files()` lists the shared uploads)
 from form, JSON or query-string bodies with the token in a Bearer header or a
 `token` field, as WebClient sends them. It records every call (faulted ones too),
 keeps the current text and blocks of every message, refuses blocks and views
@@ -49,7 +52,7 @@ from websockets.sync.server import Server, ServerConnection, serve
 
 T = TypeVar("T")
 
-_JSON_FIELDS = ("blocks", "view", "attachments", "metadata")
+_JSON_FIELDS = ("blocks", "view", "attachments", "metadata", "files")
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,20 @@ class Message:
     @property
     def edits(self) -> int:
         return len(self.versions) - 1
+
+
+@dataclass
+class Upload:
+    """A file as files.getUploadURLExternal announced it; `data` once its bytes arrived,
+    `shared` the (channel, thread_ts) each files.completeUploadExternal put it in."""
+
+    id: str
+    filename: str
+    length: int
+    alt_txt: str | None
+    data: bytes | None = None
+    title: str | None = None
+    shared: list[tuple[str, str | None]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -154,6 +171,7 @@ class SlackDouble:
         self._homes: dict[str, dict[str, Any]] = {}
         self._responses: dict[str, list[dict[str, Any]]] = {}
         self._used_triggers: set[str] = set()
+        self._uploads: dict[str, Upload] = {}
         self._counter = itertools.count(1)
         self._last_ts = 0  # microseconds of the newest ts handed out
         self._server: ThreadingHTTPServer | None = None
@@ -298,6 +316,15 @@ class SlackDouble:
                  if m.channel == channel and m.thread_ts == thread_ts and m.ts != thread_ts),
                 key=lambda m: float(m.ts),
             )  # fmt: skip
+
+    def files(self, channel: str | None = None) -> list[Upload]:
+        """Uploads shared by files.completeUploadExternal (into `channel`, if given)."""
+        with self._lock:
+            return [
+                u
+                for u in self._uploads.values()
+                if u.shared and (channel is None or any(c == channel for c, _ in u.shared))
+            ]
 
     def ephemerals(self, user: str | None = None) -> list[dict[str, Any]]:
         with self._lock:
@@ -512,6 +539,8 @@ class SlackDouble:
             time.sleep(self.latency)
         arrived = time.monotonic()
         url = urlsplit(path)
+        if url.path.startswith("/upload/"):  # raw bytes, not a Web API call
+            return self._upload(url.path.removeprefix("/upload/"), body, arrived)
         params = _params(url.query, headers.get("Content-Type", ""), body)
         token = _bearer(headers.get("Authorization")) or params.pop("token", None)
         if url.path.startswith("/response/"):
@@ -539,6 +568,50 @@ class SlackDouble:
             call = Call("response_url", {**params, "_name": name}, arrived, 200, {"ok": True})
             self._record(call)
         return 200, {}, {"ok": True}
+
+    def _upload(self, file_id: str, body: bytes, arrived: float) -> tuple[int, dict[str, str], Any]:
+        """The upload URL: takes the bytes once their length is the one announced."""
+        with self._lock:
+            fault, upload = self._next_fault("upload"), self._uploads.get(file_id)
+            if fault is not None:
+                status, extra, answer = _fault_answer(fault)
+            elif upload is None:
+                status, extra, answer = 404, {}, {"ok": False, "error": "file_not_found"}
+            elif len(body) != upload.length:
+                status, extra, answer = 400, {}, {"ok": False, "error": "length_mismatch"}
+            else:
+                upload.data = body
+                status, extra, answer = 200, {}, {"ok": True, "text": f"OK - {len(body)}"}
+            self._record(Call("upload", {"file_id": file_id, "bytes": len(body)}, arrived,
+                              status, answer))  # fmt: skip
+        return status, extra, {k: v for k, v in answer.items() if k != "_fault"}
+
+    def _get_upload_url(self, params: dict[str, Any]) -> dict[str, Any]:
+        filename, length = params.get("filename"), str(params.get("length") or "")
+        if not filename or not length.isdigit() or int(length) <= 0:
+            return {"ok": False, "error": "invalid_arguments"}
+        file_id = f"F{next(self._counter):08d}"
+        self._uploads[file_id] = Upload(file_id, str(filename), int(length),
+                                        params.get("alt_txt"))  # fmt: skip
+        return {"ok": True, "upload_url": f"{self.url}/upload/{file_id}", "file_id": file_id}
+
+    def _complete_upload(self, params: dict[str, Any]) -> dict[str, Any]:
+        files = params.get("files")
+        if not isinstance(files, list) or not files:
+            return {"ok": False, "error": "invalid_arguments"}
+        uploads = [self._uploads.get(str(f.get("id"))) for f in files]
+        if any(u is None or u.data is None for u in uploads):
+            return {"ok": False, "error": "file_not_found"}
+        channel, thread_ts = params.get("channel_id"), params.get("thread_ts") or None
+        if thread_ts and not channel:
+            return {"ok": False, "error": "invalid_arguments"}
+        for upload, spec in zip(uploads, files, strict=True):
+            assert upload is not None
+            upload.title = spec.get("title") or upload.filename
+            if channel:
+                upload.shared.append((str(channel), thread_ts))
+        return {"ok": True, "files": [{"id": u.id, "title": u.title, "name": u.filename}
+                                      for u in uploads if u is not None]}  # fmt: skip
 
     def _record(self, call: Call) -> None:
         self._calls.append(call)
@@ -778,6 +851,8 @@ _METHODS: dict[str, Callable[[SlackDouble, dict[str, Any]], dict[str, Any]]] = {
     "conversations.open": SlackDouble._conversations_open,
     "conversations.history": SlackDouble._history,
     "conversations.replies": SlackDouble._replies,
+    "files.getUploadURLExternal": SlackDouble._get_upload_url,
+    "files.completeUploadExternal": SlackDouble._complete_upload,
 }
 
 

@@ -68,8 +68,8 @@ def test_bot_scopes_are_exactly_the_ones_the_code_needs(manifest):
     asked = manifest["oauth_config"]["scopes"]["bot"]
     assert len(asked) == len(set(asked))
     assert set(asked) == scopes.REQUIRED_SCOPES
-    expected = {"chat:write", "commands", "usergroups:read", "channels:history", "groups:history",
-                "im:history", "im:write"}  # fmt: skip
+    expected = {"chat:write", "commands", "files:write", "usergroups:read", "channels:history",
+                "groups:history", "im:history", "im:write"}  # fmt: skip
     assert expected == scopes.REQUIRED_SCOPES
     assert "user" not in manifest["oauth_config"]["scopes"]
 

@@ -223,3 +223,10 @@ def render_schedule_paused(schedule_id: str, reason: str) -> dict[str, Any]:
     hint = f"`opsloop schedules resume {escaped(schedule_id, 100)}` starts it again."
     blocks = [section(truncate(head, MAX_SECTION_TEXT)), context(hint)]
     return {"text": escaped(f"Schedule {schedule_id} paused: {reason}", 300), "blocks": blocks}
+
+
+def render_chart_failed(error: str, alt: str) -> dict[str, Any]:
+    """The report's chart could not be uploaded: say so, and what it would have shown."""
+    head = f":warning: The chart could not be uploaded ({escaped(error, 200)})."
+    blocks = [section(truncate(head, MAX_SECTION_TEXT)), context(escaped(alt, 1000))]
+    return {"text": escaped(f"The chart could not be uploaded: {error}", 300), "blocks": blocks}

@@ -11,6 +11,7 @@ or thread before it is posted again: never twice.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
@@ -28,6 +29,7 @@ from bot.slack import blocks
 from bot.slack.metered import CountingRateLimitHandler, MeteredWebClient
 from bot.slack.outbox import Message
 from bot.slack.pacing import Deferred
+from bot.slack.uploads import UploadRefused, upload_png
 from orchestrator.protocol import InteractionView, RunView
 
 EVENT_TYPE = "opsloop_outbox"  # message metadata that carries the outbox key
@@ -186,6 +188,30 @@ class SlackDelivery:
             return {"skipped": "answered before the reminder went out"}
         content = blocks.render_reminder(self.run(message.run_id), interaction)
         return self._post(message, content, self._thread(message))
+
+    def _report_post(self, message: Message) -> Any:
+        assert message.channel
+        return self._post(message, message.payload["content"])
+
+    def _report_chart(self, message: Message) -> Any:
+        """Upload the chart into the report's thread; if Slack refuses it for good, say so
+        there instead (429, 5xx and lost connections raise: the outbox tries again)."""
+        assert message.channel
+        payload, thread = message.payload, self._thread(message)
+        try:
+            return upload_png(
+                self.client, channel=message.channel, thread_ts=thread,
+                data=base64.b64decode(payload["png"]), filename="opsloop-report.png",
+                title=payload["title"], alt=payload["alt"],
+            )  # fmt: skip
+        except SlackApiError as exc:
+            if exc.response.status_code == 429 or exc.response.status_code >= 500:
+                raise
+            error = str(exc.response.get("error"))
+        except UploadRefused as exc:
+            error = str(exc)
+        self._post(message, blocks.render_chart_failed(error, payload["alt"]), thread)
+        return {"chart_failed": error}
 
 
 def _epoch(at: datetime | None) -> float:

@@ -11,15 +11,21 @@ Keys, one message each:
     gate-edit:<interaction> edits of it (quorum progress, the outcome)
     step:<run>:<step>:<n>  a failed step's details in the thread
     remind:<interaction>:<time>, summary:<run>
+    report:<run>:<step>    a report step's message (rendered now: it is a snapshot)
+    report-chart:<run>:<step> its chart, uploaded into the report's thread
 """
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 from bot.slack.outbox import Outbox
+from bot.slack.report_blocks import render_report
 from orchestrator.protocol import InteractionView, RunView, StepView
+from orchestrator.reports.chart import alt_text
+from orchestrator.reports.figures import Report
 
 
 def board_key(run_id: str) -> str:
@@ -119,6 +125,22 @@ class SlackFrontEnd:
             key = f"schedule-paused:{schedule_id}:{self.clock().isoformat()}"
             payload = {"schedule_id": schedule_id, "reason": reason}
             self.outbox.post(key, "schedule.paused", channel=channel, run_id=None, payload=payload)
+
+    def report_ready(
+        self, run: RunView, step_id: str, report: Report, chart_png: bytes | None
+    ) -> None:
+        channel = self._channel(run)
+        if channel is None:
+            return
+        key = f"report:{run.id}:{step_id}"
+        note = "The chart follows in the thread." if chart_png else None
+        self.outbox.post(key, "report.post", channel=channel, run_id=run.id,
+                         payload={"content": render_report(report, chart_note=note)})  # fmt: skip
+        if chart_png:
+            payload = {"png": base64.b64encode(chart_png).decode(), "alt": alt_text(report),
+                       "title": f"opsloop report {report.until:%Y-%m-%d}"}  # fmt: skip
+            self.outbox.post(f"report-chart:{run.id}:{step_id}", "report.chart", channel=channel,
+                             run_id=run.id, payload=payload, after=key)  # fmt: skip
 
 
 def _dm_recipients(interaction: InteractionView) -> tuple[str, ...]:

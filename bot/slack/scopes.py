@@ -36,6 +36,8 @@ METHOD_SCOPES: Mapping[str, str | None] = MappingProxyType(
         "conversations.history": "channels:history",
         "conversations.replies": "channels:history",
         "conversations.open": "im:write",
+        "files.getUploadURLExternal": "files:write",  # a report's chart, in three calls
+        "files.completeUploadExternal": "files:write",
     }
 )
 # Features that need a scope without a Web API call.

@@ -12,9 +12,9 @@ from typing import Any, Literal
 
 ParamType = Literal["string", "int", "bool", "choice"]
 FieldType = Literal["text", "number", "choice", "multiline"]
-StepKind = Literal["python", "shell", "approval", "decision", "input"]
+StepKind = Literal["python", "shell", "approval", "decision", "input", "report"]
 
-STEP_KINDS: tuple[str, ...] = ("python", "shell", "approval", "decision", "input")
+STEP_KINDS: tuple[str, ...] = ("python", "shell", "approval", "decision", "input", "report")
 GATE_KINDS: frozenset[str] = frozenset({"approval", "decision", "input"})
 RETRY_ON: frozenset[str] = frozenset({"error", "timeout"})
 
@@ -94,6 +94,16 @@ class ShellAction:
 
 
 @dataclass(frozen=True)
+class ReportAction:
+    """Compute the ops report of the last `since_s` seconds (of `workflows`, or all) and
+    post it to the run's channel, with a chart if `chart`; its outputs are the figures."""
+
+    since_s: float = 7 * 86400.0
+    workflows: tuple[str, ...] = ()
+    chart: bool = False
+
+
+@dataclass(frozen=True)
 class Option:
     """One answer of a decision gate."""
 
@@ -170,7 +180,7 @@ class InputGate(Gate):
     fields: tuple[InputField, ...]
 
 
-Action = PythonAction | ShellAction | ApprovalGate | DecisionGate | InputGate
+Action = PythonAction | ShellAction | ReportAction | ApprovalGate | DecisionGate | InputGate
 
 _KIND_OF: dict[type, StepKind] = {
     PythonAction: "python",
@@ -178,6 +188,7 @@ _KIND_OF: dict[type, StepKind] = {
     ApprovalGate: "approval",
     DecisionGate: "decision",
     InputGate: "input",
+    ReportAction: "report",
 }
 
 
@@ -199,7 +210,7 @@ class Step:
 
     @property
     def kind(self) -> StepKind:
-        """ "python", "shell", "approval", "decision" or "input"."""
+        """ "python", "shell", "approval", "decision", "input" or "report"."""
         return _KIND_OF[type(self.action)]
 
     @property

@@ -28,6 +28,7 @@ from orchestrator.workflow.definitions import (
     InputGate,
     Option,
     PythonAction,
+    ReportAction,
     RetryPolicy,
     ShellAction,
     Step,
@@ -130,8 +131,9 @@ def _check_kinds(ctx: Context, node: Node, nodes: dict[str, Node], step_id: str 
         ctx.add(nodes[kinds[1]], f"{what} has more than one action: {', '.join(kinds)}", hint)
     kind = kinds[0] if len(kinds) == 1 else None
     for key in ("retry", "timeout"):
-        if kind in _GATES and key in nodes:
-            hint = "a gate waits for people; give it a deadline instead"
+        if (kind in _GATES or kind == "report") and key in nodes:
+            hint = ("a gate waits for people; give it a deadline instead" if kind in _GATES
+                    else "a report is one database read; remove it")  # fmt: skip
             ctx.add(nodes[key], f"{key} applies to python and shell steps, not {kind}", hint)
     if "auto_approve_if" in nodes and kind != "approval":
         hint = "a decision or form has no answer to assume; use if: to skip the step instead"
@@ -287,6 +289,11 @@ _FIELD = {
     "choices": ("choices", choice_list),
     "label": ("label", text_value),
 }
+_REPORT = {
+    "since": ("since_s", seconds_value()),
+    "workflows": ("workflows", text_list),
+    "chart": ("chart", flag_value),
+}
 _RETRY = {
     "attempts": ("attempts", count_value(1, 100)),
     "backoff": ("backoff_s", seconds_value(allow_zero=True)),
@@ -307,4 +314,5 @@ STEP_SCHEMA: dict[str, tuple[str, Convert]] = {
     "approval": ("action", _gate("approval", ApprovalGate, ())),
     "decision": ("action", _gate("decision", DecisionGate, ("options",))),
     "input": ("action", _gate("input", InputGate, ("fields",))),
+    "report": ("action", nested_value(_REPORT, ReportAction)),
 }

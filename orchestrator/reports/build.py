@@ -1,0 +1,54 @@
+"""A report of a window, read in one snapshot: every figure comes from an aggregate query
+(`run_figures`, `gate_figures`), none from rows counted in Python."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy.engine import Engine
+
+from orchestrator.reports import gate_figures as people
+from orchestrator.reports import run_figures
+from orchestrator.reports.figures import Day, Report
+from orchestrator.reports.window import DEFAULT_SINCE, Window
+from storage.engine import read_transaction
+
+
+def build_report(
+    engine: Engine,
+    now: datetime,
+    since: timedelta = DEFAULT_SINCE,
+    workflows: tuple[str, ...] = (),
+) -> Report:
+    """The figures of [now - since, now), limited to `workflows` if any are given;
+    ValueError for a window that is empty or longer than ten years."""
+    window = Window.ending(now, since, workflows)
+    with read_transaction(engine) as conn:
+        runs = run_figures.run_figures(conn, window)
+        slowest = run_figures.slowest_steps(conn, window)
+        failing = run_figures.failing_steps(conn, window)
+        per_day = run_figures.runs_per_day(conn, window)
+        gates = people.gate_figures(conn, window)
+        decisions = people.decisions_per_day(conn, window)
+        reminders, escalations = people.nudges(conn, window)
+        waiting = people.waiting_now(conn, window, now)
+        schedules = people.schedule_fires(conn, window)
+    return Report(
+        since=window.since, until=window.until, workflows_filter=window.workflows,
+        runs=runs, slowest_steps=slowest, failing_steps=failing, gates=gates,
+        reminders=reminders, escalations=escalations, waiting=waiting, schedules=schedules,
+        days=_days(window, per_day, decisions),
+    )  # fmt: skip
+
+
+def _days(
+    window: Window, runs: dict[str, dict[str, int]], decisions: dict[str, float | None]
+) -> tuple[Day, ...]:
+    """Every UTC day the window touches, quiet days included (a chart needs the gaps)."""
+    day, last = window.since.date(), (window.until - timedelta(microseconds=1)).date()
+    days = []
+    while day <= last:
+        key = day.isoformat()
+        days.append(Day(key, **runs.get(key, {}), decision_p50_s=decisions.get(key)))
+        day += timedelta(days=1)
+    return tuple(days)

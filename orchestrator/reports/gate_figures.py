@@ -1,0 +1,134 @@
+"""People in a window: gates asked and how they closed, how long people took, reminders
+and escalations (from the audit log), what waits now, schedules' missed and skipped fires."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from orchestrator.interactions import INTERACTIONS
+from orchestrator.reports.figures import GateFigures, ScheduleFires, Waiting
+from orchestrator.reports.run_figures import ms
+from orchestrator.reports.sql import percentiles, seconds_between, utc_day
+from orchestrator.reports.window import Window
+from orchestrator.runs import AUDIT, RUNS, SYSTEM
+from orchestrator.schedules import SCHEDULES
+from storage.statuses import InteractionStatus as S
+
+_GATES = INTERACTIONS.join(RUNS, RUNS.c.id == INTERACTIONS.c.run_id)
+_BY_PERSON = sa.or_(INTERACTIONS.c.answered_by.is_(None), INTERACTIONS.c.answered_by != SYSTEM)
+_CLOSED_BY_PERSON = sa.and_(
+    INTERACTIONS.c.answered_at.is_not(None),
+    INTERACTIONS.c.status.in_([S.APPROVED, S.REJECTED, S.DECIDED, S.SUBMITTED]),
+    _BY_PERSON,
+)
+
+
+def _count(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
+    return sa.func.coalesce(sa.func.sum(sa.case((condition, 1), else_=0)), 0)
+
+
+def _asked(window: Window) -> sa.ColumnElement[bool]:
+    return sa.and_(window.during(INTERACTIONS.c.created_at), window.of_workflows(),
+                   INTERACTIONS.c.purpose == "gate")  # fmt: skip
+
+
+def gate_figures(conn: Connection, window: Window) -> tuple[GateFigures, ...]:
+    """Per workflow: gates asked in the window by how they closed, decision p50/p90."""
+    status = INTERACTIONS.c.status
+    stmt = (
+        sa.select(
+            RUNS.c.workflow, sa.func.count().label("asked"),
+            _count(sa.and_(status == S.APPROVED, _BY_PERSON)).label("approved"),
+            _count(sa.and_(status == S.REJECTED, _BY_PERSON)).label("rejected"),
+            _count(sa.and_(status.in_([S.DECIDED, S.SUBMITTED]), _BY_PERSON)).label("decided"),
+            _count(sa.and_(INTERACTIONS.c.answered_by == SYSTEM,
+                           status != S.CANCELLED)).label("by_deadline"),
+            _count(status == S.CANCELLED).label("cancelled"),
+            _count(status == S.PENDING).label("open"),
+        )
+        .select_from(_GATES).where(_asked(window)).group_by(RUNS.c.workflow)
+    )  # fmt: skip
+    figures: dict[str, dict[str, Any]] = defaultdict(dict)
+    for row in conn.execute(stmt).mappings():
+        figures[row["workflow"]].update({k: v for k, v in row.items() if k != "workflow"})
+    for workflow, n in _audited(conn, window, "gate.auto_approved"):
+        figures[workflow]["auto_approved"] = n
+    took = seconds_between(INTERACTIONS.c.created_at, INTERACTIONS.c.answered_at).label("d")
+    rows = sa.select(RUNS.c.workflow, took).select_from(_GATES)
+    rows = rows.where(_asked(window), _CLOSED_BY_PERSON)
+    for row in conn.execute(percentiles(rows, ["workflow"], "d", [50, 90])).mappings():
+        figures[row["workflow"]].update(decision_p50_s=ms(row["p50"]),
+                                        decision_p90_s=ms(row["p90"]))  # fmt: skip
+    return tuple(GateFigures(workflow=w, **figures[w]) for w in sorted(figures))
+
+
+def decisions_per_day(conn: Connection, window: Window) -> dict[str, float | None]:
+    """{day: p50 of people's time to decision for gates asked that UTC day}."""
+    took = seconds_between(INTERACTIONS.c.created_at, INTERACTIONS.c.answered_at).label("d")
+    rows = sa.select(utc_day(INTERACTIONS.c.created_at).label("day"), took).select_from(_GATES)
+    rows = rows.where(_asked(window), _CLOSED_BY_PERSON)
+    stmt = percentiles(rows, ["day"], "d", [50])
+    return {r["day"]: ms(r["p50"]) for r in conn.execute(stmt).mappings()}
+
+
+def _audited(conn: Connection, window: Window, action: str) -> list[tuple[str, int]]:
+    """(workflow, entries) for audit entries of `action` about runs, in the window."""
+    stmt = (
+        sa.select(RUNS.c.workflow, sa.func.count())
+        .select_from(AUDIT.join(RUNS, RUNS.c.id == AUDIT.c.run_id))
+        .where(AUDIT.c.action == action, window.during(AUDIT.c.at), window.of_workflows())
+        .group_by(RUNS.c.workflow)
+    )
+    return [(w, n) for w, n in conn.execute(stmt)]
+
+
+def nudges(conn: Connection, window: Window) -> tuple[int, int]:
+    """(reminders, escalations) sent in the window, as the audit log has them."""
+    reminded = sum(n for _, n in _audited(conn, window, "interaction.reminded"))
+    escalated = sum(n for _, n in _audited(conn, window, "interaction.escalated"))
+    return reminded, escalated
+
+
+def waiting_now(conn: Connection, window: Window, now: datetime) -> tuple[Waiting, ...]:
+    """Every gate open now (whenever it was asked), oldest first."""
+    i = INTERACTIONS.c
+    stmt = (
+        sa.select(i.id, i.run_id, RUNS.c.workflow, i.step_id, i.prompt, i.created_at,
+                  i.allowed_users, i.allowed_groups)
+        .select_from(_GATES)
+        .where(i.status == S.PENDING, window.of_workflows())
+        .order_by(i.created_at, i.id)
+    )  # fmt: skip
+    return tuple(
+        Waiting(r["id"], r["run_id"], r["workflow"], r["step_id"], r["prompt"], r["created_at"],
+                round((now - r["created_at"]).total_seconds(), 3),
+                (*(r["allowed_users"] or ()), *(r["allowed_groups"] or ())))
+        for r in conn.execute(stmt).mappings()
+    )  # fmt: skip
+
+
+def schedule_fires(conn: Connection, window: Window) -> tuple[ScheduleFires, ...]:
+    """Missed fires (a downtime longer than the catch-up) and skipped ones (overlap)."""
+    schedule = AUDIT.c.detail["schedule"].as_string()
+    missed = sa.func.coalesce(AUDIT.c.detail["count"].as_integer(), 1)
+    stmt = (
+        sa.select(schedule.label("id"),
+                  _count(AUDIT.c.action == "schedule.skipped").label("skipped"),
+                  sa.func.coalesce(sa.func.sum(sa.case(
+                      (AUDIT.c.action == "schedule.missed", missed), else_=0)), 0).label("missed"))
+        .where(AUDIT.c.action.in_(["schedule.missed", "schedule.skipped"]),
+               window.during(AUDIT.c.at))
+        .group_by(schedule).order_by(schedule)
+    )  # fmt: skip
+    if window.workflows:
+        known = sa.select(SCHEDULES.c.id).where(SCHEDULES.c.workflow.in_(window.workflows))
+        stmt = stmt.where(schedule.in_(known))
+    return tuple(
+        ScheduleFires(r["id"], missed=r["missed"], skipped=r["skipped"])
+        for r in conn.execute(stmt).mappings()
+    )

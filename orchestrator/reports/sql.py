@@ -1,0 +1,93 @@
+"""SQL that reads the same on SQLite and PostgreSQL: seconds between two timestamps, a
+timestamp's UTC day, and nearest-rank percentiles.
+
+Percentiles: PostgreSQL has `percentile_cont`, SQLite has none (its percentile
+extension is off in most builds). Both have window functions, so a percentile is
+computed the same way on both: number each group's values in order
+(`row_number() OVER (PARTITION BY key ORDER BY value)`), count the group
+(`count(*) OVER (PARTITION BY key)`), and keep the value whose number is the
+nearest rank ceil(p * n / 100), written (p * n + 99) // 100 in integers. The
+nearest-rank percentile is always one of the values (no interpolation): p50 of
+[1, 2, 3, 4] is 2, p95 of twenty values is the 19th.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
+
+
+class seconds_between(FunctionElement[float]):
+    """`end - start` in seconds; NULL if either is NULL."""
+
+    type = sa.Float()
+    inherit_cache = True
+    name = "seconds_between"
+
+
+@compiles(seconds_between, "sqlite")
+def _seconds_sqlite(element: seconds_between, compiler: SQLCompiler, **kw: Any) -> str:
+    start, end = (compiler.process(c, **kw) for c in element.clauses)
+    # julianday counts whole milliseconds: durations are exact to the millisecond.
+    return f"((julianday({end}) - julianday({start})) * 86400.0)"
+
+
+@compiles(seconds_between, "postgresql")
+def _seconds_pg(element: seconds_between, compiler: SQLCompiler, **kw: Any) -> str:
+    start, end = (compiler.process(c, **kw) for c in element.clauses)
+    return f"CAST(EXTRACT(EPOCH FROM ({end} - {start})) AS DOUBLE PRECISION)"
+
+
+class utc_day(FunctionElement[str]):
+    """A timestamp's UTC date as 'YYYY-MM-DD'."""
+
+    type = sa.String()
+    inherit_cache = True
+    name = "utc_day"
+
+
+@compiles(utc_day, "sqlite")
+def _day_sqlite(element: utc_day, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"date({compiler.process(element.clauses, **kw)})"  # stored as UTC text
+
+
+@compiles(utc_day, "postgresql")
+def _day_pg(element: utc_day, compiler: SQLCompiler, **kw: Any) -> str:
+    column = compiler.process(element.clauses, **kw)
+    return f"to_char(({column}) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+
+
+def percentiles(rows: sa.Select, keys: Sequence[str], value: str, pcts: Sequence[int]) -> sa.Select:
+    """Per group of `keys` in `rows`: n and the nearest-rank percentile of column `value`
+    for each of `pcts`, as columns n, p50, p95... NULL values are left out."""
+    src = rows.subquery()
+    group = [src.c[k] for k in keys]
+    v = src.c[value]
+    ranked = (
+        sa.select(*group, v.label("v"),
+                  sa.func.row_number().over(partition_by=group, order_by=v).label("rn"),
+                  sa.func.count().over(partition_by=group).label("n"))
+        .where(v.is_not(None))
+        .subquery()
+    )  # fmt: skip
+    out = [ranked.c[k] for k in keys]
+    cols = [
+        sa.func.max(sa.case((ranked.c.rn == (p * ranked.c.n + 99) // 100, ranked.c.v))).label(
+            f"p{p}"
+        )
+        for p in pcts
+    ]
+    return sa.select(*out, sa.func.max(ranked.c.n).label("n"), *cols).group_by(*out)
+
+
+def nearest_rank(values: Sequence[float], p: int) -> float | None:
+    """The same percentile in Python (for figures already in memory, and for tests)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[(p * len(ordered) + 99) // 100 - 1]
