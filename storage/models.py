@@ -37,7 +37,7 @@ def _stamp(index: bool = False) -> Any:
 
 class WorkflowRun(SQLModel, table=True):
     __tablename__ = "workflow_run"
-    # Reports read runs by when they were created (migration 0012).
+    # Reports read runs by when they were created (migration 0009).
     __table_args__ = (sa.Index("ix_workflow_run_created_at", "created_at", "workflow"),)
 
     id: str = Field(primary_key=True, max_length=64)

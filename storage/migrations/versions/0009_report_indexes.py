@@ -1,14 +1,14 @@
 """Indexes the report's aggregates read by: runs and gates by the time they were created,
 audit entries by action and time.
 
-Revision ID: 0012
+Revision ID: 0009
 Revises: 0007
 """
 
 from alembic import op
 
-revision = "0012"
-down_revision = "0007"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
