@@ -114,7 +114,6 @@ class SlackSettings:
     app_token: str | None = field(repr=False)  # set: Socket Mode; unset: HTTP mode
     api_url: str = SLACK_API_URL
     channel: str | None = None  # where runs started outside Slack are posted
-    admins: frozenset[str] = frozenset()  # may run, cancel and retry anything
     host: str = "0.0.0.0"
     port: int = 3000
     threads: int = 16
@@ -160,12 +159,10 @@ class SlackSettings:
             problems.append(f"OPSLOOP_SHUTDOWN_GRACE={grace!r} must be seconds from 0 to 3600")
         if problems:
             raise SettingsError("; ".join(problems))
-        admins = pick("admins", "OPSLOOP_ADMINS")
         return cls(
             bot_token=bot_token, signing_secret=secret, app_token=app_token,
             api_url=api_url if api_url.endswith("/") else api_url + "/",
             channel=pick("channel", "OPSLOOP_CHANNEL") or None,
-            admins=frozenset(a.strip() for a in admins.split(",") if a.strip()),
             host=pick("host", "HOST", "0.0.0.0"), port=int(port), posts_per_second=float(rate),
             shutdown_grace=float(grace),
         )  # fmt: skip
