@@ -211,25 +211,28 @@ class People:
         self.resume_interaction(iid)
 
     def remind(self, iid: str, due: datetime, every_s: float) -> None:
-        """Remind the people an open interaction waits for; then watch for the next time."""
+        """Remind the people an open interaction waits for, once per period across replicas
+        and sweeps: the reminder is sent by whoever moves `next_reminder_at` past `due`."""
+        now, step = self._services.clock.now(), timedelta(seconds=every_s)
+        # Once however far time jumped (a late process, a test's clock): no burst.
+        nxt = due + step * (max(0, int((now - due) / step)) + 1)
         for attempt in storage_attempts():
             with attempt, write_transaction(self._services.engine) as conn:
+                won = _claim_reminder(conn, iid, due, nxt)
                 row = interactions.load_interaction(conn, iid)
-                if row is not None and row["status"] == InteractionStatus.PENDING:
+                if won and row is not None:
                     # Reports count reminders from the audit log.
-                    runs.audit(conn, SYSTEM, "interaction.reminded", now=self._services.clock.now(),
+                    runs.audit(conn, SYSTEM, "interaction.reminded", now=now,
                                run_id=row["run_id"], interaction_id=iid)  # fmt: skip
         if row is None or row["status"] != InteractionStatus.PENDING:
             self.forget(iid)
             return
-        self._services.front_end.reminder(
-            self._services.view(row["run_id"]), interactions.interaction_view(row)
-        )
-        # Once however far time jumped (a late process, a test's clock): no burst.
-        now, step = self._services.clock.now(), timedelta(seconds=every_s)
-        missed = max(0, int((now - due) / step))
-        nxt = due + step * (missed + 1)
-        self._timers.at(nxt, f"remind:{iid}", self.remind, iid, nxt, every_s)
+        if won:
+            self._services.front_end.reminder(
+                self._services.view(row["run_id"]), interactions.interaction_view(row)
+            )
+        following = row["next_reminder_at"] or nxt  # another replica may have moved it on
+        self._timers.at(following, f"remind:{iid}", self.remind, iid, following, every_s)
 
     def escalate(self, iid: str) -> None:
         """Tell the escalation contacts of a still-open interaction, once across replicas."""
@@ -246,6 +249,19 @@ class People:
             self._services.front_end.escalated(
                 self._services.view(row["run_id"]), interactions.interaction_view(row)
             )
+
+
+def _claim_reminder(conn: sa.Connection, iid: str, due: datetime, nxt: datetime) -> bool:
+    """Move a still-open interaction's next reminder from `due` to `nxt`; True for the one
+    caller that did (a row written before reminders were claimed has none: it counts)."""
+    table = interactions.INTERACTIONS
+    current = sa.or_(table.c.next_reminder_at == due, table.c.next_reminder_at.is_(None))
+    stmt = (
+        sa.update(table)
+        .where(table.c.id == iid, table.c.status == InteractionStatus.PENDING, current)
+        .values(next_reminder_at=nxt)
+    )
+    return conn.execute(stmt).rowcount == 1
 
 
 def _claim_escalation(conn: sa.Connection, iid: str, now: datetime) -> bool:

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from orchestrator.clock import FakeClock, SystemClock
 from orchestrator.protocol import InteractionView, RunView, SilentFrontEnd
 from orchestrator.timers import Timers
+from storage.engine import create_engine
 from tests.orchestrators import running
 from tests.polling import until
 
@@ -103,3 +104,27 @@ def test_reminders_and_escalation_follow_the_clock_once_however_far_it_jumps(
         assert (len(told.reminders), len(told.escalations)) == (2, 1)
         clock.advance(timedelta(minutes=1))
         until(lambda: len(told.reminders) == 3, what="the next period's reminder")
+
+
+def test_a_sweep_or_a_second_replica_sends_no_extra_reminder(
+    engine: sa.Engine, db_url: str
+) -> None:
+    """Seen by a review: each sweep re-armed the reminder at its first, long-past time, so
+    every sweep (30 s) sent one, and every replica sent its own."""
+    clock, told, other = FakeClock(), Told(), Told()
+    with running(engine, REMINDED, clock=clock, front_end=told, recover=True) as orch:
+        run_id = orch.start_run("reminded", {}, started_by="U0RUN")
+        assert orch.wait(run_id, timeout=30).status == "waiting"
+        with running(create_engine(db_url), REMINDED, clock=clock, front_end=other,
+                     recover=True) as replica:  # fmt: skip
+            clock.advance(timedelta(minutes=10))
+            until(lambda: len(told.reminders) + len(other.reminders) == 1, what="a reminder")
+            for _ in range(3):
+                orch.sweep()
+                replica.sweep()
+            orch.view(run_id)  # a round trip: time for a wrongly armed job to fire
+            assert len(told.reminders) + len(other.reminders) == 1
+            clock.advance(timedelta(minutes=10))
+            until(lambda: len(told.reminders) + len(other.reminders) == 2, what="the next one")
+            orch.view(run_id)
+            assert len(told.reminders) + len(other.reminders) == 2
