@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from orchestrator.gates import person_key
 from orchestrator.protocol import Directory
+from orchestrator.schedules import ACTOR_PREFIX
 from orchestrator.workflow.definitions import Approvers, Workflow
 
 SLACK_GROUP_PREFIX = "S"
@@ -61,15 +62,24 @@ class AccessPolicy:
         return None
 
     def may_change(self, user: str, requester: str, workflow: Workflow, what: str) -> bool:
-        """Whether `user` may cancel (`what="cancel"`) or retry (`"retry"`) a run."""
+        """Whether `user` may cancel (`what="cancel"`) or retry (`"retry"`) a run. A
+        scheduled run has no person behind it: whoever manages schedules stands in."""
         who = workflow.access.cancel if what == "cancel" else workflow.access.retry
-        mine = person_key(user) == person_key(requester)
+        if requester.startswith(ACTOR_PREFIX):
+            mine = self.may_manage_schedules(user)
+        else:
+            mine = person_key(user) == person_key(requester)
         return mine or self.is_admin(user) or self.names(user, who)
 
     def recovery_answerers(self, requester: str, workflow: Workflow) -> Approvers:
-        """Who may answer a crash-recovery question: whoever may retry the run."""
+        """Who may answer a crash-recovery question: whoever may retry the run (for a
+        scheduled run with no admins set, anyone: nobody else could answer it)."""
         retry = workflow.access.retry
-        return Approvers(users=(requester, *retry.users, *self.admins.users),
+        scheduled = requester.startswith(ACTOR_PREFIX)
+        if scheduled and not (self.admins.users or self.admins.groups):
+            return Approvers()  # open: a scheduled run must not wait for nobody
+        people = () if scheduled else (requester,)
+        return Approvers(users=(*people, *retry.users, *self.admins.users),
                          groups=(*retry.groups, *self.admins.groups))  # fmt: skip
 
     def may_see(

@@ -47,6 +47,9 @@ def run_count(engine: sa.Engine) -> int:
         return conn.execute(sa.text("SELECT count(*) FROM workflow_run")).scalar_one()
 
 
+HELLO = 'name: hello\nsteps:\n  - id: hi\n    shell: ["true"]\n'
+
+
 def test_a_refused_start_says_who_may_starts_nothing_and_writes_one_audit_entry(
     engine: sa.Engine,
 ) -> None:
@@ -96,6 +99,20 @@ def test_crash_recovery_questions_are_for_whoever_may_retry() -> None:
         gates.check_allowed(row, user, "U0LEAD", DIRECTORY)
     with pytest.raises(NotAllowed):
         gates.check_allowed(row, "U0EVE", "U0LEAD", DIRECTORY)
+
+
+def test_a_scheduled_run_is_changed_and_recovered_by_whoever_manages_schedules() -> None:
+    """Seen by a review: `schedule:<id>` stood as the requester, so with no admins set
+    nobody could cancel, retry or answer the crash question of a scheduled run."""
+    workflow, robot = parse_workflow(HELLO), "schedule:hello/nightly"
+    open_policy = AccessPolicy(parse_admins(""), DIRECTORY)
+    assert open_policy.may_change("U0ANY", robot, workflow, "cancel")
+    assert open_policy.recovery_answerers(robot, workflow).is_open
+    guarded = AccessPolicy(parse_admins("U0ADMIN"), DIRECTORY)
+    assert guarded.may_change("U0ADMIN", robot, workflow, "retry")
+    assert not guarded.may_change("U0ANY", robot, workflow, "retry")
+    who = guarded.recovery_answerers(robot, workflow)
+    assert robot not in who.users and "U0ADMIN" in who.users
 
 
 def test_starts_are_rate_limited_per_person_in_the_database(engine: sa.Engine) -> None:
