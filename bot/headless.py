@@ -31,7 +31,7 @@ def serve_headless(settings: Settings) -> int:
         with database(settings) as engine:
             front_end = console.ConsoleFrontEnd(sys.stdout)
             orch = build_orchestrator(settings, engine, known, front_end=front_end)
-            with started(orch, recover=True):
+            with started(orch, recover=True, serving=True):
                 print(f"opsloop: serving {len(known)} workflows without Slack", flush=True)
                 while not stop.wait(1.0):  # a timeout, so Ctrl-C is seen on the main thread
                     pass

@@ -96,13 +96,16 @@ def rate_limit(settings: Settings) -> RateLimit | None:
 
 
 @contextmanager
-def started(orch: Orchestrator, *, recover: bool = False) -> Iterator[Orchestrator]:
+def started(
+    orch: Orchestrator, *, recover: bool = False, serving: bool = False
+) -> Iterator[Orchestrator]:
     """`orch` started; closed on exit.
 
     `recover=True` takes over every unfinished run: only for processes that own
-    the database (`opsloop resume`, `opsloop serve`).
+    the database (`opsloop resume`, `opsloop serve`). `serving`: a `serve` process
+    (Orchestrator.start).
     """
-    orch.start(recover=recover)
+    orch.start(recover=recover, serving=serving)
     try:
         yield orch
     finally:

@@ -72,7 +72,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     settings = settings_of(args)
     with following(args, settings) as orch:
-        sync(orch.engine, orch.workflows, orch.clock.now(), settings.user)
+        # Adds what the files have new; never disables (another directory may hold more).
+        sync(orch.engine, orch.workflows, orch.clock.now(), settings.user, prune=False)
         run_id = orch.run_schedule_now(args.id, settings.user)
         return finish(orch, run_id, args, settings.user)
 

@@ -109,14 +109,15 @@ class Orchestrator:
 
     # -- life cycle ----------------------------------------------------------
 
-    def start(self, *, recover: bool = True) -> None:
+    def start(self, *, recover: bool = True, serving: bool = False) -> None:
         """Start the timers and, with `recover`, take over every unfinished run.
 
         Recovery rebuilds every pending deadline and reminder and continues
         every unfinished run, treating steps left `running` as interrupted by a
         crash: only a process that owns the database (`serve`, `resume`) may
         do it. Short-lived commands pass `recover=False` and `watch_run()` the
-        run they act on.
+        run they act on. `serving` (`serve`, `serve --no-slack`): this process serves
+        the database, so schedules its workflow files no longer have are disabled.
         """
         timers, engine = self._timers, self.engine
         self._started = True
@@ -129,7 +130,7 @@ class Orchestrator:
         if not recover:
             return
         self._recovery.sweep()
-        self._schedules.start()
+        self._schedules.start(prune=serving)
         timers.every(self._wall_s(leases.LEASE.total_seconds()), "sweep", self.sweep)
 
     def sweep(self) -> None:

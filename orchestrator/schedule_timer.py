@@ -32,11 +32,12 @@ class ScheduleTimer:
         self._started = started  # a scheduled run was committed: tell and advance it
         self._cancelled = cancelled  # overlap: cancel_previous cancelled this run
 
-    def start(self) -> None:
-        """Sync the schedules from the workflow files, fire what is due, set the timer."""
+    def start(self, *, prune: bool) -> None:
+        """Sync the schedules from the workflow files (`prune`: disable those the files
+        no longer have), fire what is due, set the timer."""
         changes = schedules.sync(
             self._services.engine, self._services.versions.current,
-            self._services.clock.now(), SYSTEM,
+            self._services.clock.now(), SYSTEM, prune=prune,
         )  # fmt: skip
         for change in changes:
             log.info("schedule %s %s %s", change.schedule_id, change.action,

@@ -100,9 +100,13 @@ def next_fire(spec: HasCron, after: datetime) -> datetime | None:
 
 
 def sync(
-    engine: Engine, workflows: Mapping[str, Workflow], now: datetime, by: str = runs.SYSTEM
-) -> list[Change]:
-    """Bring the table in line with the files: add, update, restore, disable; each audited."""
+    engine: Engine, workflows: Mapping[str, Workflow], now: datetime, by: str = runs.SYSTEM,
+    *, prune: bool = True,
+) -> list[Change]:  # fmt: skip
+    """Bring the table in line with the files: add, update, restore, and (with `prune`)
+    disable what the files no longer have; each change audited. Only a process that
+    serves the database prunes: a CLI started with another workflows directory must not
+    switch off the schedules it does not see."""
     desired = {s.id: (wf, s) for wf in workflows.values() for s in wf.schedules}
     for attempt in storage_attempts():
         with attempt, write_transaction(engine) as conn:
@@ -119,7 +123,7 @@ def sync(
             changes += [
                 _disable(conn, row, now, by)
                 for sid, row in current.items()
-                if sid not in desired and row["enabled"]
+                if prune and sid not in desired and row["enabled"]
             ]
     return [change for change in changes if change is not None]
 

@@ -116,3 +116,21 @@ def test_the_list_works_as_a_subprocess_without_workflow_files(cli, tmp_path: Pa
     header, row = done.stdout.splitlines()
     assert header.split()[:4] == ["ID", "WORKFLOW", "CRON", "TIMEZONE"]
     assert row.startswith("nightly/h") and "Europe/Berlin" in row and "succeeded" in row
+
+
+def test_a_cli_with_fewer_workflow_files_switches_off_no_schedule(
+    cli, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seen by a review: `schedules run` synced from the CLI's own directory and disabled
+    every schedule it did not see, until `serve` restarted."""
+    assert cli("resume")[0] == 0  # the full directory: nightly/h is known
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    (other / "tick.yml").write_text(NIGHTLY.replace("name: nightly", "name: tick"))
+    monkeypatch.setenv("OPSLOOP_WORKFLOWS", str(other))
+    assert cli("schedules", "run", "tick/h", "--json")[0] == 0
+    assert cli("resume")[0] == 0
+    code, out, _ = cli("schedules", "--json")
+    assert code == 0
+    states = {s["id"]: s["enabled"] for s in json.loads(out)}
+    assert states == {"nightly/h": True, "tick/h": True}

@@ -60,7 +60,7 @@ class Bot:
         """The dispatcher first, the orchestrator last: what recovery reports at start-up
         (a question about a step cut off by a crash) goes to Slack like anything else."""
         self.dispatcher.start()
-        self.orch.start(recover=True)
+        self.orch.start(recover=True, serving=True)
 
     def stop(self, grace: float = 30.0) -> None:
         """In reverse: no follow-up work left to reach the orchestrator; running steps
