@@ -92,7 +92,9 @@ class Recovery:
         graph = self._services.graph
         state, detail = graph.inspect(thread_id) if thread_id else ("new", None)
         if state == "finished":
-            self._advancer.finish_step(run_id, step.id, StepStatus.SUCCEEDED, outputs=detail)
+            # Straight from the checkpoint: scrubbed as the normal path scrubs (execution.py).
+            outputs = self._services.scrubber.value(detail)
+            self._advancer.finish_step(run_id, step.id, StepStatus.SUCCEEDED, outputs=outputs)
         elif state == "interrupted" and not self._ran_on_after_answer(step, detail):
             self._people.park(run_id, step.id, detail)
         elif step.is_gate or step.idempotent:

@@ -51,3 +51,8 @@ def ask_then_hold(ctx: Any, params: dict) -> dict:
     while not os.path.exists(params["release"]) and time.monotonic() < deadline:
         time.sleep(0.01)  # the task's own "work": it holds until the test releases it
     return {"done": True}
+
+
+def leak_token(ctx: Any) -> dict:
+    """A task that may pause (it takes ctx) and returns what it found: a secret."""
+    return {"found": "token=s3cr3t-of-the-bot"}

@@ -188,3 +188,28 @@ def test_the_scrubber_cuts_the_bots_secrets_out_of_text_and_json() -> None:
     out = scrubber.value({"stdout": f"token=xoxb-123456 url={url} pw=p@ss-word", "n": 3})
     assert out == {"stdout": f"token={REDACTED} url={REDACTED} pw={REDACTED}", "n": 3}
     assert Scrubber().text("xoxb-123456") == "xoxb-123456"
+
+
+LEAKY_CTX = """
+name: leaky_ctx
+steps:
+  - id: find
+    python: ask_tasks:leak_token
+"""
+
+
+def test_a_result_recovered_from_its_checkpoint_is_scrubbed(engine: sa.Engine) -> None:
+    """Seen by a review: recovery recorded a finished step's outputs straight from its
+    LangGraph checkpoint, which holds them unscrubbed."""
+    scrubber = Scrubber(["s3cr3t-of-the-bot"])
+    with running(engine, LEAKY_CTX, scrubber=scrubber) as orch:
+        run = orch.wait(orch.start_run("leaky_ctx", {}, started_by="U0RUN"), timeout=30)
+        assert run.steps[0].outputs == {"found": f"token={REDACTED}"}
+    with engine.begin() as conn:  # as a crash just after the step's checkpoint left it
+        conn.execute(sa.text("UPDATE step_run SET status = 'running', outputs = NULL, "
+                             "owner = NULL, lease_until = NULL"))  # fmt: skip
+        conn.execute(sa.text("UPDATE workflow_run SET status = 'running'"))
+    with running(engine, LEAKY_CTX, scrubber=scrubber, recover=True) as orch:
+        run = orch.wait(run.id, timeout=30)
+        assert run.status == "succeeded"
+        assert run.steps[0].outputs == {"found": f"token={REDACTED}"}
