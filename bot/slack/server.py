@@ -38,6 +38,7 @@ from orchestrator.clock import Clock
 from orchestrator.engine import Orchestrator
 from orchestrator.queries import interaction
 from orchestrator.workflow.definitions import Workflow
+from storage.types import utcnow
 
 log = logging.getLogger(__name__)
 FLUSH_S = 5.0  # at a stop, how long the outbox may keep sending what is due
@@ -97,7 +98,8 @@ def build_bot(
     work = FollowUps(slack.threads, acks)
     app = build_app(Handlers(orch, client, slack), client,
                     signing_secret=slack.signing_secret, work=work)  # fmt: skip
-    replays = ReplayLedger(engine, clock.now)
+    # Slack's signatures carry wall time: replays are judged by it, not the runtime's clock.
+    replays = ReplayLedger(engine, utcnow)
     secret = slack.signing_secret
     guard = None if secret is None else (lambda bolt: RequestGuard(bolt, secret, replays))
     readiness = Readiness(engine, client, orch.liveness)
