@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
 from bot.slack.outbox import Outbox
 from bot.slack.report_blocks import render_report
 from orchestrator.protocol import InteractionView, RunView, StepView
 from orchestrator.reports.chart import alt_text
 from orchestrator.reports.figures import Report
+from storage.types import utcnow
 
 
 def board_key(run_id: str) -> str:
@@ -43,7 +44,7 @@ class SlackFrontEnd:
         self,
         outbox: Outbox,
         default_channel: str | None,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.outbox = outbox
         self.default_channel = default_channel
