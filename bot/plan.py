@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-from orchestrator.workflow.definitions import Approvers, ParamSpec, Step, Workflow
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from orchestrator.schedules import next_fire
+from orchestrator.workflow.definitions import Approvers, ParamSpec, ScheduleSpec, Step, Workflow
+
+NEXT_FIRES = 3
 
 
-def format_plan(workflow: Workflow) -> str:
+def format_plan(workflow: Workflow, now: datetime | None = None) -> str:
+    """The DAG as levels and who each gate asks; with `now`, each schedule's next fires."""
     lines = [f"{workflow.name}: {workflow.description}".rstrip(": ")]
     if workflow.max_parallel:
         lines.append(f"at most {workflow.max_parallel} steps at once")
@@ -16,7 +23,23 @@ def format_plan(workflow: Workflow) -> str:
     for n, level in enumerate(workflow.levels(), 1):
         lines.append(f"  level {n}:")
         lines += [f"    {_step(workflow.step(s))}" for s in level]
+    if workflow.schedules and now is not None:
+        lines.append("schedules:")
+        lines += [line for spec in workflow.schedules for line in _schedule(spec, now)]
     return "\n".join(lines)
+
+
+def _schedule(spec: ScheduleSpec, now: datetime) -> list[str]:
+    params = " ".join(f"{k}={v}" for k, v in spec.params)
+    lines = [f"  {spec.id}: {spec.cron} ({spec.timezone}) {params}".rstrip()]
+    when, zone = now, ZoneInfo(spec.timezone)
+    for _ in range(NEXT_FIRES):
+        nxt = next_fire(spec, when)
+        if nxt is None:
+            break
+        lines.append(f"    next {nxt.astimezone(zone):%Y-%m-%d %H:%M %Z} ({nxt:%H:%MZ})")
+        when = nxt
+    return lines
 
 
 def _param(spec: ParamSpec) -> str:

@@ -17,7 +17,7 @@ from bot.cli_io import (
     settings_of,
 )
 from bot.plan import format_plan
-from bot.runtime import workflows
+from bot.runtime import clock_of, workflows
 from bot.settings import SettingsError
 from orchestrator.errors import OrchestratorError
 from orchestrator.queries import open_interactions, recent_runs, run_view
@@ -84,7 +84,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     known = workflows(settings)
     if args.workflow not in known:
         raise Stop(f"no workflow named {args.workflow!r}; known workflows: {', '.join(known)}")
-    print(format_plan(known[args.workflow]))
+    print(format_plan(known[args.workflow], clock_of(settings).now()))
     return EXIT_OK
 
 

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from bot.plan import format_plan
 from orchestrator.workflow.cron import CronError, next_fire, parse_cron
 from orchestrator.workflow.definitions import ScheduleSpec
 from orchestrator.workflow.loader import check_text, parse_workflow
@@ -192,3 +193,16 @@ def test_parse_cron_rejects_what_crontab_rejects() -> None:
     with pytest.raises(CronError, match="hour field `24`"):
         parse_cron("0 24 * * *")
     assert parse_cron(" @Daily ").triggers  # aliases are case-insensitive
+
+
+def test_plan_shows_each_schedule_and_its_next_three_fires() -> None:
+    workflow = parse_workflow(
+        'name: nightly\nschedules:\n  - {id: three, cron: "0 3 * * *", timezone: Europe/Berlin}\n'
+        'steps:\n  - id: work\n    shell: ["true"]\n'
+    )
+    text = format_plan(workflow, datetime(2030, 3, 29, 12, 0, tzinfo=UTC))
+    assert "nightly/three: 0 3 * * * (Europe/Berlin)" in text
+    # the spring change (31 March): 03:00 CET is 02:00Z, then 03:00 CEST is 01:00Z
+    assert "next 2030-03-30 03:00 CET (02:00Z)" in text
+    assert "next 2030-03-31 03:00 CEST (01:00Z)" in text
+    assert "next 2030-04-01 03:00 CEST (01:00Z)" in text

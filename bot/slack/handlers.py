@@ -96,7 +96,9 @@ class Handlers:
                 self.orch.retry(run_id, step_id, user)
                 _say(respond, f"Retrying run `{run_id}`.")
             case cmds.Plan(workflow=name):
-                _say(respond, f"```{format_plan(self.orch.workflow(name))}```")
+                _say(
+                    respond, f"```{format_plan(self.orch.workflow(name), self.orch.clock.now())}```"
+                )
             case cmds.Schedules():
                 shown = render_schedules(
                     self.orch.schedules(), manage=self.orch.access.may_manage_schedules(user)
