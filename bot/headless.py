@@ -14,7 +14,13 @@ import threading
 from types import FrameType
 
 from bot import console
-from bot.runtime import build_orchestrator, database, started, workflows
+from bot.runtime import (
+    build_orchestrator,
+    database,
+    drain_then_close,
+    exit_if_steps_left,
+    workflows,
+)
 from bot.settings import Settings
 
 
@@ -31,11 +37,17 @@ def serve_headless(settings: Settings) -> int:
         with database(settings) as engine:
             front_end = console.ConsoleFrontEnd(sys.stdout)
             orch = build_orchestrator(settings, engine, known, front_end=front_end)
-            with started(orch, recover=True, serving=True):
+            orch.start(recover=True, serving=True)
+            try:
                 print(f"opsloop: serving {len(known)} workflows without Slack", flush=True)
                 while not stop.wait(1.0):  # a timeout, so Ctrl-C is seen on the main thread
                     pass
+                print("opsloop: stopping: no new steps; running steps get up to "
+                      f"{settings.shutdown_grace:g} s", flush=True)  # fmt: skip
+            finally:  # SIGTERM or Ctrl-C: the same graceful stop
+                drain_then_close(orch, settings.shutdown_grace)
     finally:
         signal.signal(signal.SIGTERM, previous)
     print("opsloop: stopped", flush=True)
+    exit_if_steps_left(orch)
     return 0

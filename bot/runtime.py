@@ -8,7 +8,9 @@ orchestrator reports while it starts (recovery questions) can go unheard.
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 
@@ -26,6 +28,8 @@ from orchestrator.workflow.definitions import Workflow
 from orchestrator.workflow.loader import load_workflows
 from storage.engine import create_engine
 from storage.schema import setup
+
+log = logging.getLogger(__name__)
 
 
 def workflows(settings: Settings) -> dict[str, Workflow]:
@@ -110,3 +114,26 @@ def started(
         yield orch
     finally:
         orch.close()
+
+
+def drain_then_close(orch: Orchestrator, grace: float) -> None:
+    """A graceful stop (SIGTERM), the same for `serve` and `serve --no-slack`: start nothing
+    new, give running steps `grace` s, kill the shell steps left, release leases, close."""
+    log.info("stopping: no new commands; running steps get up to %g s", grace)
+    orch.drain(grace)
+    orch.close()
+
+
+def exit_if_steps_left(orch: Orchestrator) -> None:
+    """Python steps still running after a drain cannot be killed, and the interpreter
+    would wait for them at exit with no heartbeat for their leases: exit now instead, as
+    a crash would; the next start (or another replica) recovers them (docs/operations.md)."""
+    left = orch.running_steps()
+    if not left:
+        return
+    log.warning("exiting with %d python step(s) still running: %s; the next start recovers "
+                "them", len(left), ", ".join("/".join(key) for key in sorted(left)))  # fmt: skip
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

@@ -28,6 +28,7 @@ class Settings:
     clock_speed: float = 1.0  # OPSLOOP_CLOCK_SPEED: tests and demos of real processes only
     admins: str = ""  # OPSLOOP_ADMINS="U0LEAD,S0SRE": manage every run (orchestrator/access.py)
     rate_limit: str = ""  # OPSLOOP_RATE_LIMIT="20/min": starts per person (rate_limit.py)
+    shutdown_grace: float = 30.0  # OPSLOOP_SHUTDOWN_GRACE: s running steps get on SIGTERM
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **flags: str | int | None) -> Settings:
@@ -43,7 +44,11 @@ class Settings:
             raise SettingsError(
                 f"OPSLOOP_MAX_WORKERS={workers!r} is not a whole number between 1 and 1024"
             )
+        grace = pick("shutdown_grace", "OPSLOOP_SHUTDOWN_GRACE", "30")
+        if not _seconds(grace, 0, 3600):
+            raise SettingsError(f"OPSLOOP_SHUTDOWN_GRACE={grace!r} must be seconds from 0 to 3600")
         return cls(
+            shutdown_grace=float(grace),
             clock_speed=_clock_speed(env.get("OPSLOOP_CLOCK_SPEED", "1")),
             database_url=pick("database_url", "DATABASE_URL", DEFAULT_URL),
             workflows_dir=Path(pick("workflows", "OPSLOOP_WORKFLOWS", "workflows")),
@@ -118,7 +123,6 @@ class SlackSettings:
     port: int = 3000
     threads: int = 16
     posts_per_second: float = 1.0  # per channel: Slack's chat.postMessage limit
-    shutdown_grace: float = 30.0  # seconds running steps get to finish on SIGTERM
 
     @classmethod
     def from_env(
@@ -154,9 +158,6 @@ class SlackSettings:
         if not _positive(rate):
             problems.append(f"OPSLOOP_SLACK_POSTS_PER_SECOND={rate!r} must be a number above 0 "
                             "(posts per second per channel; Slack allows about 1)")  # fmt: skip
-        grace = pick("shutdown_grace", "OPSLOOP_SHUTDOWN_GRACE", "30")
-        if not _seconds(grace, 0, 3600):
-            problems.append(f"OPSLOOP_SHUTDOWN_GRACE={grace!r} must be seconds from 0 to 3600")
         if problems:
             raise SettingsError("; ".join(problems))
         return cls(
@@ -164,7 +165,6 @@ class SlackSettings:
             api_url=api_url if api_url.endswith("/") else api_url + "/",
             channel=pick("channel", "OPSLOOP_CHANNEL") or None,
             host=pick("host", "HOST", "0.0.0.0"), port=int(port), posts_per_second=float(rate),
-            shutdown_grace=float(grace),
         )  # fmt: skip
 
 

@@ -27,8 +27,7 @@ from storage.engine import is_sqlite, read_transaction, write_transaction
 from storage.statuses import FINISHED_RUN, RunStatus, StepStatus
 
 log = logging.getLogger(__name__)
-# A step paused at a question: (run id, step id, LangGraph's pending interrupt).
-OnPause = Callable[[str, str, Any], None]
+OnPause = Callable[[str, str, Any], None]  # a paused step: run id, step id, its interrupt
 
 
 def new_thread_id(run_id: str, step_id: str) -> str:
@@ -63,27 +62,31 @@ class Advancer:
         self._local = threading.local()  # .worker: this thread is one of the pool's
         self._closing = False
         self._idle = threading.Condition(self._guard)  # notified as steps and passes end
-        self._draining = False  # a graceful stop: passes record results but start nothing
+        self.draining = False  # a graceful stop: passes record results, nothing starts or resumes
         self._stopped = False  # after the grace period: no passes at all
 
     def close(self) -> None:
-        """Let running work finish; what it would start next is left to the database (a
-        later process's sweep continues it, as after a crash)."""
+        """Let running work finish (not after a drain: a python step cannot be killed); what
+        it would start next is left to the database (a later process's sweep continues it)."""
         self._closing = True
-        self._pool.shutdown(wait=True, cancel_futures=False)
+        self._pool.shutdown(wait=not self._stopped, cancel_futures=self._stopped)
 
     def drain(self, timeout: float) -> bool:
         """Start no more steps; wait up to `timeout` s for running ones to end and be
         recorded. True if none is left running."""
         deadline = time.monotonic() + timeout
         with self._guard:
-            self._draining = True
+            self.draining = True
             while self._inflight or self._passing:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
                 self._idle.wait(min(left, 0.5))
         return True
+
+    def running(self) -> set[tuple[str, str]]:
+        with self._guard:  # what this process runs (or has queued) now: (run id, step id)
+            return set(self._inflight)
 
     def stop_passes(self) -> None:
         """Record nothing more: what a step still running ends with is left to recovery
@@ -142,7 +145,7 @@ class Advancer:
         with self._guard:
             outcomes = self._outcomes.pop(run_id, [])
             inflight = frozenset(step for rid, step in self._inflight if rid == run_id)
-            free = 0 if self._draining else self.max_workers - len(self._inflight)
+            free = 0 if self.draining else self.max_workers - len(self._inflight)
         try:
             done = self._commit_pass(run_id, outcomes, inflight, free)
         except BaseException:
@@ -215,7 +218,7 @@ class Advancer:
     def _start(self, run: RunView, step: Step) -> None:
         """On a worker: claim the step pending -> running, then run it."""
         with self._guard:
-            if self._draining:  # stays pending: whoever runs the run next starts it
+            if self.draining:  # stays pending: whoever runs the run next starts it
                 self._inflight.discard((run.id, step.id))
                 self._idle.notify_all()
                 return
@@ -247,7 +250,8 @@ class Advancer:
     def resume_step(self, run_id: str, step_id: str, thread_id: str,
                     resume: Mapping[str, Any] | None) -> None:  # fmt: skip
         """Run a step again on the pool: resumed with an answer, or restarted by recovery."""
-        self.submit(self._run_step, run_id, step_id, thread_id, resume)
+        if not self.draining:  # else the answer is in the database, for the next start
+            self.submit(self._run_step, run_id, step_id, thread_id, resume)
 
     def _run_step(
         self, run_id: str, step_id: str, thread_id: str,

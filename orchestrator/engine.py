@@ -103,6 +103,7 @@ class Orchestrator:
         )  # fmt: skip
         self._recovery = Recovery(services, self._live, self._advancer, self._people)
         self._started = False
+        self._left: set[tuple[str, str]] | None = None  # drained: steps still running then
         self._schedules = ScheduleTimer(
             services, self._timers, started=self._adopt, cancelled=self._cancelled_elsewhere
         )
@@ -147,8 +148,10 @@ class Orchestrator:
     def close(self) -> None:
         self._timers.shutdown()
         self._advancer.close()
-        # The SQLite checkpoint writer keeps one pooled connection: give it back, or every
-        # Orchestrator built on a shared engine would hold one until the pool runs dry.
+        if self._left:  # drained: python steps that ended since give their leases up
+            leases.release(self.engine, self.replica, self.clock.now(),
+                           only=self._left - self.running_steps())  # fmt: skip
+        # SQLite's checkpoint writer holds a pooled connection: give it back (pool runs dry)
         self._services.saver.close()
 
     def _wall_s(self, clock_s: float) -> float:
@@ -157,21 +160,24 @@ class Orchestrator:
         return self.clock.seconds_until(now + timedelta(seconds=clock_s)) or clock_s
 
     def drain(self, timeout: float) -> bool:
-        """A graceful stop (SIGTERM): start nothing new, give running steps `timeout` s to
-        end and be recorded, kill the shell steps still running after that, and release
-        this process's leases so another replica (or the next start) takes over at once.
-        True if every running step ended in time. Call `close()` after it."""
+        """A graceful stop (SIGTERM): start, resume or time out nothing; give running steps
+        `timeout` s to end and be recorded; kill the shell steps left and release the leases
+        of the steps that stopped (taken over at once elsewhere). A python step cannot be
+        killed: it keeps its lease until it ends or the process exits. True if all ended."""
         for job in ("sweep", SCHEDULE_JOB):  # adopt no run, fire no schedule
             self._timers.cancel(job)
+        self._people.stop_timers()
         finished = self._advancer.drain(timeout)
         self._advancer.stop_passes()
         killed = self._runner.kill_all()
-        self._timers.cancel("heartbeat")  # or it would renew the leases released here
-        released = leases.release(self.engine, self._services.replica, self.clock.now())
-        log.info("drained: %s; %d shell step(s) killed, %d lease(s) released",
-                 "every step ended" if finished else "grace period over", killed,
-                 released)  # fmt: skip
+        self._left = self.running_steps() - killed
+        released = leases.release(self.engine, self.replica, self.clock.now(), self._left)
+        log.info("drained (all ended: %s): %d shell step(s) killed, %d lease(s) released, %d "
+                 "still running", finished, len(killed), released, len(self._left))  # fmt: skip
         return finished
+
+    def running_steps(self) -> set[tuple[str, str]]:
+        return self._advancer.running()  # (run id, step id) of the steps running here
 
     def liveness(self) -> dict[str, bool]:
         """Whether the timers run, and (in a process that recovers) the sweep and the
@@ -180,7 +186,8 @@ class Orchestrator:
         return {"timers": self._timers.running, "schedules": "sweep" in jobs}
 
     def _heartbeat(self) -> None:
-        leases.renew(self.engine, self._services.replica, self.clock.now())
+        only = None if self._left is None else self._left & self.running_steps()
+        leases.renew(self.engine, self.replica, self.clock.now(), only)
 
     @property
     def replica(self) -> str:

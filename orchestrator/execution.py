@@ -125,13 +125,13 @@ class StepRunner:
         for proc in procs:
             kill_process_group(proc)
 
-    def kill_all(self) -> int:
-        """Kill every shell step's process (a graceful stop ran out of time); how many."""
+    def kill_all(self) -> set[tuple[str, str]]:
+        """Kill every shell step's process (a graceful stop ran out of time); which steps."""
         with self._lock:
-            procs = list(self._procs.values())
-        for proc in procs:
+            procs = dict(self._procs)
+        for proc in procs.values():
             kill_process_group(proc)
-        return len(procs)
+        return set(procs)
 
     def kill_cancelled(self) -> None:
         """Kill this process's shell steps whose run was cancelled elsewhere (`opsloop

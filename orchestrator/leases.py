@@ -13,6 +13,7 @@ import os
 import socket
 import threading
 import uuid
+from collections.abc import Collection
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -84,27 +85,51 @@ def claim_orphan(engine: Engine, me: str, run_id: str, step_id: str, now: dateti
     return won
 
 
-def release(engine: Engine, me: str, now: datetime) -> int:
-    """End the leases of every step this process still runs (a graceful stop cut them off):
-    another replica's sweep, or this one's restart, takes them over at once."""
+Key = tuple[str, str]  # (run id, step id)
+
+
+def release(
+    engine: Engine, me: str, now: datetime, keep: Collection[Key] = (),
+    only: Collection[Key] | None = None,
+) -> int:  # fmt: skip
+    """End the leases of the steps this process no longer runs (a graceful stop killed or
+    cut them off), all (or `only` those) but `keep` (still running: a python step cannot
+    be killed): another replica's sweep, or this one's restart, takes them over at once."""
     steps = runs.STEPS
+    if only is not None and not only:
+        return 0
+    where = [] if only is None else [_among(only)]
+    if keep:
+        where.append(sa.not_(_among(keep)))
     with write_transaction(engine) as conn:
         return conn.execute(
             sa.update(steps)
-            .where(steps.c.owner == me, steps.c.status == StepStatus.RUNNING)
+            .where(steps.c.owner == me, steps.c.status == StepStatus.RUNNING, *where)
             .values(lease_until=now)
         ).rowcount
 
 
-def renew(engine: Engine, me: str, now: datetime) -> int:
-    """Push the leases of every step this process runs; the heartbeat."""
+def renew(engine: Engine, me: str, now: datetime, only: Collection[Key] | None = None) -> int:
+    """Push the leases of every step this process runs, or of `only` those; the heartbeat."""
     steps = runs.STEPS
+    if only is not None and not only:
+        return 0
     with write_transaction(engine) as conn:
         return conn.execute(
             sa.update(steps)
-            .where(steps.c.owner == me, steps.c.status == StepStatus.RUNNING)
+            .where(
+                steps.c.owner == me,
+                steps.c.status == StepStatus.RUNNING,
+                *([] if only is None else [_among(only)]),
+            )
             .values(lease_until=now + LEASE)
         ).rowcount
+
+
+def _among(keys: Collection[Key]) -> sa.ColumnElement[bool]:
+    steps = runs.STEPS
+    return sa.or_(*(sa.and_(steps.c.run_id == run_id, steps.c.step_id == step_id)
+                    for run_id, step_id in keys))  # fmt: skip
 
 
 def ownership(me: str, now: datetime) -> dict[str, object]:

@@ -43,6 +43,7 @@ class People:
         self._advancer = advancer
         self._timers = timers
         self._on_recovery_answer = on_recovery_answer
+        self._stopped = False  # a graceful stop: no timers armed any more
 
     # -- questions ----------------------------------------------------------------
 
@@ -103,8 +104,8 @@ class People:
         for attempt in storage_attempts():
             with attempt, read_transaction(self._services.engine) as conn:
                 row = interactions.load_interaction(conn, iid)
-        if row is None or row["status"] == InteractionStatus.PENDING:
-            return
+        if row is None or row["status"] == InteractionStatus.PENDING or self._advancer.draining:
+            return  # draining: the step stays waiting, and the next start's sweep resumes it
         # Under the run's lock: an advance pass that read the step as waiting would
         # otherwise settle the run as waiting after this made the step run again.
         with self._advancer.run_lock(row["run_id"]):
@@ -169,6 +170,8 @@ class People:
     def watch(self, row: Mapping[str, Any]) -> None:
         """Set the timers of one pending interaction."""
         iid, now = row["id"], self._services.clock.now()
+        if self._stopped:
+            return
         if row["deadline"] is not None:
             self._timers.at(row["deadline"], f"deadline:{iid}", self.expire, iid)
         if row.get("escalate_at") and not row.get("escalated_at"):
@@ -177,6 +180,14 @@ class People:
         if every:
             first = row["next_reminder_at"] or now + timedelta(seconds=every)
             self._timers.at(first, f"remind:{iid}", self.remind, iid, first, every)
+
+    def stop_timers(self) -> None:
+        """Fire no more deadlines, reminders or escalations here (a graceful stop): they
+        are in the database, and the next process to start watches them again."""
+        self._stopped = True
+        for job in self._timers.job_ids():
+            if job.startswith(("deadline:", "escalate:", "remind:")):
+                self._timers.cancel(job)
 
     def forget(self, iid: str) -> None:
         """Drop the timers of an interaction that closed."""
@@ -232,7 +243,8 @@ class People:
                 self._services.view(row["run_id"]), interactions.interaction_view(row)
             )
         following = row["next_reminder_at"] or nxt  # another replica may have moved it on
-        self._timers.at(following, f"remind:{iid}", self.remind, iid, following, every_s)
+        if not self._stopped:
+            self._timers.at(following, f"remind:{iid}", self.remind, iid, following, every_s)
 
     def escalate(self, iid: str) -> None:
         """Tell the escalation contacts of a still-open interaction, once across replicas."""

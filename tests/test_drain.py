@@ -63,3 +63,39 @@ def test_after_the_grace_period_shell_steps_are_killed_and_taken_over_at_once(
         now = orch.clock.now()
     # the lease ended now: another replica takes the step over without waiting
     assert leases.claim_orphan(engine, "other/1/x", run_id, "first", now)
+
+
+HELD = """
+name: held
+params:
+  key: {type: string}
+steps:
+  - id: slow
+    python: engine_tasks:held
+    idempotent: true
+"""
+
+
+def test_a_python_step_still_running_keeps_its_lease_and_close_does_not_wait(
+    engine: sa.Engine,
+) -> None:
+    """A python step cannot be killed: releasing its lease let another replica run it a
+    second time while it still ran here (and close() waited for it without limit)."""
+    import threading
+    import uuid
+
+    import engine_tasks
+
+    key = uuid.uuid4().hex
+    gate = engine_tasks.GATES.setdefault(key, threading.Event())
+    try:
+        with running(engine, HELD) as orch:
+            run_id = orch.start_run("held", {"key": key}, started_by="test")
+            until(lambda: engine_tasks.CALLS.get(key) == 1, what="the task to start")
+            assert orch.drain(0.2) is False
+            now = orch.clock.now()
+            assert not leases.claim_orphan(engine, "other/1/x", run_id, "slow", now)
+        assert not gate.is_set()  # close() returned while the task still runs
+        assert statuses(engine, run_id) == {"slow": "running"}
+    finally:
+        gate.set()

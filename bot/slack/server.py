@@ -18,7 +18,15 @@ from slack_bolt import App
 from sqlalchemy.engine import Engine
 
 from bot.metrics import CONTENT_TYPE, DatabaseCollector, Metrics, ObservedFrontEnd
-from bot.runtime import build_orchestrator, clock_of, database, static_directory, workflows
+from bot.runtime import (
+    build_orchestrator,
+    clock_of,
+    database,
+    drain_then_close,
+    exit_if_steps_left,
+    static_directory,
+    workflows,
+)
 from bot.settings import Settings, SlackSettings
 from bot.slack.app import build_app
 from bot.slack.delivery import SlackDelivery, delivery_client, web_client
@@ -67,10 +75,8 @@ class Bot:
         """In reverse: no follow-up work left to reach the orchestrator; running steps
         given `grace` s to end (then killed, their leases released); the orchestrator
         closed; then what the outbox can send, sent."""
-        log.info("stopping: no new commands; running steps get up to %g s", grace)
         self.work.shutdown(wait=True)
-        self.orch.drain(grace)
-        self.orch.close()
+        drain_then_close(self.orch, grace)
         self.dispatcher.flush(FLUSH_S)
         self.dispatcher.stop()
 
@@ -116,7 +122,7 @@ def running_bot(
     settings: Settings, slack: SlackSettings, clock: Clock | None = None
 ) -> Iterator[Bot]:
     """Everything `serve` runs, started once Slack accepted the bot token; stopped in
-    reverse order on exit, running steps given `slack.shutdown_grace` s to end."""
+    reverse order on exit, running steps given `settings.shutdown_grace` s to end."""
     known = workflows(settings)
     with database(settings) as engine:
         bot = build_bot(settings, slack, engine, known, clock)
@@ -132,7 +138,7 @@ def running_bot(
             yield bot
         finally:
             gc.unfreeze()
-            bot.stop(slack.shutdown_grace)
+            bot.stop(settings.shutdown_grace)
 
 
 def _freeze_start_up() -> None:
@@ -146,6 +152,7 @@ def _freeze_start_up() -> None:
 def serve(settings: Settings, slack: SlackSettings) -> int:
     """Run until SIGTERM or Ctrl-C, then stop gracefully (bot/slack/shutdown.py); 0."""
     listener = None if slack.app_token else listen(slack.host, slack.port)
+    bot: Bot | None = None
     try:
         with stop_signals(), running_bot(settings, slack) as bot:
             log.info("opsloop serve started: %d workflow(s), replica %s",
@@ -159,4 +166,6 @@ def serve(settings: Settings, slack: SlackSettings) -> int:
     finally:
         if listener is not None:
             listener.close()
+    if bot is not None:
+        exit_if_steps_left(bot.orch)
     return 0
