@@ -30,7 +30,8 @@ def _results(run: RunView) -> dict[str, dict[str, Any]]:
 def readiness(
     workflow: Workflow, run: RunView, inflight: AbstractSet[str] = frozenset()
 ) -> Readiness:
-    """What the scheduler may do now; respects the workflow's max_parallel.
+    """What the scheduler may do now; respects the workflow's max_parallel, starting the
+    steps with the longest chain still ahead first (`Workflow.start_order`).
 
     `inflight` steps were handed to workers: they count as running whatever `run`
     (which may have been read just before a worker claimed one) says.
@@ -43,7 +44,7 @@ def readiness(
     start: list[str] = []
     skip: list[str] = []
     fail: list[tuple[str, str]] = []
-    for step in workflow.steps:
+    for step in workflow.start_order:
         if status.get(step.id) != StepStatus.PENDING:
             continue
         if not all(status.get(n) in FINISHED_STEP for n in step.needs):
