@@ -15,6 +15,8 @@ selected with `options=-csearch_path=...`, dropped at the end):
   once as a one-node-per-step LangGraph StateGraph (no checkpointer, in memory,
   `max_concurrency=16`), whose supersteps make it wait for each level's slowest
   node: expect about the sum of the per-level maxima (2.3 s).
+- scarce: `max_parallel: 2`, six 1 s steps listed before a chain of three 1 s steps.
+  Best makespan 5 s (the chain starts at once); target <= 1.05x.
 - overhead: 200 near-empty steps (100 independent, 10 chains of 10), against a bare
   `ThreadPoolExecutor(16)` running the same functions in the same dependency
   order. Reports the engine's cost per step in ms (wall and CPU). No target.
@@ -77,7 +79,8 @@ TARGET = 1.10
 SECONDS = {"sleep_1000ms": 1.0, "sleep_200ms": 0.2, "sleep_200ms_ctx": 0.2, "sleep_100ms": 0.1,
            "noop": 0.0}  # fmt: skip
 STARTER, APPROVERS = "U0900", ("U0001", "U0002")
-MEASUREMENTS = ("parallel", "parallel_ctx", "critical", "overhead", "resume")
+MEASUREMENTS = ("parallel", "parallel_ctx", "critical", "scarce", "overhead", "resume")
+SCARCE_TARGET = 1.05
 RUN_TIMEOUT_S = 120.0
 COLUMNS = ("measurement", "database", "result", "baseline", "ratio", "target", "verdict", "notes")
 
@@ -109,6 +112,12 @@ def critical_dag() -> list[Task]:
         chain("c", 10, "sleep_100ms"),
     )
     return [*a, *b, *c, Task("join", "noop", (a[-1].id, b[-1].id, c[-1].id))]
+
+
+def scarce_dag() -> list[Task]:
+    """Six 1 s steps listed before a chain of three: with two slots, the best makespan
+    (5 s) starts the chain at once; file order starts it last (6 s)."""
+    return [*(Task(f"s{i}", "sleep_1000ms") for i in range(6)), *chain("c", 3, "sleep_1000ms")]
 
 
 def overhead_dag() -> list[Task]:
@@ -364,6 +373,21 @@ def measure_critical(kind: str, args: argparse.Namespace, prof: ThreadProfiles |
     )
 
 
+def measure_scarce(kind: str, args: argparse.Namespace, prof: ThreadProfiles | None) -> Result:
+    walls, cpus = repeated(kind, "scarce", scarce_dag(), 2, args, prof)
+    return Result(
+        "scarce slots: max_parallel 2, 6 x 1 s then a 3 x 1 s chain",
+        kind,
+        statistics.median(walls),
+        "s",
+        5.0,
+        "best makespan",
+        SCARCE_TARGET,
+        walls,
+        {"cpu_s": statistics.median(cpus)},
+    )
+
+
 class DagState(TypedDict, total=False):
     started: Annotated[dict[str, float], lambda left, right: {**left, **right}]
 
@@ -563,6 +587,7 @@ def run_all(args: argparse.Namespace) -> tuple[list[Result], dict[str, ThreadPro
         "parallel": measure_parallel,
         "parallel_ctx": measure_parallel_ctx,
         "critical": measure_critical,
+        "scarce": measure_scarce,
         "overhead": measure_overhead,
         "resume": measure_resume,
     }

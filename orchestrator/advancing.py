@@ -21,6 +21,7 @@ from orchestrator.execution import StepEnd, StepRunner
 from orchestrator.live import LiveRuns
 from orchestrator.protocol import RunView
 from orchestrator.services import Services
+from orchestrator.storable import storable
 from orchestrator.storage_retry import storage_attempts
 from orchestrator.workflow.definitions import Step
 from storage.engine import is_sqlite, read_transaction, write_transaction
@@ -280,9 +281,9 @@ class Advancer:
         recovery records it from there. A step that ran without a graph counts as cut
         off mid-flight, as a crash a moment earlier would have left it: it runs again if
         it is idempotent, and otherwise a person decides (recovery.py)."""
-        outputs = dict(end.outputs) if end.outputs is not None else None
+        outputs, error = storable(end.outputs), storable(end.error)  # NUL wedged PostgreSQL
         now = self._services.clock.now()
-        outcome = scheduler.Outcome(step_id, end.status, now, end.error, outputs)
+        outcome = scheduler.Outcome(step_id, end.status, now, error, outputs)
         with self._guard:
             self._outcomes.setdefault(run_id, []).append(outcome)
 
@@ -292,7 +293,7 @@ class Advancer:
     ) -> bool:  # fmt: skip
         """Record a running step's end now (recovery's verdicts); False if it was not running."""
         now = self._services.clock.now()
-        values = dict(outputs) if outputs is not None else None
+        values, error = storable(outputs), storable(error)
         for attempt in storage_attempts():
             with attempt, write_transaction(self._services.engine) as conn:
                 done = runs.set_step(

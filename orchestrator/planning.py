@@ -9,7 +9,7 @@ from typing import Any
 from orchestrator.errors import ExpressionError
 from orchestrator.protocol import RunView
 from orchestrator.workflow.definitions import Workflow
-from orchestrator.workflow.expressions import build_context, should_run
+from orchestrator.workflow.expressions import build_context, should_run, step_outcome
 from storage.statuses import FINISHED_STEP, RunStatus, StepStatus
 
 
@@ -30,7 +30,8 @@ def _results(run: RunView) -> dict[str, dict[str, Any]]:
 def readiness(
     workflow: Workflow, run: RunView, inflight: AbstractSet[str] = frozenset()
 ) -> Readiness:
-    """What the scheduler may do now; respects the workflow's max_parallel.
+    """What the scheduler may do now; respects the workflow's max_parallel, starting the
+    steps with the longest chain still ahead first (`Workflow.start_order`).
 
     `inflight` steps were handed to workers: they count as running whatever `run`
     (which may have been read just before a worker claimed one) says.
@@ -43,7 +44,7 @@ def readiness(
     start: list[str] = []
     skip: list[str] = []
     fail: list[tuple[str, str]] = []
-    for step in workflow.steps:
+    for step in workflow.start_order:
         if status.get(step.id) != StepStatus.PENDING:
             continue
         if not all(status.get(n) in FINISHED_STEP for n in step.needs):
@@ -79,10 +80,13 @@ def condition_context(workflow: Workflow, run: RunView, step_id: str) -> dict[st
     return build_context(workflow, step_id, run.params, _results(run))
 
 
-def template_context(run: RunView) -> dict[str, Any]:
-    """params and every step's status/outputs, for templates and conditions."""
-    steps = {
-        s.step_id: {"status": s.status, "outcome": s.status, "outputs": dict(s.outputs or {})}
-        for s in run.steps
-    }
+def template_context(workflow: Workflow, run: RunView) -> dict[str, Any]:
+    """params and every step's status, outcome and outputs, for templates: `outcome` as
+    conditions read it (a failed step with continue_on_error counts as succeeded)."""
+    lenient = {step.id for step in workflow.steps if step.continue_on_error}
+    steps = {}
+    for s in run.steps:
+        outcome = step_outcome(s.status, s.step_id in lenient)
+        steps[s.step_id] = {"status": s.status, "outcome": outcome,
+                            "outputs": dict(s.outputs or {})}  # fmt: skip
     return {"params": dict(run.params), "steps": steps}

@@ -56,7 +56,7 @@ def work(
 ) -> dict[str, Any]:
     """The body of the step's LangGraph node. Re-runs from the top on resume."""
     if step.is_gate:
-        context = template_context(run)
+        context = template_context(services.workflow_of(run), run)
         if step.auto_approve_if and _auto_approved(services, run, step):
             return {"approved": True, "auto": True}
         spec = gates.gate_spec(step, lambda text: render_text(text, context))
@@ -81,7 +81,7 @@ def work(
         if isinstance(step.action, PythonAction):
             return call_python(step.action, ctx, step.timeout_s)
         return run_shell(
-            step.action, template_context(run), step.timeout_s,
+            step.action, template_context(services.workflow_of(run), run), step.timeout_s,
             on_start=hooks.process_started, env=env,
         )  # fmt: skip
 

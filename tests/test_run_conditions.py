@@ -70,10 +70,21 @@ steps:
     python: engine_tasks:ok
 """
 
+OUTCOME = """
+name: outcome
+steps:
+  - id: lint
+    python: engine_tasks:boom
+    continue_on_error: true
+  - id: report
+    needs: [lint]
+    shell: ["echo", "{{ steps.lint.status }}/{{ steps.lint.outcome }}"]
+"""
+
 
 @pytest.fixture
 def orch(engine: sa.Engine) -> Iterator[Orchestrator]:
-    workflows = [parse_workflow(text) for text in (BAD_IF, AUTO, AUTO_BROKEN)]
+    workflows = [parse_workflow(text) for text in (BAD_IF, AUTO, AUTO_BROKEN, OUTCOME)]
     o = Orchestrator(engine, {w.name: w for w in workflows}, max_workers=4)
     o.start()
     yield o
@@ -127,3 +138,12 @@ def test_an_auto_approve_if_that_cannot_be_evaluated_fails_the_gate(orch: Orches
         "auto_approve_if failed: could not evaluate `params.env > 1`"
     )
     assert _steps(orch, run_id)["ship"] == ("skipped", None)
+
+
+def test_a_template_reads_a_steps_outcome_as_a_condition_does(orch: Orchestrator) -> None:
+    # lint failed, but continue_on_error makes it count as succeeded for what follows.
+    run = orch.wait(orch.start_run("outcome", {}, started_by="URUN"), timeout=30)
+    assert run.status == "succeeded"
+    report = next(s for s in run.steps if s.step_id == "report")
+    assert report.outputs is not None
+    assert report.outputs["stdout"].strip() == "failed/succeeded"

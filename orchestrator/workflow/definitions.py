@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
+
+from orchestrator.workflow.critical_path import path_lengths
 
 ParamType = Literal["string", "int", "bool", "choice"]
 FieldType = Literal["text", "number", "choice", "multiline"]
@@ -260,6 +263,13 @@ class Workflow:
     source: str = ""
     digest: str = ""
     text: str = field(default="", repr=False, compare=False)
+
+    @cached_property
+    def start_order(self) -> tuple[Step, ...]:
+        """The steps, longest chain still ahead first, then file order: ready steps start
+        in this order when they outnumber the free slots (critical_path.py)."""
+        length = path_lengths({s.id: s.needs for s in self.steps})
+        return tuple(sorted(self.steps, key=lambda s: -length[s.id]))  # stable sort
 
     def step(self, step_id: str) -> Step:
         """The step called `step_id`; KeyError if there is none."""

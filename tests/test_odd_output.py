@@ -1,0 +1,44 @@
+"""A step whose output holds NUL characters or undecodable bytes is recorded, on SQLite
+and PostgreSQL, and its run goes on (orchestrator/storable.py)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from orchestrator.engine import Orchestrator
+from orchestrator.storable import REPLACEMENT, storable
+from orchestrator.workflow.loader import parse_workflow
+
+ODD = r"""
+name: odd
+steps:
+  - id: binary
+    shell: ["sh", "-c", "printf 'a\\000b\\377c'; printf 'e\\000rr' >&2"]
+  - id: after
+    needs: [binary]
+    python: engine_tasks:ok
+"""
+
+
+def test_nul_and_lone_surrogates_are_replaced_everywhere_in_a_value() -> None:
+    value = {"k\x00": ["x\x00y", "bad\udcff", 3, None], "n": 1.5}
+    assert storable(value) == {
+        f"k{REPLACEMENT}": [f"x{REPLACEMENT}y", f"bad{REPLACEMENT}", 3, None],
+        "n": 1.5,
+    }
+
+
+def test_a_step_printing_nul_bytes_is_recorded_and_the_run_goes_on(engine: sa.Engine) -> None:
+    orch = Orchestrator(engine, {"odd": parse_workflow(ODD)})
+    orch.start(recover=False)
+    try:
+        run = orch.wait(orch.start_run("odd", {}, started_by="U0OPS"), 30)
+    finally:
+        orch.close()
+    assert run.status == "succeeded", run.error
+    steps = {s.step_id: s for s in run.steps}
+    binary = steps["binary"].outputs
+    assert binary is not None
+    assert binary["stdout"].startswith(f"a{REPLACEMENT}b") and binary["stdout"].endswith("c")
+    assert binary["stderr"] == f"e{REPLACEMENT}rr"
+    assert steps["after"].status == "succeeded"
