@@ -20,6 +20,7 @@ from orchestrator import leases, log_context, runs, scheduler, stepwork
 from orchestrator.execution import StepEnd, StepRunner
 from orchestrator.live import LiveRuns
 from orchestrator.protocol import RunView
+from orchestrator.run_lock import RunLock
 from orchestrator.services import Services
 from orchestrator.storable import storable
 from orchestrator.storage_retry import storage_attempts
@@ -334,18 +335,3 @@ class Advancer:
             if lock is None:
                 lock = self._run_locks[run_id] = RunLock()
             return lock
-
-
-class RunLock:
-    """A lock that can be weakly referenced (threading.Lock cannot)."""
-
-    __slots__ = ("__weakref__", "_lock")
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-
-    def __enter__(self) -> bool:
-        return self._lock.acquire()
-
-    def __exit__(self, *exc: object) -> None:
-        self._lock.release()

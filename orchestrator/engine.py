@@ -229,14 +229,8 @@ class Orchestrator:
             with attempt, write_transaction(self.engine) as conn:
                 if self._rate_limit is not None:
                     self._rate_limit.check(conn, started_by, now)
-                if wf.text:  # a workflow built in code has no text to keep
-                    runs.save_definition(conn, wf.name, wf.digest, wf.text, now)
-                runs.insert_run(
-                    conn, run_id=run_id, workflow=wf.name, digest=wf.digest, params=values,
-                    step_ids=[s.id for s in wf.steps], started_by=started_by,
-                    front_end=front_end, channel=channel, rerun_of=rerun_of, now=now,
-                )  # fmt: skip
-                runs.audit(conn, started_by, "run.started", now=now, run_id=run_id, params=values)
+                runs.insert_started(conn, wf, run_id, values, started_by, front_end, channel,
+                                    rerun_of, now)  # fmt: skip
 
     def view(self, run_id: str) -> RunView:
         """The run as committed now; NotFound for an unknown id."""

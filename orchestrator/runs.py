@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection
 
 from orchestrator.interactions import INTERACTIONS, pending_interactions
 from orchestrator.protocol import RunView, StepView
+from orchestrator.workflow.definitions import Workflow
 from storage.engine import dialect_insert
 from storage.models import AuditEntry, StepRun, WorkflowDefinition, WorkflowRun
 from storage.statuses import FINISHED_RUN, InteractionStatus, RunStatus, StepStatus
@@ -65,6 +66,21 @@ def insert_run(
             for s in step_ids
         ],
     )  # fmt: skip
+
+
+def insert_started(
+    conn: Connection, wf: Workflow, run_id: str, values: Mapping[str, Any], started_by: str,
+    front_end: str, channel: str | None, rerun_of: str | None, now: datetime,
+) -> None:  # fmt: skip
+    """A new run of `wf`: its definition kept, its rows inserted, its start audited."""
+    if wf.text:  # a workflow built in code has no text to keep
+        save_definition(conn, wf.name, wf.digest, wf.text, now)
+    insert_run(
+        conn, run_id=run_id, workflow=wf.name, digest=wf.digest, params=values,
+        step_ids=[s.id for s in wf.steps], started_by=started_by,
+        front_end=front_end, channel=channel, rerun_of=rerun_of, now=now,
+    )  # fmt: skip
+    audit(conn, started_by, "run.started", now=now, run_id=run_id, params=values)
 
 
 def save_definition(conn: Connection, workflow: str, digest: str, text: str, now: datetime) -> None:
