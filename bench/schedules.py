@@ -32,6 +32,7 @@ import threading  # noqa: E402
 import time  # noqa: E402
 from datetime import UTC, datetime  # noqa: E402
 
+import sqlalchemy as sa  # noqa: E402
 from _databases import database_url  # noqa: E402
 
 from orchestrator.clock import FakeClock  # noqa: E402
@@ -78,6 +79,7 @@ def measure(url: str, count: int, replicas: int) -> dict[str, float]:
             orch.start(recover=True)  # syncs the schedules; nothing is due yet
         jump = time.monotonic()
         clock.set(DUE)
+        committed = _all_committed(engines[0], count) - jump
         if not stamps.all.wait(300):
             raise SystemExit(f"only {len(stamps.at)} of {count} runs started in 300 s")
         delays = sorted(t - jump for t in stamps.at.values())
@@ -87,10 +89,23 @@ def measure(url: str, count: int, replicas: int) -> dict[str, float]:
         for engine in engines:
             engine.dispose()
     return {
+        "committed_s": committed,
         "p50_s": statistics.median(delays),
         "p99_s": delays[min(len(delays) - 1, int(len(delays) * 0.99))],
         "max_s": delays[-1],
     }
+
+
+def _all_committed(engine: sa.Engine, count: int) -> float:
+    """When every fire's run row was committed (polled every 20 ms: the fire is the
+    run's start in the database; run_started follows once the pool takes it)."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        with engine.connect() as conn:
+            if conn.execute(sa.text("SELECT count(*) FROM workflow_run")).scalar() >= count:
+                return time.monotonic()
+        time.sleep(0.02)
+    raise SystemExit(f"fewer than {count} runs committed in 300 s")
 
 
 def main() -> None:
@@ -102,13 +117,15 @@ def main() -> None:
     kinds = ["sqlite"] if args.skip_postgres else ["sqlite", "postgres"]
     results = {}
     print(f"{args.count} schedules due at once: real time from the due instant to run_started")
-    print(f"{'database':<10} {'replicas':>8} {'p50 s':>8} {'p99 s':>8} {'max s':>8}")
+    print(f"{'database':<10} {'replicas':>8} {'committed s':>12} {'p50 s':>8} {'p99 s':>8} "
+          f"{'max s':>8}")  # fmt: skip
     for kind in kinds:
         for replicas in (1, 2):
             with database_url(kind) as url:
                 r = measure(url, args.count, replicas)
             results[f"{kind}-{replicas}"] = r
-            print(f"{kind:<10} {replicas:>8} {r['p50_s']:>8.2f} {r['p99_s']:>8.2f} "
+            print(f"{kind:<10} {replicas:>8} {r['committed_s']:>12.2f} {r['p50_s']:>8.2f} "
+                  f"{r['p99_s']:>8.2f} "
                   f"{r['max_s']:>8.2f}")  # fmt: skip
         one, two = results[f"{kind}-1"], results[f"{kind}-2"]
         print(f"{kind:<10} ratio 2/1: p50 {two['p50_s'] / one['p50_s']:.2f}x, "

@@ -65,6 +65,8 @@ class Timers:
     def cancel(self, job_id: str) -> None:
         with self._lock:
             self._due.pop(job_id, None)
+            if self._closed:  # APScheduler's shutdown holds its job-store lock while it
+                return  # waits for running jobs: a job calling in here would deadlock
             with contextlib.suppress(JobLookupError):
                 self._scheduler.remove_job(job_id)
 

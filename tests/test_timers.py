@@ -6,6 +6,7 @@ import threading
 from datetime import timedelta
 
 import sqlalchemy as sa
+from apscheduler.schedulers.base import STATE_STOPPED
 
 from orchestrator.clock import FakeClock, SystemClock
 from orchestrator.protocol import InteractionView, RunView, SilentFrontEnd
@@ -128,3 +129,25 @@ def test_a_sweep_or_a_second_replica_sends_no_extra_reminder(
             until(lambda: len(told.reminders) + len(other.reminders) == 2, what="the next one")
             orch.view(run_id)
             assert len(told.reminders) + len(other.reminders) == 2
+
+
+def test_a_job_that_cancels_a_timer_while_the_timers_shut_down_does_not_hang_them() -> None:
+    """Seen as a test hanging in close(): APScheduler's shutdown holds its job-store lock
+    while it waits for running jobs, and the job (a schedule check) cancelled a timer."""
+    clock, entered, release = FakeClock(), threading.Event(), threading.Event()
+    timers = started(clock)
+
+    def job() -> None:
+        entered.set()
+        release.wait(10)
+        timers.cancel("another")
+
+    timers.at(clock.now(), "job", job)
+    until(entered.is_set, what="the job to run")
+    stopper = threading.Thread(target=timers.shutdown)
+    stopper.start()
+    # APScheduler marks itself stopped, then takes its lock and waits for the job.
+    until(lambda: timers._scheduler.state == STATE_STOPPED, what="the shutdown to begin")
+    release.set()
+    stopper.join(10)
+    assert not stopper.is_alive(), "shutdown hung on the job"
