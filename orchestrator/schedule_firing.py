@@ -2,12 +2,12 @@
 
 One write transaction does everything for each fire (a batch of fires shares one): a
 conditional UPDATE claims the due time (WHERE id, next_fire_at and version are what was
-read) and moves the schedule to its next fire, and the same transaction inserts the
-run, whose id is derived from (schedule, due time). So two replicas racing for a fire leave one run (the loser's
-UPDATE matches no row), and a crash before the commit leaves the fire due for the next
-check. Only after the commit does the engine's `started(run_id)` kick the run; a run
-committed but never kicked (a crash just then) is an unfinished run, which recovery
-continues.
+read) and moves the schedule to its next fire, and the same transaction inserts the run,
+whose id is derived from (schedule, due time). So two replicas racing for a fire leave
+one run (the loser's UPDATE matches no row), and a crash before the commit leaves the
+fire due for the next check. Only after the commit does the engine's `started(run_id)`
+kick the run; a run committed but never kicked (a crash just then) is an unfinished run,
+which recovery continues.
 
 Fires later than `catchup` (at least `LATE_OK_S`, the checking's own slack) are
 counted as missed and audited, never run in a burst: of the fires a downtime skipped,
