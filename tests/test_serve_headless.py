@@ -74,3 +74,59 @@ def test_serve_without_slack_fires_due_schedules_and_deadlines(
     assert proc.returncode == 0, err
     assert "without Slack" in out and "stopped" in out
     assert "schedule:nightly/every-night" in out  # it says what it does
+
+
+def test_sigterm_lets_a_running_step_finish_and_a_restart_asks_nobody(
+    db_url: str, engine: sa.Engine, tmp_path: Path
+) -> None:
+    release, count = tmp_path / "release", tmp_path / "count"
+    flows = tmp_path / "workflows"
+    flows.mkdir()
+    wait = f"while [ ! -f {release} ]; do sleep 0.02; done; echo ran >> {count}"
+    (flows / "nightly.yml").write_text(
+        NIGHTLY.replace('shell: ["true"]', f'shell: ["sh", "-c", "{wait}"]')
+    )
+    env = {**os.environ, "DATABASE_URL": db_url, "OPSLOOP_WORKFLOWS": str(flows),
+           "OPSLOOP_SHUTDOWN_GRACE": "60"}  # fmt: skip
+    assert opsloop(env, "resume").returncode == 0  # syncs the schedule
+    with engine.begin() as conn:
+        conn.execute(sa.update(Schedule.__table__).values(
+            next_fire_at=datetime.now(UTC) - timedelta(seconds=5)))  # fmt: skip
+
+    def step_status() -> str | None:
+        with engine.connect() as conn:
+            return conn.execute(sa.text("SELECT status FROM step_run")).scalar()
+
+    first = serve_no_slack(env)
+    try:
+        until(lambda: step_status() == "running", timeout=60, what="the step to run")
+        first.send_signal(signal.SIGTERM)
+        release.touch()  # the step ends within the grace period
+        _, err = first.communicate(timeout=60)
+    finally:
+        stop(first)
+    assert first.returncode == 0, err
+    assert step_status() == "succeeded" and count.read_text() == "ran\n"
+    second = serve_no_slack(env)
+    try:
+        until(lambda: second.stdout is not None and "without Slack" in second.stdout.readline(),
+              timeout=60, what="the restarted serve")  # fmt: skip
+        second.send_signal(signal.SIGTERM)
+        second.communicate(timeout=60)
+    finally:
+        stop(second)
+    with engine.connect() as conn:
+        asked = conn.execute(sa.text("SELECT count(*) FROM interaction")).scalar()
+    assert (asked, count.read_text()) == (0, "ran\n")  # recorded once, nobody asked
+
+
+def serve_no_slack(env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--no-slack"], env=env,
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)  # fmt: skip
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.communicate()
