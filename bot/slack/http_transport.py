@@ -24,6 +24,7 @@ from waitress import create_server, wasyncore
 
 from bot.slack.request_guard import MAX_BODY, RequestGuard
 from bot.slack.scopes import EVENTS_PATH
+from bot.slack.shutdown import Shutdown, Stopper
 
 Wsgi = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 log = logging.getLogger(__name__)
@@ -127,18 +128,27 @@ def wsgi_app(
     return route
 
 
-def serve_http(wsgi: Wsgi, listener: socket.socket, threads: int) -> None:
+def serve_http(
+    wsgi: Wsgi, listener: socket.socket, threads: int, stopper: Stopper | None = None
+) -> None:
     """Serve `wsgi` on `listener` (bound before start-up: a port in use stops `serve`
-    before anything runs) until interrupted, saying where."""
+    before anything runs) until interrupted, saying where. With `stopper`, a stop signal
+    closes the server from its own loop and this raises Shutdown once it has."""
+    sockets: dict[int, Any] = {}  # waitress's socket map, ours so a stop can close it
     # waitress refuses a larger body (chunked ones too) before the app sees it
-    server = create_server(wsgi, sockets=[listener], threads=threads,
+    server = create_server(wsgi, map=sockets, sockets=[listener], threads=threads,
                            max_request_body_size=MAX_BODY)  # fmt: skip
+    if stopper is not None:
+        stopper.on_stop(lambda: server.trigger.pull_trigger(lambda: wasyncore.close_all(sockets)))
     host, port = listener.getsockname()[:2]
     log.info("listening on http://%s:%s%s", host, port, EVENTS_PATH)
     try:
         server.run()
     finally:
         server.close()
+        server.task_dispatcher.shutdown()
+    if stopper is not None and stopper.signal is not None:
+        raise Shutdown(stopper.signal)
 
 
 @contextmanager

@@ -154,13 +154,13 @@ def serve(settings: Settings, slack: SlackSettings) -> int:
     listener = None if slack.app_token else listen(slack.host, slack.port)
     bot: Bot | None = None
     try:
-        with stop_signals(), running_bot(settings, slack) as bot:
+        with stop_signals() as stopper, running_bot(settings, slack) as bot:
             log.info("opsloop serve started: %d workflow(s), replica %s",
                      len(bot.orch.workflows), bot.orch.replica)  # fmt: skip
             if listener is None:
                 serve_socket_mode(bot.app, slack.app_token or "")
             else:
-                serve_http(bot.wsgi, listener, slack.threads)
+                serve_http(bot.wsgi, listener, slack.threads, stopper)
     except Shutdown as why:
         log.info("opsloop serve stopped on %s", why)
     finally:
