@@ -17,21 +17,20 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bot.settings import Settings, SettingsError, SlackSettings
+from bot.settings import SettingsError
 from bot.slack import ids
 from bot.slack.delivery import web_client
 from bot.slack.http_transport import http_in_background
 from bot.slack.outbox import Outbox
 from bot.slack.readiness import Readiness
-from bot.slack.server import running_bot
 from orchestrator.clock import FakeClock
 from orchestrator.queries import recent_runs
 from storage.engine import create_engine
 from storage.schema import setup
+from tests.bot_harness import running_test_bot
 from tests.polling import until
 from tests.sample_workflows import GATED
 from tests.slack_double import SlackDouble
-from tests.slack_signing import SIGNING_SECRET
 from tests.test_slack_bot import CHANNEL, Harness
 
 HELLO = 'name: hello\nsteps:\n  - id: hi\n    shell: ["true"]\n'
@@ -41,22 +40,14 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 @pytest.fixture
 def harness(db_url: str, tmp_path: Path) -> Iterator[Harness]:
-    flows = tmp_path / "workflows"
-    flows.mkdir()
-    for name, text in (("gated", GATED), ("hello", HELLO), ("broken", BROKEN)):
-        (flows / f"{name}.yml").write_text(text)
-    settings = Settings(database_url=db_url, workflows_dir=flows, user="test")
-    with SlackDouble() as slack:
-        slack_settings = SlackSettings(
-            bot_token=slack.token, signing_secret=SIGNING_SECRET, app_token=None,
-            api_url=slack.api_url, channel=CHANNEL, host="127.0.0.1", port=0,
-        )  # fmt: skip
-        clock = FakeClock(datetime.now(UTC))
-        with (
-            running_bot(settings, slack_settings, clock) as bot,
-            http_in_background(bot.wsgi, threads=8) as url,
-        ):
-            yield Harness(url, bot, slack, clock)
+    flows = {"gated": GATED, "hello": HELLO, "broken": BROKEN}
+    clock = FakeClock(datetime.now(UTC))
+    with (
+        SlackDouble() as slack,
+        running_test_bot(db_url, tmp_path, slack, flows, clock, CHANNEL) as bot,
+        http_in_background(bot.wsgi, threads=8) as url,
+    ):
+        yield Harness(url, bot, slack, clock)
 
 
 def get(harness: Harness, path: str) -> tuple[int, bytes]:

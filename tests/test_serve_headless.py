@@ -51,9 +51,7 @@ def test_serve_without_slack_fires_due_schedules_and_deadlines(
     with engine.begin() as conn:  # time passes while no process is up
         conn.execute(sa.update(Schedule.__table__).values(next_fire_at=past))
         conn.execute(sa.update(Interaction.__table__).values(deadline=past))
-    proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--no-slack"], env=env,
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)  # fmt: skip
+    proc = serve_no_slack(env)
     try:
 
         def statuses() -> dict[str, str]:
@@ -68,9 +66,7 @@ def test_serve_without_slack_fires_due_schedules_and_deadlines(
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        stop(proc)
     assert proc.returncode == 0, err
     assert "without Slack" in out and "stopped" in out
     assert "schedule:nightly/every-night" in out  # it says what it does

@@ -20,18 +20,17 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from bot.settings import Settings, SlackSettings
 from bot.slack import ids
 from bot.slack.http_transport import http_in_background
 from bot.slack.modals import field_block_id, param_block_id
-from bot.slack.server import Bot, running_bot
+from bot.slack.server import Bot
 from orchestrator.clock import FakeClock
 from orchestrator.workflow.loader import parse_workflow
+from tests.bot_harness import running_test_bot
 from tests.polling import until
 from tests.sample_workflows import GATED
 from tests.slack_double import SlackDouble
 from tests.slack_signing import (
-    SIGNING_SECRET,
     action_from_blocks,
     block_actions,
     fill_view,
@@ -169,21 +168,11 @@ def slack() -> Iterator[SlackDouble]:
 
 @pytest.fixture
 def harness(db_url: str, tmp_path: Path, slack: SlackDouble) -> Iterator[Harness]:
-    flows = tmp_path / "workflows"
-    flows.mkdir()
-    (flows / "gated.yml").write_text(GATED)
-    (flows / "routed.yml").write_text(ROUTED)
-    (flows / "timed.yml").write_text(TIMED)
-    (flows / "careful.yml").write_text(CAREFUL)
-    (flows / "nightly.yml").write_text(NIGHTLY)
-    settings = Settings(database_url=db_url, workflows_dir=flows, user="test")
-    slack_settings = SlackSettings(
-        bot_token=slack.token, signing_secret=SIGNING_SECRET, app_token=None,
-        api_url=slack.api_url, channel=CHANNEL, host="127.0.0.1", port=0,
-    )  # fmt: skip
+    flows = {"gated": GATED, "routed": ROUTED, "timed": TIMED, "careful": CAREFUL,
+             "nightly": NIGHTLY}  # fmt: skip
     clock = FakeClock(datetime.now(UTC))
     with (
-        running_bot(settings, slack_settings, clock) as bot,
+        running_test_bot(db_url, tmp_path, slack, flows, clock, CHANNEL) as bot,
         http_in_background(bot.wsgi, threads=8) as url,
     ):
         yield Harness(url, bot, slack, clock)

@@ -11,12 +11,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from bot.settings import Settings, SlackSettings
-from bot.slack.server import Bot, running_bot
+from bot.slack.server import Bot
 from orchestrator.clock import FakeClock
+from tests.bot_harness import running_test_bot
 from tests.polling import until
 from tests.slack_double import SlackDouble
-from tests.slack_signing import SIGNING_SECRET
 
 CHANNEL = "C0OPS"
 DIGEST = """
@@ -37,16 +36,8 @@ def slack() -> Iterator[SlackDouble]:
 
 @pytest.fixture
 def bot(db_url: str, tmp_path: Path, slack: SlackDouble) -> Iterator[tuple[Bot, FakeClock]]:
-    flows = tmp_path / "workflows"
-    flows.mkdir()
-    (flows / "digest.yml").write_text(DIGEST)
-    settings = Settings(database_url=db_url, workflows_dir=flows, user="test")
-    slack_settings = SlackSettings(
-        bot_token=slack.token, signing_secret=SIGNING_SECRET, app_token=None,
-        api_url=slack.api_url, channel=None, host="127.0.0.1", port=0,
-    )  # fmt: skip
     clock = FakeClock(datetime(2030, 1, 7, 8, 59, tzinfo=UTC))  # a Monday
-    with running_bot(settings, slack_settings, clock) as running:
+    with running_test_bot(db_url, tmp_path, slack, {"digest": DIGEST}, clock, None) as running:
         yield running, clock
 
 
