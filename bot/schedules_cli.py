@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -18,6 +19,8 @@ from bot import console
 from bot.cli_io import EXIT_OK, open_engine, settings_of
 from bot.run_commands import finish, following
 from bot.runtime import build_orchestrator, database
+from bot.settings import Settings
+from orchestrator.engine import Orchestrator
 from orchestrator.schedules import ScheduleView, list_schedules, sync
 
 _HEADER = ["id", "workflow", "cron", "timezone", "next (local)", "next (UTC)", "last fire",
@@ -51,21 +54,29 @@ def cmd_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+@contextmanager
+def _policy(settings: Settings) -> Iterator[Orchestrator]:
+    """An orchestrator that is never started: its access policy and audit, nothing runs
+    (a running `serve` fires a resumed schedule at its next check)."""
+    with database(settings) as engine:
+        orch = build_orchestrator(settings, engine, {})
+        try:
+            yield orch
+        finally:
+            orch.close()
+
+
 def cmd_pause(args: argparse.Namespace) -> int:
     settings = settings_of(args)
-    with database(settings) as engine:  # the orchestrator's policy, not started
-        orch = build_orchestrator(settings, engine, {})
+    with _policy(settings) as orch:
         view = orch.pause_schedule(args.id, settings.user, args.reason)
-        orch.close()
     return _done(args, view, f"paused {view.id}")
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
     settings = settings_of(args)
-    with database(settings) as engine:  # a running serve fires it at its next check
-        orch = build_orchestrator(settings, engine, {})
+    with _policy(settings) as orch:
         view = orch.resume_schedule(args.id, settings.user)
-        orch.close()
     return _done(args, view, f"resumed {view.id}; next fire {_local(view)}")
 
 
