@@ -217,8 +217,7 @@ class Orchestrator:
             self._insert_run(wf, run_id, values, started_by, front_end, channel, rerun_of, now)
         except RateLimited as exc:
             self._gate.refuse(started_by, "run", str(exc), workflow=wf.name, error=exc)
-        self._services.front_end.run_started(self.view(run_id))
-        self._advancer.advance(run_id)
+        self._kick(run_id)
         return run_id
 
     def _insert_run(
@@ -320,9 +319,10 @@ class Orchestrator:
     def _adopt(self, run_id: str) -> None:
         """A run committed by another path (a schedule's fire): tell of it and advance it,
         on the pool, so the thread firing a thousand due schedules only commits fires."""
-        self._advancer.submit(self._start_adopted, run_id)
+        self._advancer.submit(self._kick, run_id)
 
-    def _start_adopted(self, run_id: str) -> None:
+    def _kick(self, run_id: str) -> None:
+        """A run just committed: tell the front end, then make its first pass."""
         self._services.front_end.run_started(self.view(run_id))
         self._advancer.advance(run_id)
 
