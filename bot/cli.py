@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import exc as sa_exc
 
-from bot import logging_setup, report_cli, schedules_cli
+from bot import audit_cli, logging_setup, report_cli, schedules_cli
 from bot import read_commands as read
 from bot import run_commands as act
 from bot.cli_io import EXIT_OK, EXIT_USAGE, Stop, settings_of
@@ -78,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_reading(add)
     schedules_cli.register(sub, common, _acting(), _output())
     report_cli.register(sub, common, _output())
+    audit_cli.register(sub, common, _output())
     serve = add("serve", cmd_serve, "run the Slack bot (HTTP, or Socket Mode with SLACK_APP_TOKEN)")
     serve.add_argument("--host", help="$HOST, default 0.0.0.0")
     serve.add_argument("--port", type=int, help="$PORT, default 3000")

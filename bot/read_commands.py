@@ -7,6 +7,7 @@ import argparse
 import sys
 
 from bot import console
+from bot.audit_text import audit_json, format_audit
 from bot.cli_io import (
     EXIT_OK,
     EXIT_RUN_FAILED,
@@ -19,6 +20,7 @@ from bot.cli_io import (
 from bot.plan import format_plan
 from bot.runtime import clock_of, workflows
 from bot.settings import SettingsError
+from orchestrator.audit import audit_entries
 from orchestrator.errors import OrchestratorError
 from orchestrator.queries import open_interactions, recent_runs, run_view
 from orchestrator.versions import WorkflowVersions
@@ -56,14 +58,16 @@ def cmd_show(args: argparse.Namespace) -> int:
     engine = open_engine(settings)
     run = run_view(engine, args.run)
     pending = open_interactions(engine, run.id)
+    trail = audit_entries(engine, run_id=run.id)
     if args.json:
-        print_json(console.run_json(run, pending))
+        print_json({**console.run_json(run, pending), "audit": [audit_json(r) for r in trail]})
         return EXIT_OK
     try:  # the run's own version, for step kinds
         workflow = WorkflowVersions(engine, workflows(settings)).of(run.workflow, run.digest)
     except (OrchestratorError, SettingsError):
         workflow = None  # `show` still works when the workflow files moved or broke
     print(console.format_run(run, workflow, pending))
+    print(f"\naudit trail:\n{format_audit(trail)}")
     return EXIT_OK
 
 
