@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 
 from orchestrator import runs
 from orchestrator.access import AccessPolicy
+from orchestrator.errors import NotAllowed
 from orchestrator.gates import person_key
 from orchestrator.interactions import INTERACTIONS
 from orchestrator.storage_retry import storage_attempts
@@ -130,3 +131,20 @@ def audit_refusal(engine: Engine, now: datetime, by: str, what: str, reason: str
         with attempt, write_transaction(engine) as conn:
             runs.audit(conn, by, "access.refused", now=now, run_id=run_id, attempted=what,
                        reason=reason)  # fmt: skip
+
+
+def run_trail(
+    engine: Engine, policy: AccessPolicy, now: datetime, user: str, run_id: str,
+    where: str | None,
+) -> list[AuditRecord]:  # fmt: skip
+    """A run's entries for `user` asking from Slack channel `where`; NotAllowed (audited,
+    the same words whether the run exists or not: a refusal leaks nothing) if they may not
+    see the run."""
+    if not RunVisibility(engine, policy).may_see(user, run_id, where):
+        reason = (
+            f"there is no run {run_id} whose audit you may see: a run's audit shows in its "
+            "channel, to its requester, to the people its gates ask, and to admins"
+        )
+        audit_refusal(engine, now, user, "audit", reason, run_id=run_id)
+        raise NotAllowed(reason)
+    return audit_entries(engine, run_id=run_id)

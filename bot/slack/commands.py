@@ -28,6 +28,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "pending": ("", "gates waiting for your answer"),
     "cancel": ("RUN", "cancel a run"),
     "retry": ("RUN [STEP]", "retry a run's failed steps, or one step"),
+    "audit": ("RUN", "who did what in a run: starts, answers, refusals, cancels, retries"),
     "plan": ("WORKFLOW", "show the steps a workflow would run, in order"),
     "schedules": ("", "schedules and their next fires; admins may pause or resume them"),
 }
@@ -79,6 +80,11 @@ class Retry:
 
 
 @dataclass(frozen=True)
+class Audit:
+    run_id: str
+
+
+@dataclass(frozen=True)
 class Plan:
     workflow: str
 
@@ -88,7 +94,9 @@ class Schedules:
     pass
 
 
-Command = Help | ListWorkflows | Run | Status | Runs | Pending | Cancel | Retry | Plan | Schedules
+Command = (
+    Help | ListWorkflows | Run | Status | Runs | Pending | Cancel | Retry | Audit | Plan | Schedules
+)
 
 
 class CommandError(ValueError):
@@ -191,6 +199,11 @@ def _retry(args: list[str]) -> Command:
     return Retry(args[0], args[1] if len(args) > 1 else None)
 
 
+def _audit(args: list[str]) -> Command:
+    _arity("audit", args, 1, 1)
+    return Audit(args[0])
+
+
 def _plan(args: list[str]) -> Command:
     _arity("plan", args, 1, 1)
     return Plan(args[0])
@@ -205,6 +218,7 @@ _PARSERS = {
     "pending": _no_args("pending", Pending),
     "cancel": _cancel,
     "retry": _retry,
+    "audit": _audit,
     "plan": _plan,
     "schedules": _no_args("schedules", Schedules),
 }

@@ -20,9 +20,11 @@ from bot.plan import format_plan
 from bot.settings import SlackSettings
 from bot.slack import commands as cmds
 from bot.slack import ids, modals, submissions
+from bot.slack.audit_blocks import render_audit
 from bot.slack.blocks import render_run_board
 from bot.slack.home import render_home
 from bot.slack.schedule_blocks import render_next_fires, render_schedules
+from orchestrator.audit import run_trail
 from orchestrator.engine import Orchestrator
 from orchestrator.errors import NotFound, OrchestratorError
 from orchestrator.gates import listed
@@ -95,6 +97,10 @@ class Handlers:
             case cmds.Retry(run_id=run_id, step_id=step_id):
                 self.orch.retry(run_id, step_id, user)
                 _say(respond, f"Retrying run `{run_id}`.")
+            case cmds.Audit(run_id=run_id):
+                trail = run_trail(self.orch.engine, self.orch.access, self.orch.clock.now(), user,
+                                  run_id, body.get("channel_id"))  # fmt: skip
+                _say(respond, **render_audit(run_id, trail))
             case cmds.Plan(workflow=name):
                 _say(
                     respond, f"```{format_plan(self.orch.workflow(name), self.orch.clock.now())}```"

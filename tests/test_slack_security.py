@@ -1,0 +1,138 @@
+"""Access rules through the bot as Slack reaches it: real HTTP, signed requests, the Slack
+double for the Web API (user groups included) and a real database.
+
+Refusals leave state unchanged, answer ephemerally with who may, and write one audit
+entry each; `/ops audit` shows a run's trail only to people who may see the run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from bot.slack import ids
+from bot.slack.http_transport import http_in_background
+from bot.slack.server import Bot
+from orchestrator.clock import FakeClock
+from tests.bot_harness import running_test_bot
+from tests.polling import until
+from tests.slack_double import SlackDouble
+from tests.slack_signing import action_from_blocks, block_actions, post_signed, slash_command
+
+CHANNEL = "C0OPS"
+GUARDED = """
+name: deploy
+access:
+  run: {users: [U0LEAD], groups: [S0SRE]}
+  cancel: {groups: [S0SRE]}
+  retry: {groups: [S0SRE]}
+steps:
+  - id: build
+    shell: ["sh", "-c", "exit 1"]
+  - id: ship
+    needs: build
+    approval:
+      message: "Ship it?"
+      approvers: {groups: [S0SRE]}
+"""
+GATED = """
+name: gated
+steps:
+  - id: approve
+    approval:
+      message: "Go ahead?"
+      approvers: {groups: [S0SRE]}
+  - id: done
+    needs: approve
+    shell: ["true"]
+"""
+
+
+@dataclass
+class Harness:
+    url: str
+    bot: Bot
+    slack: SlackDouble
+    clock: FakeClock
+
+    def command(self, text: str, user: str, reply: str, channel: str = CHANNEL) -> int:
+        body = slash_command(text, user_id=user, channel_id=channel,
+                             response_url=self.slack.response_url(reply))  # fmt: skip
+        return post_signed(self.url, body)[0]
+
+    def click(self, blocks: list, action_id: str, user: str, reply: str) -> int:
+        action = action_from_blocks(blocks, action_id)
+        body = block_actions([action], user_id=user, channel_id=CHANNEL,
+                             response_url=self.slack.response_url(reply))  # fmt: skip
+        return post_signed(self.url, body)[0]
+
+    def reply(self, name: str) -> dict[str, Any]:
+        """The one ephemeral answer posted to response_url `name`."""
+        [answer] = until(lambda: self.slack.responses(name), what=f"the answer to {name}")
+        assert answer["response_type"] == "ephemeral"
+        return answer
+
+    def sql(self, query: str, **params: Any) -> list[tuple]:
+        with self.bot.orch.engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(sa.text(query), params)]
+
+    def refusals(self, actor: str) -> list[str]:
+        rows = self.sql("SELECT detail FROM audit_log WHERE action = 'access.refused' "
+                        "AND actor = :actor ORDER BY id", actor=actor)  # fmt: skip
+        return [str(r[0]) for r in rows]
+
+    def runs(self) -> list[str]:
+        return [r[0] for r in self.sql("SELECT id FROM workflow_run ORDER BY created_at")]
+
+    def gate(self, run_id: str, prompt: str) -> Any:
+        def find() -> Any:
+            parent = next((m for m in self.slack.messages(CHANNEL)
+                           if not m.thread_ts and run_id in m.text), None)  # fmt: skip
+            if parent is None:
+                return None
+            thread = self.slack.thread(CHANNEL, parent.ts)
+            return next((m for m in thread if prompt in str(m.blocks)), None)
+
+        return until(find, what=f"the gate asking {prompt!r}")
+
+
+@pytest.fixture
+def harness(db_url: str, tmp_path: Path) -> Iterator[Harness]:
+    clock = FakeClock(datetime.now(UTC))
+    with SlackDouble() as slack:
+        slack.set_group("S0SRE", ["U0SRE", "U0ANNA"])
+        with (
+            running_test_bot(db_url, tmp_path, slack, {"deploy": GUARDED, "gated": GATED}, clock,
+                             CHANNEL, admins="U0ROOT", rate_limit="20/min") as bot,
+            http_in_background(bot.wsgi, threads=8) as url,
+        ):  # fmt: skip
+            yield Harness(url, bot, slack, clock)
+
+
+def test_audit_shows_a_runs_trail_only_to_people_who_may_see_the_run(harness: Harness) -> None:
+    harness.command("run gated", "U0ALICE", "start")
+    run_id = until(lambda: harness.runs(), what="a run")[0]
+    gate = harness.gate(run_id, "Go ahead?")
+    harness.click(gate.blocks, ids.APPROVE, "U0SRE", "approve")
+    until(lambda: harness.bot.orch.view(run_id).status == "succeeded", what="the run to end")
+
+    # In the run's channel, anyone sees it; elsewhere, the people its gate asked do.
+    for user, where in (("U0BOB", CHANNEL), ("U0ANNA", "D0ANNA"), ("U0ROOT", "D0ROOT")):
+        harness.command(f"audit {run_id}", user, f"audit-{user}", channel=where)
+        shown = str(harness.reply(f"audit-{user}")["blocks"])
+        assert "run.started" in shown and "<@U0ALICE>" in shown
+        assert "interaction.answered" in shown and "<@U0SRE>" in shown and "approve" in shown
+
+    # Anyone else, elsewhere, is refused, with the same words for a run that does not exist.
+    harness.command(f"audit {run_id}", "U0EVE", "audit-eve", channel="D0EVE")
+    harness.command("audit r-nosuchrun", "U0EVE", "audit-none", channel="D0EVE")
+    refused, unknown = harness.reply("audit-eve")["text"], harness.reply("audit-none")["text"]
+    assert "whose audit you may see" in refused and "run.started" not in refused
+    assert unknown == refused.replace(run_id, "r-nosuchrun")
+    assert len(harness.refusals("U0EVE")) == 2
