@@ -7,6 +7,8 @@ entry each; `/ops audit` shows a run's trail only to people who may see the run.
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -136,3 +138,50 @@ def test_audit_shows_a_runs_trail_only_to_people_who_may_see_the_run(harness: Ha
     assert "whose audit you may see" in refused and "run.started" not in refused
     assert unknown == refused.replace(run_id, "r-nosuchrun")
     assert len(harness.refusals("U0EVE")) == 2
+
+
+def post_event(harness: Harness, event: dict[str, Any]) -> tuple[int, str]:
+    """A signed Events API request, as Slack sends it."""
+    body = {"type": "event_callback", "team_id": "T0TEAM", "api_app_id": "A0OPSLOOP",
+            "event_id": f"Ev{time.time_ns()}", "event_time": int(time.time()),
+            "event": event}  # fmt: skip
+    return post_signed(harness.url, json.dumps(body), headers={"Content-Type": "application/json"})
+
+
+def test_the_events_url_answers_slacks_challenge_only_when_signed(harness: Harness) -> None:
+    challenge = json.dumps({"type": "url_verification", "token": "unused", "challenge": "c0ffee"})
+    status, text = post_signed(harness.url, challenge, headers={"Content-Type": "application/json"})
+    assert status == 200 and "c0ffee" in text
+    forged = post_signed(harness.url, challenge, secret="guessed",
+                         headers={"Content-Type": "application/json"})  # fmt: skip
+    assert forged[0] == 401 and "c0ffee" not in forged[1]
+
+
+def test_a_member_removed_from_a_group_is_refused_at_once(harness: Harness) -> None:
+    for n in range(2):
+        harness.command("run gated", "U0ALICE", f"start-{n}")
+        until(lambda n=n: len(harness.runs()) > n, what="a run")
+    first, second = harness.runs()
+    harness.click(harness.gate(first, "Go ahead?").blocks, ids.APPROVE, "U0ANNA", "member")
+    until(lambda: harness.bot.orch.view(first).status == "succeeded", what="Anna's approval")
+
+    # Anna leaves S0SRE. The bot asked Slack a moment ago and would trust that answer for
+    # a minute (the bot's clock does not move here), but Slack says the group changed.
+    harness.slack.set_group("S0SRE", ["U0SRE"])
+    changed = {"type": "subteam_members_changed", "subteam_id": "S0SRE", "team_id": "T0TEAM",
+               "date_previous_update": 1, "date_update": 2, "added_users": [],
+               "added_users_count": "0", "removed_users": ["U0ANNA"],
+               "removed_users_count": "1"}  # fmt: skip
+    assert post_event(harness, changed)[0] == 200
+    gate = harness.gate(second, "Go ahead?")
+    harness.click(gate.blocks, ids.APPROVE, "U0ANNA", "removed")
+    assert "may not answer" in harness.reply("removed")["text"]
+    assert harness.bot.orch.view(second).status == "waiting"
+
+    # Back in the group (subteam_updated carries the group whole): she may answer again.
+    harness.slack.set_group("S0SRE", ["U0SRE", "U0ANNA"])
+    updated = {"type": "subteam_updated", "subteam": {"id": "S0SRE", "team_id": "T0TEAM",
+               "handle": "sre", "users": ["U0SRE", "U0ANNA"], "user_count": 2}}  # fmt: skip
+    assert post_event(harness, updated)[0] == 200
+    harness.click(gate.blocks, ids.APPROVE, "U0ANNA", "back")
+    until(lambda: harness.bot.orch.view(second).status == "succeeded", what="her approval")

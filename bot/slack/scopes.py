@@ -48,8 +48,9 @@ FEATURE_SCOPES: Mapping[str, str] = MappingProxyType(
         "looking up a lost post in a DM": "im:history",
     }
 )
-# Events the app subscribes to; app_home_opened needs no scope.
-BOT_EVENTS: tuple[str, ...] = ("app_home_opened",)
+# Events the app subscribes to; app_home_opened needs no scope, the subteam events (a
+# user group changed: its cached members are dropped) come with usergroups:read.
+BOT_EVENTS: tuple[str, ...] = ("app_home_opened", "subteam_members_changed", "subteam_updated")
 
 REQUIRED_SCOPES: frozenset[str] = frozenset(
     {s for s in METHOD_SCOPES.values() if s} | set(FEATURE_SCOPES.values())

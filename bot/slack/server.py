@@ -32,6 +32,7 @@ from bot.slack.app import build_app
 from bot.slack.delivery import SlackDelivery, delivery_client, web_client
 from bot.slack.directory import CombinedDirectory, SlackDirectory
 from bot.slack.dispatcher import Dispatcher
+from bot.slack.events import listen_for_group_changes
 from bot.slack.frontend import SlackFrontEnd
 from bot.slack.handlers import Handlers
 from bot.slack.http_transport import AcksFirst, FollowUps, Wsgi, serve_http, wsgi_app
@@ -92,7 +93,8 @@ def build_bot(
     client = web_client(slack.bot_token, slack.api_url, metrics)
     front_end = ObservedFrontEnd(SlackFrontEnd(outbox, slack.channel, clock=clock.now),
                                  metrics, clock.now, known)  # fmt: skip
-    directory = CombinedDirectory(static_directory(settings), SlackDirectory(client))
+    groups = SlackDirectory(client, now=lambda: clock.now().timestamp())
+    directory = CombinedDirectory(static_directory(settings), groups)
     orch = build_orchestrator(
         settings, engine, known, front_end=front_end, directory=directory, clock=clock,
         secrets=(slack.bot_token, slack.signing_secret, slack.app_token),
@@ -104,6 +106,7 @@ def build_bot(
     work = FollowUps(slack.threads, acks)
     app = build_app(Handlers(orch, client, slack), client,
                     signing_secret=slack.signing_secret, work=work)  # fmt: skip
+    listen_for_group_changes(app, directory.forget)
     # Slack's signatures carry wall time: replays are judged by it, not the runtime's clock.
     replays = ReplayLedger(engine, utcnow)
     secret = slack.signing_secret
