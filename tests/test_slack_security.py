@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,6 +55,8 @@ steps:
     needs: approve
     shell: ["true"]
 """
+HELLO = 'name: hello\nsteps:\n  - id: hi\n    shell: ["true"]\n'
+FLOWS = {"deploy": GUARDED, "gated": GATED, "hello": HELLO}
 
 
 @dataclass
@@ -110,8 +113,8 @@ def harness(db_url: str, tmp_path: Path) -> Iterator[Harness]:
     with SlackDouble() as slack:
         slack.set_group("S0SRE", ["U0SRE", "U0ANNA"])
         with (
-            running_test_bot(db_url, tmp_path, slack, {"deploy": GUARDED, "gated": GATED}, clock,
-                             CHANNEL, admins="U0ROOT", rate_limit="20/min") as bot,
+            running_test_bot(db_url, tmp_path, slack, FLOWS, clock, CHANNEL, admins="U0ROOT",
+                             rate_limit="20/min") as bot,
             http_in_background(bot.wsgi, threads=8) as url,
         ):  # fmt: skip
             yield Harness(url, bot, slack, clock)
@@ -185,3 +188,79 @@ def test_a_member_removed_from_a_group_is_refused_at_once(harness: Harness) -> N
     assert post_event(harness, updated)[0] == 200
     harness.click(gate.blocks, ids.APPROVE, "U0ANNA", "back")
     until(lambda: harness.bot.orch.view(second).status == "succeeded", what="her approval")
+
+
+def test_a_refused_start_says_who_may_starts_nothing_and_is_audited(harness: Harness) -> None:
+    assert harness.command("run deploy", "U0EVE", "eve") == 200
+    text = harness.reply("eve")["text"]
+    assert "may not run deploy" in text and "<@U0LEAD>" in text and "S0SRE" in text
+    assert harness.runs() == []
+    [refusal] = harness.refusals("U0EVE")
+    assert "may not run deploy" in refusal
+    # /ops list shows only what the person may run.
+    harness.command("list", "U0EVE", "eve-list")
+    listed = harness.reply("eve-list")["text"]
+    assert "`gated`" in listed and "`deploy`" not in listed
+    harness.command("run deploy", "U0ANNA", "anna")  # in S0SRE
+    assert "Started `deploy`" in harness.reply("anna")["text"]
+
+
+def test_the_requester_cannot_approve_their_own_run_and_admins_do_not_bypass(
+    harness: Harness,
+) -> None:
+    harness.command("run gated", "U0SRE", "start")  # U0SRE is in S0SRE, which the gate asks
+    run_id = until(lambda: harness.runs(), what="a run")[0]
+    gate = harness.gate(run_id, "Go ahead?")
+    harness.click(gate.blocks, ids.APPROVE, "U0SRE", "own")
+    harness.click(gate.blocks, ids.APPROVE, "U0ROOT", "admin")
+    assert "started this run" in harness.reply("own")["text"]
+    assert "may not answer" in harness.reply("admin")["text"]
+    assert harness.bot.orch.view(run_id).status == "waiting"
+    refused = harness.sql("SELECT actor FROM audit_log WHERE action = 'interaction.refused' "
+                          "ORDER BY id")  # fmt: skip
+    assert sorted(refused) == [("U0ROOT",), ("U0SRE",)]
+    assert harness.sql("SELECT count(*) FROM audit_log WHERE action = 'interaction.answered'") \
+        == [(0,)]  # fmt: skip
+
+
+def test_outsiders_cannot_cancel_or_retry_and_nothing_changes(harness: Harness) -> None:
+    harness.command("run gated", "U0ALICE", "start-gated")
+    harness.command("run deploy", "U0LEAD", "start-deploy")
+    until(lambda: len(harness.runs()) == 2, what="two runs")
+    by_workflow = dict(harness.sql("SELECT workflow, id FROM workflow_run"))
+    gated, deploy = by_workflow["gated"], by_workflow["deploy"]
+    until(lambda: harness.bot.orch.view(deploy).status == "failed", what="deploy's build to fail")
+    harness.gate(gated, "Go ahead?")
+
+    harness.command(f"cancel {gated}", "U0EVE", "cancel")
+    harness.command(f"retry {deploy}", "U0EVE", "retry")
+    harness.command(f"cancel {deploy}", "U0EVE", "cancel-deploy")
+    assert "may not cancel" in harness.reply("cancel")["text"]
+    assert "may not retry" in harness.reply("retry")["text"]
+    assert "may not cancel" in harness.reply("cancel-deploy")["text"]
+    assert harness.bot.orch.view(gated).status == "waiting"
+    assert harness.bot.orch.view(deploy).status == "failed"
+    assert len(harness.refusals("U0EVE")) == 3
+    # The workflow's access.retry group may retry it; the requester may cancel theirs.
+    harness.command(f"retry {deploy}", "U0ANNA", "retry-anna")
+    assert "Retrying" in harness.reply("retry-anna")["text"]
+    harness.command(f"cancel {gated}", "U0ALICE", "cancel-alice")
+    assert "Cancelled" in harness.reply("cancel-alice")["text"]
+    assert harness.bot.orch.view(gated).status == "cancelled"
+
+
+def test_a_burst_of_starts_is_cut_at_the_rate_limit_with_when_to_retry(harness: Harness) -> None:
+    with ThreadPoolExecutor(10) as burst:  # 30 `/ops run` at once, by one person
+        statuses = list(burst.map(lambda n: harness.command("run hello", "U0BURST", f"b{n}"),
+                                  range(30)))  # fmt: skip
+    assert statuses == [200] * 30
+    answers = [harness.reply(f"b{n}")["text"] for n in range(30)]
+    refused = [a for a in answers if "slow down" in a]
+    assert len(refused) == 10 and len(harness.runs()) == 20
+    assert all("retry in 60 s" in a for a in refused)
+    assert len(harness.refusals("U0BURST")) == 10
+    harness.command("run hello", "U0OTHER", "other")  # the limit is per person
+    assert "Started" in harness.reply("other")["text"]
+    harness.clock.advance(61)
+    harness.command("run hello", "U0BURST", "later")
+    assert "Started" in harness.reply("later")["text"]
