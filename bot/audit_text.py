@@ -14,7 +14,7 @@ DETAIL_WIDTH = 200  # characters of detail in a table row; --json has it all
 
 # The keys each action's detail is read from, in the order they are shown.
 _SHOWN_FIRST = ("answer", "outcome", "attempted", "reason", "comment", "status", "params",
-                "schedule", "steps", "to", "error")  # fmt: skip
+                "front_end", "channel", "schedule", "steps", "to", "error")  # fmt: skip
 
 
 def when(moment: datetime) -> str:

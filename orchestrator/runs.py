@@ -80,7 +80,17 @@ def insert_started(
         step_ids=[s.id for s in wf.steps], started_by=started_by,
         front_end=front_end, channel=channel, rerun_of=rerun_of, now=now,
     )  # fmt: skip
-    audit(conn, started_by, "run.started", now=now, run_id=run_id, params=values)
+    audit(
+        conn,
+        started_by,
+        "run.started",
+        now=now,
+        run_id=run_id,
+        params=values,
+        front_end=front_end,
+        channel=channel,
+        **({"rerun_of": rerun_of} if rerun_of else {}),
+    )
 
 
 def save_definition(conn: Connection, workflow: str, digest: str, text: str, now: datetime) -> None:

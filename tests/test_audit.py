@@ -54,7 +54,7 @@ def test_audit_of_a_run_is_a_table_newest_last_with_who_what_and_which_step(cli)
     assert actions == ["run.started", "interaction.opened", "interaction.refused",
                        "interaction.answered", "run.succeeded"]  # fmt: skip
     started, _, refused, answered, _ = rows
-    assert "U0OPS" in started and "service=api" in started
+    assert "U0OPS" in started and "service=api" in started and "front_end=cli" in started
     assert "U0EVE" in refused and "approve" in refused and "may not answer" in refused
     assert "U0BOSS" in answered and "answer=approve" in answered and "'ship it'" in answered
 

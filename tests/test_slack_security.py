@@ -203,6 +203,9 @@ def test_a_refused_start_says_who_may_starts_nothing_and_is_audited(harness: Har
     assert "`gated`" in listed and "`deploy`" not in listed
     harness.command("run deploy", "U0ANNA", "anna")  # in S0SRE
     assert "Started `deploy`" in harness.reply("anna")["text"]
+    [(detail,)] = harness.sql("SELECT detail FROM audit_log WHERE action = 'run.started'")
+    detail = json.loads(detail) if isinstance(detail, str) else detail
+    assert (detail["front_end"], detail["channel"]) == ("slack", CHANNEL)  # who, from where
 
 
 def test_the_requester_cannot_approve_their_own_run_and_admins_do_not_bypass(
