@@ -133,18 +133,25 @@ def audit_refusal(engine: Engine, now: datetime, by: str, what: str, reason: str
                        reason=reason)  # fmt: skip
 
 
+def check_visible(
+    engine: Engine, policy: AccessPolicy, now: datetime, user: str, run_id: str,
+    where: str | None, what: str,
+) -> None:  # fmt: skip
+    """NotAllowed (audited) unless `user`, asking from Slack channel `where`, may see the
+    run: the same words whether it exists or not, so a refusal leaks nothing."""
+    if not RunVisibility(engine, policy).may_see(user, run_id, where):
+        reason = (
+            f"there is no run {run_id} that you may see: a run shows in its channel, to "
+            "its requester, to the people its gates ask, and to admins"
+        )
+        audit_refusal(engine, now, user, what, reason, run_id=run_id)
+        raise NotAllowed(reason)
+
+
 def run_trail(
     engine: Engine, policy: AccessPolicy, now: datetime, user: str, run_id: str,
     where: str | None,
 ) -> list[AuditRecord]:  # fmt: skip
-    """A run's entries for `user` asking from Slack channel `where`; NotAllowed (audited,
-    the same words whether the run exists or not: a refusal leaks nothing) if they may not
-    see the run."""
-    if not RunVisibility(engine, policy).may_see(user, run_id, where):
-        reason = (
-            f"there is no run {run_id} whose audit you may see: a run's audit shows in its "
-            "channel, to its requester, to the people its gates ask, and to admins"
-        )
-        audit_refusal(engine, now, user, "audit", reason, run_id=run_id)
-        raise NotAllowed(reason)
+    """A run's entries, for someone who may see the run (else NotAllowed, audited)."""
+    check_visible(engine, policy, now, user, run_id, where, "audit")
     return audit_entries(engine, run_id=run_id)

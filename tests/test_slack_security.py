@@ -138,7 +138,7 @@ def test_audit_shows_a_runs_trail_only_to_people_who_may_see_the_run(harness: Ha
     harness.command(f"audit {run_id}", "U0EVE", "audit-eve", channel="D0EVE")
     harness.command("audit r-nosuchrun", "U0EVE", "audit-none", channel="D0EVE")
     refused, unknown = harness.reply("audit-eve")["text"], harness.reply("audit-none")["text"]
-    assert "whose audit you may see" in refused and "run.started" not in refused
+    assert "that you may see" in refused and "run.started" not in refused
     assert unknown == refused.replace(run_id, "r-nosuchrun")
     assert len(harness.refusals("U0EVE")) == 2
 
@@ -267,3 +267,23 @@ def test_a_burst_of_starts_is_cut_at_the_rate_limit_with_when_to_retry(harness: 
     harness.clock.advance(61)
     harness.command("run hello", "U0BURST", "later")
     assert "Started" in harness.reply("later")["text"]
+
+
+def test_status_and_runs_show_a_run_only_to_who_may_see_it_and_leak_nothing(
+    harness: Harness,
+) -> None:
+    harness.command("run gated", "U0ALICE", "start")
+    run_id = until(lambda: harness.runs(), what="a run")[0]
+    harness.gate(run_id, "Go ahead?")
+    harness.command(f"status {run_id}", "U0EVE", "eve", channel="D0EVE")
+    harness.command("status r-nosuchrun", "U0EVE", "none", channel="D0EVE")
+    refused, unknown = harness.reply("eve")["text"], harness.reply("none")["text"]
+    assert "that you may see" in refused and "gated" not in refused
+    assert unknown == refused.replace(run_id, "r-nosuchrun")  # existence is not told
+    assert len(harness.refusals("U0EVE")) == 2
+    harness.command("runs", "U0EVE", "eve-runs", channel="D0EVE")
+    assert harness.reply("eve-runs")["text"] == "No runs you may see."
+    harness.command("runs", "U0ANNA", "anna-runs", channel="D0ANNA")  # the gate asks her group
+    assert run_id in harness.reply("anna-runs")["text"]
+    harness.command(f"status {run_id}", "U0ANNA", "anna", channel="D0ANNA")
+    assert "gated" in str(harness.reply("anna"))

@@ -24,13 +24,13 @@ from bot.slack.audit_blocks import render_audit
 from bot.slack.blocks import render_run_board
 from bot.slack.home import render_home
 from bot.slack.schedule_blocks import render_next_fires, render_schedules
-from orchestrator.audit import run_trail
+from orchestrator.audit import RunVisibility, check_visible, run_trail
 from orchestrator.engine import Orchestrator
-from orchestrator.errors import NotFound, OrchestratorError
+from orchestrator.errors import OrchestratorError
 from orchestrator.gates import listed
 from orchestrator.protocol import InteractionView, RunView
 from orchestrator.queries import RunSummary, interaction, open_interactions, recent_runs
-from orchestrator.workflow.definitions import Approvers, Workflow
+from orchestrator.workflow.definitions import Workflow
 from orchestrator.workflow.params import missing_required
 
 log = logging.getLogger(__name__)
@@ -81,11 +81,9 @@ class Handlers:
                 lines = [f"• `{r.id}` {r.workflow} *{r.status}* (<@{r.started_by}>)" for r in rows]
                 _say(respond, "\n".join(lines) or "No runs you may see.")
             case cmds.Status(run_id=run_id):
-                run = self.orch.view(run_id)
-                if not self._may_see(user, body.get("channel_id"), run.id, run.started_by,
-                                     run.channel):  # fmt: skip
-                    raise NotFound(f"no run {run_id} that you may see")
-                board = render_run_board(run)
+                check_visible(self.orch.engine, self.orch.access, self.orch.clock.now(), user,
+                              run_id, body.get("channel_id"), "status")  # fmt: skip
+                board = render_run_board(self.orch.view(run_id))
                 _say(respond, board["text"], blocks=board["blocks"])
             case cmds.Pending():
                 lines = [f"• `{i.run_id}` step `{i.step_id}` ({i.kind}): {i.prompt[:200]}"
@@ -128,18 +126,13 @@ class Handlers:
         )  # fmt: skip
         _say(respond, f"Started `{name}` run `{run_id}`; its status board is in this channel.")
 
-    def _may_see(
-        self, user: str, where: str | None, run_id: str, started_by: str, channel: str | None
-    ) -> bool:
-        asked = [Approvers(tuple(i.allowed_users), tuple(i.allowed_groups))
-                 for i in open_interactions(self.orch.engine, run_id)]  # fmt: skip
-        return self.orch.access.may_see(user, started_by, channel, where, asked)
-
     def _visible_runs(self, user: str, where: str | None, limit: int = 10) -> list[RunSummary]:
         """The newest runs `user` may see (access.py), at most `limit`."""
         rows = recent_runs(self.orch.engine, limit * 5)
-        seen = [r for r in rows if self._may_see(user, where, r.id, r.started_by, r.channel)]
-        return seen[:limit]
+        seen = RunVisibility(self.orch.engine, self.orch.access).runs_seen(
+            user, {r.id for r in rows}, where
+        )
+        return [r for r in rows if r.id in seen][:limit]
 
     def _waiting_for(self, user: str) -> list[InteractionView]:
         """Open interactions that name `user` (or nobody), as `pending` and App Home list them."""
