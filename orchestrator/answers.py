@@ -52,6 +52,8 @@ def record_answer(
                 if refused is None:
                     changes = _param_changes(services, conn, row, answer, params) if params else {}
                     outcome = gates.apply_answer(row, user, answer, comment, now)
+                    if changes:  # the gate message shows the diff with the answer
+                        outcome.responses[-1]["changes"] = _diff(conn, row["run_id"], changes)
                     values: dict[str, Any] = {
                         "status": outcome.status, "responses": outcome.responses,
                     }  # fmt: skip
@@ -96,6 +98,13 @@ def _param_changes(
         raise InvalidAnswer(f"the run has no param {', '.join(unknown)}; "
                             f"its params: {', '.join(sorted(declared)) or 'none'}")  # fmt: skip
     return {name: coerce_value(declared[name], value) for name, value in params.items()}
+
+
+def _diff(conn: Connection, run_id: str, changes: Mapping[str, Any]) -> dict[str, list[Any]]:
+    """{param: [before, after]} for each param `changes` gives a new value."""
+    before = conn.execute(sa.select(runs.RUNS.c.params).where(runs.RUNS.c.id == run_id)).scalar()
+    return {k: [(before or {}).get(k), v] for k, v in changes.items()
+            if (before or {}).get(k) != v}  # fmt: skip
 
 
 def _change_params(

@@ -67,10 +67,13 @@ def input_field(raw: Mapping[str, Any]) -> InputField:
 
 
 def response(raw: Mapping[str, Any]) -> Response:
-    """A `responses` entry ({"user", "at" (ISO 8601), "answer", "comment"?})."""
+    """A `responses` entry ({"user", "at" (ISO 8601), "answer", "comment"?, "changes"?:
+    {param: [before, after]}})."""
+    changes = raw.get("changes")
     return Response(
         user=str(raw.get("user") or ""), answer=raw.get("answer"),
         at=_moment(raw.get("at")), comment=raw.get("comment"),
+        changes={k: tuple(v) for k, v in changes.items()} if isinstance(changes, dict) else None,
     )  # fmt: skip
 
 

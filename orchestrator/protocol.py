@@ -10,6 +10,7 @@ Calls come from worker threads: implementations must be thread-safe and quick
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import cached_property
@@ -73,6 +74,7 @@ class Response:
     answer: Any
     at: datetime | None = None
     comment: str | None = None
+    changes: Mapping[str, tuple[Any, Any]] | None = None  # params changed: (before, after)
 
     @property
     def approves(self) -> bool:

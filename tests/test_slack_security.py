@@ -21,12 +21,20 @@ import sqlalchemy as sa
 
 from bot.slack import ids
 from bot.slack.http_transport import http_in_background
+from bot.slack.modals import param_block_id
 from bot.slack.server import Bot
 from orchestrator.clock import FakeClock
 from tests.bot_harness import running_test_bot
 from tests.polling import until
 from tests.slack_double import SlackDouble
-from tests.slack_signing import action_from_blocks, block_actions, post_signed, slash_command
+from tests.slack_signing import (
+    action_from_blocks,
+    block_actions,
+    fill_view,
+    post_signed,
+    slash_command,
+    view_submission,
+)
 
 CHANNEL = "C0OPS"
 GUARDED = """
@@ -56,7 +64,18 @@ steps:
     shell: ["true"]
 """
 HELLO = 'name: hello\nsteps:\n  - id: hi\n    shell: ["true"]\n'
-FLOWS = {"deploy": GUARDED, "gated": GATED, "hello": HELLO}
+SCALE = """
+name: scale
+params:
+  replicas: {type: int, default: 2}
+steps:
+  - id: approve
+    approval:
+      message: "Scale?"
+      approvers: {groups: [S0SRE]}
+      editable_params: [replicas]
+"""
+FLOWS = {"deploy": GUARDED, "gated": GATED, "hello": HELLO, "scale": SCALE}
 
 
 @dataclass
@@ -287,3 +306,27 @@ def test_status_and_runs_show_a_run_only_to_who_may_see_it_and_leak_nothing(
     assert run_id in harness.reply("anna-runs")["text"]
     harness.command(f"status {run_id}", "U0ANNA", "anna", channel="D0ANNA")
     assert "gated" in str(harness.reply("anna"))
+
+
+def test_a_decided_gate_says_who_when_why_and_the_param_diff_with_no_buttons(
+    harness: Harness,
+) -> None:
+    harness.command("run scale", "U0ALICE", "start")
+    run_id = until(lambda: harness.runs(), what="a run")[0]
+    gate = harness.gate(run_id, "Scale?")
+    harness.click(gate.blocks, ids.APPROVE_WITH_CHANGES, "U0ANNA", "edit")
+    [opened] = harness.slack.wait_for_calls("views.open")
+    view = opened.params["view"]
+    filled = fill_view(view, {param_block_id("replicas"): "5", "reason": "traffic spike"})
+    assert post_signed(harness.url, view_submission(view, filled, user_id="U0ANNA")) == (200, "")
+    until(lambda: harness.bot.orch.view(run_id).status == "succeeded", what="the run to end")
+
+    def decided() -> Any:
+        shown = harness.slack.message(CHANNEL, gate.ts)
+        return shown if "Approved" in str(shown.blocks) else None
+
+    blocks = str(until(decided, what="the gate message edited").blocks)
+    assert "<@U0ANNA>" in blocks and "<!date^" in blocks  # who and when
+    assert "traffic spike" in blocks  # why
+    assert "`replicas` 2 → 5" in blocks  # what changed
+    assert "'actions'" not in blocks  # no live buttons

@@ -213,6 +213,13 @@ def _outcome(interaction: InteractionView) -> list[str]:
     lines = [truncate(head, 1000)]
     if last and last.comment:
         lines.append(_quote(str(last.comment)))
+    if last and last.changes:
+        changed = [
+            f"`{escaped(k, 64)}` {escaped(format_value(was), 200)} → "
+            f"{escaped(format_value(now), 200)}"
+            for k, (was, now) in last.changes.items()
+        ]
+        lines += pack_lines([f"Params changed: {', '.join(changed)}"], max_chunks=1, limit=1500)
     if status == "submitted" and isinstance(interaction.answer, Mapping):
         lines += _answer_lines(interaction.answer)
     return lines
