@@ -292,3 +292,14 @@ class SeenRequest(SQLModel, table=True):
 
     signature: str = Field(primary_key=True, max_length=100)
     seen_at: datetime = _stamp(index=True)
+
+
+class GroupChange(SQLModel, table=True):
+    """How many times Slack said a user group changed: a replica that cached the group's
+    members at an older count asks Slack again (bot/slack/directory.py)."""
+
+    __tablename__ = "group_change"
+
+    group_id: str = Field(primary_key=True, max_length=64)
+    version: int = Field(default=0)
+    changed_at: datetime = _stamp()

@@ -24,6 +24,7 @@ from bot.slack.http_transport import http_in_background
 from bot.slack.modals import param_block_id
 from bot.slack.server import Bot
 from orchestrator.clock import FakeClock
+from orchestrator.group_changes import change_count
 from tests.bot_harness import running_test_bot
 from tests.polling import until
 from tests.slack_double import SlackDouble
@@ -199,6 +200,10 @@ def test_a_member_removed_from_a_group_is_refused_at_once(harness: Harness) -> N
     harness.click(gate.blocks, ids.APPROVE, "U0ANNA", "removed")
     assert "may not answer" in harness.reply("removed")["text"]
     assert harness.bot.orch.view(second).status == "waiting"
+    # Counted for the other replicas, and audited with who left.
+    until(lambda: change_count(harness.bot.orch.engine, "S0SRE") == 1, what="the change count")
+    [(detail,)] = harness.sql("SELECT detail FROM audit_log WHERE action = 'group.changed'")
+    assert "U0ANNA" in str(detail)
 
     # Back in the group (subteam_updated carries the group whole): she may answer again.
     harness.slack.set_group("S0SRE", ["U0SRE", "U0ANNA"])

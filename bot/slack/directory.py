@@ -1,5 +1,5 @@
 """Slack user groups as the orchestrator's `Directory`, cached briefly, and forgotten as
-soon as Slack says a group changed (bot/slack/events.py)."""
+soon as Slack says a group changed (bot/slack/events.py), on every replica."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
@@ -16,17 +17,29 @@ from orchestrator.protocol import Directory
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class _Cached:
+    users: frozenset[str]
+    fetched_at: float
+    count: int  # the group's change count when it was fetched
+    checked_at: float  # when the count was last seen unchanged
+
+
 class SlackDirectory:
-    """Members of a user group (S...) via usergroups.users.list; cached for `ttl_s` by the
-    clock `now` (seconds), or until `forget(group)`."""
+    """Members of a user group (S...) via usergroups.users.list, cached for `ttl_s` by the
+    clock `now` (seconds). `forget(group)` drops an entry at once (this replica got Slack's
+    event); `changes(group)`, a count in the database, is looked at at most every
+    `check_s`, so a change another replica was told of is seen within seconds."""
 
     def __init__(
-        self, client: WebClient, ttl_s: float = 60.0, now: Callable[[], float] = time.monotonic
-    ) -> None:
+        self, client: WebClient, ttl_s: float = 60.0, now: Callable[[], float] = time.monotonic,
+        changes: Callable[[str], int] | None = None, check_s: float = 2.0,
+    ) -> None:  # fmt: skip
         self.client = client
-        self.ttl_s = ttl_s
+        self.ttl_s, self.check_s = ttl_s, check_s
         self._now = now
-        self._cache: dict[str, tuple[float, frozenset[str]]] = {}
+        self._changes = changes or (lambda group: 0)
+        self._cache: dict[str, _Cached] = {}
         # group -> times forgotten: a look-up that began before a forget must not cache
         # the list it fetched, which may be the old one.
         self._forgotten: dict[str, int] = {}
@@ -43,8 +56,13 @@ class SlackDirectory:
         with self._lock:
             hit = self._cache.get(group)
             generation = self._forgotten.get(group, 0)
-        if hit and now - hit[0] < self.ttl_s:
-            return hit[1]
+        if hit and now - hit.fetched_at < self.ttl_s:
+            if now - hit.checked_at < self.check_s:
+                return hit.users
+            if self._changes(group) == hit.count:
+                hit.checked_at = now
+                return hit.users
+        count = self._changes(group)  # before asking Slack: a change meanwhile shows later
         try:
             users = frozenset(self.client.usergroups_users_list(usergroup=group)["users"])
         except SlackApiError as exc:
@@ -54,7 +72,7 @@ class SlackDirectory:
             return frozenset()
         with self._lock:
             if self._forgotten.get(group, 0) == generation:
-                self._cache[group] = (now, users)
+                self._cache[group] = _Cached(users, now, count, now)
         return users
 
 

@@ -45,6 +45,7 @@ from bot.slack.shutdown import Shutdown, stop_signals
 from bot.slack.socket_mode import serve_socket_mode
 from orchestrator.clock import Clock
 from orchestrator.engine import Orchestrator
+from orchestrator.group_changes import change_count
 from orchestrator.queries import interaction
 from orchestrator.workflow.definitions import Workflow
 from storage.types import utcnow
@@ -93,7 +94,8 @@ def build_bot(
     client = web_client(slack.bot_token, slack.api_url, metrics)
     front_end = ObservedFrontEnd(SlackFrontEnd(outbox, slack.channel, clock=clock.now),
                                  metrics, clock.now, known)  # fmt: skip
-    groups = SlackDirectory(client, now=lambda: clock.now().timestamp())
+    groups = SlackDirectory(client, now=lambda: clock.now().timestamp(),
+                            changes=lambda group: change_count(engine, group))  # fmt: skip
     directory = CombinedDirectory(static_directory(settings), groups)
     orch = build_orchestrator(
         settings, engine, known, front_end=front_end, directory=directory, clock=clock,
@@ -106,7 +108,7 @@ def build_bot(
     work = FollowUps(slack.threads, acks)
     app = build_app(Handlers(orch, client, slack), client,
                     signing_secret=slack.signing_secret, work=work)  # fmt: skip
-    listen_for_group_changes(app, directory.forget)
+    listen_for_group_changes(app, directory.forget, work, engine, clock)
     # Slack's signatures carry wall time: replays are judged by it, not the runtime's clock.
     replays = ReplayLedger(engine, utcnow)
     secret = slack.signing_secret
