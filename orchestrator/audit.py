@@ -22,7 +22,7 @@ from orchestrator.errors import NotAllowed
 from orchestrator.gates import person_key
 from orchestrator.interactions import INTERACTIONS
 from orchestrator.storage_retry import storage_attempts
-from orchestrator.workflow.definitions import Approvers
+from orchestrator.workflow.definitions import Approvers, Workflow
 from storage.engine import read_transaction, write_transaction
 from storage.statuses import InteractionStatus
 
@@ -125,12 +125,24 @@ class RunVisibility:
 
 
 def audit_refusal(engine: Engine, now: datetime, by: str, what: str, reason: str,
-                  run_id: str | None = None) -> None:  # fmt: skip
-    """Write the one `access.refused` entry a refused read leaves."""
+                  run_id: str | None = None, **detail: Any) -> None:  # fmt: skip
+    """Write the one `access.refused` entry a refusal leaves."""
     for attempt in storage_attempts():
         with attempt, write_transaction(engine) as conn:
             runs.audit(conn, by, "access.refused", now=now, run_id=run_id, attempted=what,
-                       reason=reason)  # fmt: skip
+                       reason=reason, **detail)  # fmt: skip
+
+
+def check_start(
+    engine: Engine, policy: AccessPolicy, now: datetime, user: str, workflow: Workflow,
+    channel: str | None,
+) -> None:  # fmt: skip
+    """NotAllowed (audited, as a refused start is) unless `user` may start `workflow` from
+    Slack `channel`: asked before a form for the run's params is shown, not after."""
+    refusal = policy.run_refusal(user, workflow, channel)
+    if refusal is not None:
+        audit_refusal(engine, now, user, "run", refusal, workflow=workflow.name, channel=channel)
+        raise NotAllowed(refusal)
 
 
 def check_visible(

@@ -76,7 +76,19 @@ steps:
       approvers: {groups: [S0SRE]}
       editable_params: [replicas]
 """
-FLOWS = {"deploy": GUARDED, "gated": GATED, "hello": HELLO, "scale": SCALE}
+RESTRICTED = """
+name: restricted
+params:
+  service: {type: string, required: true}
+access:
+  run: {users: [U0LEAD]}
+  channels: [C0DEPLOY]
+steps:
+  - id: go
+    shell: ["true"]
+"""
+FLOWS = {"deploy": GUARDED, "gated": GATED, "hello": HELLO, "scale": SCALE,
+         "restricted": RESTRICTED}  # fmt: skip
 
 
 @dataclass
@@ -335,3 +347,15 @@ def test_a_decided_gate_says_who_when_why_and_the_param_diff_with_no_buttons(
     assert "traffic spike" in blocks  # why
     assert "`replicas` 2 → 5" in blocks  # what changed
     assert "'actions'" not in blocks  # no live buttons
+
+
+def test_a_refused_start_is_refused_before_a_params_form_opens(harness: Harness) -> None:
+    harness.command("run restricted", "U0EVE", "eve", channel="C0DEPLOY")
+    harness.command("run restricted", "U0LEAD", "elsewhere")  # from C0OPS
+    assert "<@U0EVE> may not run restricted" in harness.reply("eve")["text"]
+    assert "only be run from C0DEPLOY" in harness.reply("elsewhere")["text"]
+    assert harness.slack.calls("views.open") == [] and harness.runs() == []
+    assert len(harness.refusals("U0EVE")) == 1 and len(harness.refusals("U0LEAD")) == 1
+    harness.command("run restricted", "U0LEAD", "lead", channel="C0DEPLOY")
+    [opened] = harness.slack.wait_for_calls("views.open")  # the form, for who may
+    assert opened.params["view"]["callback_id"] == ids.PARAMS_VIEW

@@ -24,7 +24,7 @@ from bot.slack.audit_blocks import render_audit
 from bot.slack.blocks import render_run_board
 from bot.slack.home import render_home
 from bot.slack.schedule_blocks import render_next_fires, render_schedules
-from orchestrator.audit import RunVisibility, check_visible, run_trail
+from orchestrator.audit import RunVisibility, check_start, check_visible, run_trail
 from orchestrator.engine import Orchestrator
 from orchestrator.errors import OrchestratorError
 from orchestrator.gates import listed
@@ -116,6 +116,8 @@ class Handlers:
     ) -> None:
         workflow = self.orch.workflow(name)
         if missing_required(workflow, params):
+            check_start(self.orch.engine, self.orch.access, self.orch.clock.now(),
+                        body["user_id"], workflow, body["channel_id"])  # fmt: skip
             meta = {"channel": body["channel_id"]}
             view = modals.params_modal(workflow, params, context=meta)
             self.client.views_open(trigger_id=body["trigger_id"], view=view)
