@@ -71,6 +71,14 @@ def test_a_step_cut_off_by_sigkill_is_asked_about_in_slack_after_restart(
                            if b["type"] == "actions" for e in b["elements"]]  # fmt: skip
                 assert choices == ["retry", "skip", "fail"]
 
+                # Not anyone: an outsider's "retry" of a non-idempotent step is refused.
+                second.slack.wait_for_ack(
+                    second.click(question, ids.decide_action_id(0), "U0EVE", reply="eve")
+                )
+                [refusal] = until(lambda: second.slack.responses("eve"), what="the refusal")
+                assert "may not answer" in refusal["text"]
+                assert second.status(run_id) == "waiting"
+                assert started.read_text().count("x") == 1  # not started again
                 release.touch()
                 # the requester may answer (so may admins and the workflow's retry people)
                 click = second.click(question, ids.decide_action_id(0), "U0ALICE")
