@@ -27,6 +27,7 @@ from storage.engine import read_transaction, write_transaction
 from storage.statuses import InteractionStatus
 
 MAX_ENTRIES = 10_000  # the newest this many; a longer trail is cut from the old end
+RUN_ID_CHARS = 64  # audit_log.run_id's width
 
 
 @dataclass(frozen=True)
@@ -156,7 +157,10 @@ def check_visible(
             f"there is no run {run_id} that you may see: a run shows in its channel, to "
             "its requester, to the people its gates ask, and to admins"
         )
-        audit_refusal(engine, now, user, what, reason, run_id=run_id)
+        # The id is what someone typed: kept whole (to a point) in the detail, and in the
+        # run_id column only if it can be one.
+        column = run_id if len(run_id) <= RUN_ID_CHARS else None
+        audit_refusal(engine, now, user, what, reason, run_id=column, run=run_id[:200])
         raise NotAllowed(reason)
 
 

@@ -317,6 +317,10 @@ def test_status_and_runs_show_a_run_only_to_who_may_see_it_and_leak_nothing(
     assert "that you may see" in refused and "gated" not in refused
     assert unknown == refused.replace(run_id, "r-nosuchrun")  # existence is not told
     assert len(harness.refusals("U0EVE")) == 2
+    long_id = "r-" + "x" * 300  # wider than audit_log.run_id: still a refusal, not a crash
+    harness.command(f"status {long_id}", "U0EVE", "long", channel="D0EVE")
+    assert harness.reply("long")["text"] == refused.replace(run_id, long_id)
+    assert len(harness.refusals("U0EVE")) == 3
     harness.command("runs", "U0EVE", "eve-runs", channel="D0EVE")
     assert harness.reply("eve-runs")["text"] == "No runs you may see."
     harness.command("runs", "U0ANNA", "anna-runs", channel="D0ANNA")  # the gate asks her group
