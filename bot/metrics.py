@@ -28,13 +28,15 @@ from prometheus_client.registry import Collector
 from orchestrator import leases, stats, storage_retry
 from orchestrator.protocol import FrontEnd, InteractionView, RunView, StepView
 from orchestrator.workflow.definitions import Workflow
-from storage.statuses import FINISHED_RUN, FINISHED_STEP, InteractionStatus
+from storage.statuses import FINISHED_RUN, FINISHED_STEP, InteractionStatus, StepStatus
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 PREFIX = "opsloop"
 # Steps take seconds to an hour; people take minutes to days.
 STEP_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 RUN_BUCKETS = (1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
+# Waiting for a worker or a fire: milliseconds when all is well, minutes when not.
+DELAY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15, 60, 300, 900, 3600)
 DECISION_BUCKETS = (10, 30, 60, 300, 900, 1800, 3600, 4 * 3600, 24 * 3600, 3 * 24 * 3600)
 
 
@@ -55,6 +57,11 @@ class Metrics:
         self.step_seconds = Histogram(f"{PREFIX}_step_duration_seconds",
                                       "Step run time, start to end", ["kind", "status"],
                                       buckets=STEP_BUCKETS, registry=reg)  # fmt: skip
+        self.ready_delay = Histogram(
+            f"{PREFIX}_step_ready_delay_seconds",
+            "From a step becoming ready (its needs ended, or its run started) to it starting",
+            ["kind"], buckets=DELAY_BUCKETS, registry=reg,
+        )  # fmt: skip
         self.gates_opened = Counter(f"{PREFIX}_gates_opened_total", "Questions asked",
                                     ["workflow", "kind"], registry=reg)  # fmt: skip
         self.decision_seconds = Histogram(
@@ -91,7 +98,12 @@ class ObservedFrontEnd:
     ) -> None:  # fmt: skip
         self._inner, self._m, self._now = inner, metrics, now
         self._kinds = {(wf.name, s.id): str(s.kind) for wf in workflows.values() for s in wf.steps}
+        self._needs = {(wf.name, s.id): s.needs for wf in workflows.values() for s in wf.steps}
         self._finished: OrderedDict[str, None] = OrderedDict()  # runs already counted
+        # Per run, the steps whose start was counted: a step is told running again as its
+        # attempts go on or it resumes, and a retried step (kept after its run ends: a
+        # failed run may be retried) was ready long before.
+        self._started: OrderedDict[str, set[str]] = OrderedDict()
         self._lock = threading.Lock()
 
     def run_started(self, run: RunView) -> None:
@@ -99,12 +111,38 @@ class ObservedFrontEnd:
         self._inner.run_started(run)
 
     def step_changed(self, run: RunView, step: StepView) -> None:
+        kind = step.kind or self._kinds.get((run.workflow, step.step_id), "unknown")
+        if step.status == StepStatus.RUNNING and step.started_at is not None:
+            ready = self._ready_at(run, step.step_id)
+            if ready is not None and self._first_start(run.id, step.step_id):
+                delay = (step.started_at - ready).total_seconds()
+                self._m.ready_delay.labels(kind).observe(max(0.0, delay))
         if step.status in FINISHED_STEP:
-            kind = step.kind or self._kinds.get((run.workflow, step.step_id), "unknown")
             self._m.steps_finished.labels(kind, step.status).inc()
             if step.duration_s is not None:
                 self._m.step_seconds.labels(kind, step.status).observe(step.duration_s)
         self._inner.step_changed(run, step)
+
+    def _ready_at(self, run: RunView, step_id: str) -> datetime | None:
+        """When the step could have started: its run's start or its needs' last end (None
+        for a step not in the definitions loaded at start)."""
+        needs = self._needs.get((run.workflow, step_id))
+        if needs is None or run.created_at is None:
+            return None
+        ends = [s.finished_at for s in run.steps if s.step_id in needs]
+        if len(ends) != len(needs) or None in ends:
+            return None
+        return max([run.created_at, *(e for e in ends if e is not None)])
+
+    def _first_start(self, run_id: str, step_id: str) -> bool:
+        with self._lock:
+            steps = self._started.setdefault(run_id, set())
+            if step_id in steps:
+                return False
+            steps.add(step_id)
+            if len(self._started) > 10_000:
+                self._started.popitem(last=False)
+            return True
 
     def interaction_opened(self, run: RunView, interaction: InteractionView) -> None:
         self._m.gates_opened.labels(run.workflow, interaction.kind).inc()

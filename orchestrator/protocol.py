@@ -53,6 +53,7 @@ class RunView:
     error: str | None = None
     steps: tuple[StepView, ...] = ()
     digest: str = ""  # of the workflow version the run started with
+    created_at: datetime | None = None  # when the run was started (its first steps were ready)
 
     def with_step(self, step_id: str, **values: Any) -> RunView:
         """This view with one step's fields replaced (a change just committed)."""

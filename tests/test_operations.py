@@ -35,12 +35,25 @@ from tests.test_slack_bot import CHANNEL, Harness
 
 HELLO = 'name: hello\nsteps:\n  - id: hi\n    shell: ["true"]\n'
 BROKEN = 'name: broken\nsteps:\n  - id: oops\n    shell: ["false"]\n'
+# Both first steps wait for the test's release file; max_parallel 1 queues one of them.
+QUEUED = """name: queued
+max_parallel: 1
+steps:
+  - id: one
+    shell: ["sh", "-c", "while [ ! -e {release} ]; do sleep 0.02; done"]
+  - id: two
+    shell: ["sh", "-c", "while [ ! -e {release} ]; do sleep 0.02; done"]
+  - id: last
+    needs: [one, two]
+    shell: ["true"]
+"""
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 @pytest.fixture
 def harness(db_url: str, tmp_path: Path) -> Iterator[Harness]:
-    flows = {"gated": GATED, "hello": HELLO, "broken": BROKEN}
+    flows = {"gated": GATED, "hello": HELLO, "broken": BROKEN,
+             "queued": QUEUED.format(release=tmp_path / "release")}  # fmt: skip
     clock = FakeClock(datetime.now(UTC))
     with (
         SlackDouble() as slack,
@@ -122,6 +135,30 @@ def test_scraped_metrics_equal_what_happened(harness: Harness) -> None:
     assert value(m, "opsloop_slack_api_calls_total", method="auth.test", outcome="ok") == 1
     assert any(name == "opsloop_build_info" for name, _ in m)
     assert not [k for k in m if any(v.startswith(("r-", "U0")) for _, v in k[1])], "ids as labels"
+
+
+def test_ready_to_started_delay_is_one_sample_per_step_in_its_bucket(
+    harness: Harness, tmp_path: Path
+) -> None:
+    seen: set[str] = set()
+    finish(harness, "run hello", "succeeded", seen)
+    assert harness.command("run queued")[0] == 200
+    engine = harness.bot.orch.engine
+    run_id = until(lambda: next((r.id for r in recent_runs(engine, 100) if r.id not in seen),
+                                None), what="the queued run")  # fmt: skip
+    running = lambda: [s.step_id for s in harness.bot.orch.view(run_id).steps  # noqa: E731
+                       if s.status == "running"]  # fmt: skip
+    until(running, what="one of the two steps to start")
+    harness.clock.advance(45)  # the other waits 45 s for the only slot max_parallel gives
+    (tmp_path / "release").touch()
+    until(lambda: harness.status(run_id) == "succeeded", what="the queued run to end")
+
+    m = scrape(harness)
+    count = value(m, "opsloop_step_ready_delay_seconds_count", kind="shell")
+    assert count == 4  # hello's hi; one, two and last: each step once, however it ran
+    assert value(m, "opsloop_step_ready_delay_seconds_bucket", kind="shell", le="15.0") == 3
+    assert value(m, "opsloop_step_ready_delay_seconds_bucket", kind="shell", le="60.0") == 4
+    assert value(m, "opsloop_step_ready_delay_seconds_sum", kind="shell") == pytest.approx(45)
 
 
 def test_readyz_is_200_with_every_check_ok_and_healthz_stays_alive(harness: Harness) -> None:
