@@ -62,6 +62,11 @@ class Metrics:
             "From a step becoming ready (its needs ended, or its run started) to it starting",
             ["kind"], buckets=DELAY_BUCKETS, registry=reg,
         )  # fmt: skip
+        self.schedule_delay = Histogram(
+            f"{PREFIX}_schedule_start_delay_seconds",
+            "From a schedule's due time to its run starting (large after a catch-up)",
+            ["workflow"], buckets=DELAY_BUCKETS, registry=reg,
+        )  # fmt: skip
         self.gates_opened = Counter(f"{PREFIX}_gates_opened_total", "Questions asked",
                                     ["workflow", "kind"], registry=reg)  # fmt: skip
         self.decision_seconds = Histogram(
@@ -193,6 +198,14 @@ class ObservedFrontEnd:
 
     def schedule_paused(self, schedule_id: str, channel: str | None, reason: str) -> None:
         self._inner.schedule_paused(schedule_id, channel, reason)
+
+    def schedule_started(self, schedule_id: str, due: datetime, started_at: datetime) -> None:
+        workflow = schedule_id.partition("/")[0]  # schedule ids are workflow/name
+        delay = (started_at - due).total_seconds()
+        self._m.schedule_delay.labels(workflow).observe(max(0.0, delay))
+        told = getattr(self._inner, "schedule_started", None)
+        if told is not None:
+            told(schedule_id, due, started_at)
 
     def __getattr__(self, name: str) -> Any:
         """What the front end offers beyond the protocol passes through uncounted."""

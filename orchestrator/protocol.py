@@ -133,7 +133,11 @@ class InteractionView:
 
 
 class FrontEnd(Protocol):
-    """What the orchestrator tells the people watching a run."""
+    """What the orchestrator tells the people watching a run.
+
+    Optional, told only to a front end that defines it (metrics and tracing do):
+    `schedule_started(schedule_id, due, started_at)`, a fire due at `due` started its run.
+    """
 
     def run_started(self, run: RunView) -> None: ...
 
@@ -185,6 +189,9 @@ class SilentFrontEnd:
         pass
 
     def schedule_paused(self, schedule_id: str, channel: str | None, reason: str) -> None:
+        pass
+
+    def schedule_started(self, schedule_id: str, due: datetime, started_at: datetime) -> None:
         pass
 
     def report_ready(

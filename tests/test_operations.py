@@ -11,12 +11,14 @@ import json
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
+from bot.metrics import Metrics, ObservedFrontEnd
 from bot.settings import SettingsError
 from bot.slack import ids
 from bot.slack.delivery import web_client
@@ -24,10 +26,12 @@ from bot.slack.http_transport import http_in_background
 from bot.slack.outbox import Outbox
 from bot.slack.readiness import Readiness
 from orchestrator.clock import FakeClock
+from orchestrator.protocol import SilentFrontEnd
 from orchestrator.queries import recent_runs
 from storage.engine import create_engine
 from storage.schema import setup
 from tests.bot_harness import running_test_bot
+from tests.orchestrators import running
 from tests.polling import until
 from tests.sample_workflows import GATED
 from tests.slack_double import SlackDouble
@@ -75,6 +79,10 @@ def get(harness: Harness, path: str) -> tuple[int, bytes]:
 def scrape(harness: Harness) -> Samples:
     status, body = get(harness, "/metrics")
     assert status == 200
+    return parsed(body)
+
+
+def parsed(body: bytes) -> Samples:
     return {(s.name, tuple(sorted(s.labels.items()))): s.value
             for family in text_string_to_metric_families(body.decode())
             for s in family.samples}  # fmt: skip
@@ -196,3 +204,34 @@ def test_a_refused_token_is_a_settings_error_and_readyz_says_so(tmp_path: Path) 
             ready.check_token()
         assert ready.checks()["slack"] == "Slack refused the bot token (invalid_auth)"
     engine.dispose()
+
+
+HOURLY = """
+name: hourly
+schedules:
+  - cron: "0 * * * *"
+    catchup: 1h
+steps:
+  - id: work
+    shell: ["true"]
+"""
+
+
+def test_a_catch_up_is_a_late_start_in_the_due_to_started_histogram(engine: sa.Engine) -> None:
+    clock, metrics = FakeClock(datetime(2030, 1, 7, 9, 10, tzinfo=UTC)), Metrics()
+    observed = ObservedFrontEnd(SilentFrontEnd(), metrics, clock.now, {})
+    with running(engine, HOURLY, clock=clock, front_end=observed, recover=True):
+        clock.advance(timedelta(minutes=50))  # 10:00 fires on time
+        until(
+            lambda: [r.status for r in recent_runs(engine, 10)] == ["succeeded"],
+            what="the 10:00 run to end",
+        )  # else the next fire skips (overlap: skip)
+        clock.advance(timedelta(hours=1, minutes=40))  # 11:00 was due 40 min ago: caught up
+        until(lambda: len(recent_runs(engine, 10)) == 2, what="the 11:00 run")
+    m = parsed(metrics.exposition())
+    name = "opsloop_schedule_start_delay_seconds"
+    assert value(m, f"{name}_count", workflow="hourly") == 2
+    assert value(m, f"{name}_sum", workflow="hourly") == 40 * 60
+    assert value(m, f"{name}_bucket", workflow="hourly", le="0.01") == 1  # 10:00, on time
+    assert value(m, f"{name}_bucket", workflow="hourly", le="900.0") == 1
+    assert value(m, f"{name}_bucket", workflow="hourly", le="3600.0") == 2  # 11:00, 40 min late
