@@ -56,7 +56,8 @@ class Fire:
     run_id: str | None = None
     missed: int = 0
     cancelled: str | None = None  # the previous run, cancelled by overlap: cancel_previous
-    ran_for: datetime | None = None  # the due time whose run started (the newest on catch-up)
+    # The due time whose run started (the newest on a catch-up); derived, so not compared.
+    ran_for: datetime | None = dataclasses.field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
