@@ -237,6 +237,8 @@ class DatabaseCollector(Collector):
                        [], {(): storage_retry.retries()})  # fmt: skip
         yield _counter("lease_takeovers", "Running steps taken over from a gone replica", [],
                        {(): leases.takeovers()})  # fmt: skip
+        yield _gauge("replicas_alive", "Processes serving the database that swept within 60 s",
+                     [], {(): s.replicas_alive})  # fmt: skip
         yield _gauge("build_info", "opsloop's version", ["version", "python"],
                      {(_version(), platform.python_version()): 1})  # fmt: skip
 

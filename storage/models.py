@@ -292,3 +292,14 @@ class SeenRequest(SQLModel, table=True):
 
     signature: str = Field(primary_key=True, max_length=100)
     seen_at: datetime = _stamp(index=True)
+
+
+class Replica(SQLModel, table=True):
+    """Each process serving the database (`serve`, `serve --no-slack`, `resume`), refreshed
+    at every sweep: `opsloop_replicas_alive` counts the rows seen recently."""
+
+    __tablename__ = "replica"
+
+    id: str = Field(primary_key=True, max_length=200)  # leases.replica_id(): host/pid/incarnation
+    started_at: datetime = _stamp()
+    seen_at: datetime = _stamp(index=True)

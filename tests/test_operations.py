@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bot.metrics import Metrics, ObservedFrontEnd
+from bot.metrics import DatabaseCollector, Metrics, ObservedFrontEnd
 from bot.settings import SettingsError
 from bot.slack import ids
 from bot.slack.delivery import web_client
@@ -235,3 +236,25 @@ def test_a_catch_up_is_a_late_start_in_the_due_to_started_histogram(engine: sa.E
     assert value(m, f"{name}_bucket", workflow="hourly", le="0.01") == 1  # 10:00, on time
     assert value(m, f"{name}_bucket", workflow="hourly", le="900.0") == 1
     assert value(m, f"{name}_bucket", workflow="hourly", le="3600.0") == 2  # 11:00, 40 min late
+
+
+def replicas_alive(engine: sa.Engine, clock: FakeClock) -> float:
+    registry = CollectorRegistry()
+    registry.register(DatabaseCollector(engine, clock.now, lambda: (0, 0.0)))
+    return value(parsed(generate_latest(registry)), "opsloop_replicas_alive")
+
+
+def test_replicas_alive_counts_the_processes_that_swept_lately(engine: sa.Engine) -> None:
+    clock = FakeClock(datetime(2030, 1, 7, 9, 0, tzinfo=UTC))
+    assert replicas_alive(engine, clock) == 0
+    with running(engine, HELLO, clock=clock, recover=True) as first:
+        with running(engine, HELLO, clock=clock, recover=True):
+            assert replicas_alive(engine, clock) == 2
+            with running(engine, HELLO, clock=clock):  # a CLI command is not a replica
+                assert replicas_alive(engine, clock) == 2
+        assert replicas_alive(engine, clock) == 1  # the second closed
+        with running(engine, HELLO, clock=clock, recover=True):
+            clock.advance(61)  # past ALIVE: only a replica that swept since counts
+            first.sweep()
+            assert replicas_alive(engine, clock) == 1  # the third stopped sweeping: gone
+    assert replicas_alive(engine, clock) == 0
