@@ -8,24 +8,25 @@ own parser, and each value compared with the database and the Slack double's rec
 from __future__ import annotations
 
 import json
+import platform
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 
-from bot.metrics import DatabaseCollector, Metrics, ObservedFrontEnd
+from bot.metrics import Metrics, ObservedFrontEnd
 from bot.settings import SettingsError
 from bot.slack import ids
 from bot.slack.delivery import web_client
 from bot.slack.http_transport import http_in_background
 from bot.slack.outbox import Outbox
 from bot.slack.readiness import Readiness
+from orchestrator import runs
 from orchestrator.clock import FakeClock
 from orchestrator.protocol import SilentFrontEnd
 from orchestrator.queries import recent_runs
@@ -35,6 +36,7 @@ from tests.bot_harness import running_test_bot
 from tests.orchestrators import running
 from tests.polling import until
 from tests.sample_workflows import GATED
+from tests.scraped import Samples, collected, parsed, value
 from tests.slack_double import SlackDouble
 from tests.test_slack_bot import CHANNEL, Harness
 
@@ -52,13 +54,23 @@ steps:
     needs: [one, two]
     shell: ["true"]
 """
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+NUDGED = """name: nudged
+steps:
+  - id: gate
+    approval:
+      message: "ok?"
+      approvers: {users: [U0BOSS]}
+      remind_every: 10m
+      escalate: {after: 25m, users: [U0ONCALL]}
+      deadline: 1h
+      on_deadline: reject
+"""
 
 
 @pytest.fixture
 def harness(db_url: str, tmp_path: Path) -> Iterator[Harness]:
     flows = {"gated": GATED, "hello": HELLO, "broken": BROKEN,
-             "queued": QUEUED.format(release=tmp_path / "release")}  # fmt: skip
+             "queued": QUEUED.format(release=tmp_path / "release"), "nudged": NUDGED}  # fmt: skip
     clock = FakeClock(datetime.now(UTC))
     with (
         SlackDouble() as slack,
@@ -81,16 +93,6 @@ def scrape(harness: Harness) -> Samples:
     status, body = get(harness, "/metrics")
     assert status == 200
     return parsed(body)
-
-
-def parsed(body: bytes) -> Samples:
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(body.decode())
-            for s in family.samples}  # fmt: skip
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
 def finish(harness: Harness, text: str, status: str, seen: set[str]) -> str:
@@ -170,6 +172,52 @@ def test_ready_to_started_delay_is_one_sample_per_step_in_its_bucket(
     assert value(m, "opsloop_step_ready_delay_seconds_sum", kind="shell") == pytest.approx(45)
 
 
+def audited(harness: Harness, action: str) -> int:
+    audit = runs.AUDIT
+    with harness.bot.orch.engine.connect() as conn:
+        query = sa.select(sa.func.count()).select_from(audit).where(audit.c.action == action)
+        return int(conn.execute(query).scalar() or 0)
+
+
+def test_reminders_escalations_and_deadlines_are_counted_as_audited(harness: Harness) -> None:
+    run_id = finish(harness, "run nudged", "waiting", set())
+    harness.clock.advance(10 * 60)
+    until(lambda: audited(harness, "interaction.reminded") == 1, what="the 10 min reminder")
+    harness.clock.advance(15 * 60)
+    until(lambda: audited(harness, "interaction.escalated") == 1, what="the escalation")
+    harness.clock.advance(35 * 60)
+    until(lambda: harness.status(run_id) == "failed", what="the deadline to reject")
+    # The front end is told just after the commit: wait for the run's end to be counted.
+    m = until(lambda: next((m for m in [scrape(harness)] if value(
+        m, "opsloop_runs_finished_total", workflow="nudged", status="failed")), None),
+        what="the run's end counted")  # fmt: skip
+    reminded = audited(harness, "interaction.reminded")
+    assert reminded >= 1 and value(m, "opsloop_gate_reminders_total", workflow="nudged") == reminded
+    assert value(m, "opsloop_gate_escalations_total", workflow="nudged") == 1
+    assert value(m, "opsloop_gate_deadline_actions_total", workflow="nudged", action="reject") == 1
+    assert value(m, "opsloop_gate_decision_seconds_count", kind="approval", outcome="deadline") == 1
+    assert value(m, "opsloop_gate_decision_seconds_sum", kind="approval",
+                 outcome="deadline") == pytest.approx(3600)  # fmt: skip
+    assert value(m, "opsloop_runs_finished_total", workflow="nudged", status="failed") == 1.0
+
+
+def test_slack_429s_are_counted_by_method(harness: Harness) -> None:
+    harness.slack.fail_next("chat.postMessage", times=2, retry_after=0)
+    finish(harness, "run hello", "succeeded", set())
+    outbox = Outbox(harness.bot.orch.engine)
+    until(lambda: outbox.backlog()[0] == 0, what="the outbox to drain past the 429s")
+    m = scrape(harness)
+    assert value(m, "opsloop_slack_rate_limited_total", method="chat.postMessage") == 2
+    sent = len(harness.slack.calls("chat.postMessage", ok=True))
+    assert sent and value(m, "opsloop_slack_api_calls_total", method="chat.postMessage",
+                          outcome="ok") == sent  # fmt: skip
+
+
+def test_build_info_names_this_release(harness: Harness) -> None:
+    (labels,) = [dict(k) for name, k in scrape(harness) if name == "opsloop_build_info"]
+    assert labels == {"version": version("opsloop"), "python": platform.python_version()}
+
+
 def test_readyz_is_200_with_every_check_ok_and_healthz_stays_alive(harness: Harness) -> None:
     status, body = get(harness, "/readyz")
     assert status == 200, body
@@ -236,12 +284,12 @@ def test_a_catch_up_is_a_late_start_in_the_due_to_started_histogram(engine: sa.E
     assert value(m, f"{name}_bucket", workflow="hourly", le="0.01") == 1  # 10:00, on time
     assert value(m, f"{name}_bucket", workflow="hourly", le="900.0") == 1
     assert value(m, f"{name}_bucket", workflow="hourly", le="3600.0") == 2  # 11:00, 40 min late
+    fires = collected(engine, clock.now)
+    assert value(fires, "opsloop_schedule_fires_total", workflow="hourly", outcome="started") == 2
 
 
 def replicas_alive(engine: sa.Engine, clock: FakeClock) -> float:
-    registry = CollectorRegistry()
-    registry.register(DatabaseCollector(engine, clock.now, lambda: (0, 0.0)))
-    return value(parsed(generate_latest(registry)), "opsloop_replicas_alive")
+    return value(collected(engine, clock.now), "opsloop_replicas_alive")
 
 
 def test_replicas_alive_counts_the_processes_that_swept_lately(engine: sa.Engine) -> None:
