@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from bot.metrics import Metrics, ObservedFrontEnd
+from bot.metrics import DatabaseCollector, Metrics, ObservedFrontEnd
 from bot.settings import SettingsError
 from bot.slack import ids
 from bot.slack.delivery import web_client
@@ -306,3 +306,12 @@ def test_replicas_alive_counts_the_processes_that_swept_lately(engine: sa.Engine
             first.sweep()
             assert replicas_alive(engine, clock) == 1  # the third stopped sweeping: gone
     assert replicas_alive(engine, clock) == 0
+
+
+def test_every_metric_is_in_the_operations_guide(engine: sa.Engine) -> None:
+    guide = (Path(__file__).parent.parent / "docs" / "operations.md").read_text()
+    collector = DatabaseCollector(engine, lambda: datetime.now(UTC), lambda: (0, 0.0))
+    families = [*Metrics().registry.collect(), *collector.collect()]
+    names = {f.name + ("_total" if f.type == "counter" else "") for f in families}
+    assert len(names) > 20
+    assert [n for n in sorted(names) if f"| `{n}` |" not in guide] == []
