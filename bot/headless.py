@@ -16,12 +16,14 @@ from types import FrameType
 from bot import console
 from bot.runtime import (
     build_orchestrator,
+    clock_of,
     database,
     drain_then_close,
     exit_if_steps_left,
     workflows,
 )
 from bot.settings import Settings
+from bot.tracing import traced
 
 
 def serve_headless(settings: Settings) -> int:
@@ -35,8 +37,9 @@ def serve_headless(settings: Settings) -> int:
     previous = signal.signal(signal.SIGTERM, on_term)
     try:
         with database(settings) as engine:
-            front_end = console.ConsoleFrontEnd(sys.stdout)
-            orch = build_orchestrator(settings, engine, known, front_end=front_end)
+            clock = clock_of(settings)
+            front_end = traced(console.ConsoleFrontEnd(sys.stdout), clock.now, known)
+            orch = build_orchestrator(settings, engine, known, front_end=front_end, clock=clock)
             orch.start(recover=True, serving=True)
             try:
                 print(f"opsloop: serving {len(known)} workflows without Slack", flush=True)

@@ -42,6 +42,7 @@ from bot.slack.replays import ReplayLedger
 from bot.slack.request_guard import RequestGuard
 from bot.slack.shutdown import Shutdown, stop_signals
 from bot.slack.socket_mode import serve_socket_mode
+from bot.tracing import traced
 from orchestrator.clock import Clock
 from orchestrator.engine import Orchestrator
 from orchestrator.queries import interaction
@@ -92,6 +93,7 @@ def build_bot(
     client = web_client(slack.bot_token, slack.api_url, metrics)
     front_end = ObservedFrontEnd(SlackFrontEnd(outbox, slack.channel, clock=clock.now),
                                  metrics, clock.now, known)  # fmt: skip
+    front_end = traced(front_end, clock.now, known)  # only with OTEL_EXPORTER_OTLP_ENDPOINT
     directory = CombinedDirectory(static_directory(settings), SlackDirectory(client))
     orch = build_orchestrator(
         settings, engine, known, front_end=front_end, directory=directory, clock=clock,
