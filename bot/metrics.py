@@ -17,14 +17,22 @@ import platform
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    start_http_server,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from bot.settings import SettingsError
 from orchestrator import leases, stats, storage_retry
 from orchestrator.protocol import FrontEnd, InteractionView, RunView, StepView
 from orchestrator.workflow.definitions import Workflow
@@ -88,6 +96,27 @@ class Metrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+    @contextmanager
+    def served(self, host: str, port: int | None) -> Iterator[None]:
+        """/metrics on a port of its own while inside (OPSLOOP_METRICS_PORT; None: not);
+        SettingsError if the port is taken."""
+        if port is None:
+            yield
+            return
+        try:
+            server, thread = start_http_server(port, addr=host, registry=self.registry)
+        except OSError as exc:
+            raise SettingsError(
+                f"OPSLOOP_METRICS_PORT: port {port} on {host} cannot be used ({exc.strerror}); "
+                "choose a free one"
+            ) from None
+        try:
+            yield
+        finally:
+            server.shutdown()
+            server.server_close()
+            thread.join(5)
 
 
 class ObservedFrontEnd:

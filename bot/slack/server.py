@@ -11,7 +11,7 @@ from __future__ import annotations
 import gc
 import logging
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
 from slack_bolt import App
@@ -128,19 +128,21 @@ def running_bot(
     known = workflows(settings)
     with database(settings) as engine:
         bot = build_bot(settings, slack, engine, known, clock)
-        try:
-            bot.readiness.check_token()
-        except BaseException:
-            bot.work.shutdown(wait=False)
-            bot.orch.close()
-            raise
-        bot.start()
-        _freeze_start_up()
-        try:
-            yield bot
-        finally:
-            gc.unfreeze()
-            bot.stop(settings.shutdown_grace)
+        with ExitStack() as stack:
+            try:
+                bot.readiness.check_token()
+                stack.enter_context(bot.metrics.served(slack.host, settings.metrics_port))
+            except BaseException:
+                bot.work.shutdown(wait=False)
+                bot.orch.close()
+                raise
+            bot.start()
+            _freeze_start_up()
+            try:
+                yield bot
+            finally:
+                gc.unfreeze()
+                bot.stop(settings.shutdown_grace)
 
 
 def _freeze_start_up() -> None:
