@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
@@ -73,6 +74,9 @@ class TracingFrontEnd:
         self._runs: dict[str, Any] = {}
         self._steps: dict[tuple[str, str], Any] = {}
         self._gates: dict[str, Any] = {}
+        # Questions whose span ended: a reminder told just after the decision (their timers
+        # race) must not open a new span that nothing would end.
+        self._closed: OrderedDict[str, None] = OrderedDict()
 
     # -- spans ------------------------------------------------------------------
 
@@ -108,6 +112,12 @@ class TracingFrontEnd:
                                 "opsloop.step_kind": kind, "opsloop.attempts": step.attempts},
                 )  # fmt: skip
             return span
+
+    def _gate_event(self, run: RunView, it: InteractionView, name: str) -> None:
+        with self._lock:
+            closed = it.id in self._closed
+        if not closed and not self._late(run):
+            self._gate_span(run, it).add_event(name, timestamp=_ns(self._now()))
 
     def _gate_span(self, run: RunView, it: InteractionView) -> Any:
         with self._lock:
@@ -157,6 +167,9 @@ class TracingFrontEnd:
             span = self._gate_span(run, it)
             with self._lock:
                 self._gates.pop(it.id, None)
+                self._closed[it.id] = None
+                if len(self._closed) > 10_000:
+                    self._closed.popitem(last=False)
             last = it.last_response
             if last is not None and last.at_deadline:
                 span.add_event("deadline", {"opsloop.action": it.on_deadline or "fail"},
@@ -169,14 +182,11 @@ class TracingFrontEnd:
         self._inner.interaction_updated(run, interaction)
 
     def reminder(self, run: RunView, interaction: InteractionView) -> None:
-        if not self._late(run):
-            self._gate_span(run, interaction).add_event("reminder", timestamp=_ns(self._now()))
+        self._gate_event(run, interaction, "reminder")
         self._inner.reminder(run, interaction)
 
     def escalated(self, run: RunView, interaction: InteractionView) -> None:
-        if not self._late(run):
-            span = self._gate_span(run, interaction)
-            span.add_event("escalation", timestamp=_ns(self._now()))
+        self._gate_event(run, interaction, "escalation")
         self._inner.escalated(run, interaction)
 
     def run_finished(self, run: RunView) -> None:

@@ -98,8 +98,8 @@ def test_reminders_escalations_and_the_deadline_are_events_of_the_gate_wait(
     engine: sa.Engine, tracing: Traced
 ) -> None:
     clock = tracing.clock
-    with running(engine, NUDGED, clock=clock, front_end=tracing.front_end(NUDGED),
-                 recover=True) as orch:  # fmt: skip
+    front_end = tracing.front_end(NUDGED)
+    with running(engine, NUDGED, clock=clock, front_end=front_end, recover=True) as orch:
         run_id = orch.start_run("nudged", {}, started_by="U0ALICE")
         until(lambda: open_interactions(engine, run_id), what="the approval")
         clock.advance(10 * 60)
@@ -112,8 +112,11 @@ def test_reminders_escalations_and_the_deadline_are_events_of_the_gate_wait(
     wait = spans["wait approval"]
     events = [e.name for e in wait.events]
     assert events[0] == "reminder" and events[-1] == "deadline"
-    assert "escalation" in events and events.count("reminder") == audited(
-        engine, "interaction.reminded")  # fmt: skip
+    # A reminder due with the deadline may be told just after the decision: not an event
+    # then, and no new span (the leak this once made: a span nothing ended).
+    assert "escalation" in events
+    assert 1 <= events.count("reminder") <= audited(engine, "interaction.reminded")
+    assert not front_end._gates
     assert wait.events[-1].attributes["opsloop.action"] == "reject"
     assert wait.end_time - wait.start_time == 3600 * S
     assert wait.attributes["opsloop.outcome"] == "deadline"
