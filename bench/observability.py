@@ -206,13 +206,16 @@ def observer_cost(mode: str, sink: str, steps: int = 20_000) -> float:
     t0 = utcnow()
     cpu = time.process_time()
     for n in range(steps // len(ids)):
-        run = RunView(f"r-{n}", name, "running", {}, STARTER, created_at=t0)
+        pending = tuple(StepView(step_id, "python", "pending") for step_id in ids)
+        run = RunView(f"r-{n}", name, "running", {}, STARTER, created_at=t0, steps=pending)
         front.run_started(run)
         for i, step_id in enumerate(ids):
             start = t0 + timedelta(milliseconds=i)
             front.step_changed(run, StepView(step_id, "python", "running", 1, start))
             done = StepView(step_id, "python", "succeeded", 1, start, start + timedelta(0, 0, 500))
-            run = run.with_step(step_id, status="succeeded")
+            run = run.with_step(
+                step_id, status="succeeded", started_at=start, finished_at=done.finished_at
+            )
             front.step_changed(run, done)
         front.run_finished(RunView(run.id, name, "succeeded", {}, STARTER, created_at=t0))
     if provider is not None:

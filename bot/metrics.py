@@ -133,6 +133,7 @@ class ObservedFrontEnd:
         self._inner, self._m, self._now = inner, metrics, now
         self._kinds = {(wf.name, s.id): str(s.kind) for wf in workflows.values() for s in wf.steps}
         self._needs = {(wf.name, s.id): s.needs for wf in workflows.values() for s in wf.steps}
+        self._positions: dict[tuple[str, str], int] = {}  # (workflow, step) -> in run.steps
         self._finished: OrderedDict[str, None] = OrderedDict()  # runs already counted
         # Per run, the steps whose start was counted: a step is told running again as its
         # attempts go on or it resumes, and a retried step (kept after its run ends: a
@@ -163,10 +164,24 @@ class ObservedFrontEnd:
         needs = self._needs.get((run.workflow, step_id))
         if needs is None or run.created_at is None:
             return None
-        ends = [s.finished_at for s in run.steps if s.step_id in needs]
-        if len(ends) != len(needs) or None in ends:
-            return None
-        return max([run.created_at, *(e for e in ends if e is not None)])
+        ready = run.created_at
+        for need in needs:
+            step = self._step(run, need)
+            if step is None or step.finished_at is None:
+                return None
+            ready = max(ready, step.finished_at)
+        return ready
+
+    def _step(self, run: RunView, step_id: str) -> StepView | None:
+        """A step of the run by its position, learnt once per workflow: a scan of every
+        step per started step would make a wide run's bookkeeping quadratic."""
+        at = self._positions.get((run.workflow, step_id))
+        if at is None or at >= len(run.steps) or run.steps[at].step_id != step_id:
+            at = next((i for i, s in enumerate(run.steps) if s.step_id == step_id), None)
+            if at is None:  # a run of an older version of the workflow
+                return None
+            self._positions[(run.workflow, step_id)] = at
+        return run.steps[at]
 
     def _first_start(self, run_id: str, step_id: str) -> bool:
         with self._lock:
