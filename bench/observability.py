@@ -86,8 +86,9 @@ def otlp_sink() -> Iterator[str]:
         server.server_close()
 
 
-def traced(front: Any, workflows: Any, sink: str) -> tuple[Any, Any]:
-    """`front` traced as serve traces it, exporting to `sink`; and its provider."""
+def traced(front: Any, workflows: Any, sink: str, queue: int = 2048) -> tuple[Any, Any]:
+    """`front` traced as serve traces it, exporting to `sink`; and its provider. `queue`:
+    spans waiting to be sent (the SDK's default 2048 drops spans beyond it)."""
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -95,7 +96,8 @@ def traced(front: Any, workflows: Any, sink: str) -> tuple[Any, Any]:
     from bot.tracing import TracingFrontEnd
 
     provider = TracerProvider()
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=sink)))
+    processor = BatchSpanProcessor(OTLPSpanExporter(endpoint=sink), max_queue_size=queue)
+    provider.add_span_processor(processor)
     return TracingFrontEnd(front, provider.get_tracer("bench"), utcnow, workflows), provider
 
 
@@ -200,7 +202,7 @@ def observer_cost(mode: str, sink: str, steps: int = 20_000) -> float:
     if mode != "off":
         front = ObservedFrontEnd(front, Metrics(), utcnow, workflows)
     if mode == "traced":
-        front, provider = traced(front, workflows, sink)
+        front, provider = traced(front, workflows, sink, queue=steps * 2)  # none dropped
     name = next(iter(workflows))
     ids = [s.id for s in workflows[name].steps]
     t0 = utcnow()
