@@ -53,8 +53,11 @@ class Recovery:
         taken over by the others; steps a live process runs are left alone.
         """
         services = self._services
-        replicas.beat(services.engine, services.replica, services.clock.now())
-        self._beating = True
+        try:  # the gauge of replicas alive; a failure here must not stop the sweep
+            replicas.beat(services.engine, services.replica, services.clock.now())
+            self._beating = True
+        except Exception as exc:
+            log.warning("could not record replica %s as alive: %s", services.replica, exc)
         with read_transaction(self._services.engine) as conn:
             unfinished = runs.unfinished_run_ids(conn)
         for run_id in unfinished:
