@@ -11,17 +11,22 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+from contextlib import ExitStack
 from types import FrameType
 
 from bot import console
+from bot.metrics import DatabaseCollector, Metrics, ObservedFrontEnd
 from bot.runtime import (
     build_orchestrator,
+    clock_of,
     database,
     drain_then_close,
     exit_if_steps_left,
     workflows,
 )
-from bot.settings import Settings
+from bot.settings import Settings, SettingsError
+from bot.slack.outbox import Outbox
+from bot.tracing import traced
 
 
 def serve_headless(settings: Settings) -> int:
@@ -34,9 +39,18 @@ def serve_headless(settings: Settings) -> int:
 
     previous = signal.signal(signal.SIGTERM, on_term)
     try:
-        with database(settings) as engine:
-            front_end = console.ConsoleFrontEnd(sys.stdout)
-            orch = build_orchestrator(settings, engine, known, front_end=front_end)
+        with database(settings) as engine, ExitStack() as stack:
+            clock, metrics = clock_of(settings), Metrics()
+            front_end = ObservedFrontEnd(console.ConsoleFrontEnd(sys.stdout), metrics,
+                                         clock.now, known)  # fmt: skip
+            front_end = traced(front_end, clock.now, known)
+            orch = build_orchestrator(settings, engine, known, front_end=front_end, clock=clock)
+            metrics.registry.register(DatabaseCollector(engine, clock.now, Outbox(engine).backlog))
+            try:  # no Slack port: metrics only on OPSLOOP_METRICS_PORT, if set
+                stack.enter_context(metrics.served("0.0.0.0", settings.metrics_port))
+            except SettingsError:
+                orch.close()
+                raise
             orch.start(recover=True, serving=True)
             try:
                 print(f"opsloop: serving {len(known)} workflows without Slack", flush=True)

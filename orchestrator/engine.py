@@ -148,6 +148,7 @@ class Orchestrator:
     def close(self) -> None:
         self._timers.shutdown()
         self._advancer.close()
+        self._recovery.leave()  # no longer a replica alive (orchestrator/replicas.py)
         if self._left:  # drained: python steps that ended since give their leases up
             leases.release(self.engine, self.replica, self.clock.now(),
                            only=self._left - self.running_steps())  # fmt: skip

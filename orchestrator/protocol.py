@@ -54,6 +54,7 @@ class RunView:
     error: str | None = None
     steps: tuple[StepView, ...] = ()
     digest: str = ""  # of the workflow version the run started with
+    created_at: datetime | None = None  # when the run was started (its first steps were ready)
 
     def with_step(self, step_id: str, **values: Any) -> RunView:
         """This view with one step's fields replaced (a change just committed)."""
@@ -134,7 +135,11 @@ class InteractionView:
 
 
 class FrontEnd(Protocol):
-    """What the orchestrator tells the people watching a run."""
+    """What the orchestrator tells the people watching a run.
+
+    Optional, told only to a front end that defines it (metrics and tracing do):
+    `schedule_started(schedule_id, due, started_at)`, a fire due at `due` started its run.
+    """
 
     def run_started(self, run: RunView) -> None: ...
 
@@ -186,6 +191,9 @@ class SilentFrontEnd:
         pass
 
     def schedule_paused(self, schedule_id: str, channel: str | None, reason: str) -> None:
+        pass
+
+    def schedule_started(self, schedule_id: str, due: datetime, started_at: datetime) -> None:
         pass
 
     def report_ready(

@@ -20,7 +20,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from orchestrator import gates, interactions, leases, runs
+from orchestrator import gates, interactions, leases, replicas, runs
 from orchestrator.advancing import Advancer
 from orchestrator.errors import OrchestratorError
 from orchestrator.live import LiveRuns
@@ -44,6 +44,7 @@ class Recovery:
         self._live = live
         self._advancer = advancer
         self._people = people
+        self._beating = False  # this process sweeps: it counts as a replica serving the db
 
     def sweep(self) -> None:
         """Continue unfinished runs: steps whose process is gone, answers not yet acted on.
@@ -51,6 +52,12 @@ class Recovery:
         Runs at start and then every lease period, so a replica that dies is
         taken over by the others; steps a live process runs are left alone.
         """
+        services = self._services
+        try:  # the gauge of replicas alive; a failure here must not stop the sweep
+            replicas.beat(services.engine, services.replica, services.clock.now())
+            self._beating = True
+        except Exception as exc:
+            log.warning("could not record replica %s as alive: %s", services.replica, exc)
         with read_transaction(self._services.engine) as conn:
             unfinished = runs.unfinished_run_ids(conn)
         for run_id in unfinished:
@@ -61,6 +68,15 @@ class Recovery:
         # Questions other processes opened (a CLI run that exited, a replica that died)
         # get their deadlines and reminders here too; those already past apply now.
         self._people.watch_run(None)
+
+    def leave(self) -> None:
+        """This process stops serving: drop its replica row (if it ever swept)."""
+        if not self._beating:
+            return
+        try:
+            replicas.leave(self._services.engine, self._services.replica)
+        except Exception as exc:  # the database is gone: the row goes stale in ALIVE
+            log.warning("could not remove replica %s: %s", self._services.replica, exc)
 
     def recover_run(self, run_id: str) -> None:
         services = self._services

@@ -56,6 +56,8 @@ class Fire:
     run_id: str | None = None
     missed: int = 0
     cancelled: str | None = None  # the previous run, cancelled by overlap: cancel_previous
+    # The due time whose run started (the newest on a catch-up); derived, so not compared.
+    ran_for: datetime | None = dataclasses.field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -207,7 +209,8 @@ def _claim(
         if previous and row["overlap"] == "cancel_previous":
             cancelled = previous if runs.cancel_run(conn, previous, who, now) is not None else None
         _insert_run(conn, *start, row, run_id, now, due=due)
-    return Fire(sid, plan.due, outcome, run_id, plan.missed, cancelled)
+    ran_for = plan.run_at if run_id is not None else None
+    return Fire(sid, plan.due, outcome, run_id, plan.missed, cancelled, ran_for)
 
 
 def _prepare(

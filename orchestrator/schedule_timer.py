@@ -46,11 +46,16 @@ class ScheduleTimer:
 
     def check(self) -> None:
         """Fire every due schedule, then set the timer for the next due time."""
+        now = self._services.clock.now()
         fires = schedule_firing.fire_due(
-            self._services.engine, self._services.versions.current, self._services.clock.now(),
+            self._services.engine, self._services.versions.current, now,
             started=self._started, cancelled=self._cancelled,
         )  # fmt: skip
+        # Optional for a front end (metrics and tracing listen): its run started at `now`.
+        told = getattr(self._services.front_end, "schedule_started", None)
         for fire in fires:
+            if told is not None and fire.outcome == "started" and fire.ran_for is not None:
+                told(fire.schedule_id, fire.ran_for, now)
             log.info("schedule %s due %s: %s %s", fire.schedule_id, fire.due.isoformat(),
                      fire.outcome, fire.run_id or "",
                      extra={"schedule_id": fire.schedule_id, "run_id": fire.run_id})  # fmt: skip

@@ -13,7 +13,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from orchestrator import interactions, runs
+from orchestrator import interactions, replicas, runs
 from orchestrator.schedules import ACTOR_PREFIX, SCHEDULES, actor
 from storage.engine import read_transaction
 from storage.statuses import InteractionStatus, RunStatus
@@ -29,6 +29,7 @@ class Stats:
     oldest_gate_s: dict[str, float]  # workflow -> age of its oldest open question
     schedule_missed: dict[str, int]  # workflow -> fires missed while no process ran
     schedule_fires: dict[tuple[str, str], int]  # (workflow, started|skipped|failed) -> fires
+    replicas_alive: int = 0  # processes serving the database that swept recently
 
 
 def snapshot(engine: Engine, now: datetime) -> Stats:
@@ -54,6 +55,7 @@ def snapshot(engine: Engine, now: datetime) -> Stats:
             sa.select(audit.c.actor, audit.c.action, sa.func.count())
             .where(audit.c.action.in_(SCHEDULE_EVENTS)).group_by(audit.c.actor, audit.c.action)
         ).all()  # fmt: skip
+        alive = replicas.alive(conn, now)
     oldest: dict[str, float] = {}
     for workflow, _kind, _n, first in pending:
         if first is not None:
@@ -73,4 +75,5 @@ def snapshot(engine: Engine, now: datetime) -> Stats:
         oldest_gate_s=oldest,
         schedule_missed=missed,
         schedule_fires=fires,
+        replicas_alive=alive,
     )

@@ -303,3 +303,14 @@ class GroupChange(SQLModel, table=True):
     group_id: str = Field(primary_key=True, max_length=64)
     version: int = Field(default=0)
     changed_at: datetime = _stamp()
+
+
+class Replica(SQLModel, table=True):
+    """Each process serving the database (`serve`, `serve --no-slack`, `resume`), refreshed
+    at every sweep: `opsloop_replicas_alive` counts the rows seen recently."""
+
+    __tablename__ = "replica"
+
+    id: str = Field(primary_key=True, max_length=200)  # leases.replica_id(): host/pid/incarnation
+    started_at: datetime = _stamp()
+    seen_at: datetime = _stamp(index=True)

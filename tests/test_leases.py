@@ -14,6 +14,7 @@ from orchestrator.queries import open_interactions
 from orchestrator.workflow.loader import parse_workflow
 from storage.engine import create_engine
 from tests.polling import until
+from tests.scraped import collected, value
 
 HELD = """
 name: held
@@ -78,6 +79,7 @@ def test_a_step_whose_replica_stopped_renewing_is_taken_over_once(db_url: str, e
             "WHERE run_id = :r AND step_id = 'slow'"
         ), {"r": run_id, "t": datetime.now(UTC) - timedelta(minutes=5)})  # fmt: skip
     survivors = [replica(db_url), replica(db_url)]
+    takeovers = value(collected(engine), "opsloop_lease_takeovers_total")
     try:
         for orch in survivors:
             orch.start(recover=False)
@@ -89,6 +91,7 @@ def test_a_step_whose_replica_stopped_renewing_is_taken_over_once(db_url: str, e
         done = until(lambda: (r := survivors[0].view(run_id)).status == "succeeded" and r)
         assert [s.status for s in done.steps] == ["succeeded", "succeeded"]
         assert engine_tasks.CALLS[key] == 1  # exactly one survivor ran it
+        assert value(collected(engine), "opsloop_lease_takeovers_total") == takeovers + 1
     finally:
         for orch in survivors:
             orch.close()

@@ -8,39 +8,69 @@ own parser, and each value compared with the database and the Slack double's rec
 from __future__ import annotations
 
 import json
+import platform
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
+import sqlalchemy as sa
 
+from bot.metrics import DatabaseCollector, Metrics, ObservedFrontEnd
 from bot.settings import SettingsError
 from bot.slack import ids
 from bot.slack.delivery import web_client
 from bot.slack.http_transport import http_in_background
 from bot.slack.outbox import Outbox
 from bot.slack.readiness import Readiness
+from orchestrator import runs
 from orchestrator.clock import FakeClock
+from orchestrator.protocol import SilentFrontEnd
 from orchestrator.queries import recent_runs
 from storage.engine import create_engine
 from storage.schema import setup
 from tests.bot_harness import running_test_bot
+from tests.orchestrators import running
 from tests.polling import until
 from tests.sample_workflows import GATED
+from tests.scraped import Samples, collected, parsed, value
 from tests.slack_double import SlackDouble
 from tests.test_slack_bot import CHANNEL, Harness
 
 HELLO = 'name: hello\nsteps:\n  - id: hi\n    shell: ["true"]\n'
 BROKEN = 'name: broken\nsteps:\n  - id: oops\n    shell: ["false"]\n'
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+# Both first steps wait for the test's release file; max_parallel 1 queues one of them.
+QUEUED = """name: queued
+max_parallel: 1
+steps:
+  - id: one
+    shell: ["sh", "-c", "while [ ! -e {release} ]; do sleep 0.02; done"]
+  - id: two
+    shell: ["sh", "-c", "while [ ! -e {release} ]; do sleep 0.02; done"]
+  - id: last
+    needs: [one, two]
+    shell: ["true"]
+"""
+NUDGED = """name: nudged
+steps:
+  - id: gate
+    approval:
+      message: "ok?"
+      approvers: {users: [U0BOSS]}
+      remind_every: 10m
+      escalate: {after: 25m, users: [U0ONCALL]}
+      deadline: 1h
+      on_deadline: reject
+"""
 
 
 @pytest.fixture
 def harness(db_url: str, tmp_path: Path) -> Iterator[Harness]:
-    flows = {"gated": GATED, "hello": HELLO, "broken": BROKEN}
+    flows = {"gated": GATED, "hello": HELLO, "broken": BROKEN,
+             "queued": QUEUED.format(release=tmp_path / "release"), "nudged": NUDGED}  # fmt: skip
     clock = FakeClock(datetime.now(UTC))
     with (
         SlackDouble() as slack,
@@ -62,13 +92,7 @@ def get(harness: Harness, path: str) -> tuple[int, bytes]:
 def scrape(harness: Harness) -> Samples:
     status, body = get(harness, "/metrics")
     assert status == 200
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(body.decode())
-            for s in family.samples}  # fmt: skip
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+    return parsed(body)
 
 
 def finish(harness: Harness, text: str, status: str, seen: set[str]) -> str:
@@ -124,6 +148,76 @@ def test_scraped_metrics_equal_what_happened(harness: Harness) -> None:
     assert not [k for k in m if any(v.startswith(("r-", "U0")) for _, v in k[1])], "ids as labels"
 
 
+def test_ready_to_started_delay_is_one_sample_per_step_in_its_bucket(
+    harness: Harness, tmp_path: Path
+) -> None:
+    seen: set[str] = set()
+    finish(harness, "run hello", "succeeded", seen)
+    assert harness.command("run queued")[0] == 200
+    engine = harness.bot.orch.engine
+    run_id = until(lambda: next((r.id for r in recent_runs(engine, 100) if r.id not in seen),
+                                None), what="the queued run")  # fmt: skip
+    running = lambda: [s.step_id for s in harness.bot.orch.view(run_id).steps  # noqa: E731
+                       if s.status == "running"]  # fmt: skip
+    until(running, what="one of the two steps to start")
+    harness.clock.advance(45)  # the other waits 45 s for the only slot max_parallel gives
+    (tmp_path / "release").touch()
+    until(lambda: harness.status(run_id) == "succeeded", what="the queued run to end")
+
+    m = scrape(harness)
+    count = value(m, "opsloop_step_ready_delay_seconds_count", kind="shell")
+    assert count == 4  # hello's hi; one, two and last: each step once, however it ran
+    assert value(m, "opsloop_step_ready_delay_seconds_bucket", kind="shell", le="15.0") == 3
+    assert value(m, "opsloop_step_ready_delay_seconds_bucket", kind="shell", le="60.0") == 4
+    assert value(m, "opsloop_step_ready_delay_seconds_sum", kind="shell") == pytest.approx(45)
+
+
+def audited(harness: Harness, action: str) -> int:
+    audit = runs.AUDIT
+    with harness.bot.orch.engine.connect() as conn:
+        query = sa.select(sa.func.count()).select_from(audit).where(audit.c.action == action)
+        return int(conn.execute(query).scalar() or 0)
+
+
+def test_reminders_escalations_and_deadlines_are_counted_as_audited(harness: Harness) -> None:
+    run_id = finish(harness, "run nudged", "waiting", set())
+    harness.clock.advance(10 * 60)
+    until(lambda: audited(harness, "interaction.reminded") == 1, what="the 10 min reminder")
+    harness.clock.advance(15 * 60)
+    until(lambda: audited(harness, "interaction.escalated") == 1, what="the escalation")
+    harness.clock.advance(35 * 60)
+    until(lambda: harness.status(run_id) == "failed", what="the deadline to reject")
+    # The front end is told just after the commit: wait for the run's end to be counted.
+    m = until(lambda: next((m for m in [scrape(harness)] if value(
+        m, "opsloop_runs_finished_total", workflow="nudged", status="failed")), None),
+        what="the run's end counted")  # fmt: skip
+    reminded = audited(harness, "interaction.reminded")
+    assert reminded >= 1 and value(m, "opsloop_gate_reminders_total", workflow="nudged") == reminded
+    assert value(m, "opsloop_gate_escalations_total", workflow="nudged") == 1
+    assert value(m, "opsloop_gate_deadline_actions_total", workflow="nudged", action="reject") == 1
+    assert value(m, "opsloop_gate_decision_seconds_count", kind="approval", outcome="deadline") == 1
+    assert value(m, "opsloop_gate_decision_seconds_sum", kind="approval",
+                 outcome="deadline") == pytest.approx(3600)  # fmt: skip
+    assert value(m, "opsloop_runs_finished_total", workflow="nudged", status="failed") == 1.0
+
+
+def test_slack_429s_are_counted_by_method(harness: Harness) -> None:
+    harness.slack.fail_next("chat.postMessage", times=2, retry_after=0)
+    finish(harness, "run hello", "succeeded", set())
+    outbox = Outbox(harness.bot.orch.engine)
+    until(lambda: outbox.backlog()[0] == 0, what="the outbox to drain past the 429s")
+    m = scrape(harness)
+    assert value(m, "opsloop_slack_rate_limited_total", method="chat.postMessage") == 2
+    sent = len(harness.slack.calls("chat.postMessage", ok=True))
+    assert sent and value(m, "opsloop_slack_api_calls_total", method="chat.postMessage",
+                          outcome="ok") == sent  # fmt: skip
+
+
+def test_build_info_names_this_release(harness: Harness) -> None:
+    (labels,) = [dict(k) for name, k in scrape(harness) if name == "opsloop_build_info"]
+    assert labels == {"version": version("opsloop"), "python": platform.python_version()}
+
+
 def test_readyz_is_200_with_every_check_ok_and_healthz_stays_alive(harness: Harness) -> None:
     status, body = get(harness, "/readyz")
     assert status == 200, body
@@ -159,3 +253,65 @@ def test_a_refused_token_is_a_settings_error_and_readyz_says_so(tmp_path: Path) 
             ready.check_token()
         assert ready.checks()["slack"] == "Slack refused the bot token (invalid_auth)"
     engine.dispose()
+
+
+HOURLY = """
+name: hourly
+schedules:
+  - cron: "0 * * * *"
+    catchup: 1h
+steps:
+  - id: work
+    shell: ["true"]
+"""
+
+
+def test_a_catch_up_is_a_late_start_in_the_due_to_started_histogram(engine: sa.Engine) -> None:
+    clock, metrics = FakeClock(datetime(2030, 1, 7, 9, 10, tzinfo=UTC)), Metrics()
+    observed = ObservedFrontEnd(SilentFrontEnd(), metrics, clock.now, {})
+    with running(engine, HOURLY, clock=clock, front_end=observed, recover=True):
+        clock.advance(timedelta(minutes=50))  # 10:00 fires on time
+        until(
+            lambda: [r.status for r in recent_runs(engine, 10)] == ["succeeded"],
+            what="the 10:00 run to end",
+        )  # else the next fire skips (overlap: skip)
+        clock.advance(timedelta(hours=1, minutes=40))  # 11:00 was due 40 min ago: caught up
+        until(lambda: len(recent_runs(engine, 10)) == 2, what="the 11:00 run")
+    m = parsed(metrics.exposition())
+    name = "opsloop_schedule_start_delay_seconds"
+    assert value(m, f"{name}_count", workflow="hourly") == 2
+    assert value(m, f"{name}_sum", workflow="hourly") == 40 * 60
+    assert value(m, f"{name}_bucket", workflow="hourly", le="0.01") == 1  # 10:00, on time
+    assert value(m, f"{name}_bucket", workflow="hourly", le="900.0") == 1
+    assert value(m, f"{name}_bucket", workflow="hourly", le="3600.0") == 2  # 11:00, 40 min late
+    fires = collected(engine, clock.now)
+    assert value(fires, "opsloop_schedule_fires_total", workflow="hourly", outcome="started") == 2
+
+
+def replicas_alive(engine: sa.Engine, clock: FakeClock) -> float:
+    return value(collected(engine, clock.now), "opsloop_replicas_alive")
+
+
+def test_replicas_alive_counts_the_processes_that_swept_lately(engine: sa.Engine) -> None:
+    clock = FakeClock(datetime(2030, 1, 7, 9, 0, tzinfo=UTC))
+    assert replicas_alive(engine, clock) == 0
+    with running(engine, HELLO, clock=clock, recover=True) as first:
+        with running(engine, HELLO, clock=clock, recover=True):
+            assert replicas_alive(engine, clock) == 2
+            with running(engine, HELLO, clock=clock):  # a CLI command is not a replica
+                assert replicas_alive(engine, clock) == 2
+        assert replicas_alive(engine, clock) == 1  # the second closed
+        with running(engine, HELLO, clock=clock, recover=True):
+            clock.advance(61)  # past ALIVE: only a replica that swept since counts
+            first.sweep()
+            assert replicas_alive(engine, clock) == 1  # the third stopped sweeping: gone
+    assert replicas_alive(engine, clock) == 0
+
+
+def test_every_metric_is_in_the_operations_guide(engine: sa.Engine) -> None:
+    guide = (Path(__file__).parent.parent / "docs" / "operations.md").read_text()
+    collector = DatabaseCollector(engine, lambda: datetime.now(UTC), lambda: (0, 0.0))
+    families = [*Metrics().registry.collect(), *collector.collect()]
+    names = {f.name + ("_total" if f.type == "counter" else "") for f in families}
+    assert len(names) > 20
+    assert [n for n in sorted(names) if f"| `{n}` |" not in guide] == []

@@ -195,6 +195,7 @@ def test_downtime_counts_missed_fires_and_runs_at_most_one(engine: Engine) -> No
     latest = T0 + timedelta(hours=5)
     assert fires["nightly/c"] == Fire("nightly/c", T0 + timedelta(hours=1), "started",
                                       scheduled_run_id("nightly/c", latest), missed=4)  # fmt: skip
+    assert fires["nightly/c"].ran_for == latest  # the due time the delay metric counts from
     assert [r["started_by"] for r in run_rows(engine)] == ["schedule:nightly/c"]
     assert load(engine, "nightly/h").missed == 5
     assert load(engine, "nightly/h").next_fire_at == T0 + timedelta(hours=6)

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
+import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,6 +17,7 @@ import sqlalchemy as sa
 from storage.models import Interaction, Schedule
 from tests.polling import until
 from tests.sample_workflows import EXPIRING
+from tests.scraped import Samples, parsed, value
 
 ROOT = Path(__file__).resolve().parent.parent
 NIGHTLY = """
@@ -114,6 +117,39 @@ def test_sigterm_lets_a_running_step_finish_and_a_restart_asks_nobody(
     with engine.connect() as conn:
         asked = conn.execute(sa.text("SELECT count(*) FROM interaction")).scalar()
     assert (asked, count.read_text()) == (0, "ran\n")  # recorded once, nobody asked
+
+
+def test_serve_without_slack_exports_metrics_on_its_own_port(db_url: str, tmp_path: Path) -> None:
+    flows = tmp_path / "workflows"
+    flows.mkdir()
+    (flows / "nightly.yml").write_text(NIGHTLY)
+    with socket.socket() as probe:  # a free port
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "DATABASE_URL": db_url, "OPSLOOP_WORKFLOWS": str(flows),
+           "OPSLOOP_METRICS_PORT": str(port)}  # fmt: skip
+
+    def scraped() -> Samples | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                return parsed(r.read())
+        except OSError:
+            return None
+
+    proc = serve_no_slack(env)
+    try:
+        m = until(lambda: (m := scraped()) and value(m, "opsloop_replicas_alive") == 1 and m,
+                  timeout=60, what="/metrics on OPSLOOP_METRICS_PORT")  # fmt: skip
+        assert any(name == "opsloop_build_info" for name, _ in m)
+        taken = opsloop(env, "serve", "--no-slack")  # the port is in use: one line, exit 2
+        assert taken.returncode == 2, taken.stderr
+        assert taken.stderr.startswith(f"opsloop: OPSLOOP_METRICS_PORT: port {port} on ")
+        assert len(taken.stderr.strip().splitlines()) == 1
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        stop(proc)
+    assert proc.returncode == 0, err
 
 
 def serve_no_slack(env: dict[str, str]) -> subprocess.Popen:

@@ -16,6 +16,7 @@ from orchestrator.storage_retry import StorageRetry, storage_attempts
 from orchestrator.workflow.loader import parse_workflow
 from storage.engine import create_engine, read_transaction
 from storage.schema import setup
+from tests.scraped import collected, value
 
 DROPPY = """
 name: droppy
@@ -48,6 +49,7 @@ def test_terminated_postgres_backends_mid_run_are_retried(
     dsn = sa.make_url(pg_url).set(drivername="postgresql", query={})
     params = {"app": app, "dsn": dsn.render_as_string(hide_password=False)}
     orch = Orchestrator(engine, {"droppy": parse_workflow(DROPPY)}, max_workers=4)
+    before = value(collected(engine), "opsloop_storage_retries_total")
     orch.start()
     caplog.set_level(logging.WARNING, logger="orchestrator.storage_retry")
     try:
@@ -71,6 +73,9 @@ def test_terminated_postgres_backends_mid_run_are_retried(
     retried = [r for r in caplog.records if r.name == "orchestrator.storage_retry"]
     assert len(retried) >= 2, "no transition met a dead connection"
     assert all("trying again" in r.getMessage() for r in retried)
+    after = value(collected(engine), "opsloop_storage_retries_total")
+    assert after - before == len(retried)  # what /metrics exports
+    engine.dispose()
 
 
 def test_a_mistake_is_not_retried(sqlite_url: str) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import gc
 import logging
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
 from slack_bolt import App
@@ -43,6 +43,7 @@ from bot.slack.replays import ReplayLedger
 from bot.slack.request_guard import RequestGuard
 from bot.slack.shutdown import Shutdown, stop_signals
 from bot.slack.socket_mode import serve_socket_mode
+from bot.tracing import traced
 from orchestrator.clock import Clock
 from orchestrator.engine import Orchestrator
 from orchestrator.group_changes import change_count
@@ -94,6 +95,7 @@ def build_bot(
     client = web_client(slack.bot_token, slack.api_url, metrics)
     front_end = ObservedFrontEnd(SlackFrontEnd(outbox, slack.channel, clock=clock.now),
                                  metrics, clock.now, known)  # fmt: skip
+    front_end = traced(front_end, clock.now, known)  # only with OTEL_EXPORTER_OTLP_ENDPOINT
     groups = SlackDirectory(client, now=lambda: clock.now().timestamp(),
                             changes=lambda group: change_count(engine, group))  # fmt: skip
     directory = CombinedDirectory(static_directory(settings), groups)
@@ -131,19 +133,21 @@ def running_bot(
     known = workflows(settings)
     with database(settings) as engine:
         bot = build_bot(settings, slack, engine, known, clock)
-        try:
-            bot.readiness.check_token()
-        except BaseException:
-            bot.work.shutdown(wait=False)
-            bot.orch.close()
-            raise
-        bot.start()
-        _freeze_start_up()
-        try:
-            yield bot
-        finally:
-            gc.unfreeze()
-            bot.stop(settings.shutdown_grace)
+        with ExitStack() as stack:
+            try:
+                bot.readiness.check_token()
+                stack.enter_context(bot.metrics.served(slack.host, settings.metrics_port))
+            except BaseException:
+                bot.work.shutdown(wait=False)
+                bot.orch.close()
+                raise
+            bot.start()
+            _freeze_start_up()
+            try:
+                yield bot
+            finally:
+                gc.unfreeze()
+                bot.stop(settings.shutdown_grace)
 
 
 def _freeze_start_up() -> None:
