@@ -2,7 +2,7 @@
 audit entries by action and time.
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 """
 
 from alembic import op
