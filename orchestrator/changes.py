@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -49,10 +50,18 @@ class ChangeFeed:
         self._missing: dict[int, float] = {}  # ids skipped over -> when first missed
         self._lock = threading.Lock()
 
-    def start_at_end(self) -> None:
-        """Skip what is already there: the reader looks at the current state itself."""
+    def start_at_end(self, lookback: timedelta | None = None) -> None:
+        """Skip what is already there (the reader looks at the current state itself), but
+        for the entries of the last `lookback` before the newest one (clock-independent)."""
         with read_transaction(self._engine) as conn:
-            last = conn.execute(sa.select(sa.func.max(AUDIT.c.id))).scalar()
+            last, newest = conn.execute(
+                sa.select(sa.func.max(AUDIT.c.id), sa.func.max(AUDIT.c.at))
+            ).one()
+            if lookback is not None and newest is not None:
+                first = conn.execute(
+                    sa.select(sa.func.min(AUDIT.c.id)).where(AUDIT.c.at >= newest - lookback)
+                ).scalar()
+                last = (first or 1) - 1
         with self._lock:
             self._floor = last or 0
 

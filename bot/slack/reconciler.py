@@ -24,6 +24,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -31,6 +32,7 @@ from sqlalchemy.engine import Engine
 
 from bot.slack.frontend import SlackFrontEnd, board_key, gate_key, step_key
 from bot.slack.outbox import OUTBOX
+from bot.slack.outbox_claims import free_dead_claims
 from bot.slack.shown import gate_shown, run_shown
 from orchestrator import interactions
 from orchestrator.changes import ChangeFeed
@@ -42,6 +44,9 @@ from storage.statuses import OutboxStatus, StepStatus
 log = logging.getLogger(__name__)
 POLL_S = 0.5  # how often the audit log is read
 SWEEP_S = 30.0  # how often every unfinished run is looked at too
+# At start, runs changed this long before the newest change are looked at again: what the
+# CLI did while no `serve` ran (a run finished, a gate answered) is brought to Slack too.
+LOOKBACK = timedelta(hours=24)
 IN_FLIGHT = (OutboxStatus.PENDING, OutboxStatus.SENDING)
 
 
@@ -59,7 +64,7 @@ class Reconciler:
         self._thread = threading.Thread(target=self._loop, name="opsloop-reconcile", daemon=True)
 
     def start(self) -> None:
-        self.feed.start_at_end()  # what came before is seen by the first sweep
+        self.feed.start_at_end(LOOKBACK)
         self._thread.start()
 
     def stop(self) -> None:
@@ -86,7 +91,8 @@ class Reconciler:
         return sum(self.reconcile(run_id) for run_id in changed)
 
     def sweep(self) -> int:
-        """Reconcile every unfinished run."""
+        """Reconcile every unfinished run (and free the outbox rows dead processes held)."""
+        free_dead_claims(self.front.outbox)
         return sum(self.reconcile(run_id) for run_id in unfinished_runs(self.engine))
 
     def reconcile(self, run_id: str) -> int:
