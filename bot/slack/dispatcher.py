@@ -18,6 +18,7 @@ from typing import Any
 
 from bot.slack.outbox import Message, Outbox
 from bot.slack.outbox_claims import worker_id
+from bot.slack.outbox_failures import permanent
 from bot.slack.pacing import ChannelPacer, Deferred, is_edit
 
 log = logging.getLogger(__name__)
@@ -130,6 +131,10 @@ class Dispatcher:
             self.pacer.hold(channel, later.seconds)
             self.outbox.defer(message, later.seconds, str(later))
         except Exception as exc:
+            if permanent(exc):  # channel_not_found and the like: reported, not retried
+                log.error("outbox: Slack refused %s for good: %s", message.id, exc)
+                self.outbox.give_up(message, f"{type(exc).__name__}: {exc}")
+                return
             delay = min(2 ** min(message.attempts, 6), 60)
             log.warning("outbox: %s failed (%s); retry in %s s", message.id, exc, delay)
             self.outbox.failed(message, f"{type(exc).__name__}: {exc}", delay)

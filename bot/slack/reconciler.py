@@ -30,6 +30,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from bot.slack import outbox_failures
 from bot.slack.frontend import SlackFrontEnd, board_key, gate_key, step_key
 from bot.slack.outbox import OUTBOX
 from bot.slack.outbox_claims import free_dead_claims
@@ -44,6 +45,7 @@ from storage.statuses import OutboxStatus, StepStatus
 log = logging.getLogger(__name__)
 POLL_S = 0.5  # how often the audit log is read
 SWEEP_S = 30.0  # how often every unfinished run is looked at too
+REPORT_S = 5.0  # how often messages that failed for good are looked for (outbox_failures)
 # At start, runs changed this long before the newest change are looked at again: what the
 # CLI did while no `serve` ran (a run finished, a gate answered) is brought to Slack too.
 LOOKBACK = timedelta(hours=24)
@@ -60,6 +62,7 @@ class Reconciler:
         self.engine, self.front = engine, front
         self.poll_s, self.sweep_s = poll_s, sweep_s
         self.feed = ChangeFeed(engine)
+        self._retry: set[str] = set()  # runs a failed tick did not get to
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="opsloop-reconcile", daemon=True)
 
@@ -73,12 +76,15 @@ class Reconciler:
             self._thread.join(10.0)
 
     def _loop(self) -> None:
-        next_sweep = 0.0
+        next_sweep = next_report = 0.0
         while not self._stop.is_set():
             try:
                 if time.monotonic() >= next_sweep:
                     next_sweep = time.monotonic() + self.sweep_s
                     self.sweep()
+                if time.monotonic() >= next_report:
+                    next_report = time.monotonic() + REPORT_S
+                    outbox_failures.report(self.front.outbox)
                 self.tick()
             except Exception:  # the database is away: keep the thread, try again soon
                 log.exception("reconciler: could not bring Slack up to date")
@@ -86,9 +92,18 @@ class Reconciler:
             self._stop.wait(self.poll_s)
 
     def tick(self) -> int:
-        """Reconcile the runs the audit log says changed; how many messages were asked for."""
-        changed = dict.fromkeys(c.run_id for c in self.feed.poll() if c.run_id)
-        return sum(self.reconcile(run_id) for run_id in changed)
+        """Reconcile the runs the audit log says changed; how many messages were asked for.
+        A run that could not be reconciled (the database away) is tried again next tick."""
+        changed = [*self._retry, *(c.run_id for c in self.feed.poll() if c.run_id)]
+        self._retry = set()
+        asked = 0
+        for n, run_id in enumerate(dict.fromkeys(changed)):
+            try:
+                asked += self.reconcile(run_id)
+            except Exception:
+                self._retry.update(changed[n:])
+                raise
+        return asked
 
     def sweep(self) -> int:
         """Reconcile every unfinished run (and free the outbox rows dead processes held)."""

@@ -36,6 +36,7 @@ from bot.slack.frontend import SlackFrontEnd
 from bot.slack.handlers import Handlers
 from bot.slack.http_transport import AcksFirst, FollowUps, Wsgi, serve_http, wsgi_app
 from bot.slack.outbox import Outbox
+from bot.slack.outbox_failures import FailedCollector
 from bot.slack.pacing import ChannelPacer
 from bot.slack.readiness import Readiness, listen
 from bot.slack.reconciler import Reconciler
@@ -114,6 +115,7 @@ def build_bot(
     guard = None if secret is None else (lambda bolt: RequestGuard(bolt, secret, replays))
     readiness = Readiness(engine, client, orch.liveness)
     metrics.registry.register(DatabaseCollector(engine, clock.now, outbox.backlog))
+    metrics.registry.register(FailedCollector(outbox))
     wsgi = wsgi_app(app, acks, workflows=len(known), guard=guard, endpoints={
         "/readyz": readiness.endpoint,
         "/metrics": lambda: (200, CONTENT_TYPE, metrics.exposition()),
