@@ -50,20 +50,22 @@ class ChangeFeed:
         self._missing: dict[int, float] = {}  # ids skipped over -> when first missed
         self._lock = threading.Lock()
 
-    def start_at_end(self, lookback: timedelta | None = None) -> None:
+    def start_at_end(self, lookback: timedelta | None = None, most: int = 5000) -> None:
         """Skip what is already there (the reader looks at the current state itself), but
-        for the entries of the last `lookback` before the newest one (clock-independent)."""
+        for the entries of the last `lookback` before the newest one (clock-independent),
+        `most` of them at most."""
         with read_transaction(self._engine) as conn:
             last, newest = conn.execute(
                 sa.select(sa.func.max(AUDIT.c.id), sa.func.max(AUDIT.c.at))
             ).one()
+            floor = last or 0
             if lookback is not None and newest is not None:
                 first = conn.execute(
                     sa.select(sa.func.min(AUDIT.c.id)).where(AUDIT.c.at >= newest - lookback)
                 ).scalar()
-                last = (first or 1) - 1
+                floor = max((first or 1) - 1, floor - most)
         with self._lock:
-            self._floor = last or 0
+            self._floor = floor
 
     def poll(self) -> list[Change]:
         """The entries committed since the last poll (and late ones within GAP_S)."""
