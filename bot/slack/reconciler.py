@@ -94,10 +94,11 @@ class Reconciler:
     def tick(self) -> int:
         """Reconcile the runs the audit log says changed; how many messages were asked for.
         A run that could not be reconciled (the database away) is tried again next tick."""
-        changed = [*self._retry, *(c.run_id for c in self.feed.poll() if c.run_id)]
+        changed = list(dict.fromkeys(
+            [*self._retry, *(c.run_id for c in self.feed.poll() if c.run_id)]))  # fmt: skip
         self._retry = set()
         asked = 0
-        for n, run_id in enumerate(dict.fromkeys(changed)):
+        for n, run_id in enumerate(changed):
             try:
                 asked += self.reconcile(run_id)
             except Exception:
