@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import pytest
 import sqlalchemy as sa
@@ -20,6 +21,7 @@ from bot.slack.http_transport import http_in_background
 from orchestrator.clock import FakeClock
 from tests.bot_harness import running_test_bot
 from tests.polling import until
+from tests.serve_process import serving
 from tests.slack_double import Message, SlackDouble
 from tests.slack_signing import block_actions, block_suggestion, post_signed, slash_command
 
@@ -96,3 +98,18 @@ def test_every_one_of_150_options_can_be_found_and_picked(bot) -> None:
 def only_run(served) -> str:
     with served.orch.engine.connect() as conn:
         return conn.execute(sa.text("SELECT id FROM workflow_run")).scalar_one()
+
+
+def test_in_socket_mode_the_search_menu_is_answered_over_the_socket(
+    db_url: str, tmp_path: Path
+) -> None:
+    flows = tmp_path / "workflows"
+    flows.mkdir()
+    (flows / "many.yml").write_text(MANY)
+    with SlackDouble() as slack, serving(slack, db_url, flows, tmp_path / "bot.log") as served:
+        slack.wait_for_ack(served.command("run many"))
+        gate = served.gate(served.run_id(), "Which host?")
+        [block] = [b for b in gate.blocks or [] if b["type"] == "actions"]
+        body = block_suggestion(ids.DECIDE_SEARCH, block["block_id"], "149")
+        ack = slack.wait_for_ack(slack.push_interactive(json.loads(parse_qs(body)["payload"][0])))
+        assert [o["text"]["text"] for o in (ack.payload or {})["options"]] == ["Host 149"]
