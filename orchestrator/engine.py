@@ -133,6 +133,7 @@ class Orchestrator:
         self._recovery.sweep()
         self._schedules.start(prune=serving)
         timers.every(self._wall_s(leases.LEASE.total_seconds()), "sweep", self.sweep)
+        timers.every(self._recovery.poll_s, "questions", self._recovery.watch_new)
 
     def sweep(self) -> None:
         """Continue unfinished runs, watch every open question (recovery.py), and fire

@@ -25,6 +25,7 @@ from orchestrator.advancing import Advancer
 from orchestrator.errors import OrchestratorError
 from orchestrator.live import LiveRuns
 from orchestrator.people import People
+from orchestrator.question_watch import POLL_S, QuestionWatch
 from orchestrator.services import Services
 from orchestrator.storage_retry import storage_attempts
 from orchestrator.workflow.definitions import Step
@@ -45,6 +46,12 @@ class Recovery:
         self._advancer = advancer
         self._people = people
         self._beating = False  # this process sweeps: it counts as a replica serving the db
+        self._questions = QuestionWatch(services.engine, people)
+        self.poll_s = POLL_S
+
+    def watch_new(self) -> None:
+        """Watch the questions other processes opened since the last call (question_watch)."""
+        self._questions.poll()
 
     def sweep(self) -> None:
         """Continue unfinished runs: steps whose process is gone, answers not yet acted on.
@@ -52,6 +59,7 @@ class Recovery:
         Runs at start and then every lease period, so a replica that dies is
         taken over by the others; steps a live process runs are left alone.
         """
+        self._questions.start()  # before the look at every open question below
         services = self._services
         try:  # the gauge of replicas alive; a failure here must not stop the sweep
             replicas.beat(services.engine, services.replica, services.clock.now())

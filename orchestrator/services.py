@@ -49,9 +49,19 @@ class Services:
         return run
 
 
+_front_end_failures = [0]  # calls of the front end that raised; a metric
+
+
+def front_end_failures() -> int:
+    """How many front-end calls raised in this process (read at scrape time)."""
+    return _front_end_failures[0]
+
+
 class GuardedFrontEnd:
-    """The front end as the runtime calls it: a front end that raises is logged, and the
-    run goes on (the change it was told about is already committed)."""
+    """The front end as the runtime calls it: a front end that raises is logged, counted
+    (`front_end_failures`), and the run goes on (the change it was told about is already
+    committed). What Slack missed this way, `serve` brings up to date from the database
+    (bot/slack/reconciler.py)."""
 
     def __init__(self, front_end: FrontEnd) -> None:
         self._front_end = front_end
@@ -65,6 +75,7 @@ class GuardedFrontEnd:
             try:
                 return method(*args, **kwargs)
             except Exception:
+                _front_end_failures[0] += 1  # a lost increment under a race is tolerable
                 log.exception("front end %s.%s failed", type(self._front_end).__name__, name)
                 return None
 

@@ -125,6 +125,29 @@ def block_actions(
     return urlencode({"payload": json.dumps(payload)})
 
 
+def block_suggestion(
+    action_id: str, block_id: str, typed: str, *, user_id: str = "U0ALICE",
+    channel_id: str = "C0OPS", message_ts: str = "1700000000.000001", team_id: str = "T0TEAM",
+) -> str:  # fmt: skip
+    """The form body Slack sends to the options load URL while someone types in an
+    external_select menu of a message."""
+    payload = {
+        "type": "block_suggestion",
+        "user": {"id": user_id, "username": user_id.lower(), "team_id": team_id},
+        "container": {"type": "message", "message_ts": message_ts, "channel_id": channel_id,
+                      "is_ephemeral": False},
+        "api_app_id": "A0OPSLOOP",
+        "token": "verification-token-unused",
+        "action_id": action_id,
+        "block_id": block_id,
+        "value": typed,
+        "team": {"id": team_id, "domain": "opsloop-test"},
+        "channel": {"id": channel_id, "name": "ops"},
+        "message": {"type": "message", "ts": message_ts, "text": ""},
+    }  # fmt: skip
+    return urlencode({"payload": json.dumps(payload)})
+
+
 def view_submission(
     view: Mapping[str, Any],
     values: Mapping[str, Any],

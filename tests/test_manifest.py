@@ -51,6 +51,7 @@ def test_every_request_url_is_the_events_endpoint(manifest):
     urls = {
         manifest["features"]["slash_commands"][0]["url"],
         settings["interactivity"]["request_url"],
+        settings["interactivity"]["message_menu_options_url"],  # decisions over 100 options
         settings["event_subscriptions"]["request_url"],
     }
     assert urls == {"https://opsloop.example.com" + scopes.EVENTS_PATH}

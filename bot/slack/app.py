@@ -18,9 +18,10 @@ from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
 from bot.slack import commands as cmds
-from bot.slack import ids
+from bot.slack import ids, suggestions
 from bot.slack.handlers import Handlers
 from bot.slack.scopes import SLASH_COMMAND
+from orchestrator import queries
 
 log = logging.getLogger(__name__)
 Listener = Callable[..., None]
@@ -46,6 +47,7 @@ def build_app(
     )
     app.command(SLASH_COMMAND)(_on_command(handlers, work))
     app.action(re.compile(r"^opsloop\."))(_on_click(handlers, work))
+    app.options(ids.DECIDE_SEARCH)(_on_suggest(handlers))
     app.view(re.compile(r"^opsloop\."))(_on_submit(handlers, work))
     app.event("app_home_opened")(_on_home(handlers, work))
     return app
@@ -73,6 +75,17 @@ def _on_click(handlers: Handlers, work: ThreadPoolExecutor) -> Listener:
         work.submit(handlers.action, body, respond)
 
     return on_click
+
+
+def _on_suggest(handlers: Handlers) -> Listener:
+    """Options for a decision's search menu (bot/slack/suggestions.py): read before the ack,
+    which carries them."""
+    engine = handlers.orch.engine
+
+    def on_suggest(ack: Ack, body: Mapping[str, Any]) -> None:
+        ack(options=suggestions.suggest(lambda iid: queries.interaction(engine, iid), body))
+
+    return on_suggest
 
 
 def _on_submit(handlers: Handlers, work: ThreadPoolExecutor) -> Listener:

@@ -29,6 +29,7 @@ from bot.slack import blocks
 from bot.slack.metered import CountingRateLimitHandler, MeteredWebClient
 from bot.slack.outbox import Message
 from bot.slack.pacing import Deferred
+from bot.slack.shown import gate_shown, run_shown
 from bot.slack.uploads import UploadRefused, upload_png
 from orchestrator.protocol import InteractionView, RunView
 
@@ -129,32 +130,41 @@ class SlackDelivery:
 
     def _board_post(self, message: Message) -> Any:
         assert message.channel and message.run_id
-        return self._post(message, blocks.render_run_board(self.run(message.run_id)))
+        run = self.run(message.run_id)
+        return {**self._post(message, blocks.render_run_board(run)), "shown": run_shown(run)}
 
     def _board_update(self, message: Message) -> Any:
         assert message.run_id and message.after_result
-        return self._update(message.after_result, blocks.render_run_board(self.run(message.run_id)))
+        run = self.run(message.run_id)
+        return {**self._update(message.after_result, blocks.render_run_board(run)),
+                "shown": run_shown(run)}  # fmt: skip
 
-    def _gate(self, message: Message) -> Mapping[str, Any]:
+    def _gate(self, message: Message) -> tuple[Mapping[str, Any], str]:
+        """The gate message's content, and what it shows (bot/slack/shown.py)."""
         assert message.run_id
         interaction = self.interaction(message.payload["interaction_id"])
         assert interaction is not None
         editable = bool(interaction.editable_params)
         run = self.run(message.run_id)
-        return blocks.render_interaction(run, interaction, allow_edit_params=editable)
+        content = blocks.render_interaction(run, interaction, allow_edit_params=editable)
+        return content, gate_shown(interaction)
 
     def _gate_post(self, message: Message) -> Any:
         assert message.channel
-        return self._post(message, self._gate(message), self._thread(message),
-                          broadcast=bool(message.payload.get("broadcast")))  # fmt: skip
+        content, shown = self._gate(message)
+        return {**self._post(message, content, self._thread(message),
+                             broadcast=bool(message.payload.get("broadcast"))),
+                "shown": shown}  # fmt: skip
 
     def _gate_update(self, message: Message) -> Any:
         assert message.after_result
-        return self._update(message.after_result, self._gate(message))
+        content, shown = self._gate(message)
+        return {**self._update(message.after_result, content), "shown": shown}
 
     def _dm_post(self, message: Message) -> Any:
         assert message.channel  # a user id: Slack posts in the app's DM with them
-        return self._post(message, self._gate(message))
+        content, shown = self._gate(message)
+        return {**self._post(message, content), "shown": shown}
 
     def _thread_escalation(self, message: Message) -> Any:
         assert message.channel and message.run_id

@@ -12,12 +12,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from bot.slack.outbox import Message, Outbox
+from bot.slack.outbox_claims import worker_id
+from bot.slack.outbox_failures import permanent
 from bot.slack.pacing import ChannelPacer, Deferred, is_edit
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ class Dispatcher:
         self.outbox, self.send = outbox, send
         self.pacer = pacer or ChannelPacer()
         self.poll_s = poll_s
-        self.worker = f"w-{uuid.uuid4().hex[:8]}"
+        self.worker = worker_id()  # names this process: a restart frees its claims at once
         self._pool = ThreadPoolExecutor(senders, thread_name_prefix="opsloop-send")
         self._busy: set[str] = set()  # channels with a message in flight
         self._lock = threading.Lock()
@@ -130,6 +131,10 @@ class Dispatcher:
             self.pacer.hold(channel, later.seconds)
             self.outbox.defer(message, later.seconds, str(later))
         except Exception as exc:
+            if permanent(exc):  # channel_not_found and the like: reported, not retried
+                log.error("outbox: Slack refused %s for good: %s", message.id, exc)
+                self.outbox.give_up(message, f"{type(exc).__name__}: {exc}")
+                return
             delay = min(2 ** min(message.attempts, 6), 60)
             log.warning("outbox: %s failed (%s); retry in %s s", message.id, exc, delay)
             self.outbox.failed(message, f"{type(exc).__name__}: {exc}", delay)

@@ -37,6 +37,10 @@ def gate_key(iid: str) -> str:
     return f"gate:{iid}"
 
 
+def step_key(run_id: str, step: StepView) -> str:
+    return f"step:{run_id}:{step.step_id}:{step.attempts}"
+
+
 class SlackFrontEnd:
     """Queues the messages a run needs in chat; the outbox dispatcher sends them."""
 
@@ -50,32 +54,37 @@ class SlackFrontEnd:
         self.default_channel = default_channel
         self.clock = clock
 
-    def _channel(self, run: RunView) -> str | None:
+    def channel_of(self, run: RunView) -> str | None:
+        """Where a run's messages go: its own channel, or the one for runs started outside Slack."""
         return run.channel or self.default_channel
 
-    def _board_changed(self, run: RunView, channel: str) -> None:
+    def board_changed(self, run: RunView, channel: str) -> None:
         """Edit the board; post it first if this process never saw the run start."""
         self.outbox.post(board_key(run.id), "board.post", channel=channel, run_id=run.id)
         self.outbox.edit(f"board-edit:{run.id}", "board.update", channel=channel, run_id=run.id,
                          after=board_key(run.id))  # fmt: skip
 
     def run_started(self, run: RunView) -> None:
-        if channel := self._channel(run):
+        if channel := self.channel_of(run):
             self.outbox.post(board_key(run.id), "board.post", channel=channel, run_id=run.id)
 
     def step_changed(self, run: RunView, step: StepView) -> None:
-        channel = self._channel(run)
+        channel = self.channel_of(run)
         if channel is None:
             return
-        self._board_changed(run, channel)
+        self.board_changed(run, channel)
         if step.status == "failed":
-            self.outbox.post(
-                f"step:{run.id}:{step.step_id}:{step.attempts}", "thread.step", channel=channel,
-                run_id=run.id, payload={"step_id": step.step_id}, after=board_key(run.id),
-            )  # fmt: skip
+            self.step_failed(run, step, channel)
+
+    def step_failed(self, run: RunView, step: StepView, channel: str) -> None:
+        """A failed step's details in the run's thread, once per attempt."""
+        self.outbox.post(
+            step_key(run.id, step), "thread.step", channel=channel, run_id=run.id,
+            payload={"step_id": step.step_id}, after=board_key(run.id),
+        )  # fmt: skip
 
     def interaction_opened(self, run: RunView, interaction: InteractionView) -> None:
-        if channel := self._channel(run):
+        if channel := self.channel_of(run):
             self.outbox.post(
                 gate_key(interaction.id), "gate.post", channel=channel, run_id=run.id,
                 payload={"interaction_id": interaction.id,
@@ -89,7 +98,7 @@ class SlackFrontEnd:
             )  # fmt: skip
 
     def interaction_updated(self, run: RunView, interaction: InteractionView) -> None:
-        if channel := self._channel(run):
+        if channel := self.channel_of(run):
             self.outbox.edit(
                 f"gate-edit:{interaction.id}", "gate.update", channel=channel, run_id=run.id,
                 payload={"interaction_id": interaction.id}, after=gate_key(interaction.id),
@@ -101,7 +110,7 @@ class SlackFrontEnd:
             )  # fmt: skip
 
     def escalated(self, run: RunView, interaction: InteractionView) -> None:
-        if channel := self._channel(run):
+        if channel := self.channel_of(run):
             self.outbox.post(
                 f"escalate:{interaction.id}", "thread.escalation", channel=channel,
                 run_id=run.id, payload={"interaction_id": interaction.id},
@@ -109,7 +118,7 @@ class SlackFrontEnd:
             )  # fmt: skip
 
     def reminder(self, run: RunView, interaction: InteractionView) -> None:
-        if channel := self._channel(run):
+        if channel := self.channel_of(run):
             at = self.clock().strftime("%Y%m%dT%H%M%S")
             self.outbox.post(
                 f"remind:{interaction.id}:{at}", "thread.reminder", channel=channel,
@@ -118,8 +127,8 @@ class SlackFrontEnd:
             )  # fmt: skip
 
     def run_finished(self, run: RunView) -> None:
-        if channel := self._channel(run):
-            self._board_changed(run, channel)
+        if channel := self.channel_of(run):
+            self.board_changed(run, channel)
 
     def schedule_paused(self, schedule_id: str, channel: str | None, reason: str) -> None:
         if channel := channel or self.default_channel:
@@ -130,7 +139,7 @@ class SlackFrontEnd:
     def report_ready(
         self, run: RunView, step_id: str, report: Report, chart_png: bytes | None
     ) -> None:
-        channel = self._channel(run)
+        channel = self.channel_of(run)
         if channel is None:
             return
         key = f"report:{run.id}:{step_id}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from bot.slack import ids
+from bot.slack import ids, suggestions
 from bot.slack.text import (
     MAX_CONFIRM_TEXT,
     MAX_FALLBACK_TEXT,
@@ -140,6 +140,9 @@ def _decision_actions(interaction: InteractionView, block_id: str) -> list[dict[
             for n, o in enumerate(options)
         ]  # fmt: skip
         return [{"type": "actions", "block_id": block_id, "elements": elements}]
+    if len(options) > MAX_SELECT_OPTIONS:  # more than a static menu holds: search them
+        menu = suggestions.search_menu(interaction)
+        return [{"type": "actions", "block_id": block_id, "elements": [menu]}]
     shown = options[:MAX_SELECT_OPTIONS]
     # Menus with many long labels would pass the message's cumulative text limit.
     label_limit = max(min(MAX_OPTION_TEXT, 4500 // len(shown)), 10)
@@ -152,11 +155,7 @@ def _decision_actions(interaction: InteractionView, block_id: str) -> list[dict[
             for n, o in enumerate(shown)
         ],
     }  # fmt: skip
-    blocks: list[dict[str, Any]] = [{"type": "actions", "block_id": block_id, "elements": [menu]}]
-    if len(options) > len(shown):
-        note = f"Only the first {len(shown)} of {len(options)} options fit in Slack's menu."
-        blocks.append(context(note))
-    return blocks
+    return [{"type": "actions", "block_id": block_id, "elements": [menu]}]
 
 
 def _confirm(interaction: InteractionView) -> dict[str, Any]:

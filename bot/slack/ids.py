@@ -13,6 +13,9 @@ Buttons and menus on gate messages (block_actions):
     opsloop.decide.<n>            value: {"i": id, "n": n, "v": value}  pick option n (button)
     opsloop.decide.select         selected_option.value: {"n", "v"};    pick an option (menu)
                                   the interaction id is in block_id
+    opsloop.decide.search         as opsloop.decide.select; a menu     pick an option (over 100:
+                                  whose options Slack asks the bot     bot/slack/suggestions.py)
+                                  for (block_suggestion)
     opsloop.input.open            value: interaction id                 open the input modal
 
 Buttons of `/ops schedules` (block_actions):
@@ -47,7 +50,8 @@ REJECT_WITH_REASON = "opsloop.reject_with_reason"
 APPROVE_WITH_CHANGES = "opsloop.approve_with_changes"
 DECIDE = "opsloop.decide"  # buttons are DECIDE + ".<n>", the menu DECIDE_SELECT
 DECIDE_SELECT = "opsloop.decide.select"
-DECIDE_PATTERN = re.compile(r"^opsloop\.decide\.(?:\d+|select)$")
+DECIDE_SEARCH = "opsloop.decide.search"  # an external_select: more than 100 options
+DECIDE_PATTERN = re.compile(r"^opsloop\.decide\.(?:\d+|select|search)$")
 OPEN_INPUT = "opsloop.input.open"
 SCHEDULE_PAUSE = "opsloop.schedule.pause"
 SCHEDULE_RESUME = "opsloop.schedule.resume"
@@ -146,7 +150,7 @@ def decode_action(action: Mapping[str, Any]) -> ActionRef | ScheduleRef:
 
 
 def _decode_decision(action_id: str, action: Mapping[str, Any]) -> ActionRef:
-    if action_id == DECIDE_SELECT:
+    if action_id in (DECIDE_SELECT, DECIDE_SEARCH):
         selected = action.get("selected_option") or {}
         data = _loads(selected.get("value"))
         block_id = str(action.get("block_id", ""))

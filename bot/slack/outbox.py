@@ -214,6 +214,11 @@ class Outbox:
         self._release(message, status=status, attempts=attempts, error=error[:2000],
                       not_before=self.clock() + timedelta(seconds=retry_in))  # fmt: skip
 
+    def give_up(self, message: Message, error: str) -> None:
+        """Fail the row now: Slack refused it as no retry would change (outbox_failures.py)."""
+        self._release(message, status=OutboxStatus.FAILED, attempts=message.attempts + 1,
+                      error=error[:2000])  # fmt: skip
+
     def defer(self, message: Message, seconds: float, reason: str) -> None:
         """Put a claimed row back to wait `seconds` (Slack said 429), not counted as a failure."""
         self._release(message, status=OutboxStatus.PENDING, error=reason[:2000],

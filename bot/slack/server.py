@@ -37,8 +37,10 @@ from bot.slack.frontend import SlackFrontEnd
 from bot.slack.handlers import Handlers
 from bot.slack.http_transport import AcksFirst, FollowUps, Wsgi, serve_http, wsgi_app
 from bot.slack.outbox import Outbox
+from bot.slack.outbox_failures import FailedCollector
 from bot.slack.pacing import ChannelPacer
 from bot.slack.readiness import Readiness, listen
+from bot.slack.reconciler import Reconciler
 from bot.slack.replays import ReplayLedger
 from bot.slack.request_guard import RequestGuard
 from bot.slack.shutdown import Shutdown, stop_signals
@@ -67,12 +69,14 @@ class Bot:
     work: FollowUps
     readiness: Readiness
     metrics: Metrics
+    reconciler: Reconciler  # what other processes changed, brought to Slack
 
     def start(self) -> None:
         """The dispatcher first, the orchestrator last: what recovery reports at start-up
         (a question about a step cut off by a crash) goes to Slack like anything else."""
         self.dispatcher.start()
         self.orch.start(recover=True, serving=True)
+        self.reconciler.start()
 
     def stop(self, grace: float = 30.0) -> None:
         """In reverse: no follow-up work left to reach the orchestrator; running steps
@@ -80,6 +84,7 @@ class Bot:
         closed; then what the outbox can send, sent."""
         self.work.shutdown(wait=True)
         drain_then_close(self.orch, grace)
+        self.reconciler.stop()
         self.dispatcher.flush(FLUSH_S)
         self.dispatcher.stop()
 
@@ -93,8 +98,8 @@ def build_bot(
     outbox = Outbox(engine)
     metrics = Metrics()
     client = web_client(slack.bot_token, slack.api_url, metrics)
-    front_end = ObservedFrontEnd(SlackFrontEnd(outbox, slack.channel, clock=clock.now),
-                                 metrics, clock.now, known)  # fmt: skip
+    slack_front = SlackFrontEnd(outbox, slack.channel, clock=clock.now)
+    front_end = ObservedFrontEnd(slack_front, metrics, clock.now, known)
     front_end = traced(front_end, clock.now, known)  # only with OTEL_EXPORTER_OTLP_ENDPOINT
     groups = SlackDirectory(client, now=lambda: clock.now().timestamp(),
                             changes=lambda group: change_count(engine, group))  # fmt: skip
@@ -117,11 +122,13 @@ def build_bot(
     guard = None if secret is None else (lambda bolt: RequestGuard(bolt, secret, replays))
     readiness = Readiness(engine, client, orch.liveness)
     metrics.registry.register(DatabaseCollector(engine, clock.now, outbox.backlog))
+    metrics.registry.register(FailedCollector(outbox))
     wsgi = wsgi_app(app, acks, workflows=len(known), guard=guard, endpoints={
         "/readyz": readiness.endpoint,
         "/metrics": lambda: (200, CONTENT_TYPE, metrics.exposition()),
     })  # fmt: skip
-    return Bot(orch, outbox, dispatcher, app, wsgi, work, readiness, metrics)
+    return Bot(orch, outbox, dispatcher, app, wsgi, work, readiness, metrics,
+               Reconciler(engine, slack_front))  # fmt: skip
 
 
 @contextmanager
