@@ -63,6 +63,7 @@ from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 from dataclasses import asdict, dataclass, field  # noqa: E402
 from typing import Annotated, Any, TypedDict  # noqa: E402
 
+import engine_scaling  # noqa: E402
 import engine_tasks  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 from langgraph.graph import START, StateGraph  # noqa: E402
@@ -79,7 +80,7 @@ TARGET = 1.10
 SECONDS = {"sleep_1000ms": 1.0, "sleep_200ms": 0.2, "sleep_200ms_ctx": 0.2, "sleep_100ms": 0.1,
            "noop": 0.0}  # fmt: skip
 STARTER, APPROVERS = "U0900", ("U0001", "U0002")
-MEASUREMENTS = ("parallel", "parallel_ctx", "critical", "scarce", "overhead", "resume")
+MEASUREMENTS = ("parallel", "parallel_ctx", "critical", "scarce", "overhead", "resume", "scaling")
 SCARCE_TARGET = 1.05
 RUN_TIMEOUT_S = 120.0
 COLUMNS = ("measurement", "database", "result", "baseline", "ratio", "target", "verdict", "notes")
@@ -557,6 +558,10 @@ def row(r: Result) -> list[str]:
             f"{extra['ms_per_step']:.1f} ms/step over the pool, "
             f"cpu {extra['cpu_ms_per_step']:.1f} ms/step",
         )
+    elif "per_step_ms" in extra:
+        notes.insert(0, f"{extra['per_step_ms']:.2f} ms/step")
+    elif "doubling_ratio" in extra:
+        notes = []
     elif "cpu_s" in extra:
         notes.append(f"cpu {extra['cpu_s']:.2f} s")
     if "p99_ms" in extra:
@@ -590,6 +595,7 @@ def run_all(args: argparse.Namespace) -> tuple[list[Result], dict[str, ThreadPro
         "scarce": measure_scarce,
         "overhead": measure_overhead,
         "resume": measure_resume,
+        "scaling": lambda kind, args, prof: engine_scaling.measure(sys.modules[__name__], kind, args, prof),
     }
     results: list[Result] = []
     profiles: dict[str, ThreadProfiles] = {}
@@ -597,7 +603,8 @@ def run_all(args: argparse.Namespace) -> tuple[list[Result], dict[str, ThreadPro
         for name in args.only:
             print(f"{kind}: {name} ...", flush=True)
             prof = profiles.setdefault(kind, ThreadProfiles()) if args.profile else None
-            results.append(measures[name](kind, args, prof))
+            got = measures[name](kind, args, prof)
+            results.extend(got if isinstance(got, list) else [got])
             if name == "critical" and kind == kinds[-1]:
                 print("langgraph: critical ...", flush=True)
                 results.append(measure_langgraph(args))
@@ -613,6 +620,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=",".join(MEASUREMENTS),
         help=f"comma-separated subset of {','.join(MEASUREMENTS)}",
     )
+    parser.add_argument("--sizes", default="1000,2000,10000",
+                        help="fan-out sizes timed by `scaling` (comma-separated)")  # fmt: skip
+    parser.add_argument("--chain", type=int, default=2000, help="chain length timed by `scaling`")
     parser.add_argument("--skip-postgres", action="store_true", help="SQLite only")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write results as JSON")
     parser.add_argument(
@@ -623,6 +633,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         print(f"bench/engine.py: ignoring {' '.join(unknown)}", file=sys.stderr)
+    args.sizes = [int(n) for n in args.sizes.split(",") if n.strip()]
     args.only = [m.strip() for m in args.only.split(",") if m.strip()]
     bad = sorted(set(args.only) - set(MEASUREMENTS))
     if bad:

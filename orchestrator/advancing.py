@@ -191,11 +191,10 @@ class Advancer:
         if run.status not in FINISHED_RUN:
             with self._guard:
                 self._inflight.update((run.id, c.step.id) for c in done.claimed)
-        views = {s.step_id: s for s in run.steps}
         for step_id, _values in done.changed:
-            self._services.front_end.step_changed(run, views[step_id])
+            self._services.front_end.step_changed(run, run.step(step_id))
         for step_id in done.dropped:
-            if views[step_id].status == StepStatus.RUNNING:
+            if run.step(step_id).status == StepStatus.RUNNING:
                 log.warning("run %s: step %s was taken over by another replica while it ran "
                             "here; its result here is dropped", run.id, step_id)  # fmt: skip
         for started in done.claimed:

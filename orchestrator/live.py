@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from orchestrator import runs
-from orchestrator.protocol import RunView, StepView
+from orchestrator.protocol import RunView
 from orchestrator.services import Services
 from storage.statuses import FINISHED_RUN, RunStatus, StepStatus
 
@@ -53,8 +53,7 @@ class LiveRuns:
                 run = self._latest[run_id] = run.with_step(step_id, **committed)
         if run is None:  # not a run this process is advancing: read it
             run = self._services.view(run_id)
-        step: StepView = next(s for s in run.steps if s.step_id == step_id)
-        self._services.front_end.step_changed(run, step)
+        self._services.front_end.step_changed(run, run.step(step_id))
         self.notify()
 
     def notify(self) -> None:
