@@ -595,7 +595,9 @@ def run_all(args: argparse.Namespace) -> tuple[list[Result], dict[str, ThreadPro
         "scarce": measure_scarce,
         "overhead": measure_overhead,
         "resume": measure_resume,
-        "scaling": lambda kind, args, prof: engine_scaling.measure(sys.modules[__name__], kind, args, prof),
+        "scaling": lambda kind, args, prof: engine_scaling.measure(
+            sys.modules[__name__], kind, args, prof
+        ),
     }
     results: list[Result] = []
     profiles: dict[str, ThreadProfiles] = {}
