@@ -100,7 +100,9 @@ class RunState:
             self._handed.add(step_id)
 
     def readiness(self) -> Readiness:
-        """`planning.readiness` of the view, costing the steps it decides, not the run.
+        """What the pass may do now, costing the steps it decides, not the run: ready
+        steps start longest chain ahead first (`Workflow.start_order`), within the
+        workflow's max_parallel.
 
         Ready steps are taken in start order until the free room is filled; the rest
         are decided by later passes, as slots free up (so a skip behind a full run of
