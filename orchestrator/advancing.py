@@ -21,7 +21,6 @@ from orchestrator.live import LiveRuns
 from orchestrator.passing import new_thread_id
 from orchestrator.protocol import RunView
 from orchestrator.run_lock import RunLock
-from orchestrator.runstate import RunMemory
 from orchestrator.services import Services
 from orchestrator.storable import storable
 from orchestrator.storage_retry import storage_attempts
@@ -57,7 +56,7 @@ class Advancer:
         # Runs a thread is making passes over, and runs that need one more pass.
         self._passing: set[str] = set()
         self._pass_wanted: set[str] = set()
-        self._memory = RunMemory()  # each run's state between passes
+        self._memory = live.memory
         self._local = threading.local()  # .worker: this thread is one of the pool's
         self._closing = False
         self._idle = threading.Condition(self._guard)  # notified as steps and passes end
@@ -145,7 +144,7 @@ class Advancer:
             outcomes = self._outcomes.pop(run_id, [])
             free = 0 if self.draining else self.max_workers - len(self._inflight)
         try:
-            done = passing.commit_pass(self._services, self._live, self._memory, run_id, outcomes,
+            done = passing.commit_pass(self._services, self._live, run_id, outcomes,
                                        self._inflight_of, free)  # fmt: skip
         except BaseException:
             with self._guard:  # not recorded: the next pass tries again

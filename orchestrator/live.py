@@ -13,6 +13,7 @@ from typing import Any
 
 from orchestrator import runs
 from orchestrator.protocol import RunView
+from orchestrator.runstate import RunMemory
 from orchestrator.services import Services
 from storage.statuses import FINISHED_RUN, RunStatus, StepStatus
 
@@ -24,6 +25,7 @@ class LiveRuns:
         self._latest: dict[str, RunView] = {}
         self._views: dict[str, runs.ViewCache] = {}
         self._changed = threading.Condition()
+        self.memory = RunMemory()  # each run's state between passes (runstate.py)
 
     def cache(self, run_id: str) -> runs.ViewCache:
         """The run's step views by row version (scheduler.run_pass reads and fills it)."""
@@ -36,6 +38,7 @@ class LiveRuns:
             if run.status in FINISHED_RUN:
                 self._latest.pop(run.id, None)
                 self._views.pop(run.id, None)
+                self.memory.forget(run.id)
             else:
                 self._latest[run.id] = run
 
@@ -44,6 +47,7 @@ class LiveRuns:
         with self._lock:
             self._latest.pop(run_id, None)
             self._views.pop(run_id, None)
+        self.memory.forget(run_id)
 
     def step_changed(self, run_id: str, step_id: str, **committed: Any) -> None:
         """Tell the front end about a change just committed: `committed` holds its values."""

@@ -12,7 +12,8 @@ from collections.abc import Callable
 
 from orchestrator import leases, scheduler
 from orchestrator.live import LiveRuns
-from orchestrator.runstate import RunMemory
+from orchestrator.runs import ViewCache
+from orchestrator.runstate import RunState
 from orchestrator.services import Services
 from orchestrator.storage_retry import storage_attempts
 from storage.engine import write_transaction
@@ -25,26 +26,40 @@ def new_thread_id(run_id: str, step_id: str) -> str:
 
 
 def commit_pass(
-    services: Services, live: LiveRuns, memory: RunMemory, run_id: str,
+    services: Services, live: LiveRuns, run_id: str,
     outcomes: list[scheduler.Outcome], inflight_of: Callable[[str], frozenset[str]], free: int,
 ) -> scheduler.Pass:  # fmt: skip
     """Make one pass over `run_id` and commit it; what it changed."""
     engine, now, cache = services.engine, services.clock.now(), live.cache(run_id)
+    memory = live.memory
     state, claims = memory.take(run_id)
-    for attempt in storage_attempts():
-        with attempt:
-            # The pass reads rows it wrote itself: the cache takes them only once
-            # they are committed, or a rolled-back version could shadow a real one.
-            trial = dict(cache)
-            with write_transaction(engine) as conn:
-                done = scheduler.run_pass(
-                    conn, run_id, services.workflow_of, outcomes, state=state, claims=claims,
-                    inflight=lambda: inflight_of(run_id), free=free, now=now,
-                    ownership=leases.ownership(services.replica, now),
-                    new_thread_id=lambda step_id: new_thread_id(run_id, step_id), cache=trial,
-                )  # fmt: skip
-            state = None  # a failed attempt may have changed it: the next one reads the run
-    cache.update(trial)
-    if done.state is not None and done.run is not None and done.run.status not in FINISHED_RUN:
-        memory.keep(run_id, done.state)
+
+    def once(given: RunState | None, trial: ViewCache) -> scheduler.Pass:
+        with write_transaction(engine) as conn:
+            return scheduler.run_pass(
+                conn, run_id, services.workflow_of, outcomes, state=given,
+                claims=claims if given else (), inflight=lambda: inflight_of(run_id),
+                free=free, now=now, ownership=leases.ownership(services.replica, now),
+                new_thread_id=lambda step_id: new_thread_id(run_id, step_id), cache=trial,
+            )  # fmt: skip
+
+    kept = None
+    try:
+        for attempt in storage_attempts():
+            with attempt:
+                given, state = state, None  # an attempt that fails may have changed it
+                # The pass reads rows it wrote itself: the cache takes them only once
+                # they are committed, or a rolled-back version could shadow a real one.
+                while True:
+                    trial = dict(cache)
+                    try:
+                        done = once(given, trial)
+                        break
+                    except scheduler.StaleRun:  # rolled back: again, from a fresh read
+                        given = None
+        cache.update(trial)
+        if done.run is not None and done.run.status not in FINISHED_RUN:
+            kept = done.state
+    finally:
+        memory.keep(run_id, kept)
     return done

@@ -158,7 +158,8 @@ class RunMemory:
         self._lock = threading.Lock()
         self._states: dict[str, RunState] = {}
         self._claims: dict[str, list[Patch]] = {}
-        self._lost: set[str] = set()  # forgotten while a pass held the state
+        self._taken: set[str] = set()  # a pass holds the run's state
+        self._lost: set[str] = set()  # ...and it was forgotten meanwhile: not kept
 
     def claimed(self, run_id: str, step_id: str, values: dict[str, Any]) -> None:
         with self._lock:
@@ -167,17 +168,22 @@ class RunMemory:
     def take(self, run_id: str) -> tuple[RunState | None, list[Patch]]:
         """The run's state (None: rebuild it) and the claims to apply to it first."""
         with self._lock:
-            self._lost.discard(run_id)
+            self._taken.add(run_id)
             return self._states.pop(run_id, None), self._claims.pop(run_id, [])
 
-    def keep(self, run_id: str, state: RunState) -> None:
+    def keep(self, run_id: str, state: RunState | None) -> None:
+        """The pass that took the run's state is over; `state` for the next (None: none)."""
         with self._lock:
-            if run_id not in self._lost:
+            self._taken.discard(run_id)
+            if state is not None and run_id not in self._lost:
                 self._states[run_id] = state
+            self._lost.discard(run_id)
 
     def forget(self, run_id: str) -> None:
-        """Rebuild at the next pass (a claim here was lost: the view cannot say why)."""
+        """Read the run again at its next pass (a claim here was lost and the view cannot
+        say why, or the run ended or was cancelled here)."""
         with self._lock:
             self._states.pop(run_id, None)
             self._claims.pop(run_id, None)
-            self._lost.add(run_id)
+            if run_id in self._taken:
+                self._lost.add(run_id)

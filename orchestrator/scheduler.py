@@ -83,25 +83,25 @@ def run_pass(
 ) -> Pass:
     """Advance `run_id` as far as it goes without running anything; see the module doc.
 
-    `state` is the run as this process's last pass left it (runstate.py), used while the
-    run's version says nothing else changed it, with `claims` (steps this process's
-    workers claimed since) applied; else the run is read again, and `inflight()` (steps
-    handed to workers here) count as running whatever was read. At most `free` steps are
-    claimed, the rest come back as `queued`. `cache` is the run's step views from earlier
-    loads (`runs.load_run`). `done.state` is the state the pass leaves, None if stale.
+    `state` is the run as this process's last pass left it (runstate.py), with `claims`
+    (steps this process's workers claimed since) applied; None: the run is read, and
+    `inflight()` (steps handed to workers here) count as running whatever was read. A
+    pass that changes the run raises its version; if that shows that something else
+    changed the run since `state` was read, the pass raises `StaleRun` (the caller rolls
+    it back and passes again from a fresh read). At most `free` steps are claimed, the
+    rest come back as `queued`. `cache` is the run's step views from earlier loads
+    (`runs.load_run`). `done.state` is the state the pass leaves (None: read it again).
     """
     done = Pass()
     outcomes = list(outcomes)
-    version = runs.run_version(conn, run_id)
-    if version is None:
-        return done
-    if state is None or state.version != version:
-        state = _rebuild(conn, run_id, workflow_of, inflight(), cache, version)
+    if state is None:
+        state = _rebuild(conn, run_id, workflow_of, inflight(), cache)
         if state is None:
             return done
     else:
         for step_id, values in claims:
             state.apply(step_id, **values)
+    version = state.version
     done.state, done.run = state, state.run
     # Fenced by owner: if another replica took a step over (this one stopped renewing its
     # lease), that replica's run of the step is the one that counts.
@@ -113,9 +113,10 @@ def run_pass(
         for o in outcomes:
             done.set_step(o.step_id, **_finished_values(o))
     else:  # a cancel or a takeover got to some first: read what they left
-        state = done.state = _rebuild(conn, run_id, workflow_of, inflight(), cache, version)
+        state = done.state = _rebuild(conn, run_id, workflow_of, inflight(), cache)
         if state is None:
             return done
+        version = state.version
         done.run = state.run
         for o in outcomes:
             view = state.run.step(o.step_id)
@@ -147,24 +148,33 @@ def run_pass(
 
 def _rebuild(
     conn: Connection, run_id: str, workflow_of: Callable[[RunView], Workflow],
-    inflight: frozenset[str], cache: runs.ViewCache | None, version: int,
+    inflight: frozenset[str], cache: runs.ViewCache | None,
 ) -> RunState | None:  # fmt: skip
-    """The run read again (its version read before it, so the view is no older)."""
-    run = runs.load_run(conn, run_id, cache)
+    """The run read again (its version read first, so the view is no older than it)."""
+    version = runs.run_version(conn, run_id)
+    run = None if version is None else runs.load_run(conn, run_id, cache)
     return None if run is None else RunState(workflow_of(run), run, version, inflight)
 
 
+class StaleRun(Exception):
+    """Something else changed the run since the pass's state was read: roll back."""
+
+
 def _signal(conn: Connection, done: Pass, run_id: str, version: int) -> Pass:
-    """Tell other processes' passes that this one changed the run; keep the state only
-    if nobody else changed the run while this pass ran (else the next pass reads it)."""
-    if done.state is None or not (done.changed or done.bumps):
-        if done.lost:
-            done.state = None
+    """Raise the run's version for other processes' passes, and check that nobody else
+    raised it since `version` (the pass's state was read then): else what the pass
+    decided, even to change nothing, may rest on an old view. One round trip either way."""
+    if done.state is None:
         return done
-    after = runs.bump_run(conn, run_id)
-    if after == version + done.bumps + 1 and not done.lost:
-        done.state.version = after
+    if done.changed or done.bumps:
+        after = runs.bump_run(conn, run_id)
+        expected = version + done.bumps + 1
     else:
+        after, expected = runs.run_version(conn, run_id), version
+    if after != expected:
+        raise StaleRun(run_id)
+    done.state.version = after
+    if done.lost:  # a claim went to someone else: what else did they do?
         done.state = None
     return done
 
