@@ -24,6 +24,10 @@ selected with `options=-csearch_path=...`, dropped at the end):
   U0002, the gate's approvers, never the run's starter U0900) one at a time, and
   the latency is from calling `decide()` to the next step's function starting.
   Reports p50 / p99. No target.
+- scaling: one run of N no-op steps as a fan-out (N in `--sizes`, default
+  1000,2000,10000) and as a chain (`--chain`, default 2000), against the same DAG as
+  one in-memory LangGraph StateGraph. Targets: per step within 1.5x of LangGraph's,
+  and the 2,000 fan-out at most 2.2x the 1,000 one (bench/engine_scaling.py).
 
 Each engine measurement runs once untimed (warm-up), then `--repeat` times (default 3);
 the table shows the median and the min-max spread. A run ends when the front end hears
@@ -35,6 +39,7 @@ Run from the repository root:
     .venv/bin/python bench/engine.py
     .venv/bin/python bench/engine.py --skip-postgres --only parallel,critical --repeat 5
     .venv/bin/python bench/engine.py --profile   # cProfile (CPU time) of the engine's threads
+    .venv/bin/python bench/engine.py --only scaling --sizes 1000,2000 --chain 1000
 
 Unknown options (e.g. bench/checkpointer.py's --runs, when run by `./dev bench`) are ignored.
 """
@@ -224,8 +229,12 @@ class ThreadProfiles:
         return wrapped
 
     def instrument(self, orch: Orchestrator) -> None:
-        for name in ("_start", "_execute", "start_run", "decide"):
+        """Profile the calls that drive runs, and everything the step pool runs."""
+        for name in ("start_run", "decide"):
             setattr(orch, name, self.wrap(getattr(orch, name)))
+        advancer = orch._advancer  # noqa: SLF001  (the pool is not part of the API)
+        submit = advancer.submit
+        advancer.submit = lambda fn, *args: submit(self.wrap(fn), *args)  # type: ignore[method-assign]
 
     def report(self, top: int = 30) -> str:
         if not self.all:

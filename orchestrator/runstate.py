@@ -114,13 +114,15 @@ class RunState:
         skip: list[str] = []
         fail: list[tuple[str, str]] = []
         taken: list[tuple[int, str]] = []
+        decided: set[str] = set()
         results = _Results(self.run)
         while self._heap and len(start) < room:
             entry = heapq.heappop(self._heap)
-            if entry[1] not in self._ready:
-                continue  # no longer ready: started, skipped or handed out since
-            taken.append(entry)
             step_id = entry[1]
+            if step_id not in self._ready or step_id in decided:
+                continue  # no longer ready (started, skipped, handed out), or a duplicate
+            taken.append(entry)
+            decided.add(step_id)
             try:
                 go = should_run(self.wf, step_id, self.run.params, results)
             except ExpressionError as exc:
