@@ -232,7 +232,7 @@ class ThreadProfiles:
         """Profile the calls that drive runs, and everything the step pool runs."""
         for name in ("start_run", "decide"):
             setattr(orch, name, self.wrap(getattr(orch, name)))
-        advancer = orch._advancer  # noqa: SLF001  (the pool is not part of the API)
+        advancer = orch._advancer  # the step pool is not part of the API
         submit = advancer.submit
         advancer.submit = lambda fn, *args: submit(self.wrap(fn), *args)  # type: ignore[method-assign]
 
