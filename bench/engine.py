@@ -24,6 +24,10 @@ selected with `options=-csearch_path=...`, dropped at the end):
   U0002, the gate's approvers, never the run's starter U0900) one at a time, and
   the latency is from calling `decide()` to the next step's function starting.
   Reports p50 / p99. No target.
+- scaling: one run of N no-op steps as a fan-out (N in `--sizes`, default
+  1000,2000,10000) and as a chain (`--chain`, default 2000), against the same DAG as
+  one in-memory LangGraph StateGraph. Targets: per step within 1.5x of LangGraph's,
+  and the 2,000 fan-out at most 2.2x the 1,000 one (bench/engine_scaling.py).
 
 Each engine measurement runs once untimed (warm-up), then `--repeat` times (default 3);
 the table shows the median and the min-max spread. A run ends when the front end hears
@@ -35,6 +39,7 @@ Run from the repository root:
     .venv/bin/python bench/engine.py
     .venv/bin/python bench/engine.py --skip-postgres --only parallel,critical --repeat 5
     .venv/bin/python bench/engine.py --profile   # cProfile (CPU time) of the engine's threads
+    .venv/bin/python bench/engine.py --only scaling --sizes 1000,2000 --chain 1000
 
 Unknown options (e.g. bench/checkpointer.py's --runs, when run by `./dev bench`) are ignored.
 """
@@ -63,6 +68,7 @@ from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 from dataclasses import asdict, dataclass, field  # noqa: E402
 from typing import Annotated, Any, TypedDict  # noqa: E402
 
+import engine_scaling  # noqa: E402
 import engine_tasks  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 from langgraph.graph import START, StateGraph  # noqa: E402
@@ -75,11 +81,12 @@ from storage.engine import create_engine  # noqa: E402
 from storage.schema import setup  # noqa: E402
 
 WORKERS = 16
+PROFILE_CLOCK = time.thread_time  # CPU time; a probe may set time.perf_counter (wall)
 TARGET = 1.10
 SECONDS = {"sleep_1000ms": 1.0, "sleep_200ms": 0.2, "sleep_200ms_ctx": 0.2, "sleep_100ms": 0.1,
            "noop": 0.0}  # fmt: skip
 STARTER, APPROVERS = "U0900", ("U0001", "U0002")
-MEASUREMENTS = ("parallel", "parallel_ctx", "critical", "scarce", "overhead", "resume")
+MEASUREMENTS = ("parallel", "parallel_ctx", "critical", "scarce", "overhead", "resume", "scaling")
 SCARCE_TARGET = 1.05
 RUN_TIMEOUT_S = 120.0
 COLUMNS = ("measurement", "database", "result", "baseline", "ratio", "target", "verdict", "notes")
@@ -210,7 +217,7 @@ class ThreadProfiles:
                 return fn(*args, **kwargs)
             prof = getattr(self.local, "prof", None)
             if prof is None:
-                prof = self.local.prof = cProfile.Profile(time.thread_time)
+                prof = self.local.prof = cProfile.Profile(PROFILE_CLOCK)
                 with self.lock:
                     self.all.append(prof)
             self.local.active = True
@@ -222,8 +229,12 @@ class ThreadProfiles:
         return wrapped
 
     def instrument(self, orch: Orchestrator) -> None:
-        for name in ("_start", "_execute", "start_run", "decide"):
+        """Profile the calls that drive runs, and everything the step pool runs."""
+        for name in ("start_run", "decide"):
             setattr(orch, name, self.wrap(getattr(orch, name)))
+        advancer = orch._advancer  # the step pool is not part of the API
+        submit = advancer.submit
+        advancer.submit = lambda fn, *args: submit(self.wrap(fn), *args)  # type: ignore[method-assign]
 
     def report(self, top: int = 30) -> str:
         if not self.all:
@@ -557,6 +568,10 @@ def row(r: Result) -> list[str]:
             f"{extra['ms_per_step']:.1f} ms/step over the pool, "
             f"cpu {extra['cpu_ms_per_step']:.1f} ms/step",
         )
+    elif "per_step_ms" in extra:
+        notes.insert(0, f"{extra['per_step_ms']:.2f} ms/step")
+    elif "doubling_ratio" in extra:
+        notes = []
     elif "cpu_s" in extra:
         notes.append(f"cpu {extra['cpu_s']:.2f} s")
     if "p99_ms" in extra:
@@ -590,6 +605,9 @@ def run_all(args: argparse.Namespace) -> tuple[list[Result], dict[str, ThreadPro
         "scarce": measure_scarce,
         "overhead": measure_overhead,
         "resume": measure_resume,
+        "scaling": lambda kind, args, prof: engine_scaling.measure(
+            sys.modules[__name__], kind, args, prof
+        ),
     }
     results: list[Result] = []
     profiles: dict[str, ThreadProfiles] = {}
@@ -597,7 +615,8 @@ def run_all(args: argparse.Namespace) -> tuple[list[Result], dict[str, ThreadPro
         for name in args.only:
             print(f"{kind}: {name} ...", flush=True)
             prof = profiles.setdefault(kind, ThreadProfiles()) if args.profile else None
-            results.append(measures[name](kind, args, prof))
+            got = measures[name](kind, args, prof)
+            results.extend(got if isinstance(got, list) else [got])
             if name == "critical" and kind == kinds[-1]:
                 print("langgraph: critical ...", flush=True)
                 results.append(measure_langgraph(args))
@@ -613,6 +632,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=",".join(MEASUREMENTS),
         help=f"comma-separated subset of {','.join(MEASUREMENTS)}",
     )
+    parser.add_argument("--sizes", default="1000,2000,10000",
+                        help="fan-out sizes timed by `scaling` (comma-separated)")  # fmt: skip
+    parser.add_argument("--chain", type=int, default=2000, help="chain length timed by `scaling`")
     parser.add_argument("--skip-postgres", action="store_true", help="SQLite only")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write results as JSON")
     parser.add_argument(
@@ -623,6 +645,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         print(f"bench/engine.py: ignoring {' '.join(unknown)}", file=sys.stderr)
+    args.sizes = [int(n) for n in args.sizes.split(",") if n.strip()]
     args.only = [m.strip() for m in args.only.split(",") if m.strip()]
     bad = sorted(set(args.only) - set(MEASUREMENTS))
     if bad:

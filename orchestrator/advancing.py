@@ -10,31 +10,26 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 import weakref
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from orchestrator import leases, log_context, runs, scheduler, stepwork
+from orchestrator import leases, log_context, passing, runs, scheduler, stepwork
 from orchestrator.execution import StepEnd, StepRunner
 from orchestrator.live import LiveRuns
+from orchestrator.passing import new_thread_id
 from orchestrator.protocol import RunView
 from orchestrator.run_lock import RunLock
 from orchestrator.services import Services
 from orchestrator.storable import storable
 from orchestrator.storage_retry import storage_attempts
 from orchestrator.workflow.definitions import Step
-from storage.engine import is_sqlite, read_transaction, write_transaction
+from storage.engine import write_transaction
 from storage.statuses import FINISHED_RUN, RunStatus, StepStatus
 
 log = logging.getLogger(__name__)
 OnPause = Callable[[str, str, Any], None]  # a paused step: run id, step id, its interrupt
-
-
-def new_thread_id(run_id: str, step_id: str) -> str:
-    """A fresh LangGraph thread for one execution of a step."""
-    return f"{run_id}/{step_id}/{uuid.uuid4().hex[:8]}"
 
 
 class Advancer:
@@ -61,6 +56,7 @@ class Advancer:
         # Runs a thread is making passes over, and runs that need one more pass.
         self._passing: set[str] = set()
         self._pass_wanted: set[str] = set()
+        self._memory = live.memory
         self._local = threading.local()  # .worker: this thread is one of the pool's
         self._closing = False
         self._idle = threading.Condition(self._guard)  # notified as steps and passes end
@@ -146,10 +142,10 @@ class Advancer:
         """One scheduling pass (orchestrator/scheduler.py), then act on what it committed."""
         with self._guard:
             outcomes = self._outcomes.pop(run_id, [])
-            inflight = frozenset(step for rid, step in self._inflight if rid == run_id)
             free = 0 if self.draining else self.max_workers - len(self._inflight)
         try:
-            done = self._commit_pass(run_id, outcomes, inflight, free)
+            done = passing.commit_pass(self._services, self._live, run_id, outcomes,
+                                       self._inflight_of, free)  # fmt: skip
         except BaseException:
             with self._guard:  # not recorded: the next pass tries again
                 self._outcomes.setdefault(run_id, [])[:0] = outcomes
@@ -157,32 +153,9 @@ class Advancer:
         if done.run is not None:
             self._act(done)
 
-    def _commit_pass(
-        self, run_id: str, outcomes: list[scheduler.Outcome], inflight: frozenset[str], free: int
-    ) -> scheduler.Pass:
-        engine, now, cache = (
-            self._services.engine,
-            self._services.clock.now(),
-            self._live.cache(run_id),
-        )
-        for attempt in storage_attempts():
-            with attempt:
-                # The pass reads rows it wrote itself: the cache takes them only once
-                # they are committed, or a rolled-back version could shadow a real one.
-                trial = dict(cache)
-                read = None
-                if is_sqlite(engine):  # outside SQLite's one write lock
-                    with read_transaction(engine) as conn:
-                        read = runs.load_run(conn, run_id, trial)
-                with write_transaction(engine) as conn:
-                    done = scheduler.run_pass(
-                        conn, run_id, self._services.workflow_of, outcomes, inflight=inflight,
-                        free=free, now=now, ownership=leases.ownership(self._services.replica, now),
-                        new_thread_id=lambda step_id: new_thread_id(run_id, step_id), read=read,
-                        cache=trial,
-                    )  # fmt: skip
-        cache.update(trial)
-        return done
+    def _inflight_of(self, run_id: str) -> frozenset[str]:
+        with self._guard:
+            return frozenset(step for rid, step in self._inflight if rid == run_id)
 
     def _act(self, done: scheduler.Pass) -> None:
         run = done.run
@@ -191,11 +164,10 @@ class Advancer:
         if run.status not in FINISHED_RUN:
             with self._guard:
                 self._inflight.update((run.id, c.step.id) for c in done.claimed)
-        views = {s.step_id: s for s in run.steps}
         for step_id, _values in done.changed:
-            self._services.front_end.step_changed(run, views[step_id])
+            self._services.front_end.step_changed(run, run.step(step_id))
         for step_id in done.dropped:
-            if views[step_id].status == StepStatus.RUNNING:
+            if run.step(step_id).status == StepStatus.RUNNING:
                 log.warning("run %s: step %s was taken over by another replica while it ran "
                             "here; its result here is dropped", run.id, step_id)  # fmt: skip
         for started in done.claimed:
@@ -221,6 +193,7 @@ class Advancer:
         """On a worker: claim the step pending -> running, then run it."""
         with self._guard:
             if self.draining:  # stays pending: whoever runs the run next starts it
+                self._memory.forget(run.id)
                 self._inflight.discard((run.id, step.id))
                 self._idle.notify_all()
                 return
@@ -233,16 +206,29 @@ class Advancer:
             for attempt in storage_attempts():
                 with attempt, write_transaction(self._services.engine) as conn:
                     won = runs.set_step(conn, run.id, step.id, expect=[StepStatus.PENDING],
-                                        **claim)  # fmt: skip
-                    if won:
+                                        signal=False, **claim)  # fmt: skip
+                    # A run its pass left running stays so (the pass counted this step
+                    # as running): one round trip less per queued step.
+                    if won and run.status != RunStatus.RUNNING:
                         runs.set_run(conn, run.id, expect=[RunStatus.WAITING],
                                      status=RunStatus.RUNNING, updated_at=now)  # fmt: skip
         finally:
             if not won:  # cancelled meanwhile, another replica started it, or storage failed
+                self._memory.forget(run.id)
                 with self._guard:
                     self._inflight.discard((run.id, step.id))
         if not won:
             return
+        self._memory.claimed(
+            run.id,
+            step.id,
+            {
+                "status": StepStatus.RUNNING,
+                "started_at": now,
+                "finished_at": None,
+                "attempts": claim["attempts"],
+            },
+        )
         if stepwork.can_pause(step):
             self._services.saver.new_thread(thread_id)
         self._live.step_changed(run.id, step.id, status=StepStatus.RUNNING, started_at=now,

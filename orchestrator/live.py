@@ -12,7 +12,8 @@ import time
 from typing import Any
 
 from orchestrator import runs
-from orchestrator.protocol import RunView, StepView
+from orchestrator.protocol import RunView
+from orchestrator.runstate import RunMemory
 from orchestrator.services import Services
 from storage.statuses import FINISHED_RUN, RunStatus, StepStatus
 
@@ -24,6 +25,7 @@ class LiveRuns:
         self._latest: dict[str, RunView] = {}
         self._views: dict[str, runs.ViewCache] = {}
         self._changed = threading.Condition()
+        self.memory = RunMemory()  # each run's state between passes (runstate.py)
 
     def cache(self, run_id: str) -> runs.ViewCache:
         """The run's step views by row version (scheduler.run_pass reads and fills it)."""
@@ -36,6 +38,7 @@ class LiveRuns:
             if run.status in FINISHED_RUN:
                 self._latest.pop(run.id, None)
                 self._views.pop(run.id, None)
+                self.memory.forget(run.id)
             else:
                 self._latest[run.id] = run
 
@@ -44,6 +47,7 @@ class LiveRuns:
         with self._lock:
             self._latest.pop(run_id, None)
             self._views.pop(run_id, None)
+        self.memory.forget(run_id)
 
     def step_changed(self, run_id: str, step_id: str, **committed: Any) -> None:
         """Tell the front end about a change just committed: `committed` holds its values."""
@@ -53,8 +57,7 @@ class LiveRuns:
                 run = self._latest[run_id] = run.with_step(step_id, **committed)
         if run is None:  # not a run this process is advancing: read it
             run = self._services.view(run_id)
-        step: StepView = next(s for s in run.steps if s.step_id == step_id)
-        self._services.front_end.step_changed(run, step)
+        self._services.front_end.step_changed(run, run.step(step_id))
         self.notify()
 
     def notify(self) -> None:

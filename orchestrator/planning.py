@@ -1,16 +1,14 @@
-"""Which steps of a run can start, which must be skipped, and how the run ends. Pure."""
+"""What a pass may do (`Readiness`, computed by runstate.py), and how a run ends. Pure."""
 
 from __future__ import annotations
 
-from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.errors import ExpressionError
 from orchestrator.protocol import RunView
 from orchestrator.workflow.definitions import Workflow
-from orchestrator.workflow.expressions import build_context, should_run, step_outcome
-from storage.statuses import FINISHED_STEP, RunStatus, StepStatus
+from orchestrator.workflow.expressions import build_context, step_outcome
+from storage.statuses import RunStatus, StepStatus
 
 
 @dataclass(frozen=True)
@@ -25,43 +23,6 @@ class Readiness:
 
 def _results(run: RunView) -> dict[str, dict[str, Any]]:
     return {s.step_id: {"status": s.status, "outputs": s.outputs or {}} for s in run.steps}
-
-
-def readiness(
-    workflow: Workflow, run: RunView, inflight: AbstractSet[str] = frozenset()
-) -> Readiness:
-    """What the scheduler may do now; respects the workflow's max_parallel, starting the
-    steps with the longest chain still ahead first (`Workflow.start_order`).
-
-    `inflight` steps were handed to workers: they count as running whatever `run`
-    (which may have been read just before a worker claimed one) says.
-    """
-    status = {s.step_id: StepStatus.RUNNING if s.step_id in inflight else s.status
-              for s in run.steps}  # fmt: skip
-    results = _results(run)
-    running = sum(1 for s in status.values() if s == StepStatus.RUNNING)
-    room = (workflow.max_parallel or len(workflow.steps)) - running
-    start: list[str] = []
-    skip: list[str] = []
-    fail: list[tuple[str, str]] = []
-    for step in workflow.start_order:
-        if status.get(step.id) != StepStatus.PENDING:
-            continue
-        if not all(status.get(n) in FINISHED_STEP for n in step.needs):
-            continue
-        try:
-            go = should_run(workflow, step.id, run.params, results)
-        except ExpressionError as exc:  # e.g. a str compared with an int, found only now
-            fail.append((step.id, str(exc)))
-            continue
-        if not go:
-            skip.append(step.id)
-        elif len(start) < room:
-            start.append(step.id)
-    waiting = any(s == StepStatus.WAITING for s in status.values())
-    return Readiness(
-        tuple(start), tuple(skip), running > 0 or waiting, waiting and running == 0, tuple(fail)
-    )
 
 
 def run_outcome(workflow: Workflow, run: RunView) -> tuple[RunStatus, str | None]:

@@ -56,14 +56,25 @@ class RunView:
     digest: str = ""  # of the workflow version the run started with
     created_at: datetime | None = None  # when the run was started (its first steps were ready)
 
+    @cached_property
+    def positions(self) -> dict[str, int]:
+        """Each step's place in `steps`, by id: a wide run looks steps up by id per change."""
+        return {s.step_id: i for i, s in enumerate(self.steps)}
+
+    def step(self, step_id: str) -> StepView:
+        """The view of the step called `step_id`; KeyError if the run has none."""
+        return self.steps[self.positions[step_id]]
+
     def with_step(self, step_id: str, **values: Any) -> RunView:
         """This view with one step's fields replaced (a change just committed)."""
+        i = self.positions.get(step_id)
+        if i is None:
+            return self
         steps = self.steps
-        for i, step in enumerate(steps):
-            if step.step_id == step_id:
-                steps = (*steps[:i], replace(step, **values), *steps[i + 1 :])
-                break
-        return replace(self, steps=steps)
+        steps = (*steps[:i], replace(steps[i], **values), *steps[i + 1 :])
+        changed = replace(self, steps=steps)
+        changed.__dict__["positions"] = self.positions  # the same steps in the same places
+        return changed
 
 
 @dataclass(frozen=True)

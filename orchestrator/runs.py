@@ -110,13 +110,39 @@ def definition_text(conn: Connection, digest: str) -> str | None:
 
 
 def set_step(
-    conn: Connection, run_id: str, step_id: str, *, expect: Iterable[str], **values: Any
-) -> bool:
-    """Change a step only if its status is one of `expect`; True if this call did it."""
+    conn: Connection, run_id: str, step_id: str, *, expect: Iterable[str], signal: bool = True,
+    **values: Any,
+) -> bool:  # fmt: skip
+    """Change a step only if its status is one of `expect`; True if this call did it.
+
+    The run's `version` goes up with it, which tells the passes of every process that
+    their view of the run is stale (orchestrator/runstate.py); `signal=False` only for
+    the changes a pass makes or hears of itself (its own claims and outcomes)."""
     stmt = _conditional_update(STEPS.name, ("run_id", "step_id"), tuple(values))
     params = {"k0": run_id, "k1": step_id, "expect": [str(s) for s in expect]}
     params.update((f"v_{k}", v) for k, v in values.items())
-    return conn.execute(stmt, params).rowcount == 1
+    changed = conn.execute(stmt, params).rowcount == 1
+    if changed and signal:
+        bump_run(conn, run_id)
+    return changed
+
+
+def bump_run(conn: Connection, run_id: str) -> int | None:
+    """Raise the run's version (its steps changed); the new version."""
+    return conn.execute(_BUMP, {"run_id": run_id}).scalar()
+
+
+def run_version(conn: Connection, run_id: str) -> int | None:
+    return conn.execute(_VERSION, {"run_id": run_id}).scalar()
+
+
+_BUMP = (
+    sa.update(RUNS)
+    .where(RUNS.c.id == sa.bindparam("run_id"))
+    .values(version=RUNS.c.version + 1)
+    .returning(RUNS.c.version)
+)
+_VERSION = sa.select(RUNS.c.version).where(RUNS.c.id == sa.bindparam("run_id"))
 
 
 def set_steps(

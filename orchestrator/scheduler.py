@@ -12,15 +12,16 @@ The pass decides; the engine acts on what it returns, after the commit.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Connection
 
 from orchestrator import runs
-from orchestrator.planning import readiness, run_outcome
+from orchestrator.planning import run_outcome
 from orchestrator.protocol import RunView
+from orchestrator.runstate import Patch, RunState
 from orchestrator.workflow.definitions import Step, Workflow
 from storage.statuses import FINISHED_RUN, RunStatus, StepStatus
 
@@ -53,12 +54,16 @@ class Pass:
     # Steps whose outcome was not recorded: cancelled, or taken over by another replica.
     dropped: list[str] = field(default_factory=list)
     finished: bool = False  # the run ended in this pass
+    state: RunState | None = None  # the run's state after the pass; None: read it again
+    bumps: int = 0  # run-row changes this pass made (each raised the run's version)
+    lost: bool = False  # a claim went to someone else: the state cannot say what they did
 
     def set_step(self, step_id: str, **values: Any) -> None:
-        """Record a committed change and apply it to `run`."""
-        assert self.run is not None
+        """Record a committed change and apply it to `run` (and the state)."""
+        assert self.run is not None and self.state is not None
         self.changed.append((step_id, values))
-        self.run = self.run.with_step(step_id, **values)
+        self.state.apply(step_id, **values)
+        self.run = self.state.run
 
 
 def run_pass(
@@ -67,51 +72,63 @@ def run_pass(
     workflow_of: Callable[[RunView], Workflow],
     outcomes: Iterable[Outcome],
     *,
-    inflight: frozenset[str],
+    state: RunState | None,
+    claims: Iterable[Patch],
+    inflight: Callable[[], frozenset[str]],
     free: int,
     now: datetime,
     new_thread_id: Callable[[str], str],
     ownership: dict[str, Any],
-    read: RunView | None = None,
     cache: runs.ViewCache | None = None,
 ) -> Pass:
     """Advance `run_id` as far as it goes without running anything; see the module doc.
 
-    `inflight` steps run in this process (they count as running whatever was read);
-    at most `free` steps are claimed, the rest come back as `queued`. `read` is the run
-    as read just before this transaction: on SQLite, reading it there keeps the pass
-    short inside the file's single write lock. It stands in for a fresh read when every
-    outcome was recorded; anything else that changed since only moved a step into or
-    out of running or waiting, which no decision here takes for finished. `cache` is the
-    run's step views from earlier loads (`runs.load_run`).
+    `state` is the run as this process's last pass left it (runstate.py), with `claims`
+    (steps this process's workers claimed since) applied; None: the run is read, and
+    `inflight()` (steps handed to workers here) count as running whatever was read. A
+    pass that changes the run raises its version; if that shows that something else
+    changed the run since `state` was read, the pass raises `StaleRun` (the caller rolls
+    it back and passes again from a fresh read). At most `free` steps are claimed, the
+    rest come back as `queued`. `cache` is the run's step views from earlier loads
+    (`runs.load_run`). `done.state` is the state the pass leaves (None: read it again).
     """
     done = Pass()
     outcomes = list(outcomes)
+    if state is None:
+        state = _rebuild(conn, run_id, workflow_of, inflight(), cache)
+        if state is None:
+            return done
+    else:
+        for step_id, values in claims:
+            state.apply(step_id, **values)
+    version = state.version
+    done.state, done.run = state, state.run
     # Fenced by owner: if another replica took a step over (this one stopped renewing its
     # lease), that replica's run of the step is the one that counts.
     recorded = runs.set_steps(
         conn, run_id, {o.step_id: {**_finished_values(o), "updated_at": o.at} for o in outcomes},
         expect=StepStatus.RUNNING, owner=ownership["owner"],
     )  # fmt: skip
-    if read is not None and recorded == len(outcomes):
-        done.run = read
+    if recorded == len(outcomes):
         for o in outcomes:
             done.set_step(o.step_id, **_finished_values(o))
-    else:
-        done.run = runs.load_run(conn, run_id, cache)
-        if done.run is None:
+    else:  # a cancel or a takeover got to some first: read what they left
+        state = done.state = _rebuild(conn, run_id, workflow_of, inflight(), cache)
+        if state is None:
             return done
-        views = {s.step_id: s for s in done.run.steps}
-        for o in outcomes:  # recorded unless a cancel or a takeover got there first
-            if views[o.step_id].status == o.status and views[o.step_id].finished_at == o.at:
+        version = state.version
+        done.run = state.run
+        for o in outcomes:
+            view = state.run.step(o.step_id)
+            if view.status == o.status and view.finished_at == o.at:
                 done.changed.append((o.step_id, _finished_values(o)))
             else:
                 done.dropped.append(o.step_id)
     if done.run.status in FINISHED_RUN:
-        return done
-    wf = workflow_of(done.run)
+        return _signal(conn, done, run_id, version)
+    wf = state.wf
     while True:
-        ready = readiness(wf, done.run, inflight)
+        ready = state.readiness()
         for step_id in ready.skip:
             _close(conn, done, run_id, step_id, StepStatus.SKIPPED, now)
         for step_id, error in ready.fail:
@@ -121,10 +138,44 @@ def run_pass(
     _claim(conn, done, run_id, [wf.step(s) for s in ready.start[:free]], now, new_thread_id,
            ownership)  # fmt: skip
     done.queued = [wf.step(s) for s in ready.start[free:]]
+    state.hand([s.id for s in done.queued])
     if done.claimed and done.run.status == RunStatus.WAITING:
         _set_run(conn, done, run_id, now, status=RunStatus.RUNNING)
     if not ready.start:
         _settle(conn, done, run_id, wf, ready.active, ready.only_waiting, now)
+    return _signal(conn, done, run_id, version)
+
+
+def _rebuild(
+    conn: Connection, run_id: str, workflow_of: Callable[[RunView], Workflow],
+    inflight: frozenset[str], cache: runs.ViewCache | None,
+) -> RunState | None:  # fmt: skip
+    """The run read again (its version read first, so the view is no older than it)."""
+    version = runs.run_version(conn, run_id)
+    run = None if version is None else runs.load_run(conn, run_id, cache)
+    return None if run is None else RunState(workflow_of(run), run, version, inflight)
+
+
+class StaleRun(Exception):
+    """Something else changed the run since the pass's state was read: roll back."""
+
+
+def _signal(conn: Connection, done: Pass, run_id: str, version: int) -> Pass:
+    """Raise the run's version for other processes' passes, and check that nobody else
+    raised it since `version` (the pass's state was read then): else what the pass
+    decided, even to change nothing, may rest on an old view. One round trip either way."""
+    if done.state is None:
+        return done
+    if done.changed or done.bumps:
+        after = runs.bump_run(conn, run_id)
+        expected = version + done.bumps + 1
+    else:
+        after, expected = runs.run_version(conn, run_id), version
+    if after != expected:
+        raise StaleRun(run_id)
+    done.state.version = after
+    if done.lost:  # a claim went to someone else: what else did they do?
+        done.state = None
     return done
 
 
@@ -142,6 +193,7 @@ def _claim(
     values = {s.id: claim_values(s, claims[s.id].thread_id, now, ownership) for s in steps}
     won = runs.set_steps(conn, run_id, values, expect=StepStatus.PENDING)
     if won < len(steps):  # another replica or a cancel took some: keep ours
+        done.lost = True
         ours = runs.steps_with_threads(conn, run_id, [c.thread_id for c in claims.values()])
         claims = {k: c for k, c in claims.items() if k in ours}
     for step_id, started in claims.items():
@@ -175,7 +227,7 @@ def _close(
 ) -> None:
     """A pending step that will not run: skipped, or failed because its `if` could not be read."""
     if runs.set_step(conn, run_id, step_id, expect=[StepStatus.PENDING], status=status,
-                     error=error, finished_at=now, updated_at=now):  # fmt: skip
+                     error=error, finished_at=now, updated_at=now, signal=False):  # fmt: skip
         done.set_step(step_id, status=status, error=error, finished_at=now)
 
 
@@ -183,8 +235,10 @@ def _set_run(conn: Connection, done: Pass, run_id: str, now: datetime, **values:
     if not runs.set_run(conn, run_id, expect=[RunStatus.RUNNING, RunStatus.WAITING],
                         updated_at=now, **values):  # fmt: skip
         return False
-    assert done.run is not None
-    done.run = replace(done.run, **{k: v for k, v in values.items() if k in ("status", "error")})
+    assert done.state is not None
+    done.state.set_fields(**{k: v for k, v in values.items() if k in ("status", "error")})
+    done.run = done.state.run
+    done.bumps += 1
     return True
 
 

@@ -31,7 +31,8 @@ def step_environment(
     have fails the step, naming it.
     """
     source = os.environ if source is None else source
-    env = {k: v for k, v in source.items() if k in BASICS or k.startswith(BASIC_PREFIXES)}
+    # Keys first, values only for the few kept: os.environ decodes each one it hands out.
+    env = {k: source[k] for k in source if k in BASICS or k.startswith(BASIC_PREFIXES)}
     for var in (*workflow.env, *step.env):
         env[var.name] = _value(var, source, step.id)
     env["OPSLOOP_RUN_ID"] = run_id

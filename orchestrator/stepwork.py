@@ -64,11 +64,10 @@ def work(
         return gates.step_outputs(step.kind, resolution)
     if isinstance(step.action, ReportAction):
         return run_report(services, run, step.id, step.action)
-    outputs = {s.step_id: s.outputs for s in run.steps}
     env = step_environment(services.workflow_of(run), step, run.id)
     ctx = StepContext(
         run_id=run.id, step_id=step.id, params=run.params, env=env,
-        needs={n: dict(outputs[n] or {}) for n in step.needs},
+        needs={n: dict(run.step(n).outputs or {}) for n in step.needs},
         asker=lambda kind, message, n, **options: ask(
             services, run, step, thread_id, n,
             gates.ask_spec(

@@ -1,5 +1,5 @@
 """Ready steps start longest remaining chain first when slots are scarce
-(orchestrator/workflow/critical_path.py, Workflow.start_order, planning.readiness)."""
+(orchestrator/workflow/critical_path.py, Workflow.start_order, RunState.readiness)."""
 
 from __future__ import annotations
 

@@ -271,12 +271,15 @@ class Workflow:
         length = path_lengths({s.id: s.needs for s in self.steps})
         return tuple(sorted(self.steps, key=lambda s: -length[s.id]))  # stable sort
 
+    @cached_property
+    def by_id(self) -> dict[str, Step]:  # a run's passes look steps up by id, per step
+        return {s.id: s for s in self.steps}
+
     def step(self, step_id: str) -> Step:
         """The step called `step_id`; KeyError if there is none."""
-        for step in self.steps:
-            if step.id == step_id:
-                return step
-        raise KeyError(f"workflow {self.name!r} has no step {step_id!r}")
+        if (step := self.by_id.get(step_id)) is None:
+            raise KeyError(f"workflow {self.name!r} has no step {step_id!r}")
+        return step
 
     def param(self, name: str) -> ParamSpec:
         """The parameter called `name`; KeyError if there is none."""
@@ -316,8 +319,7 @@ def topological_levels(graph: Mapping[str, Sequence[str]]) -> list[list[str]]:
 
 def transitive_needs(graph: Mapping[str, Sequence[str]], node: str) -> set[str]:
     """Everything `node` needs directly or indirectly; safe on cycles and unknown ids."""
-    seen: set[str] = set()
-    stack = list(graph.get(node, ()))
+    seen, stack = set[str](), list(graph.get(node, ()))
     while stack:
         current = stack.pop()
         if current in seen or current not in graph:
@@ -333,9 +335,7 @@ def find_cycle(graph: Mapping[str, Sequence[str]]) -> list[str] | None:
     for start in graph:
         if state.get(start):
             continue
-        path: list[str] = [start]
-        iters = [iter(graph[start])]
-        state[start] = 1
+        path, iters, state[start] = [start], [iter(graph[start])], 1
         while iters:
             nxt = next(iters[-1], None)
             if nxt is None:

@@ -1,0 +1,93 @@
+"""The `scaling` measurement of bench/engine.py: how one run's cost grows with its size.
+
+Shapes, all no-op python steps (`engine_tasks:noop`), 16 workers, no `max_parallel`:
+- fan-out of N independent steps, N in `--sizes` (default 1000,2000,10000);
+- a chain of `--chain` steps (default 2000), each needing the one before.
+
+Targets (issue 16): the fan-out of 2,000 takes at most 2.2x the fan-out of 1,000, the
+largest fan-out finishes, and the cost per step stays within 1.5x of LangGraph's for
+both shapes. LangGraph's figure is the same DAG as one StateGraph, one node per step
+(no checkpointer, in memory, `max_concurrency=16`), measured in the same run.
+One untimed warm-up run of the first shape, then `--repeat` rounds that time each shape in
+turn (so every size sees the same database and the same load; 10,000 steps only once).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+from langgraph.graph import START, StateGraph
+
+DOUBLING_TARGET = 2.2
+LANGGRAPH_TARGET = 1.5
+
+
+def fanout_tasks(task: Callable[..., Any], n: int) -> list[Any]:
+    return [task(f"f{i}", "noop") for i in range(n)]
+
+
+def chain_tasks(task: Callable[..., Any], n: int) -> list[Any]:
+    return [task(f"c{i}", "noop", (f"c{i - 1}",) if i else ()) for i in range(n)]
+
+
+def langgraph_seconds(tasks: list[Any], node: Callable[[Any], Any], state: type, repeat: int,
+                      workers: int) -> float:  # fmt: skip
+    """Median wall seconds of the DAG as one in-memory StateGraph, one node per step."""
+    builder = StateGraph(state)
+    for t in tasks:
+        builder.add_node(t.id, node(t))
+        builder.add_edge(t.needs[0] if t.needs else START, t.id)
+    graph = builder.compile()
+    config = {"max_concurrency": workers, "recursion_limit": len(tasks) + 10}
+    graph.invoke({"started": {}}, config)  # warm-up
+    walls = []
+    for _ in range(repeat):
+        start = time.monotonic()
+        out = graph.invoke({"started": {}}, config)
+        walls.append(time.monotonic() - start)
+        assert len(out["started"]) == len(tasks)
+    return statistics.median(walls)
+
+
+def measure(bench: Any, kind: str, args: Any, prof: Any) -> list[Any]:
+    """Rows for `kind`: one per fan-out size and one for the chain, with their ratios.
+
+    `bench` is bench/engine.py's module (its Task, Result, workflow and run helpers)."""
+    sizes, results, walls = args.sizes, [], {}
+    shapes = [(f"fanout{n}", fanout_tasks(bench.Task, n)) for n in sizes]
+    shapes.append((f"chain{args.chain}", chain_tasks(bench.Task, args.chain)))
+    texts = [bench.workflow_yaml(name, tasks) for name, tasks in shapes]
+    samples: dict[str, list[float]] = {name: [] for name, _ in shapes}
+    with bench.orchestrator(kind, texts, prof) as (orch, front):
+        bench.timed_run(orch, front, shapes[0][0])  # warm-up
+        for r in range(args.repeat):  # round-robin: each size sees the same database and load
+            for name, tasks in shapes:
+                if r == 0 or len(tasks) <= 5000:  # a 10,000-step run is timed once
+                    samples[name].append(bench.timed_run(orch, front, name)[0])
+    for name, tasks in shapes:
+        walls[name] = (statistics.median(samples[name]), samples[name], tasks)
+    lang = {}
+    for name, (_wall, _samples, tasks) in walls.items():
+        if len(tasks) <= 5000:  # LangGraph's own figure for the shapes we compare
+            lang[name] = langgraph_seconds(tasks, bench.node, bench.DagState, args.repeat,
+                                           bench.WORKERS)  # fmt: skip
+    for name, (wall, samples, tasks) in walls.items():
+        base = lang.get(name)
+        shape = "chain" if name.startswith("chain") else "fan-out"
+        results.append(bench.Result(
+            f"scaling: {shape} of {len(tasks)} no-op steps", kind, wall, "s",
+            base, "LangGraph", LANGGRAPH_TARGET if base else None, samples,
+            {"per_step_ms": wall / len(tasks) * 1000},
+        ))  # fmt: skip
+    small, big = (f"fanout{n}" for n in (1000, 2000))
+    if small in walls and big in walls:
+        ratio = walls[big][0] / walls[small][0]
+        results.append(bench.Result(
+            "scaling: fan-out 2,000 / fan-out 1,000", kind, walls[big][0], "s",
+            walls[small][0], "fan-out 1,000", DOUBLING_TARGET, [walls[big][0]],
+            {"doubling_ratio": ratio},
+        ))  # fmt: skip
+    return results

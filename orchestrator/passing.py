@@ -1,0 +1,65 @@
+"""One scheduling pass over a run, committed with retries (scheduler.run_pass decides).
+
+The pass starts from the run's state as this process's last pass left it
+(orchestrator/runstate.py) and reads the run again only when the run's version says
+that something else changed it, so a pass costs what it changes, not the run's size.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+
+from orchestrator import leases, scheduler
+from orchestrator.live import LiveRuns
+from orchestrator.runs import ViewCache
+from orchestrator.runstate import RunState
+from orchestrator.services import Services
+from orchestrator.storage_retry import storage_attempts
+from storage.engine import write_transaction
+from storage.statuses import FINISHED_RUN
+
+
+def new_thread_id(run_id: str, step_id: str) -> str:
+    """A fresh LangGraph thread for one execution of a step."""
+    return f"{run_id}/{step_id}/{uuid.uuid4().hex[:8]}"
+
+
+def commit_pass(
+    services: Services, live: LiveRuns, run_id: str,
+    outcomes: list[scheduler.Outcome], inflight_of: Callable[[str], frozenset[str]], free: int,
+) -> scheduler.Pass:  # fmt: skip
+    """Make one pass over `run_id` and commit it; what it changed."""
+    engine, now, cache = services.engine, services.clock.now(), live.cache(run_id)
+    memory = live.memory
+    state, claims = memory.take(run_id)
+
+    def once(given: RunState | None, trial: ViewCache) -> scheduler.Pass:
+        with write_transaction(engine) as conn:
+            return scheduler.run_pass(
+                conn, run_id, services.workflow_of, outcomes, state=given,
+                claims=claims if given else (), inflight=lambda: inflight_of(run_id),
+                free=free, now=now, ownership=leases.ownership(services.replica, now),
+                new_thread_id=lambda step_id: new_thread_id(run_id, step_id), cache=trial,
+            )  # fmt: skip
+
+    kept = None
+    try:
+        for attempt in storage_attempts():
+            with attempt:
+                given, state = state, None  # an attempt that fails may have changed it
+                # The pass reads rows it wrote itself: the cache takes them only once
+                # they are committed, or a rolled-back version could shadow a real one.
+                while True:
+                    trial = dict(cache)
+                    try:
+                        done = once(given, trial)
+                        break
+                    except scheduler.StaleRun:  # rolled back: again, from a fresh read
+                        given = None
+        cache.update(trial)
+        if done.run is not None and done.run.status not in FINISHED_RUN:
+            kept = done.state
+    finally:
+        memory.keep(run_id, kept)
+    return done
