@@ -292,3 +292,27 @@ class SeenRequest(SQLModel, table=True):
 
     signature: str = Field(primary_key=True, max_length=100)
     seen_at: datetime = _stamp(index=True)
+
+
+class SlackInbox(SQLModel, table=True):
+    """A Slack command, click or modal submission, stored before Slack gets its ack.
+
+    `id` is derived from the request (bot/slack/inbox.py), so a replay or a redelivery
+    is one row. A row stays `open` until its work is done; a replica claims it with a
+    lease, and another takes it over when that replica dies (migration 0011).
+    """
+
+    __tablename__ = "slack_inbox"
+    __table_args__ = (sa.Index("ix_slack_inbox_status_lease", "status", "lease_until"),)
+
+    id: str = Field(primary_key=True, max_length=64)
+    kind: str = Field(max_length=16)
+    user_id: str | None = Field(default=None, max_length=64)
+    channel: str | None = Field(default=None, max_length=200)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType, nullable=False)
+    status: str = Field(default="open", max_length=16)
+    claimed_by: str | None = Field(default=None, max_length=200)
+    lease_until: datetime | None = _time()
+    attempts: int = Field(default=0)
+    received_at: datetime = _stamp()
+    finished_at: datetime | None = _time()

@@ -35,6 +35,8 @@ from bot.slack.dispatcher import Dispatcher
 from bot.slack.frontend import SlackFrontEnd
 from bot.slack.handlers import Handlers
 from bot.slack.http_transport import AcksFirst, FollowUps, Wsgi, serve_http, wsgi_app
+from bot.slack.inbox import Inbox
+from bot.slack.intake import Intake
 from bot.slack.outbox import Outbox
 from bot.slack.pacing import ChannelPacer
 from bot.slack.readiness import Readiness, listen
@@ -62,6 +64,7 @@ class Bot:
     app: App
     wsgi: Wsgi
     work: FollowUps
+    intake: Intake
     readiness: Readiness
     metrics: Metrics
 
@@ -70,11 +73,13 @@ class Bot:
         (a question about a step cut off by a crash) goes to Slack like anything else."""
         self.dispatcher.start()
         self.orch.start(recover=True, serving=True)
+        self.intake.start()  # requests acked before a crash: done now, by this replica
 
     def stop(self, grace: float = 30.0) -> None:
         """In reverse: no follow-up work left to reach the orchestrator; running steps
         given `grace` s to end (then killed, their leases released); the orchestrator
         closed; then what the outbox can send, sent."""
+        self.intake.stop()
         self.work.shutdown(wait=True)
         drain_then_close(self.orch, grace)
         self.dispatcher.flush(FLUSH_S)
@@ -102,8 +107,10 @@ def build_bot(
     dispatcher = Dispatcher(outbox, delivery, pacer=ChannelPacer(slack.posts_per_second))
     acks = AcksFirst()
     work = FollowUps(slack.threads, acks)
-    app = build_app(Handlers(orch, client, slack), client,
-                    signing_secret=slack.signing_secret, work=work)  # fmt: skip
+    handlers = Handlers(orch, client, slack)
+    intake = Intake(Inbox(engine, clock.now, orch.replica), handlers, work)
+    app = build_app(handlers, client, signing_secret=slack.signing_secret, work=work,
+                    intake=intake)  # fmt: skip
     # Slack's signatures carry wall time: replays are judged by it, not the runtime's clock.
     replays = ReplayLedger(engine, utcnow)
     secret = slack.signing_secret
@@ -114,7 +121,7 @@ def build_bot(
         "/readyz": readiness.endpoint,
         "/metrics": lambda: (200, CONTENT_TYPE, metrics.exposition()),
     })  # fmt: skip
-    return Bot(orch, outbox, dispatcher, app, wsgi, work, readiness, metrics)
+    return Bot(orch, outbox, dispatcher, app, wsgi, work, intake, readiness, metrics)
 
 
 @contextmanager
