@@ -284,22 +284,13 @@ class OutboxMessage(SQLModel, table=True):
     __table_args__ = (sa.Index("ix_outbox_status_not_before", "status", "not_before"),)
 
 
-class SeenRequest(SQLModel, table=True):
-    """The signature of each Slack request accepted within Slack's five-minute window, so
-    a request replayed (to this replica or another) is recognised and refused."""
-
-    __tablename__ = "seen_request"
-
-    signature: str = Field(primary_key=True, max_length=100)
-    seen_at: datetime = _stamp(index=True)
-
-
 class SlackInbox(SQLModel, table=True):
     """A Slack command, click or modal submission, stored before Slack gets its ack.
 
     `id` is derived from the request (bot/slack/inbox.py), so a replay or a redelivery
-    is one row. A row stays `open` until its work is done; a replica claims it with a
-    lease, and another takes it over when that replica dies (migration 0011).
+    is one row: the HTTP guard's replay check (it replaced `seen_request`). A row stays
+    `open` until its work is done; a replica claims it with a lease, and another takes
+    it over when that replica dies (migration 0011).
     """
 
     __tablename__ = "slack_inbox"

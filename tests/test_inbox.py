@@ -70,8 +70,8 @@ def test_a_dead_replicas_request_is_taken_over_by_exactly_one_other(engine: Engi
     assert [(r.id, r.recovered) for r in taken] == [(acked.id, True)]
     assert taken[0].body == acked.body
     assert other.orphans() == []  # its new claimant is alive and its lease runs
-    assert not dead.finish(acked)  # the dead one's claim is gone
-    assert me.finish(taken[0])
+    assert not dead.finish(acked.id)  # the dead one's claim is gone
+    assert me.finish(taken[0].id)
     assert me.orphans() == [] and me.open_count() == 0
 
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from slack_bolt import Ack, App
+from slack_bolt import Ack, App, BoltRequest
 from slack_sdk import WebClient
 
 from bot.slack import commands as cmds
@@ -23,6 +23,7 @@ from bot.slack import ids
 from bot.slack.handlers import Handlers
 from bot.slack.inbox import CLICK, COMMAND, VIEW
 from bot.slack.intake import Intake
+from bot.slack.request_guard import INBOX_HEADER
 from bot.slack.scopes import SLASH_COMMAND
 
 log = logging.getLogger(__name__)
@@ -56,44 +57,55 @@ def build_app(
     return app
 
 
-def _stored_then_acked(intake: Intake, kind: str, body: Mapping[str, Any], ack: Ack) -> None:
+def _stored(request: BoltRequest) -> str | None:
+    """The inbox id the HTTP guard stored this request under; None in Socket Mode."""
+    value = request.headers.get(INBOX_HEADER)
+    return (value[0] if isinstance(value, list | tuple) else value) or None
+
+
+def _stored_then_acked(
+    intake: Intake, kind: str, body: Mapping[str, Any], ack: Ack, request: BoltRequest
+) -> None:
     """Store, ack, then do: a crash after the ack leaves the request for a replica to do.
-    A request stored before (a replay, a redelivery) is acked and not done again."""
-    request = intake.accept(kind, body)
+    A request stored before (a redelivery) is acked and not done again."""
+    stored = intake.accept(kind, body, _stored(request))
     ack()
-    if request is not None:
-        intake.submit(request)
+    if stored is not None:
+        intake.submit(stored)
 
 
 def _on_command(intake: Intake) -> Listener:
-    def on_ops(ack: Ack, body: Mapping[str, Any]) -> None:
+    def on_ops(ack: Ack, body: Mapping[str, Any], request: BoltRequest) -> None:
         try:
             command = cmds.parse_command(body.get("text", ""))
         except cmds.CommandError as exc:
             ack(response_type="ephemeral", text=f"{exc.message}\n```{exc.usage}```")
+            intake.drop(_stored(request))
             return
         if isinstance(command, cmds.Help):
             ack(response_type="ephemeral", text=f"```{cmds.usage(command.topic)}```")
+            intake.drop(_stored(request))
             return
-        _stored_then_acked(intake, COMMAND, body, ack)
+        _stored_then_acked(intake, COMMAND, body, ack, request)
 
     return on_ops
 
 
 def _on_click(intake: Intake) -> Listener:
-    def on_click(ack: Ack, body: Mapping[str, Any]) -> None:
-        _stored_then_acked(intake, CLICK, body, ack)
+    def on_click(ack: Ack, body: Mapping[str, Any], request: BoltRequest) -> None:
+        _stored_then_acked(intake, CLICK, body, ack, request)
 
     return on_click
 
 
 def _on_submit(handlers: Handlers, intake: Intake) -> Listener:
-    def on_submit(ack: Ack, body: Mapping[str, Any]) -> None:
+    def on_submit(ack: Ack, body: Mapping[str, Any], request: BoltRequest) -> None:
         errors = handlers.validate_submission(body["view"])
         if errors:
             ack(**errors)
+            intake.drop(_stored(request))
             return
-        _stored_then_acked(intake, VIEW, body, ack)
+        _stored_then_acked(intake, VIEW, body, ack, request)
 
     return on_submit
 

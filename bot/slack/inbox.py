@@ -8,7 +8,11 @@ one after a restart, or another one) takes the row over once its claimant is a d
 process on this host or its lease ran out, and does the work then.
 
 The row's id is derived from the request (Slack's trigger_id is single use), so a replay
-or a redelivery of the same request is one row and is done once.
+or a redelivery of the same request is one row and is done once. In HTTP mode the
+request guard stores every signed request here before Bolt sees it (bot/slack/
+request_guard.py): that insert is also the replay check, so durability costs no extra
+transaction. Requests no listener stores (events, other apps' commands) are kept as
+`done` rows keyed by their signature: a record that refuses their replays.
 """
 
 from __future__ import annotations
@@ -23,16 +27,21 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from bot.slack.scopes import SLASH_COMMAND
 from orchestrator.leases import dead_here
 from storage.engine import dialect_insert, read_transaction, write_transaction
 from storage.models import SlackInbox
+from storage.types import utcnow
 
 INBOX: sa.Table = SlackInbox.__table__  # type: ignore[attr-defined]
 LEASE = timedelta(seconds=30)  # a request's work takes well under a second; a margin
-KEEP = timedelta(days=1)  # done rows are kept this long (a look at what came in), then pruned
-PRUNE_EVERY = 500  # finished rows between two prunes
+# Done rows are kept this long (replays, redeliveries, a look), then pruned. Wall time:
+# Slack's signatures are (slack_sdk accepts requests for five minutes).
+KEEP = timedelta(hours=1)
+PRUNE_EVERY = 200  # stored requests between two prunes
 OPEN, DONE = "open", "done"
-COMMAND, CLICK, VIEW = "command", "click", "view"
+COMMAND, CLICK, VIEW, OTHER = "command", "click", "view", "other"
+OURS = "opsloop."  # the prefix of our action ids and modal callback ids (app.py matches it)
 
 
 @dataclass(frozen=True)
@@ -61,6 +70,25 @@ def request_key(kind: str, body: Mapping[str, Any]) -> str:
     return hashlib.sha256(basis.encode()).hexdigest()
 
 
+def signature_key(signature: str) -> str:
+    """The id of a request no listener stores: its signature, unique per request."""
+    return hashlib.sha256(f"{OTHER}|{signature}".encode()).hexdigest()
+
+
+def kind_of(body: Mapping[str, Any]) -> str:
+    """What app.py's listeners store, as they match it: `/ops`, a click on one of our
+    buttons (Bolt matches the first action), one of our modals submitted; else OTHER."""
+    if "command" in body:
+        return COMMAND if body["command"] == SLASH_COMMAND else OTHER
+    kind = body.get("type")
+    if kind == "block_actions":
+        actions = body.get("actions") or [{}]
+        return CLICK if str(actions[0].get("action_id", "")).startswith(OURS) else OTHER
+    if kind == "view_submission":
+        return VIEW if str(body.get("view", {}).get("callback_id", "")).startswith(OURS) else OTHER
+    return OTHER
+
+
 def run_id_for(key: str) -> str:
     """The id of the run a request starts: the same on every attempt, so it starts once."""
     return "r-" + hashlib.sha256(f"run|{key}".encode()).hexdigest()[:10]
@@ -81,15 +109,22 @@ class Inbox:
 
     def __init__(self, engine: Engine, now: Callable[[], datetime], owner: str) -> None:
         self._engine, self._now, self.owner = engine, now, owner
-        self._finished = 0
+        self._count = 0
 
-    def accept(self, kind: str, body: Mapping[str, Any]) -> Request | None:
-        """Store `body`, claimed by this process; None if this request was stored before."""
-        key, now = request_key(kind, body), self._now()
+    def accept(self, kind: str, body: Mapping[str, Any], key: str | None = None) -> Request | None:
+        """Store `body`, claimed by this process (an OTHER one as done, without its
+        payload); None if this request was stored before."""
+        key = key or request_key(kind, body)
+        wall, done = utcnow(), kind == OTHER
         row = {"id": key, "kind": kind, "user_id": _user(body), "channel": _channel(body),
-               "payload": dict(body), "status": OPEN, "claimed_by": self.owner,
-               "lease_until": now + LEASE, "attempts": 1, "received_at": now}  # fmt: skip
+               "payload": {} if done else dict(body), "status": DONE if done else OPEN,
+               "claimed_by": self.owner, "lease_until": self._now() + LEASE, "attempts": 1,
+               "received_at": wall, "finished_at": wall if done else None}  # fmt: skip
+        self._count += 1  # a lost increment only delays a prune
         with write_transaction(self._engine) as conn:
+            if self._count % PRUNE_EVERY == 1:
+                conn.execute(sa.delete(INBOX).where(INBOX.c.status == DONE,
+                                                    INBOX.c.finished_at < wall - KEEP))  # fmt: skip
             inserted = conn.execute(
                 dialect_insert(conn)(INBOX).values(**row)
                 .on_conflict_do_nothing().returning(INBOX.c.id)
@@ -128,22 +163,15 @@ class Inbox:
             ).first()  # fmt: skip
         return None if row is None else Request(key, row.kind, row.payload, row.attempts)
 
-    def finish(self, request: Request) -> bool:
-        """Mark `request` done; False if another replica took it over meanwhile."""
-        now = self._now()
-        self._finished += 1  # a lost increment only delays a prune
+    def finish(self, key: str) -> bool:
+        """Mark request `key` done; False if another replica took it over meanwhile."""
         with write_transaction(self._engine) as conn:
-            if self._finished % PRUNE_EVERY == 0:
-                conn.execute(
-                    sa.delete(INBOX).where(INBOX.c.status == DONE,
-                                           INBOX.c.finished_at < now - KEEP)
-                )  # fmt: skip
             return (
                 conn.execute(
                     sa.update(INBOX)
-                    .where(INBOX.c.id == request.id, INBOX.c.claimed_by == self.owner,
+                    .where(INBOX.c.id == key, INBOX.c.claimed_by == self.owner,
                            INBOX.c.status == OPEN)
-                    .values(status=DONE, finished_at=now)
+                    .values(status=DONE, finished_at=utcnow())
                 ).rowcount
                 == 1
             )  # fmt: skip

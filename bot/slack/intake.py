@@ -1,7 +1,8 @@
 """From the inbox to the handlers: acked requests are done once, whoever is left to do them.
 
-A listener calls `accept` before it acks (the request is then in the database) and
-`submit` after; the work runs on the bot's follow-up pool and marks the row done. At
+A listener calls `accept` before it acks (the request is then in the database: in HTTP
+mode the request guard already stored it, and `accept` only names it) and `submit`
+after; the work runs on the bot's follow-up pool and marks the row done. At
 start-up and every `sweep_s` seconds, `recover` takes the rows a dead process left
 (bot/slack/inbox.py) and does them the same way. Doing one twice is harmless: a run is
 started under an id derived from the request, and an answer is recorded once per person.
@@ -45,9 +46,19 @@ class Intake:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="opsloop-inbox", daemon=True)
 
-    def accept(self, kind: str, body: Mapping[str, Any]) -> Request | None:
-        """Store the request (call before the ack); None if it was stored before."""
+    def accept(
+        self, kind: str, body: Mapping[str, Any], stored: str | None = None
+    ) -> Request | None:
+        """Store the request (call before the ack), unless the guard `stored` it under that
+        id already; None if it was stored before (a redelivery: ack it, do nothing)."""
+        if stored is not None:
+            return Request(stored, kind, body)
         return self.inbox.accept(kind, body)
+
+    def drop(self, stored: str | None) -> None:
+        """A stored request that asks for nothing more (help, a form with errors): done."""
+        if stored is not None:
+            self._work.submit(self._finish, stored)
 
     def submit(self, request: Request) -> None:
         """Do `request` on the follow-up pool (call after the ack)."""
@@ -64,12 +75,16 @@ class Intake:
         except Exception:  # the handlers report their own failures; this is a bug
             log.exception("slack request %s (%s) failed", request.id, request.kind)
         try:
-            self.inbox.finish(request)
-        except Exception:  # the database is away: the lease runs out and it is done again
-            log.exception("could not mark slack request %s done", request.id)
+            self._finish(request.id)
         finally:
             with self._lock:
                 self._mine.discard(request.id)
+
+    def _finish(self, key: str) -> None:
+        try:
+            self.inbox.finish(key)
+        except Exception:  # the database is away: the lease runs out and it is done again
+            log.exception("could not mark slack request %s done", key)
 
     def _apply(self, request: Request) -> None:
         body, handlers = request.body, self._handlers

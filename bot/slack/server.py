@@ -40,7 +40,6 @@ from bot.slack.intake import Intake
 from bot.slack.outbox import Outbox
 from bot.slack.pacing import ChannelPacer
 from bot.slack.readiness import Readiness, listen
-from bot.slack.replays import ReplayLedger
 from bot.slack.request_guard import RequestGuard
 from bot.slack.shutdown import Shutdown, stop_signals
 from bot.slack.socket_mode import serve_socket_mode
@@ -48,7 +47,6 @@ from orchestrator.clock import Clock
 from orchestrator.engine import Orchestrator
 from orchestrator.queries import interaction
 from orchestrator.workflow.definitions import Workflow
-from storage.types import utcnow
 
 log = logging.getLogger(__name__)
 FLUSH_S = 5.0  # at a stop, how long the outbox may keep sending what is due
@@ -108,13 +106,12 @@ def build_bot(
     acks = AcksFirst()
     work = FollowUps(slack.threads, acks)
     handlers = Handlers(orch, client, slack)
-    intake = Intake(Inbox(engine, clock.now, orch.replica), handlers, work)
+    inbox = Inbox(engine, clock.now, orch.replica)
+    intake = Intake(inbox, handlers, work)
     app = build_app(handlers, client, signing_secret=slack.signing_secret, work=work,
                     intake=intake)  # fmt: skip
-    # Slack's signatures carry wall time: replays are judged by it, not the runtime's clock.
-    replays = ReplayLedger(engine, utcnow)
-    secret = slack.signing_secret
-    guard = None if secret is None else (lambda bolt: RequestGuard(bolt, secret, replays))
+    secret = slack.signing_secret  # the guard stores requests in the inbox, replay check too
+    guard = None if secret is None else (lambda bolt: RequestGuard(bolt, secret, inbox))
     readiness = Readiness(engine, client, orch.liveness)
     metrics.registry.register(DatabaseCollector(engine, clock.now, outbox.backlog))
     wsgi = wsgi_app(app, acks, workflows=len(known), guard=guard, endpoints={

@@ -1,5 +1,7 @@
 """The Slack inbox: commands, clicks and submissions stored before they are acked.
 
+It is also the HTTP guard's replay record, so `seen_request` (0008) goes.
+
 Revision ID: 0011
 Revises: 0009
 """
@@ -33,8 +35,16 @@ def upgrade() -> None:
         sa.Column("finished_at", TS, nullable=True),
     )
     op.create_index("ix_slack_inbox_status_lease", "slack_inbox", ["status", "lease_until"])
+    op.drop_index("ix_seen_request_seen_at", "seen_request")
+    op.drop_table("seen_request")
 
 
 def downgrade() -> None:
+    op.create_table(
+        "seen_request",
+        sa.Column("signature", sa.String(100), primary_key=True),
+        sa.Column("seen_at", TS, nullable=False),
+    )
+    op.create_index("ix_seen_request_seen_at", "seen_request", ["seen_at"])
     op.drop_index("ix_slack_inbox_status_lease", "slack_inbox")
     op.drop_table("slack_inbox")
