@@ -306,4 +306,4 @@ class SlackInbox(SQLModel, table=True):
     lease_until: datetime | None = _time()
     attempts: int = Field(default=0)
     received_at: datetime = _stamp()
-    finished_at: datetime | None = _time()
+    finished_at: datetime | None = _time(index=True)  # done rows are pruned by it

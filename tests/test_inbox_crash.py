@@ -27,7 +27,7 @@ from bot.slack.inbox import COMMAND, request_key, run_id_for
 from orchestrator import runs
 from orchestrator.queries import interaction, open_interactions, run_view
 from tests.polling import until
-from tests.serve_process import Served, serving_http, stop
+from tests.serve_process import Served, serving, serving_http, stop
 from tests.slack_double import Message, SlackDouble
 from tests.slack_signing import action_from_blocks, block_actions, post_signed, slash_command
 
@@ -149,3 +149,27 @@ def test_requests_acked_just_before_a_sigkill_are_each_done_once_after_restart(
                       timeout=30, what=f"the reply to {name}")  # fmt: skip
             for run_id in commands:
                 assert [i.step_id for i in open_interactions(served.engine, run_id)] == ["approve"]
+
+
+def test_commands_acked_over_socket_mode_before_a_sigkill_each_start_one_run(
+    db_url: str, tmp_path: Path
+) -> None:
+    flows = tmp_path / "workflows"
+    flows.mkdir()
+    (flows / "gated.yml").write_text(GATED)
+    expected: set[str] = set()
+    with SlackDouble() as slack:
+        with serving(slack, db_url, flows, tmp_path / "first.log", FAST) as first:
+            envelopes = []
+            for i in range(6):
+                fields = dict(parse_qsl(_command(slack, f"C0SOCK{i}", f"sock-{i}")))
+                expected.add(run_id_for(request_key(COMMAND, fields)))
+                envelopes.append(slack.push_slash_command(fields))
+            for envelope in envelopes:
+                slack.wait_for_ack(envelope)
+            time.sleep(random.uniform(0, 0.05))  # the moment of the kill varies
+            stop(first.process, signal.SIGKILL)
+        with serving(slack, db_url, flows, tmp_path / "second.log", FAST) as second:
+            until(lambda: set(_started_runs(second)) == expected, timeout=60,
+                  what="one run for each acked command")  # fmt: skip
+            assert len(_started_runs(second)) == len(expected)

@@ -35,6 +35,7 @@ def upgrade() -> None:
         sa.Column("finished_at", TS, nullable=True),
     )
     op.create_index("ix_slack_inbox_status_lease", "slack_inbox", ["status", "lease_until"])
+    op.create_index("ix_slack_inbox_finished_at", "slack_inbox", ["finished_at"])
     op.drop_index("ix_seen_request_seen_at", "seen_request")
     op.drop_table("seen_request")
 
@@ -46,5 +47,6 @@ def downgrade() -> None:
         sa.Column("seen_at", TS, nullable=False),
     )
     op.create_index("ix_seen_request_seen_at", "seen_request", ["seen_at"])
+    op.drop_index("ix_slack_inbox_finished_at", "slack_inbox")
     op.drop_index("ix_slack_inbox_status_lease", "slack_inbox")
     op.drop_table("slack_inbox")
