@@ -16,7 +16,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from bot.slack import ids
-from bot.slack.inbox import CLICK, COMMAND, LEASE, Inbox, Request, request_key
+from bot.slack.http_transport import http_in_background
+from bot.slack.inbox import CLICK, COMMAND, LEASE, Inbox, Request, request_key, run_id_for
 from bot.slack.server import Bot
 from orchestrator import runs
 from orchestrator.clock import FakeClock
@@ -25,7 +26,7 @@ from orchestrator.queries import interaction, open_interactions
 from tests.bot_harness import running_test_bot
 from tests.polling import until
 from tests.slack_double import SlackDouble
-from tests.slack_signing import action_from_blocks, block_actions, slash_command
+from tests.slack_signing import action_from_blocks, block_actions, post_signed, slash_command
 
 CHANNEL = "C0INBOX"
 GATED = """
@@ -142,3 +143,21 @@ def test_a_click_done_twice_is_one_answer(bot: tuple[Bot, SlackDouble]) -> None:
     assert answered == 1
     replies = [r["text"] for r in slack.responses("click")]
     assert len(replies) == 1 and "already approved" in replies[0]  # the redo says so; nothing new
+
+
+def test_over_http_the_guard_stores_each_request_and_the_bot_marks_it_done(
+    bot: tuple[Bot, SlackDouble],
+) -> None:
+    served, slack = bot
+    with http_in_background(served.wsgi) as url:
+        help_body = slash_command("help", channel_id=CHANNEL, response_url=slack.response_url())
+        status, text = post_signed(url, help_body)
+        assert status == 200 and "run" in text  # the usage, in the ack
+        run_body = slash_command("run gated", channel_id=CHANNEL,
+                                 response_url=slack.response_url("run"))  # fmt: skip
+        assert post_signed(url, run_body) == (200, "")
+        assert post_signed(url, run_body)[0] == 401  # a replay: the same row, refused
+    until(lambda: served.intake.inbox.open_count() == 0, what="both requests marked done")
+    run_id = run_id_for(request_key(COMMAND, dict(parse_qsl(run_body))))
+    assert _run_ids(served) == [run_id]
+    until(lambda: any(run_id in r["text"] for r in slack.responses("run")), what="the reply")
