@@ -43,6 +43,7 @@ steps:
   - id: after
     needs: approve
     shell: ["true"]
+    idempotent: true  # a kill while it runs: recovery runs it again instead of asking
 """
 FAST = {"OPSLOOP_SLACK_POSTS_PER_SECOND": "50"}  # the gate messages of 20 runs, quickly
 
