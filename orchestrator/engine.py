@@ -209,12 +209,14 @@ class Orchestrator:
     def start_run(
         self, workflow: str, params: Mapping[str, Any], *, started_by: str,
         front_end: str = "cli", channel: str | None = None, rerun_of: str | None = None,
+        run_id: str | None = None,
     ) -> str:  # fmt: skip
-        """Validate params, persist the run and its steps, and start what can start."""
+        """Validate params, persist the run (as `run_id`: a request's own, so a redo cannot
+        start it twice) and its steps, and start what can start."""
         wf = self.workflow(workflow)
         self._gate.check_start(started_by, wf, channel if front_end == "slack" else None)
         values = coerce_params(wf, params)
-        run_id, now = runs.new_run_id(), self.clock.now()
+        run_id, now = run_id or runs.new_run_id(), self.clock.now()
         try:
             self._insert_run(wf, run_id, values, started_by, front_end, channel, rerun_of, now)
         except RateLimited as exc:

@@ -284,14 +284,29 @@ class OutboxMessage(SQLModel, table=True):
     __table_args__ = (sa.Index("ix_outbox_status_not_before", "status", "not_before"),)
 
 
-class SeenRequest(SQLModel, table=True):
-    """The signature of each Slack request accepted within Slack's five-minute window, so
-    a request replayed (to this replica or another) is recognised and refused."""
+class SlackInbox(SQLModel, table=True):
+    """A Slack command, click or modal submission, stored before Slack gets its ack.
 
-    __tablename__ = "seen_request"
+    `id` is derived from the request (bot/slack/inbox.py), so a replay or a redelivery
+    is one row: the HTTP guard's replay check (it replaced `seen_request`). A row stays
+    `open` until its work is done; a replica claims it with a lease, and another takes
+    it over when that replica dies (migration 0011).
+    """
 
-    signature: str = Field(primary_key=True, max_length=100)
-    seen_at: datetime = _stamp(index=True)
+    __tablename__ = "slack_inbox"
+    __table_args__ = (sa.Index("ix_slack_inbox_status_lease", "status", "lease_until"),)
+
+    id: str = Field(primary_key=True, max_length=64)
+    kind: str = Field(max_length=16)
+    user_id: str | None = Field(default=None, max_length=64)
+    channel: str | None = Field(default=None, max_length=200)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType, nullable=False)
+    status: str = Field(default="open", max_length=16)
+    claimed_by: str | None = Field(default=None, max_length=200)
+    lease_until: datetime | None = _time()
+    attempts: int = Field(default=0)
+    received_at: datetime = _stamp()
+    finished_at: datetime | None = _time(index=True)  # done rows are pruned by it
 
 
 class GroupChange(SQLModel, table=True):

@@ -23,10 +23,11 @@ from bot.slack import ids, modals, submissions
 from bot.slack.audit_blocks import render_audit
 from bot.slack.blocks import render_run_board
 from bot.slack.home import render_home
+from bot.slack.inbox import COMMAND, request_key, run_id_for
 from bot.slack.schedule_blocks import render_next_fires, render_schedules
 from orchestrator.audit import RunVisibility, check_start, check_visible, run_trail
 from orchestrator.engine import Orchestrator
-from orchestrator.errors import OrchestratorError
+from orchestrator.errors import NotFound, OrchestratorError
 from orchestrator.gates import listed
 from orchestrator.protocol import InteractionView, RunView
 from orchestrator.queries import RunSummary, interaction, open_interactions, recent_runs
@@ -122,11 +123,18 @@ class Handlers:
             view = modals.params_modal(workflow, params, context=meta)
             self.client.views_open(trigger_id=body["trigger_id"], view=view)
             return
-        run_id = self.orch.start_run(
-            name, params, started_by=body["user_id"], front_end="slack",
-            channel=body["channel_id"],
-        )  # fmt: skip
+        run_id = run_id_for(request_key(COMMAND, body))  # a redo of this request: same run
+        if not self._exists(run_id):
+            self.orch.start_run(name, params, started_by=body["user_id"], front_end="slack",
+                                channel=body["channel_id"], run_id=run_id)  # fmt: skip
         _say(respond, f"Started `{name}` run `{run_id}`; its status board is in this channel.")
+
+    def _exists(self, run_id: str) -> bool:
+        try:
+            self.orch.view(run_id)
+        except NotFound:
+            return False
+        return True
 
     def _visible_runs(self, user: str, where: str | None, limit: int = 10) -> list[RunSummary]:
         """The newest runs `user` may see (access.py), at most `limit`."""
@@ -280,8 +288,10 @@ class Handlers:
         workflow = self.orch.workflow(meta["workflow"])
         params = submissions.parse_params_submission(workflow, _values(view),
                                                      view.get("private_metadata"))  # fmt: skip
-        self.orch.start_run(workflow.name, params, started_by=user, front_end="slack",
-                            channel=meta.get("channel"))  # fmt: skip
+        run_id = run_id_for(f"view|{view.get('id')}")  # a modal is submitted (validly) once
+        if not self._exists(run_id):
+            self.orch.start_run(workflow.name, params, started_by=user, front_end="slack",
+                                channel=meta.get("channel"), run_id=run_id)  # fmt: skip
 
     def _submit_edited_params(
         self, view: Mapping[str, Any], user: str, meta: Mapping[str, Any]

@@ -1,10 +1,13 @@
-"""What stands between the network and Bolt: size, signature, replay, shape.
+"""What stands between the network and Bolt: size, signature, shape, replay; then storage.
 
 Each request is checked before anything parses it: a body over MAX_BODY is refused with
-413 unread; an unsigned, badly signed or stale request with 401; a replay of one already
-accepted (bot/slack/replays.py) with 401; a signed body that is not what Slack sends
-with 400. Refusals are counted (`counts`, shown by /healthz), never logged one traceback
-each: a flood of junk must cost a counter, not a disk.
+413 unread; an unsigned, badly signed or stale request with 401; a signed body that is
+not what Slack sends with 400. A request that passes is stored in the Slack inbox
+(bot/slack/inbox.py) before Bolt sees it, and that insert is the replay check too: a
+request stored before (within the inbox's keep time) is refused with 401. Bolt's
+listeners learn the row's id from the INBOX_HEADER header this sets. Refusals are
+counted (`counts`, shown by /healthz), never logged one traceback each: a flood of junk
+must cost a counter, not a disk.
 """
 
 from __future__ import annotations
@@ -19,28 +22,32 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qs
 
+from slack_bolt.request.internals import parse_body
 from slack_sdk.signature import SignatureVerifier
 
-from bot.slack.replays import ReplayLedger
+from bot.slack.inbox import OTHER, Inbox, kind_of, signature_key
 
 log = logging.getLogger(__name__)
 Wsgi = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 MAX_BODY = 1 << 20  # Slack's own payloads are a few kB; a modal's state stays far below
+INBOX_HEADER = "x-opsloop-inbox"  # what Bolt's listeners read: the stored request's id
+_INBOX_ENVIRON = "HTTP_" + INBOX_HEADER.upper().replace("-", "_")
 
 
 class RequestGuard:
     """WSGI middleware in front of the Bolt app."""
 
     def __init__(
-        self, app: Wsgi, signing_secret: str, replays: ReplayLedger, *,
+        self, app: Wsgi, signing_secret: str, inbox: Inbox, *,
         max_body: int = MAX_BODY, clock: Callable[[], float] = time.time,
     ) -> None:  # fmt: skip
-        self._app, self._replays, self._max = app, replays, max_body
+        self._app, self._inbox, self._max = app, inbox, max_body
         self._verifier = SignatureVerifier(signing_secret, clock=_Clock(clock))
         self._lock = threading.Lock()
         self.counts: Counter[str] = Counter()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        environ.pop(_INBOX_ENVIRON, None)  # only this guard says a request is stored
         refusal, body = self._check(environ)
         if refusal is not None:
             return self._refuse(start_response, *refusal)
@@ -62,10 +69,16 @@ class RequestGuard:
             return ("401 Unauthorized", "unsigned", "unsigned request"), b""
         if not self._verifier.is_valid(body, timestamp, signature):
             return ("401 Unauthorized", "bad_signature", "invalid or expired signature"), b""
-        if not _slack_shaped(body, environ.get("CONTENT_TYPE", "")):
+        parsed = _parsed(body, environ.get("CONTENT_TYPE", ""))
+        if parsed is None:
             return ("400 Bad Request", "malformed", "not a Slack request body"), b""
-        if not self._replays.first_time(signature):
+        kind = kind_of(parsed)
+        key = signature_key(signature) if kind == OTHER else None
+        stored = self._inbox.accept(kind, parsed, key)
+        if stored is None:
             return ("401 Unauthorized", "replayed", "request already received"), b""
+        if kind != OTHER:
+            environ[_INBOX_ENVIRON] = stored.id
         return None, body
 
     def _refuse(self, start_response: Callable[..., Any], status: str, kind: str,
@@ -81,17 +94,22 @@ class RequestGuard:
         return [payload]
 
 
-def _slack_shaped(body: bytes, content_type: str) -> bool:
-    """Whether Bolt can read `body`: JSON (events) is an object; a form's `payload`, if
-    any, is a JSON object (interactions); other forms are slash commands."""
+def _parsed(body: bytes, content_type: str) -> dict[str, Any] | None:
+    """`body` as Bolt's listeners will see it, or None if Bolt cannot read it: JSON
+    (events) is an object; a form's `payload`, if any, is a JSON object (interactions);
+    other forms are slash commands."""
     try:
         text = body.decode()
         if content_type.startswith("application/json"):
-            return isinstance(json.loads(text), dict)
+            parsed = json.loads(text)
+            return parsed if isinstance(parsed, dict) else None
         payload = parse_qs(text).get("payload")
-        return payload is None or isinstance(json.loads(payload[0]), dict)
+        if payload is not None and not isinstance(json.loads(payload[0]), dict):
+            return None
+        parsed = parse_body(text, content_type)  # Bolt's own: the body its listeners get
     except ValueError:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-        return False
+        return None
+    return parsed if isinstance(parsed, dict) else None
 
 
 class _Clock:

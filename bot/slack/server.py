@@ -36,12 +36,13 @@ from bot.slack.events import listen_for_group_changes
 from bot.slack.frontend import SlackFrontEnd
 from bot.slack.handlers import Handlers
 from bot.slack.http_transport import AcksFirst, FollowUps, Wsgi, serve_http, wsgi_app
+from bot.slack.inbox import Inbox
+from bot.slack.intake import Intake
 from bot.slack.outbox import Outbox
 from bot.slack.outbox_failures import FailedCollector
 from bot.slack.pacing import ChannelPacer
 from bot.slack.readiness import Readiness, listen
 from bot.slack.reconciler import Reconciler
-from bot.slack.replays import ReplayLedger
 from bot.slack.request_guard import RequestGuard
 from bot.slack.shutdown import Shutdown, stop_signals
 from bot.slack.socket_mode import serve_socket_mode
@@ -51,7 +52,6 @@ from orchestrator.engine import Orchestrator
 from orchestrator.group_changes import change_count
 from orchestrator.queries import interaction
 from orchestrator.workflow.definitions import Workflow
-from storage.types import utcnow
 
 log = logging.getLogger(__name__)
 FLUSH_S = 5.0  # at a stop, how long the outbox may keep sending what is due
@@ -67,6 +67,7 @@ class Bot:
     app: App
     wsgi: Wsgi
     work: FollowUps
+    intake: Intake
     readiness: Readiness
     metrics: Metrics
     reconciler: Reconciler  # what other processes changed, brought to Slack
@@ -77,11 +78,13 @@ class Bot:
         self.dispatcher.start()
         self.orch.start(recover=True, serving=True)
         self.reconciler.start()
+        self.intake.start()  # requests acked before a crash: done now, by this replica
 
     def stop(self, grace: float = 30.0) -> None:
         """In reverse: no follow-up work left to reach the orchestrator; running steps
         given `grace` s to end (then killed, their leases released); the orchestrator
         closed; then what the outbox can send, sent."""
+        self.intake.stop()
         self.work.shutdown(wait=True)
         drain_then_close(self.orch, grace)
         self.reconciler.stop()
@@ -113,13 +116,14 @@ def build_bot(
     dispatcher = Dispatcher(outbox, delivery, pacer=ChannelPacer(slack.posts_per_second))
     acks = AcksFirst()
     work = FollowUps(slack.threads, acks)
-    app = build_app(Handlers(orch, client, slack), client,
-                    signing_secret=slack.signing_secret, work=work)  # fmt: skip
+    handlers = Handlers(orch, client, slack)
+    inbox = Inbox(engine, clock.now, orch.replica)
+    intake = Intake(inbox, handlers, work)
+    app = build_app(handlers, client, signing_secret=slack.signing_secret, work=work,
+                    intake=intake)  # fmt: skip
     listen_for_group_changes(app, directory.forget, work, engine, clock)
-    # Slack's signatures carry wall time: replays are judged by it, not the runtime's clock.
-    replays = ReplayLedger(engine, utcnow)
-    secret = slack.signing_secret
-    guard = None if secret is None else (lambda bolt: RequestGuard(bolt, secret, replays))
+    secret = slack.signing_secret  # the guard stores requests in the inbox, replay check too
+    guard = None if secret is None else (lambda bolt: RequestGuard(bolt, secret, inbox))
     readiness = Readiness(engine, client, orch.liveness)
     metrics.registry.register(DatabaseCollector(engine, clock.now, outbox.backlog))
     metrics.registry.register(FailedCollector(outbox))
@@ -127,7 +131,7 @@ def build_bot(
         "/readyz": readiness.endpoint,
         "/metrics": lambda: (200, CONTENT_TYPE, metrics.exposition()),
     })  # fmt: skip
-    return Bot(orch, outbox, dispatcher, app, wsgi, work, readiness, metrics,
+    return Bot(orch, outbox, dispatcher, app, wsgi, work, intake, readiness, metrics,
                Reconciler(engine, slack_front))  # fmt: skip
 
 

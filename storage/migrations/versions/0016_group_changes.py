@@ -1,14 +1,14 @@
 """User groups Slack said changed, counted, so every replica drops its cached members.
 
 Revision ID: 0016
-Revises: 0009
+Revises: 0011
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0016"
-down_revision = "0009"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
