@@ -12,6 +12,7 @@ import logging
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 from slack_sdk import WebClient
@@ -22,12 +23,16 @@ from bot.slack import commands as cmds
 from bot.slack import ids, modals, submissions
 from bot.slack.blocks import render_run_board
 from bot.slack.home import render_home
+from bot.slack.report_blocks import render_report
 from bot.slack.schedule_blocks import render_next_fires, render_schedules
 from orchestrator.engine import Orchestrator
 from orchestrator.errors import NotFound, OrchestratorError
 from orchestrator.gates import listed
 from orchestrator.protocol import InteractionView, RunView
 from orchestrator.queries import RunSummary, interaction, open_interactions, recent_runs
+from orchestrator.reports.audience import person_audience
+from orchestrator.reports.build import build_report
+from orchestrator.reports.figures import Report
 from orchestrator.workflow.definitions import Approvers, Workflow
 from orchestrator.workflow.params import missing_required
 
@@ -104,6 +109,11 @@ class Handlers:
                     self.orch.schedules(), manage=self.orch.access.may_manage_schedules(user)
                 )
                 _say(respond, shown["text"], blocks=shown["blocks"])
+            case cmds.ShowReport(since_s=since_s, workflows=names):
+                for name in names:
+                    self.orch.workflow(name)  # UnknownWorkflow lists the known ones
+                shown = render_report(self._report(user, body.get("channel_id"), since_s, names))
+                _say(respond, shown["text"], blocks=shown["blocks"])
             case _:
                 _say(respond, f"```{cmds.usage()}```")
 
@@ -134,6 +144,14 @@ class Handlers:
         rows = recent_runs(self.orch.engine, limit * 5)
         seen = [r for r in rows if self._may_see(user, where, r.id, r.started_by, r.channel)]
         return seen[:limit]
+
+    def _report(
+        self, user: str, where: str | None, since_s: float, workflows: tuple[str, ...] = ()
+    ) -> Report:
+        """The report of the runs `user` may see from `where` (access.py, in SQL)."""
+        audience = person_audience(self.orch.access, self.orch.engine, user, where)
+        return build_report(self.orch.engine, self.orch.clock.now(), timedelta(seconds=since_s),
+                            workflows, audience)  # fmt: skip
 
     def _waiting_for(self, user: str) -> list[InteractionView]:
         """Open interactions that name `user` (or nobody), as `pending` and App Home list them."""

@@ -9,6 +9,7 @@ from sqlalchemy.engine import Engine
 
 from orchestrator.reports import gate_figures as people
 from orchestrator.reports import run_figures
+from orchestrator.reports.audience import Audience
 from orchestrator.reports.figures import Day, Report
 from orchestrator.reports.window import DEFAULT_SINCE, Window
 from storage.engine import read_transaction
@@ -19,10 +20,12 @@ def build_report(
     now: datetime,
     since: timedelta = DEFAULT_SINCE,
     workflows: tuple[str, ...] = (),
+    audience: Audience | None = None,
 ) -> Report:
-    """The figures of [now - since, now), limited to `workflows` if any are given;
-    ValueError for a window that is empty or longer than ten years."""
-    window = Window.ending(now, since, workflows)
+    """The figures of [now - since, now), limited to `workflows` if any are given and to
+    the runs `audience` may see if given; ValueError for a window that is empty or longer
+    than ten years."""
+    window = Window.ending(now, since, workflows, audience)
     with read_transaction(engine) as conn:
         runs = run_figures.run_figures(conn, window)
         slowest = run_figures.slowest_steps(conn, window)
