@@ -133,6 +133,7 @@ def test_every_figure_of_a_known_history(
     closed = (gates.approved, gates.rejected, gates.decided, gates.by_deadline, gates.cancelled)
     assert (gates.asked, *closed, gates.open, gates.auto_approved) == (5, 1, 1, 0, 1, 1, 1, 1)
     assert (gates.decision_p50_s, gates.decision_p90_s) == (600.0, 1800.0)
+    assert report.decision_p50_s == 600.0  # one workflow asks: the same
     assert report.automation_rate == 0.5
     assert (report.reminders, report.escalations) == (3, 1)
     [waiting] = report.waiting

@@ -1,9 +1,10 @@
-"""`/ops report`: the report's figures, limited to the
+"""`/ops report` and the App Home's "this week": the report's figures, limited to the
 runs the person may see (orchestrator/access.py), over real signed HTTP to the bot."""
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -114,3 +115,29 @@ def test_ops_report_bad_window_or_workflow_says_what_is_wrong(harness: Harness) 
     unknown = harness.ask("report 7d deploy", "U0ALICE", OPS, "unknown")
     assert "deploy" in unknown["text"] and "quick" in unknown["text"]  # names the known ones
     assert "blocks" not in unknown or "Ops report" not in text_of(unknown)
+
+
+def test_app_home_shows_this_week_of_the_runs_the_viewer_may_see(harness: Harness) -> None:
+    for n, user in enumerate(("U0ALICE", "U0BOSS")):
+        event = {
+            "type": "event_callback", "team_id": "T0TEAM", "api_app_id": "A0OPSLOOP",
+            "event_id": f"EvHome{n}", "event_time": int(time.time()),
+            "event": {"type": "app_home_opened", "user": user, "channel": f"D{user}",
+                      "tab": "home", "event_ts": f"{time.time():.6f}"},
+        }  # fmt: skip
+        status, _ = post_signed(harness.url, json.dumps(event),
+                                headers={"Content-Type": "application/json"})  # fmt: skip
+        assert status == 200
+    alice = until(lambda: harness.slack.home("U0ALICE"), what="alice's home")
+    boss = until(lambda: harness.slack.home("U0BOSS"), what="the boss's home")
+    week = [b for b in alice["blocks"] if b.get("block_id") == "this-week"]
+    # From the home (no channel), alice sees only her own two runs.
+    assert week[0]["text"]["text"] == (
+        "*2* runs: 2 succeeded, 0 failed, 0 cancelled, 0 running · success *100%* · "
+        "time to decision p50 *-* · *0* gates waiting now"
+    )
+    [week] = [b for b in boss["blocks"] if b.get("block_id") == "this-week"]
+    assert week["text"]["text"] == (
+        "*1* runs: 0 succeeded, 0 failed, 0 cancelled, 1 running · success *-* · "
+        "time to decision p50 *-* · *1* gates waiting now"
+    )

@@ -23,7 +23,7 @@ from bot.slack import commands as cmds
 from bot.slack import ids, modals, submissions
 from bot.slack.blocks import render_run_board
 from bot.slack.home import render_home
-from bot.slack.report_blocks import render_report
+from bot.slack.report_blocks import render_report, render_week
 from bot.slack.schedule_blocks import render_next_fires, render_schedules
 from orchestrator.engine import Orchestrator
 from orchestrator.errors import NotFound, OrchestratorError
@@ -33,6 +33,7 @@ from orchestrator.queries import RunSummary, interaction, open_interactions, rec
 from orchestrator.reports.audience import person_audience
 from orchestrator.reports.build import build_report
 from orchestrator.reports.figures import Report
+from orchestrator.reports.window import DEFAULT_SINCE
 from orchestrator.workflow.definitions import Approvers, Workflow
 from orchestrator.workflow.params import missing_required
 
@@ -162,8 +163,9 @@ class Handlers:
 
     def home(self, user: str) -> None:
         """Publish the App Home tab for `user`."""
+        week = render_week(self._report(user, None, DEFAULT_SINCE.total_seconds()))
         view = render_home(self._waiting_for(user), self._visible_runs(user, None),
-                           render_next_fires(self.orch.schedules()))  # fmt: skip
+                           render_next_fires(self.orch.schedules()), week)  # fmt: skip
         self.client.views_publish(user_id=user, view=view)
 
     # -- clicks -----------------------------------------------------------------

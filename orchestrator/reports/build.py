@@ -33,13 +33,15 @@ def build_report(
         per_day = run_figures.runs_per_day(conn, window)
         gates = people.gate_figures(conn, window)
         decisions = people.decisions_per_day(conn, window)
+        decision_p50 = people.decision_overall(conn, window)
         reminders, escalations = people.nudges(conn, window)
         waiting = people.waiting_now(conn, window, now)
         schedules = people.schedule_fires(conn, window)
     return Report(
         since=window.since, until=window.until, workflows_filter=window.workflows,
         runs=runs, slowest_steps=slowest, failing_steps=failing, gates=gates,
-        reminders=reminders, escalations=escalations, waiting=waiting, schedules=schedules,
+        decision_p50_s=decision_p50, reminders=reminders, escalations=escalations,
+        waiting=waiting, schedules=schedules,
         days=_days(window, per_day, decisions),
     )  # fmt: skip
 

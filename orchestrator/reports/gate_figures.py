@@ -76,6 +76,15 @@ def decisions_per_day(conn: Connection, window: Window) -> dict[str, float | Non
     return {r["day"]: ms(r["p50"]) for r in conn.execute(stmt).mappings()}
 
 
+def decision_overall(conn: Connection, window: Window) -> float | None:
+    """p50 of people's time to decision over every gate asked in the window."""
+    took = seconds_between(INTERACTIONS.c.created_at, INTERACTIONS.c.answered_at).label("d")
+    rows = sa.select(sa.literal("all").label("k"), took).select_from(_GATES)
+    rows = rows.where(_asked(window), _CLOSED_BY_PERSON)
+    row = conn.execute(percentiles(rows, ["k"], "d", [50])).mappings().first()
+    return None if row is None else ms(row["p50"])
+
+
 def _audited(conn: Connection, window: Window, action: str) -> list[tuple[str, int]]:
     """(workflow, entries) for audit entries of `action` about runs, in the window."""
     stmt = (
