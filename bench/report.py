@@ -62,6 +62,7 @@ def seed(engine: sa.Engine, n_runs: int) -> None:
                 st = created + took * (s / STEPS_PER_RUN)
                 failed = status == "failed" and s == STEPS_PER_RUN - 1
                 steps.append({"run_id": rid, "step_id": f"s{s}", "attempts": 1, "version": 0,
+                              "workflow": WORKFLOWS[i % len(WORKFLOWS)], "run_created_at": created,
                               "status": "failed" if failed else "succeeded",
                               "error": "exit 1: boom" if failed else None, "started_at": st,
                               "finished_at": st + took / STEPS_PER_RUN,
