@@ -35,11 +35,11 @@ def _stamp(index: bool = False) -> Any:
     return Field(default_factory=utcnow, sa_type=UtcDateTime, nullable=False, index=index)
 
 
-def _duration(statuses: str) -> Any:
-    """finished_at - started_at in ms once the row ended with one of `statuses`: a column
-    the database generates (migration 0010 writes its SQL for each database)."""
-    expression = (f"CASE WHEN status IN ({statuses}) THEN CAST(round((julianday(finished_at)"
-                  " - julianday(started_at)) * 86400000) AS INTEGER) END")  # fmt: skip
+def _duration(when: str, start: str = "started_at", end: str = "finished_at") -> Any:
+    """end - start in ms for rows where `when` holds: a column the database generates
+    (migration 0010 writes its SQL for each database; this is SQLite's)."""
+    expression = (f"CASE WHEN {when} THEN CAST(round((julianday({end}) - julianday({start}))"
+                  " * 86400000) AS INTEGER) END")  # fmt: skip
     return Field(default=None, sa_column=sa.Column(sa.BigInteger, sa.Computed(expression),
                                                    nullable=True))  # fmt: skip
 
@@ -68,7 +68,7 @@ class WorkflowRun(SQLModel, table=True):
     started_at: datetime | None = _time()
     finished_at: datetime | None = _time()
     updated_at: datetime = _stamp()
-    duration_ms: int | None = _duration("'succeeded', 'failed', 'cancelled'")
+    duration_ms: int | None = _duration("status IN ('succeeded', 'failed', 'cancelled')")
 
 
 class WorkflowDefinition(SQLModel, table=True):
@@ -111,14 +111,17 @@ class StepRun(SQLModel, table=True):
     # The run's workflow and creation time, copied with the step so reports need no join.
     workflow: str | None = Field(default=None, max_length=200)
     run_created_at: datetime | None = _time()
-    duration_ms: int | None = _duration("'succeeded', 'failed'")
+    duration_ms: int | None = _duration("status IN ('succeeded', 'failed')")
 
 
 class Interaction(SQLModel, table=True):
     """A request for a person: approve/reject, pick an option, or give input."""
 
     __tablename__ = "interaction"
-    __table_args__ = (sa.Index("ix_interaction_created_at", "created_at"),)
+    __table_args__ = (
+        sa.Index("ix_interaction_created_at", "created_at"),
+        sa.Index("ix_interaction_decision", "created_at", "decision_ms"),  # 0010
+    )
 
     id: str = Field(primary_key=True, max_length=64)
     run_id: str = Field(foreign_key="workflow_run.id", index=True, max_length=64)
@@ -140,6 +143,13 @@ class Interaction(SQLModel, table=True):
     answer: Any | None = _json(nullable=True)
     answered_by: str | None = Field(default=None, max_length=200)
     answered_at: datetime | None = _time()
+    # How long a person took to answer (not opsloop at a deadline); reports read it.
+    decision_ms: int | None = _duration(
+        "answered_at IS NOT NULL AND status IN ('approved', 'rejected', 'decided', 'submitted')"
+        " AND (answered_by IS NULL OR answered_by <> 'opsloop')",
+        "created_at",
+        "answered_at",
+    )
     deadline: datetime | None = _time(index=True)
     on_deadline: str | None = Field(default=None, max_length=32)
     remind_every_s: int | None = Field(default=None)

@@ -12,8 +12,7 @@ from sqlalchemy.engine import Connection
 
 from orchestrator.interactions import INTERACTIONS
 from orchestrator.reports.figures import GateFigures, ScheduleFires, Waiting
-from orchestrator.reports.run_figures import ms
-from orchestrator.reports.sql import percentiles, seconds_between, utc_day
+from orchestrator.reports.sql import percentiles, utc_day
 from orchestrator.reports.window import Window
 from orchestrator.runs import AUDIT, RUNS, SYSTEM
 from orchestrator.schedules import SCHEDULES
@@ -21,11 +20,13 @@ from storage.statuses import InteractionStatus as S
 
 _GATES = INTERACTIONS.join(RUNS, RUNS.c.id == INTERACTIONS.c.run_id)
 _BY_PERSON = sa.or_(INTERACTIONS.c.answered_by.is_(None), INTERACTIONS.c.answered_by != SYSTEM)
-_CLOSED_BY_PERSON = sa.and_(
-    INTERACTIONS.c.answered_at.is_not(None),
-    INTERACTIONS.c.status.in_([S.APPROVED, S.REJECTED, S.DECIDED, S.SUBMITTED]),
-    _BY_PERSON,
-)
+# How long a person took (the stored decision_ms: NULL unless a person answered, which
+# the generated column's SQL in migration 0010 decides as this module did before).
+_TOOK = INTERACTIONS.c.decision_ms.label("d")
+
+
+def _s(milliseconds: int | None) -> float | None:
+    return None if milliseconds is None else milliseconds / 1000
 
 
 def _count(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
@@ -58,31 +59,26 @@ def gate_figures(conn: Connection, window: Window) -> tuple[GateFigures, ...]:
         figures[row["workflow"]].update({k: v for k, v in row.items() if k != "workflow"})
     for workflow, n in _audited(conn, window, "gate.auto_approved"):
         figures[workflow]["auto_approved"] = n
-    took = seconds_between(INTERACTIONS.c.created_at, INTERACTIONS.c.answered_at).label("d")
-    rows = sa.select(RUNS.c.workflow, took).select_from(_GATES)
-    rows = rows.where(_asked(window), _CLOSED_BY_PERSON)
+    rows = sa.select(RUNS.c.workflow, _TOOK).select_from(_GATES).where(_asked(window))
     for row in conn.execute(percentiles(rows, ["workflow"], "d", [50, 90])).mappings():
-        figures[row["workflow"]].update(decision_p50_s=ms(row["p50"]),
-                                        decision_p90_s=ms(row["p90"]))  # fmt: skip
+        figures[row["workflow"]].update(decision_p50_s=_s(row["p50"]),
+                                        decision_p90_s=_s(row["p90"]))  # fmt: skip
     return tuple(GateFigures(workflow=w, **figures[w]) for w in sorted(figures))
 
 
 def decisions_per_day(conn: Connection, window: Window) -> dict[str, float | None]:
     """{day: p50 of people's time to decision for gates asked that UTC day}."""
-    took = seconds_between(INTERACTIONS.c.created_at, INTERACTIONS.c.answered_at).label("d")
-    rows = sa.select(utc_day(INTERACTIONS.c.created_at).label("day"), took).select_from(_GATES)
-    rows = rows.where(_asked(window), _CLOSED_BY_PERSON)
+    day = utc_day(INTERACTIONS.c.created_at).label("day")
+    rows = sa.select(day, _TOOK).select_from(_GATES).where(_asked(window))
     stmt = percentiles(rows, ["day"], "d", [50])
-    return {r["day"]: ms(r["p50"]) for r in conn.execute(stmt).mappings()}
+    return {r["day"]: _s(r["p50"]) for r in conn.execute(stmt).mappings()}
 
 
 def decision_overall(conn: Connection, window: Window) -> float | None:
     """p50 of people's time to decision over every gate asked in the window."""
-    took = seconds_between(INTERACTIONS.c.created_at, INTERACTIONS.c.answered_at).label("d")
-    rows = sa.select(sa.literal("all").label("k"), took).select_from(_GATES)
-    rows = rows.where(_asked(window), _CLOSED_BY_PERSON)
-    row = conn.execute(percentiles(rows, ["k"], "d", [50])).mappings().first()
-    return None if row is None else ms(row["p50"])
+    rows = sa.select(sa.literal("all").label("k"), _TOOK).select_from(_GATES)
+    row = conn.execute(percentiles(rows.where(_asked(window)), ["k"], "d", [50])).mappings().first()
+    return None if row is None else _s(row["p50"])
 
 
 def _audited(conn: Connection, window: Window, action: str) -> list[tuple[str, int]]:

@@ -20,25 +20,39 @@ branch_labels = None
 depends_on = None
 
 TS = sa.DateTime(timezone=True)
-_ENDED = {"workflow_run": "'succeeded', 'failed', 'cancelled'", "step_run": "'succeeded', 'failed'"}
+# column: (table, start, end, when): milliseconds from start to end for rows where `when`
+# holds. A gate's decision_ms is how long a person took: answered by a person (not by
+# opsloop at a deadline), as the report's time to decision counts it.
+GENERATED = {
+    "duration_ms": [
+        ("workflow_run", "started_at", "finished_at",
+         "status IN ('succeeded', 'failed', 'cancelled')"),
+        ("step_run", "started_at", "finished_at", "status IN ('succeeded', 'failed')"),
+    ],
+    "decision_ms": [
+        ("interaction", "created_at", "answered_at",
+         "answered_at IS NOT NULL AND status IN ('approved', 'rejected', 'decided', 'submitted')"
+         " AND (answered_by IS NULL OR answered_by <> 'opsloop')"),
+    ],
+}  # fmt: skip
 
 
-def _duration_sql(dialect: str, statuses: str) -> str:
-    """Milliseconds from started_at to finished_at, only for rows that ended so."""
+def _generated(dialect: str, start: str, end: str, when: str) -> str:
     if dialect == "postgresql":
-        span = "round(extract(epoch FROM (finished_at - started_at)) * 1000)::bigint"
+        span = f"round(extract(epoch FROM ({end} - {start})) * 1000)::bigint"
         kind = "STORED"
     else:  # julianday counts whole milliseconds, as the report's figures do
-        span = "CAST(round((julianday(finished_at) - julianday(started_at)) * 86400000) AS INTEGER)"
+        span = f"CAST(round((julianday({end}) - julianday({start})) * 86400000) AS INTEGER)"
         kind = "VIRTUAL"  # SQLite adds only virtual generated columns; an index stores it
-    return (f"BIGINT GENERATED ALWAYS AS (CASE WHEN status IN ({statuses}) THEN {span} END) "
-            f"{kind}")  # fmt: skip
+    return f"BIGINT GENERATED ALWAYS AS (CASE WHEN {when} THEN {span} END) {kind}"
 
 
 def upgrade() -> None:
     dialect = op.get_bind().dialect.name
-    for table, statuses in _ENDED.items():
-        op.execute(f"ALTER TABLE {table} ADD COLUMN duration_ms {_duration_sql(dialect, statuses)}")
+    for column, tables in GENERATED.items():
+        for table, start, end, when in tables:
+            op.execute(f"ALTER TABLE {table} ADD COLUMN {column} "
+                       f"{_generated(dialect, start, end, when)}")  # fmt: skip
     op.add_column("step_run", sa.Column("workflow", sa.String(200), nullable=True))
     op.add_column("step_run", sa.Column("run_created_at", TS, nullable=True))
     op.execute(
@@ -52,14 +66,17 @@ def upgrade() -> None:
                     ["workflow", "step_id", "duration_ms", "run_created_at"])  # fmt: skip
     op.create_index("ix_workflow_run_duration", "workflow_run",
                     ["workflow", "duration_ms", "created_at"])  # fmt: skip
+    op.create_index("ix_interaction_decision", "interaction", ["created_at", "decision_ms"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_interaction_decision", table_name="interaction")
     op.drop_index("ix_workflow_run_duration", table_name="workflow_run")
     op.drop_index("ix_step_run_duration", table_name="step_run")
     op.drop_index("ix_step_run_window", table_name="step_run")
     with op.batch_alter_table("step_run") as batch:
         batch.drop_column("run_created_at")
         batch.drop_column("workflow")
-    for table in _ENDED:
-        op.execute(f"ALTER TABLE {table} DROP COLUMN duration_ms")
+    for column, tables in GENERATED.items():
+        for table, *_ in tables:
+            op.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
