@@ -70,6 +70,7 @@ def seed(engine: sa.Engine, n_runs: int) -> None:
             answered = rng.random() < 0.8 and status != "waiting"
             wait = timedelta(minutes=rng.uniform(1, 120))
             gates.append({"id": f"i-{i:010d}", "run_id": rid, "step_id": "s1", "kind": "approval",
+                          "workflow": WORKFLOWS[i % len(WORKFLOWS)],
                           "purpose": "gate", "prompt": "ok?", "responses": [], "version": 0,
                           "required_approvals": 1, "allow_requester": False, "notify": "thread",
                           "status": "approved" if answered else "pending" if status == "waiting"

@@ -120,7 +120,12 @@ class Interaction(SQLModel, table=True):
     __tablename__ = "interaction"
     __table_args__ = (
         sa.Index("ix_interaction_created_at", "created_at"),
-        sa.Index("ix_interaction_decision", "created_at", "decision_ms"),  # 0010
+        # Reports read times to decision off these (migration 0010).
+        sa.Index("ix_interaction_decision", "created_at", "purpose", "decision_ms"),
+        sa.Index("ix_interaction_decision_rank", "purpose", "decision_ms", "created_at"),
+        sa.Index(
+            "ix_interaction_workflow_decision", "workflow", "purpose", "decision_ms", "created_at"
+        ),
     )
 
     id: str = Field(primary_key=True, max_length=64)
@@ -143,6 +148,7 @@ class Interaction(SQLModel, table=True):
     answer: Any | None = _json(nullable=True)
     answered_by: str | None = Field(default=None, max_length=200)
     answered_at: datetime | None = _time()
+    workflow: str | None = Field(default=None, max_length=200)  # the run's, for reports
     # How long a person took to answer (not opsloop at a deadline); reports read it.
     decision_ms: int | None = _duration(
         "answered_at IS NOT NULL AND status IN ('approved', 'rejected', 'decided', 'submitted')"

@@ -94,6 +94,7 @@ def test_a_report_posted_in_a_channel_counts_only_that_channels_runs(
         nowhere = orch.wait(orch.start_run("digest", {}, started_by="U0OPS"))
     figures = here.steps[0].outputs
     assert (figures["failed"], figures["total"], figures["waiting_count"]) == (1, 1, 0)
+    assert figures["gates_asked"] == 0 and figures["gates"] == []
     [(_, report, _), _] = told.got
     assert report.failing_steps[0].failures == 1 and report.waiting == ()
     # A run with no channel posts to the default channel, with the other runs that have none.

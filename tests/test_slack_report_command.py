@@ -99,6 +99,7 @@ def test_ops_report_counts_only_the_runs_the_person_may_see(harness: Harness) ->
     boss = harness.ask("report 7d", "U0BOSS", OPS, "boss")  # the gate asks the boss
     assert key_figures(boss).startswith("*3* runs · *1* failed · success *50%* · *1* waiting")
     assert "`gated.approve`" in text_of(boss)
+    assert "gates asked *1*" in key_figures(boss) and "gates asked *0*" in key_figures(alice)
 
     bob = harness.ask("report 24h quick broken", "U0BOB", OTHER, "bob")
     assert key_figures(bob).startswith("*3* runs · *1* failed · success *67%*")

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
+from orchestrator.interactions import INTERACTIONS
 from orchestrator.reports.audience import Audience
 from orchestrator.runs import RUNS, STEPS
 
@@ -53,6 +54,19 @@ class Window:
             held.append(STEPS.c.workflow.in_(self.workflows))
         if self.audience is not None:
             held.append(STEPS.c.run_id.in_(sa.select(RUNS.c.id).where(self.runs())))
+        return sa.and_(*held)
+
+    def gates(self, seek: bool = True) -> sa.ColumnElement[bool]:
+        """Gates asked in the window, by the run's workflow copied onto each gate; the
+        audience asks the runs (created whenever: a gate outlives its run's window)."""
+        created = INTERACTIONS.c.created_at
+        held = [self.during(created if seek else unsought(created)),
+                INTERACTIONS.c.purpose == "gate"]  # fmt: skip
+        if self.workflows:
+            held.append(INTERACTIONS.c.workflow.in_(self.workflows))
+        if self.audience is not None:
+            seen = sa.select(RUNS.c.id).where(self.audience.clause())
+            held.append(INTERACTIONS.c.run_id.in_(seen))
         return sa.and_(*held)
 
     def runs(self, seek: bool = True) -> sa.ColumnElement[bool]:

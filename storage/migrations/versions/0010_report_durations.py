@@ -5,7 +5,8 @@ percentile is read off an index instead of sorting every row of a window:
   the database fills them whenever a row ends (and for existing rows) with no code
   path able to forget it (PostgreSQL: STORED; SQLite: VIRTUAL, stored in the index);
 - a step's run's `workflow` and `created_at` on the step row (`workflow`,
-  `run_created_at`), written with the step, backfilled here.
+  `run_created_at`), and a gate's run's `workflow` on the interaction row, written with
+  the row, backfilled here.
 
 Revision ID: 0010
 Revises: 0009
@@ -66,11 +67,28 @@ def upgrade() -> None:
                     ["workflow", "step_id", "duration_ms", "run_created_at"])  # fmt: skip
     op.create_index("ix_workflow_run_duration", "workflow_run",
                     ["workflow", "duration_ms", "created_at"])  # fmt: skip
-    op.create_index("ix_interaction_decision", "interaction", ["created_at", "decision_ms"])
+    op.add_column("interaction", sa.Column("workflow", sa.String(200), nullable=True))
+    op.execute(
+        "UPDATE interaction SET workflow = "
+        "(SELECT r.workflow FROM workflow_run r WHERE r.id = interaction.run_id)"
+    )
+    op.create_index("ix_interaction_decision", "interaction",
+                    ["created_at", "purpose", "decision_ms"])  # fmt: skip
+    op.create_index("ix_interaction_decision_rank", "interaction",
+                    ["purpose", "decision_ms", "created_at"])  # fmt: skip
+    op.create_index("ix_interaction_workflow_decision", "interaction",
+                    ["workflow", "purpose", "decision_ms", "created_at"])  # fmt: skip
 
 
 def downgrade() -> None:
-    op.drop_index("ix_interaction_decision", table_name="interaction")
+    for index in (
+        "ix_interaction_workflow_decision",
+        "ix_interaction_decision_rank",
+        "ix_interaction_decision",
+    ):
+        op.drop_index(index, table_name="interaction")
+    with op.batch_alter_table("interaction") as batch:
+        batch.drop_column("workflow")
     op.drop_index("ix_workflow_run_duration", table_name="workflow_run")
     op.drop_index("ix_step_run_duration", table_name="step_run")
     op.drop_index("ix_step_run_window", table_name="step_run")
