@@ -89,6 +89,7 @@ class StepRun(SQLModel, table=True):
         sa.UniqueConstraint("run_id", "step_id", name="uq_step_run_run_step"),
         # Reports read a step's percentiles off these (migration 0010).
         sa.Index("ix_step_run_window", "workflow", "step_id", "run_created_at", "duration_ms"),
+        sa.Index("ix_step_run_created", "run_created_at", "workflow", "step_id", "duration_ms"),
         sa.Index("ix_step_run_duration", "workflow", "step_id", "duration_ms", "run_created_at"),
     )
 

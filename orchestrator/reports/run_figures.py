@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from orchestrator.reports.figures import ERROR_CHARS, FailingStep, SlowStep, WorkflowRuns
-from orchestrator.reports.sql import nth_value, utc_day
+from orchestrator.reports.sql import SORTED, nth_values, utc_day
 from orchestrator.reports.window import Window, unsought
 from orchestrator.runs import RUNS, STEPS
 from storage.statuses import RunStatus, StepStatus
@@ -41,11 +41,12 @@ def run_figures(conn: Connection, window: Window) -> tuple[WorkflowRuns, ...]:
         key = outcome(status)
         counts[workflow][key] = counts[workflow].get(key, 0) + n
         timed[workflow] += with_duration
-    for workflow, n in timed.items():
-        if n:
-            held = [RUNS.c.workflow == workflow, window.runs(seek=False)]
-            p50, p95 = (nth_value(conn, RUNS.c.duration_ms, held, n, p) for p in (50, 95))
-            counts[workflow].update(p50_s=p50 / 1000, p95_s=p95 / 1000)
+    named = [(w, n) for w, n in timed.items() if n]
+    asks = [([RUNS.c.workflow == w, window.runs(seek=n <= SORTED)], n, p)
+            for w, n in named for p in (50, 95)]  # fmt: skip
+    values = iter(nth_values(conn, RUNS.c.duration_ms, asks))
+    for workflow, _ in named:
+        counts[workflow].update(p50_s=next(values) / 1000, p95_s=next(values) / 1000)
     return tuple(WorkflowRuns(workflow=w, **counts[w]) for w in sorted(counts))
 
 
@@ -58,11 +59,11 @@ def slowest_steps(conn: Connection, window: Window, top: int = TOP) -> tuple[Slo
         .where(window.steps(), d.is_not(None))
         .group_by(STEPS.c.workflow, STEPS.c.step_id)
     )
-    found = []
-    for workflow, step_id, n in conn.execute(groups).all():
-        held = [STEPS.c.workflow == workflow, STEPS.c.step_id == step_id, window.steps(seek=False)]
-        p95 = nth_value(conn, d, held, n, 95)
-        found.append(SlowStep(workflow, step_id, n, p95 / 1000))
+    counted = conn.execute(groups).all()
+    asks = [([STEPS.c.workflow == w, STEPS.c.step_id == s, window.steps(seek=n <= SORTED)], n, 95)
+            for w, s, n in counted]  # fmt: skip
+    p95s = nth_values(conn, d, asks)
+    found = [SlowStep(w, s, n, p95 / 1000) for (w, s, n), p95 in zip(counted, p95s, strict=True)]
     found.sort(key=lambda s: (-s.p95_s, s.workflow, s.step_id))
     return tuple(found[:top])
 

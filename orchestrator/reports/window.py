@@ -47,7 +47,7 @@ class Window:
     def steps(self, seek: bool = True) -> sa.ColumnElement[bool]:
         """Steps of the runs `runs()` holds, by the run columns copied onto each step (no
         join, so indexes on step_run serve it); the audience still asks the runs. With
-        `seek=False` no index seeks on the window (see `unsought`)."""
+        `seek=False` no index seeks on the window (see `unsought`; sql.SORTED)."""
         created = STEPS.c.run_created_at
         held = [self.during(created if seek else unsought(created))]
         if self.workflows:
