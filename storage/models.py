@@ -49,7 +49,9 @@ class WorkflowRun(SQLModel, table=True):
     # Reports read runs by when they were created (migration 0009).
     __table_args__ = (
         sa.Index("ix_workflow_run_created_at", "created_at", "workflow"),
-        sa.Index("ix_workflow_run_duration", "workflow", "duration_ms", "created_at"),  # 0010
+        # 0010: durations ranked; a window's runs counted from the index alone.
+        sa.Index("ix_workflow_run_duration", "workflow", "duration_ms", "created_at"),
+        sa.Index("ix_workflow_run_window", "created_at", "workflow", "status", "duration_ms"),
     )
 
     id: str = Field(primary_key=True, max_length=64)
@@ -122,7 +124,7 @@ class Interaction(SQLModel, table=True):
     __table_args__ = (
         sa.Index("ix_interaction_created_at", "created_at"),
         # Reports read times to decision off these (migration 0010).
-        sa.Index("ix_interaction_decision", "created_at", "purpose", "decision_ms"),
+        sa.Index("ix_interaction_decision", "created_at", "purpose", "workflow", "decision_ms"),
         sa.Index("ix_interaction_decision_rank", "purpose", "decision_ms", "created_at"),
         sa.Index(
             "ix_interaction_workflow_decision", "workflow", "purpose", "decision_ms", "created_at"

@@ -70,13 +70,15 @@ def upgrade() -> None:
                     ["workflow", "step_id", "duration_ms", "run_created_at"])  # fmt: skip
     op.create_index("ix_workflow_run_duration", "workflow_run",
                     ["workflow", "duration_ms", "created_at"])  # fmt: skip
+    op.create_index("ix_workflow_run_window", "workflow_run",
+                    ["created_at", "workflow", "status", "duration_ms"])  # fmt: skip
     op.add_column("interaction", sa.Column("workflow", sa.String(200), nullable=True))
     op.execute(
         "UPDATE interaction SET workflow = "
         "(SELECT r.workflow FROM workflow_run r WHERE r.id = interaction.run_id)"
     )
     op.create_index("ix_interaction_decision", "interaction",
-                    ["created_at", "purpose", "decision_ms"])  # fmt: skip
+                    ["created_at", "purpose", "workflow", "decision_ms"])  # fmt: skip
     op.create_index("ix_interaction_decision_rank", "interaction",
                     ["purpose", "decision_ms", "created_at"])  # fmt: skip
     op.create_index("ix_interaction_workflow_decision", "interaction",
@@ -92,6 +94,7 @@ def downgrade() -> None:
         op.drop_index(index, table_name="interaction")
     with op.batch_alter_table("interaction") as batch:
         batch.drop_column("workflow")
+    op.drop_index("ix_workflow_run_window", table_name="workflow_run")
     op.drop_index("ix_workflow_run_duration", table_name="workflow_run")
     op.drop_index("ix_step_run_duration", table_name="step_run")
     op.drop_index("ix_step_run_window", table_name="step_run")
