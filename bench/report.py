@@ -81,12 +81,14 @@ def seed(engine: sa.Engine, n_runs: int) -> None:
             conn.execute(sa.insert(RUNS), runs)
             conn.execute(sa.insert(STEPS), steps)
             conn.execute(sa.insert(INTERACTIONS), gates)
-    with engine.connect() as conn:  # plans from real statistics; PostgreSQL's autovacuum
-        # would also have marked the pages all-visible (index-only scans): do it now
-        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-        conn.execute(
-            sa.text("VACUUM ANALYZE" if engine.dialect.name == "postgresql" else "ANALYZE")
-        )
+    # Plans from real statistics; on PostgreSQL autovacuum would also have marked the
+    # pages all-visible (index-only scans): do that now. VACUUM needs autocommit.
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT").execute(sa.text("VACUUM ANALYZE"))
+    else:
+        with engine.begin() as conn:
+            conn.execute(sa.text("ANALYZE"))
 
 
 def timed(fn, repeat: int) -> float:

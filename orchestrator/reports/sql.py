@@ -106,11 +106,8 @@ def nth_values(conn: Connection, column: sa.Column, asks: Sequence[Ask]) -> list
         parts = []
         for i, (where, n, p) in enumerate(asks[start : start + _PER_STATEMENT]):
             rank = (p * n + 99) // 100  # 1-based, ascending
-            # A small group is sorted: `column + 0` keeps the planner off the value-ordered
-            # index, which would walk every group's rows to find this one's few.
-            value_order = column if n > SORTED else column + 0
             low = rank - 1 <= n - rank
-            order, skip = (value_order.asc(), rank - 1) if low else (value_order.desc(), n - rank)
+            order, skip = (column.asc(), rank - 1) if low else (column.desc(), n - rank)
             value = (sa.select(column).where(*where, column.is_not(None)).order_by(order)
                      .limit(1).offset(skip).scalar_subquery())  # fmt: skip
             parts.append(sa.select(sa.literal(i).label("i"), value.label("v")))
