@@ -2,8 +2,11 @@
 timestamp's UTC day, and nearest-rank percentiles.
 
 Percentiles: PostgreSQL has `percentile_cont`, SQLite has none (its percentile
-extension is off in most builds). Both have window functions, so a percentile is
-computed the same way on both: number each group's values in order
+extension is off in most builds). Reports rank with `nth_values`: count the group,
+then skip to the rank in an index ordered by the value (no sort of the window).
+`percentiles` is the sort-based way, kept as the reference the tests compare with
+(reports no longer call it; nor `seconds_between`, since durations are stored):
+number each group's values in order
 (`row_number() OVER (PARTITION BY key ORDER BY value)`), count the group
 (`count(*) OVER (PARTITION BY key)`), and keep the value whose number is the
 nearest rank ceil(p * n / 100), written (p * n + 99) // 100 in integers. The
