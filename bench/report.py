@@ -62,6 +62,7 @@ def seed(engine: sa.Engine, n_runs: int) -> None:
                 st = created + took * (s / STEPS_PER_RUN)
                 failed = status == "failed" and s == STEPS_PER_RUN - 1
                 steps.append({"run_id": rid, "step_id": f"s{s}", "attempts": 1, "version": 0,
+                              "workflow": WORKFLOWS[i % len(WORKFLOWS)], "run_created_at": created,
                               "status": "failed" if failed else "succeeded",
                               "error": "exit 1: boom" if failed else None, "started_at": st,
                               "finished_at": st + took / STEPS_PER_RUN,
@@ -69,6 +70,7 @@ def seed(engine: sa.Engine, n_runs: int) -> None:
             answered = rng.random() < 0.8 and status != "waiting"
             wait = timedelta(minutes=rng.uniform(1, 120))
             gates.append({"id": f"i-{i:010d}", "run_id": rid, "step_id": "s1", "kind": "approval",
+                          "workflow": WORKFLOWS[i % len(WORKFLOWS)],
                           "purpose": "gate", "prompt": "ok?", "responses": [], "version": 0,
                           "required_approvals": 1, "allow_requester": False, "notify": "thread",
                           "status": "approved" if answered else "pending" if status == "waiting"
@@ -79,8 +81,14 @@ def seed(engine: sa.Engine, n_runs: int) -> None:
             conn.execute(sa.insert(RUNS), runs)
             conn.execute(sa.insert(STEPS), steps)
             conn.execute(sa.insert(INTERACTIONS), gates)
-    with engine.begin() as conn:
-        conn.execute(sa.text("ANALYZE"))  # both databases: plans from real statistics
+    # Plans from real statistics; on PostgreSQL autovacuum would also have marked the
+    # pages all-visible (index-only scans): do that now. VACUUM needs autocommit.
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT").execute(sa.text("VACUUM ANALYZE"))
+    else:
+        with engine.begin() as conn:
+            conn.execute(sa.text("ANALYZE"))
 
 
 def timed(fn, repeat: int) -> float:

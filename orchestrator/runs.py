@@ -62,7 +62,7 @@ def insert_run(
         sa.insert(STEPS),
         [
             {"run_id": run_id, "step_id": s, "status": StepStatus.PENDING, "attempts": 0,
-             "version": 0, "updated_at": now}
+             "version": 0, "updated_at": now, "workflow": workflow, "run_created_at": now}
             for s in step_ids
         ],
     )  # fmt: skip

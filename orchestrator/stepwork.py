@@ -137,7 +137,8 @@ def ask(
     deadline = gates.deadline_at(now, spec.get("deadline_s"))
     every = spec.get("remind_every_s")
     values = {
-        "id": iid, "run_id": run.id, "step_id": step.id, "kind": spec["kind"],
+        "id": iid, "run_id": run.id, "workflow": run.workflow, "step_id": step.id,
+        "kind": spec["kind"],
         "purpose": "gate", "prompt": spec["prompt"], "options": spec.get("options"),
         "fields": spec.get("fields"), "allowed_users": spec.get("allowed_users") or [],
         "allowed_groups": spec.get("allowed_groups") or [],

@@ -19,6 +19,7 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 from sqlalchemy.engine import Connection, Engine, Row
 
 from storage.checkpoint_filter import MetadataFilter
+from storage.checkpoint_models import CheckpointBlobRow, CheckpointRow, CheckpointWriteRow
 from storage.checkpoint_rows import (
     Blobs,
     PendingWrites,
@@ -27,7 +28,6 @@ from storage.checkpoint_rows import (
     wanted_blobs,
 )
 from storage.engine import dialect_insert
-from storage.models import CheckpointBlobRow, CheckpointRow, CheckpointWriteRow
 
 CHECKPOINTS: sa.Table = CheckpointRow.__table__  # type: ignore[attr-defined]
 BLOBS: sa.Table = CheckpointBlobRow.__table__  # type: ignore[attr-defined]

@@ -12,13 +12,11 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
+import storage.checkpoint_models  # noqa: F401  (its tables belong to the same metadata)
 from storage.statuses import InteractionStatus, OutboxStatus, RunStatus, StepStatus
-from storage.types import UtcDateTime, utcnow
-
-JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
+from storage.types import JSONType, UtcDateTime, utcnow
 
 
 def _json(nullable: bool = False) -> Any:
@@ -35,10 +33,24 @@ def _stamp(index: bool = False) -> Any:
     return Field(default_factory=utcnow, sa_type=UtcDateTime, nullable=False, index=index)
 
 
+def _duration(when: str, start: str = "started_at", end: str = "finished_at") -> Any:
+    """end - start in ms for rows where `when` holds: a column the database generates
+    (migration 0010 writes its SQL for each database; this is SQLite's)."""
+    expression = (f"CASE WHEN {when} THEN CAST(round((julianday({end}) - julianday({start}))"
+                  " * 86400000) AS INTEGER) END")  # fmt: skip
+    return Field(default=None, sa_column=sa.Column(sa.BigInteger, sa.Computed(expression),
+                                                   nullable=True))  # fmt: skip
+
+
 class WorkflowRun(SQLModel, table=True):
     __tablename__ = "workflow_run"
     # Reports read runs by when they were created (migration 0009).
-    __table_args__ = (sa.Index("ix_workflow_run_created_at", "created_at", "workflow"),)
+    __table_args__ = (
+        sa.Index("ix_workflow_run_created_at", "created_at", "workflow"),
+        # 0010: durations ranked; a window's runs counted from the index alone.
+        sa.Index("ix_workflow_run_duration", "workflow", "duration_ms", "created_at"),
+        sa.Index("ix_workflow_run_window", "created_at", "workflow", "status", "duration_ms"),
+    )
 
     id: str = Field(primary_key=True, max_length=64)
     workflow: str = Field(index=True, max_length=200)
@@ -56,6 +68,7 @@ class WorkflowRun(SQLModel, table=True):
     started_at: datetime | None = _time()
     finished_at: datetime | None = _time()
     updated_at: datetime = _stamp()
+    duration_ms: int | None = _duration("status IN ('succeeded', 'failed', 'cancelled')")
 
 
 class WorkflowDefinition(SQLModel, table=True):
@@ -72,7 +85,13 @@ class WorkflowDefinition(SQLModel, table=True):
 
 class StepRun(SQLModel, table=True):
     __tablename__ = "step_run"
-    __table_args__ = (sa.UniqueConstraint("run_id", "step_id", name="uq_step_run_run_step"),)
+    __table_args__ = (
+        sa.UniqueConstraint("run_id", "step_id", name="uq_step_run_run_step"),
+        # Reports read a step's percentiles off these (migration 0010).
+        sa.Index("ix_step_run_window", "workflow", "step_id", "run_created_at", "duration_ms"),
+        sa.Index("ix_step_run_created", "run_created_at", "workflow", "step_id", "duration_ms"),
+        sa.Index("ix_step_run_duration", "workflow", "step_id", "duration_ms", "run_created_at"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     run_id: str = Field(foreign_key="workflow_run.id", index=True, max_length=64)
@@ -90,13 +109,25 @@ class StepRun(SQLModel, table=True):
     started_at: datetime | None = _time()
     finished_at: datetime | None = _time()
     updated_at: datetime = _stamp()
+    # The run's workflow and creation time, copied with the step so reports need no join.
+    workflow: str | None = Field(default=None, max_length=200)
+    run_created_at: datetime | None = _time()
+    duration_ms: int | None = _duration("status IN ('succeeded', 'failed')")
 
 
 class Interaction(SQLModel, table=True):
     """A request for a person: approve/reject, pick an option, or give input."""
 
     __tablename__ = "interaction"
-    __table_args__ = (sa.Index("ix_interaction_created_at", "created_at"),)
+    __table_args__ = (
+        sa.Index("ix_interaction_created_at", "created_at"),
+        # Reports read times to decision off these (migration 0010).
+        sa.Index("ix_interaction_decision", "created_at", "purpose", "workflow", "decision_ms"),
+        sa.Index("ix_interaction_decision_rank", "purpose", "decision_ms", "created_at"),
+        sa.Index(
+            "ix_interaction_workflow_decision", "workflow", "purpose", "decision_ms", "created_at"
+        ),
+    )
 
     id: str = Field(primary_key=True, max_length=64)
     run_id: str = Field(foreign_key="workflow_run.id", index=True, max_length=64)
@@ -118,6 +149,14 @@ class Interaction(SQLModel, table=True):
     answer: Any | None = _json(nullable=True)
     answered_by: str | None = Field(default=None, max_length=200)
     answered_at: datetime | None = _time()
+    workflow: str | None = Field(default=None, max_length=200)  # the run's, for reports
+    # How long a person took to answer (not opsloop at a deadline); reports read it.
+    decision_ms: int | None = _duration(
+        "answered_at IS NOT NULL AND status IN ('approved', 'rejected', 'decided', 'submitted')"
+        " AND (answered_by IS NULL OR answered_by <> 'opsloop')",
+        "created_at",
+        "answered_at",
+    )
     deadline: datetime | None = _time(index=True)
     on_deadline: str | None = Field(default=None, max_length=32)
     remind_every_s: int | None = Field(default=None)
@@ -193,65 +232,6 @@ class Schedule(SQLModel, table=True):
     last_run_id: str | None = Field(default=None, max_length=64)
     source: str | None = Field(default=None, max_length=1000)
     spec_digest: str | None = Field(default=None, max_length=64)
-
-
-class CheckpointRow(SQLModel, table=True):
-    """One LangGraph checkpoint, without the channel values kept in `checkpoint_blob`.
-
-    Text columns are unbounded: LangGraph makes channel names such as
-    "join:a+b+...:node" that grow with the graph.
-    """
-
-    __tablename__ = "checkpoint"
-    # SQLite keeps the rows in the primary-key b-tree, not beside a copy of the key.
-    __table_args__ = {"sqlite_with_rowid": False}
-
-    thread_id: str = Field(primary_key=True, sa_type=sa.Text)
-    checkpoint_ns: str = Field(default="", primary_key=True, sa_type=sa.Text)
-    checkpoint_id: str = Field(primary_key=True, sa_type=sa.Text)
-    parent_checkpoint_id: str | None = Field(default=None, sa_type=sa.Text)
-    # The run that wrote it (from metadata), so delete_for_runs is one indexed DELETE.
-    run_id: str | None = Field(default=None, index=True, sa_type=sa.Text)
-    type: str = Field(sa_type=sa.Text)
-    checkpoint: bytes = Field(sa_type=sa.LargeBinary)
-    metadata_: dict[str, Any] = Field(
-        default_factory=dict, sa_column=sa.Column("metadata", JSONType, nullable=False)
-    )
-
-
-class CheckpointBlobRow(SQLModel, table=True):
-    """A channel's value at one version; written once, shared by every checkpoint that has it."""
-
-    __tablename__ = "checkpoint_blob"
-    # SQLite keeps the rows in the primary-key b-tree, not beside a copy of the key.
-    __table_args__ = {"sqlite_with_rowid": False}
-
-    thread_id: str = Field(primary_key=True, sa_type=sa.Text)
-    checkpoint_ns: str = Field(default="", primary_key=True, sa_type=sa.Text)
-    channel: str = Field(primary_key=True, sa_type=sa.Text)
-    version: str = Field(primary_key=True, sa_type=sa.Text)
-    type: str = Field(sa_type=sa.Text)
-    blob: bytes | None = Field(default=None, sa_type=sa.LargeBinary)
-
-
-class CheckpointWriteRow(SQLModel, table=True):
-    """A pending write of one task against one checkpoint."""
-
-    __tablename__ = "checkpoint_write"
-    # SQLite keeps the rows in the primary-key b-tree, not beside a copy of the key.
-    __table_args__ = {"sqlite_with_rowid": False}
-
-    thread_id: str = Field(primary_key=True, sa_type=sa.Text)
-    checkpoint_ns: str = Field(default="", primary_key=True, sa_type=sa.Text)
-    checkpoint_id: str = Field(primary_key=True, sa_type=sa.Text)
-    task_id: str = Field(primary_key=True, sa_type=sa.Text)
-    idx: int = Field(
-        primary_key=True, sa_type=sa.Integer, sa_column_kwargs={"autoincrement": False}
-    )
-    task_path: str = Field(default="", sa_type=sa.Text)
-    channel: str = Field(sa_type=sa.Text)
-    type: str = Field(sa_type=sa.Text)
-    blob: bytes = Field(sa_type=sa.LargeBinary)
 
 
 class OutboxMessage(SQLModel, table=True):

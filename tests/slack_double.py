@@ -88,6 +88,7 @@ class Message:
     user: str
     versions: list[dict[str, Any]] = field(default_factory=list)
     metadata: dict[str, Any] | None = None  # {"event_type", "event_payload"} as posted
+    files: list[dict[str, Any]] | None = None  # a file share (files.completeUploadExternal)
 
     @property
     def edits(self) -> int:
@@ -608,7 +609,16 @@ class SlackDouble:
         for upload, spec in zip(uploads, files, strict=True):
             assert upload is not None
             upload.title = spec.get("title") or upload.filename
-            if channel:
+        if channel:  # a share is a message with `files` (Slack's file_share message)
+            shown = [{"id": u.id, "name": u.filename, "title": u.title, "mimetype": "image/png"}
+                     for u in uploads if u is not None]  # fmt: skip
+            ts = self._ts()
+            self._messages[(str(channel), ts)] = Message(
+                str(channel), ts, "", None, thread_ts, self.bot_user_id,
+                [{"text": "", "files": shown}], files=shown,
+            )  # fmt: skip
+            for upload in uploads:
+                assert upload is not None
                 upload.shared.append((str(channel), thread_ts))
         return {"ok": True, "files": [{"id": u.id, "title": u.title, "name": u.filename}
                                       for u in uploads if u is not None]}  # fmt: skip
@@ -717,6 +727,8 @@ class SlackDouble:
             shown["thread_ts"] = message.thread_ts
         if metadata and message.metadata is not None:
             shown["metadata"] = message.metadata
+        if message.files is not None:
+            shown.update(files=message.files, upload=True)
         return shown
 
     def _history(self, params: dict[str, Any]) -> dict[str, Any]:

@@ -64,6 +64,43 @@ def test_a_report_step_posts_the_figures_and_if_reads_its_outputs(engine: sa.Eng
     assert png is not None and png[:4] == b"\x89PNG" and digest.outputs["chart_bytes"] == len(png)
 
 
+ASKING = """
+name: asking
+steps:
+  - id: approve
+    approval: {message: "Go?", approvers: {users: [U0BOSS]}}
+"""
+
+CHANNEL_DIGEST = """
+name: digest
+steps:
+  - id: digest
+    report: {since: 1d}
+"""
+
+
+def test_a_report_posted_in_a_channel_counts_only_that_channels_runs(
+    engine: sa.Engine,
+) -> None:
+    """Everyone in the channel reads the post: runs of other channels stay out of it
+    (access.py: a run is visible in its channel), and so do their open gates."""
+    told, clock = Reports(), FakeClock()
+    with running(engine, FLAKY, ASKING, CHANNEL_DIGEST, clock=clock, front_end=told) as orch:
+        for channel in ("C0HERE", "C0ELSEWHERE", "C0ELSEWHERE", None):
+            orch.wait(orch.start_run("flaky", {}, started_by="U0OPS", channel=channel))
+        orch.wait(orch.start_run("asking", {}, started_by="U0OPS", channel="C0ELSEWHERE"))
+        clock.advance(1)
+        here = orch.wait(orch.start_run("digest", {}, started_by="U0OPS", channel="C0HERE"))
+        nowhere = orch.wait(orch.start_run("digest", {}, started_by="U0OPS"))
+    figures = here.steps[0].outputs
+    assert (figures["failed"], figures["total"], figures["waiting_count"]) == (1, 1, 0)
+    assert figures["gates_asked"] == 0 and figures["gates"] == []
+    [(_, report, _), _] = told.got
+    assert report.failing_steps[0].failures == 1 and report.waiting == ()
+    # A run with no channel posts to the default channel, with the other runs that have none.
+    assert (nowhere.steps[0].outputs["failed"], nowhere.steps[0].outputs["total"]) == (1, 1)
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [

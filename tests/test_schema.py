@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -13,6 +14,8 @@ from sqlmodel import SQLModel
 from storage.engine import create_engine
 from storage.errors import SchemaError
 from storage.schema import current_revision, head_revision, setup
+
+T0 = datetime(2030, 1, 7, 9, 0, tzinfo=UTC)
 
 
 def test_setup_is_safe_to_call_twice(db_url: str) -> None:
@@ -54,6 +57,38 @@ def test_upgrade_from_first_migration_keeps_rows(db_url: str) -> None:
         row = conn.execute(sa.text("SELECT workflow, status, version FROM workflow_run")).one()
         assert tuple(row) == ("deploy", "waiting", 3)
         assert "checkpoint" in sa.inspect(conn).get_table_names()
+    engine.dispose()
+
+
+def test_upgrade_to_0010_backfills_what_reports_read(db_url: str) -> None:
+    """Rows from before 0010 get their run's workflow and creation time copied onto their
+    steps, and the generated duration_ms (only for rows that ended so)."""
+    engine = create_engine(db_url)
+    setup(engine, revision="0009")
+    run = {"id": "r-0010", "workflow": "deploy", "definition_hash": "x", "params": {},
+           "started_by": "U1", "front_end": "cli", "status": "succeeded", "version": 0,
+           "created_at": T0, "started_at": T0, "finished_at": T0 + timedelta(seconds=90.25),
+           "updated_at": T0}  # fmt: skip
+    steps = [{"run_id": "r-0010", "step_id": step, "status": status, "attempts": 1,
+              "version": 0, "started_at": T0, "finished_at": T0 + timedelta(seconds=secs),
+              "updated_at": T0}
+             for step, status, secs in (("a", "succeeded", 1.5), ("b", "failed", 2),
+                                        ("c", "skipped", 3))]  # fmt: skip
+    with engine.begin() as conn:
+        meta = sa.MetaData()
+        runs, step_run = (
+            sa.Table(t, meta, autoload_with=conn) for t in ("workflow_run", "step_run")
+        )
+        conn.execute(sa.insert(runs), [run])
+        conn.execute(sa.insert(step_run), steps)
+    setup(engine)
+    with engine.connect() as conn:
+        got = conn.execute(sa.text("SELECT step_id, workflow, run_created_at, duration_ms "
+                                   "FROM step_run ORDER BY step_id")).all()  # fmt: skip
+        run_ms = conn.execute(sa.text("SELECT duration_ms FROM workflow_run")).scalar()
+    assert [(s, w, d) for s, w, _, d in got] == [("a", "deploy", 1500), ("b", "deploy", 2000),
+                                                  ("c", "deploy", None)]  # fmt: skip
+    assert all(created is not None for _, _, created, _ in got) and run_ms == 90250
     engine.dispose()
 
 

@@ -15,6 +15,7 @@ from bot.slack.commands import (
     Retry,
     Run,
     Runs,
+    ShowReport,
     Status,
     parse_command,
     usage,
@@ -41,6 +42,10 @@ from bot.slack.commands import (
         ("retry r-1", Retry("r-1")),
         ("retry r-1 build", Retry("r-1", "build")),
         ("plan deploy", Plan("deploy")),
+        ("report", ShowReport()),
+        ("report 24h", ShowReport(86400.0)),
+        ("report 90d deploy hello", ShowReport(90 * 86400.0, ("deploy", "hello"))),
+        ("report deploy", ShowReport(workflows=("deploy",))),
     ],
 )  # fmt: skip
 def test_every_subcommand(text, command):
@@ -77,6 +82,8 @@ def test_slack_entities_and_curly_quotes_are_undone():
         ("list all", "`list` does not take `all`", "list"),
         ("plan", "`plan` needs WORKFLOW", "plan"),
         ("help nope", "there is no /ops command `nope`", None),
+        ("report 7x", "`7x` is not a window; write 24h, 7d or 90d", "report"),
+        ("report 0d", "`0d` is not a window", "report"),
         ('run hello name="unclosed', "cannot read the command: no closing quotation", None),
     ],
 )

@@ -78,3 +78,22 @@ def test_a_chart_slack_refuses_for_good_leaves_the_text_and_says_so(
     notes = slack.thread(CHANNEL, post.response["ts"])
     assert any("could not be uploaded (invalid_channel)" in str(m.blocks) for m in notes)
     assert slack.files() == []
+
+
+def test_a_chart_share_whose_answer_was_lost_is_found_not_uploaded_again(
+    bot: tuple[Bot, FakeClock], slack: SlackDouble
+) -> None:
+    """Slack shared the chart but its answer was lost (a 500 after the work): the retry
+    finds the share in the report's thread by its file name and uploads nothing more."""
+    running, clock = bot
+    slack.fail_next("files.completeUploadExternal", status=500, lost=True)
+    clock.advance(timedelta(minutes=2))
+    until(lambda: running.outbox.counts().keys() == {"sent"} and report_posts(slack),
+          timeout=60, what="the outbox")  # fmt: skip
+    [post] = report_posts(slack)
+    [chart] = slack.files(CHANNEL)
+    assert chart.shared == [(CHANNEL, post.response["ts"])]
+    assert len(slack.calls("files.completeUploadExternal")) == 1  # the lost one, not redone
+    assert len(slack.calls("files.getUploadURLExternal")) == 1
+    [share] = [m for m in slack.thread(CHANNEL, post.response["ts"]) if m.files]
+    assert share.files[0]["name"].startswith("opsloop-report-")

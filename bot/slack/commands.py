@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from orchestrator.errors import ParamError
+from orchestrator.reports.window import DEFAULT_SINCE, MAX_SINCE
+from orchestrator.workflow.loader import parse_duration
 from orchestrator.workflow.params import parse_assignments
 
 SLASH_COMMAND = "/ops"
@@ -31,6 +33,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "audit": ("RUN", "who did what in a run: starts, answers, refusals, cancels, retries"),
     "plan": ("WORKFLOW", "show the steps a workflow would run, in order"),
     "schedules": ("", "schedules and their next fires; admins may pause or resume them"),
+    "report": ("[7d] [WORKFLOW ...]", "the ops report of the last days, of the runs you may see"),
 }
 
 _QUOTES = str.maketrans({"\u201c": '"', "\u201d": '"', "\u2018": "'", "\u2019": "'"})
@@ -94,9 +97,16 @@ class Schedules:
     pass
 
 
+@dataclass(frozen=True)
+class ShowReport:
+    since_s: float = DEFAULT_SINCE.total_seconds()
+    workflows: tuple[str, ...] = ()
+
+
 Command = (
     Help | ListWorkflows | Run | Status | Runs | Pending | Cancel | Retry | Audit | Plan | Schedules
-)
+    | ShowReport
+)  # fmt: skip
 
 
 class CommandError(ValueError):
@@ -209,6 +219,20 @@ def _plan(args: list[str]) -> Command:
     return Plan(args[0])
 
 
+def _report(args: list[str]) -> Command:
+    """`[7d] [WORKFLOW ...]`: a first word that starts with a digit is the window."""
+    if not args or not args[0][:1].isdigit():
+        return ShowReport(workflows=tuple(args))
+    hint = f"write 24h, 7d or 90d (at most {MAX_SINCE.days}d)"
+    try:
+        since_s = parse_duration(args[0])
+    except ValueError:
+        raise CommandError(f"`{args[0]}` is not a window; {hint}", usage("report")) from None
+    if not 0 < since_s <= MAX_SINCE.total_seconds():
+        raise CommandError(f"`{args[0]}` is out of range; {hint}", usage("report"))
+    return ShowReport(since_s, tuple(args[1:]))
+
+
 _PARSERS = {
     "help": _help,
     "list": _no_args("list", ListWorkflows),
@@ -221,4 +245,5 @@ _PARSERS = {
     "audit": _audit,
     "plan": _plan,
     "schedules": _no_args("schedules", Schedules),
+    "report": _report,
 }

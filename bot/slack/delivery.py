@@ -12,6 +12,7 @@ or thread before it is posted again: never twice.
 from __future__ import annotations
 
 import base64
+import hashlib
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
@@ -98,8 +99,12 @@ class SlackDelivery:
         )  # fmt: skip
         return {"channel": reply["channel"], "ts": reply["ts"]}
 
-    def _find(self, message: Message, channel: str, thread_ts: str | None) -> Any:
-        """The message an earlier attempt posted, if it landed: {"channel", "ts"} or None."""
+    def _find(
+        self, message: Message, channel: str, thread_ts: str | None,
+        posted: Callable[[Mapping[str, Any]], bool] | None = None,
+    ) -> Any:  # fmt: skip
+        """The message an earlier attempt posted, if it landed: {"channel", "ts"} or None.
+        `posted` tells it apart (default: the outbox key in its metadata)."""
         if channel[:1] in ("U", "W"):  # a DM: history needs the conversation's id
             channel = self.client.conversations_open(users=channel)["channel"]["id"]
         since = _epoch(message.created_at) - LOOKBACK_S
@@ -111,7 +116,7 @@ class SlackDelivery:
                     else self.client.conversations_history(**args))  # fmt: skip
             for found in page["messages"]:
                 payload = (found.get("metadata") or {}).get("event_payload") or {}
-                if payload.get("key") == message.id:
+                if posted(found) if posted else payload.get("key") == message.id:
                     return {"channel": channel, "ts": found["ts"]}
             cursor = (page.get("response_metadata") or {}).get("next_cursor")
             if not cursor:
@@ -208,10 +213,18 @@ class SlackDelivery:
         there instead (429, 5xx and lost connections raise: the outbox tries again)."""
         assert message.channel
         payload, thread = message.payload, self._thread(message)
+        # A file share carries no metadata: its file name carries the outbox key instead,
+        # so a share whose answer was lost is found before the chart is uploaded again.
+        name = f"opsloop-report-{hashlib.sha256(message.id.encode()).hexdigest()[:12]}.png"
+        if message.uncertain and (found := self._find(
+            message, message.channel, thread,
+            lambda m: any(f.get("name") == name for f in m.get("files") or ()),
+        )):  # fmt: skip
+            return {**found, "found": True}
         try:
             return upload_png(
                 self.client, channel=message.channel, thread_ts=thread,
-                data=base64.b64decode(payload["png"]), filename="opsloop-report.png",
+                data=base64.b64decode(payload["png"]), filename=name,
                 title=payload["title"], alt=payload["alt"],
             )  # fmt: skip
         except SlackApiError as exc:

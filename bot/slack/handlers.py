@@ -12,6 +12,7 @@ import logging
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 from slack_sdk import WebClient
@@ -24,6 +25,7 @@ from bot.slack.audit_blocks import render_audit
 from bot.slack.blocks import render_run_board
 from bot.slack.home import render_home
 from bot.slack.inbox import COMMAND, request_key, run_id_for
+from bot.slack.report_blocks import render_report, render_week
 from bot.slack.schedule_blocks import render_next_fires, render_schedules
 from orchestrator.audit import RunVisibility, check_start, check_visible, run_trail
 from orchestrator.engine import Orchestrator
@@ -31,6 +33,10 @@ from orchestrator.errors import NotFound, OrchestratorError
 from orchestrator.gates import listed
 from orchestrator.protocol import InteractionView, RunView
 from orchestrator.queries import RunSummary, interaction, open_interactions, recent_runs
+from orchestrator.reports.audience import person_audience
+from orchestrator.reports.build import build_report
+from orchestrator.reports.figures import Report
+from orchestrator.reports.window import DEFAULT_SINCE
 from orchestrator.workflow.definitions import Workflow
 from orchestrator.workflow.params import missing_required
 
@@ -109,6 +115,11 @@ class Handlers:
                     self.orch.schedules(), manage=self.orch.access.may_manage_schedules(user)
                 )
                 _say(respond, shown["text"], blocks=shown["blocks"])
+            case cmds.ShowReport(since_s=since_s, workflows=names):
+                for name in names:
+                    self.orch.workflow(name)  # UnknownWorkflow lists the known ones
+                shown = render_report(self._report(user, body.get("channel_id"), since_s, names))
+                _say(respond, shown["text"], blocks=shown["blocks"])
             case _:
                 _say(respond, f"```{cmds.usage()}```")
 
@@ -144,6 +155,14 @@ class Handlers:
         )
         return [r for r in rows if r.id in seen][:limit]
 
+    def _report(
+        self, user: str, where: str | None, since_s: float, workflows: tuple[str, ...] = ()
+    ) -> Report:
+        """The report of the runs `user` may see from `where` (access.py, in SQL)."""
+        audience = person_audience(self.orch.access, self.orch.engine, user, where)
+        return build_report(self.orch.engine, self.orch.clock.now(), timedelta(seconds=since_s),
+                            workflows, audience)  # fmt: skip
+
     def _waiting_for(self, user: str) -> list[InteractionView]:
         """Open interactions that name `user` (or nobody), as `pending` and App Home list them."""
         return [
@@ -153,8 +172,9 @@ class Handlers:
 
     def home(self, user: str) -> None:
         """Publish the App Home tab for `user`."""
+        week = render_week(self._report(user, None, DEFAULT_SINCE.total_seconds()))
         view = render_home(self._waiting_for(user), self._visible_runs(user, None),
-                           render_next_fires(self.orch.schedules()))  # fmt: skip
+                           render_next_fires(self.orch.schedules()), week)  # fmt: skip
         self.client.views_publish(user_id=user, view=view)
 
     # -- clicks -----------------------------------------------------------------

@@ -17,9 +17,11 @@ def render_home(
     waiting: Sequence[InteractionView],
     runs: Sequence[RunSummary],
     next_fires: Sequence[dict[str, Any]] = (),
+    this_week: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
-    """A `views.publish` view: open gates this user may answer, recent runs, then the
-    next scheduled runs (blocks from schedule_blocks.render_next_fires)."""
+    """A `views.publish` view: open gates this user may answer, "this week" (blocks from
+    report_blocks.render_week), recent runs, then the next scheduled runs (blocks from
+    schedule_blocks.render_next_fires)."""
     blocks: list[dict[str, Any]] = [header("Waiting for you")]
     if not waiting:
         blocks.append(section("_Nothing is waiting for you._"))
@@ -29,6 +31,8 @@ def render_home(
                               f"step `{escaped(item.step_id, 80)}`: {prompt}"))  # fmt: skip
     if len(waiting) > _SHOWN:
         blocks.append(context(f"… and {len(waiting) - _SHOWN} more"))
+    if this_week:
+        blocks += [divider(), *this_week]
     blocks += [divider(), header("Recent runs")]
     for run in runs[:_SHOWN]:
         who = f"<@{escaped(run.started_by, 64)}>"

@@ -123,3 +123,15 @@ def _waiting_line(w: Waiting) -> str:
 
 def _more(n: int, what: str) -> list[str]:
     return [f"… and {n - TOP} more {what} (`opsloop report`)"] if n > TOP else []
+
+
+def render_week(report: Report) -> list[dict[str, Any]]:
+    """The App Home's "this week": runs by outcome, success rate, time to decision p50
+    and the gates waiting now, in one section."""
+    runs = sum(r.total for r in report.runs)
+    outcomes = ", ".join(f"{report.total(o)} {o}"
+                         for o in ("succeeded", "failed", "cancelled", "running"))  # fmt: skip
+    text = (f"*{runs}* runs: {outcomes} · success *{percent(report.success_rate)}* · "
+            f"time to decision p50 *{format_duration(report.decision_p50_s) or '-'}* · "
+            f"*{len(report.waiting)}* gates waiting now")  # fmt: skip
+    return [header("This week"), section(text, block_id="this-week")]

@@ -9,6 +9,7 @@ from sqlalchemy.engine import Engine
 
 from orchestrator.reports import gate_figures as people
 from orchestrator.reports import run_figures
+from orchestrator.reports.audience import Audience
 from orchestrator.reports.figures import Day, Report
 from orchestrator.reports.window import DEFAULT_SINCE, Window
 from storage.engine import read_transaction
@@ -19,10 +20,12 @@ def build_report(
     now: datetime,
     since: timedelta = DEFAULT_SINCE,
     workflows: tuple[str, ...] = (),
+    audience: Audience | None = None,
 ) -> Report:
-    """The figures of [now - since, now), limited to `workflows` if any are given;
-    ValueError for a window that is empty or longer than ten years."""
-    window = Window.ending(now, since, workflows)
+    """The figures of [now - since, now), limited to `workflows` if any are given and to
+    the runs `audience` may see if given; ValueError for a window that is empty or longer
+    than ten years."""
+    window = Window.ending(now, since, workflows, audience)
     with read_transaction(engine) as conn:
         runs = run_figures.run_figures(conn, window)
         slowest = run_figures.slowest_steps(conn, window)
@@ -30,13 +33,15 @@ def build_report(
         per_day = run_figures.runs_per_day(conn, window)
         gates = people.gate_figures(conn, window)
         decisions = people.decisions_per_day(conn, window)
+        decision_p50 = people.decision_overall(conn, window)
         reminders, escalations = people.nudges(conn, window)
         waiting = people.waiting_now(conn, window, now)
         schedules = people.schedule_fires(conn, window)
     return Report(
         since=window.since, until=window.until, workflows_filter=window.workflows,
         runs=runs, slowest_steps=slowest, failing_steps=failing, gates=gates,
-        reminders=reminders, escalations=escalations, waiting=waiting, schedules=schedules,
+        decision_p50_s=decision_p50, reminders=reminders, escalations=escalations,
+        waiting=waiting, schedules=schedules,
         days=_days(window, per_day, decisions),
     )  # fmt: skip
 

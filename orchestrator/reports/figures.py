@@ -116,6 +116,7 @@ class Report:
     slowest_steps: tuple[SlowStep, ...] = ()
     failing_steps: tuple[FailingStep, ...] = ()
     gates: tuple[GateFigures, ...] = ()
+    decision_p50_s: float | None = None  # over every workflow's gates
     reminders: int = 0
     escalations: int = 0
     waiting: tuple[Waiting, ...] = ()

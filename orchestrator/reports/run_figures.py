@@ -9,10 +9,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from orchestrator.reports.figures import ERROR_CHARS, FailingStep, SlowStep, WorkflowRuns
-from orchestrator.reports.sql import percentiles, seconds_between, utc_day
-from orchestrator.reports.window import Window
+from orchestrator.reports.sql import SORTED, nth_values, utc_day
+from orchestrator.reports.window import Window, unsought
 from orchestrator.runs import RUNS, STEPS
-from storage.statuses import FINISHED_RUN, RunStatus, StepStatus
+from storage.statuses import RunStatus, StepStatus
 
 TOP = 5  # slowest and failing steps listed
 
@@ -26,51 +26,63 @@ def outcome(status: str) -> str:
 
 
 def run_figures(conn: Connection, window: Window) -> tuple[WorkflowRuns, ...]:
-    """Per workflow: runs by outcome, and p50/p95 of finished runs' durations."""
+    """Per workflow: runs by outcome, and p50/p95 of finished runs' durations (the
+    stored `duration_ms`, read off ix_workflow_run_duration)."""
     counts: dict[str, dict[str, Any]] = defaultdict(dict)
+    timed: dict[str, int] = defaultdict(int)
     by_status = (
-        sa.select(RUNS.c.workflow, RUNS.c.status, sa.func.count())
+        sa.select(
+            RUNS.c.workflow, RUNS.c.status, sa.func.count(), sa.func.count(RUNS.c.duration_ms)
+        )
         .where(window.runs())
         .group_by(RUNS.c.workflow, RUNS.c.status)
     )
-    for workflow, status, n in conn.execute(by_status):
+    for workflow, status, n, with_duration in conn.execute(by_status):
         key = outcome(status)
         counts[workflow][key] = counts[workflow].get(key, 0) + n
-    durations = sa.select(
-        RUNS.c.workflow, seconds_between(RUNS.c.started_at, RUNS.c.finished_at).label("d")
-    ).where(window.runs(), RUNS.c.status.in_(list(FINISHED_RUN)))
-    for row in conn.execute(percentiles(durations, ["workflow"], "d", [50, 95])).mappings():
-        counts[row["workflow"]].update(p50_s=ms(row["p50"]), p95_s=ms(row["p95"]))
+        timed[workflow] += with_duration
+    named = [(w, n) for w, n in timed.items() if n]
+    asks = [([RUNS.c.workflow == w, window.runs(seek=n <= SORTED)], n, p)
+            for w, n in named for p in (50, 95)]  # fmt: skip
+    values = iter(nth_values(conn, RUNS.c.duration_ms, asks))
+    for workflow, _ in named:
+        counts[workflow].update(p50_s=next(values) / 1000, p95_s=next(values) / 1000)
     return tuple(WorkflowRuns(workflow=w, **counts[w]) for w in sorted(counts))
 
 
 def slowest_steps(conn: Connection, window: Window, top: int = TOP) -> tuple[SlowStep, ...]:
-    """The steps with the longest p95 duration (finished ones, succeeded or failed)."""
-    rows = (
-        sa.select(RUNS.c.workflow, STEPS.c.step_id,
-                  seconds_between(STEPS.c.started_at, STEPS.c.finished_at).label("d"))
-        .select_from(RUNS.join(STEPS, STEPS.c.run_id == RUNS.c.id))
-        .where(window.runs(), STEPS.c.status.in_([StepStatus.SUCCEEDED, StepStatus.FAILED]))
-    )  # fmt: skip
-    ranked = percentiles(rows, ["workflow", "step_id"], "d", [95]).subquery()
-    stmt = sa.select(ranked).order_by(ranked.c.p95.desc(), ranked.c.workflow, ranked.c.step_id)
-    return tuple(
-        SlowStep(r["workflow"], r["step_id"], r["n"], ms(r["p95"]) or 0.0)
-        for r in conn.execute(stmt.limit(top)).mappings()
+    """The steps with the longest p95 duration (finished ones, succeeded or failed): each
+    (workflow, step) counted, then its p95 read off ix_step_run_duration."""
+    d = STEPS.c.duration_ms
+    groups = (
+        sa.select(STEPS.c.workflow, STEPS.c.step_id, sa.func.count(d))
+        .where(window.steps(), d.is_not(None))
+        .group_by(STEPS.c.workflow, STEPS.c.step_id)
     )
+    counted = conn.execute(groups).all()
+    asks = [([STEPS.c.workflow == w, STEPS.c.step_id == s, window.steps(seek=n <= SORTED)], n, 95)
+            for w, s, n in counted]  # fmt: skip
+    p95s = nth_values(conn, d, asks)
+    found = [SlowStep(w, s, n, p95 / 1000) for (w, s, n), p95 in zip(counted, p95s, strict=True)]
+    found.sort(key=lambda s: (-s.p95_s, s.workflow, s.step_id))
+    return tuple(found[:top])
 
 
 def failing_steps(conn: Connection, window: Window, top: int = TOP) -> tuple[FailingStep, ...]:
     """Steps that failed most often, each with its latest failure's error."""
-    group = [RUNS.c.workflow, STEPS.c.step_id]
+    # Grouped by `unsought` columns: no index gives this order, so the few failed rows
+    # are found by status instead of the planner walking a whole index for its order.
+    group = [
+        unsought(STEPS.c.workflow).label("workflow"),
+        unsought(STEPS.c.step_id).label("step_id"),
+    ]
     latest = sa.func.row_number().over(
         partition_by=group, order_by=(STEPS.c.finished_at.desc(), STEPS.c.run_id.desc())
     )
     ranked = (
         sa.select(*group, STEPS.c.error, STEPS.c.run_id, latest.label("rn"),
                   sa.func.count().over(partition_by=group).label("failures"))
-        .select_from(RUNS.join(STEPS, STEPS.c.run_id == RUNS.c.id))
-        .where(window.runs(), STEPS.c.status == StepStatus.FAILED)
+        .where(window.steps(seek=False), STEPS.c.status == StepStatus.FAILED)  # few: by status
         .subquery()
     )  # fmt: skip
     stmt = (

@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from orchestrator.protocol import RunView
+from orchestrator.reports.audience import channel_audience
 from orchestrator.reports.build import build_report
 from orchestrator.reports.chart import render_chart
 from orchestrator.services import Services
@@ -18,9 +19,10 @@ def run_report(services: Services, run: RunView, step_id: str, action: ReportAct
     """The step's body; its outputs are `Report.to_json()` (so `if:` can read `failed`)."""
     for attempt in storage_attempts():
         with attempt:
+            # Everyone in the channel reads the post: only that channel's runs (audience.py).
             report = build_report(
                 services.engine, services.clock.now(), timedelta(seconds=action.since_s),
-                action.workflows,
+                action.workflows, channel_audience(run.channel),
             )  # fmt: skip
     chart = render_chart(report) if action.chart else None
     services.front_end.report_ready(run, step_id, report, chart)
