@@ -101,12 +101,37 @@ def test_a_report_posted_in_a_channel_counts_only_that_channels_runs(
     assert (nowhere.steps[0].outputs["failed"], nowhere.steps[0].outputs["total"]) == (1, 1)
 
 
+WIDE_DIGEST = """
+name: wide
+steps:
+  - id: listed
+    report: {since: 1d, channels: [C0ELSEWHERE]}
+  - id: everything
+    report: {since: 1d, channels: all}
+"""
+
+
+def test_a_report_counts_the_channels_its_workflow_lists_or_all(engine: sa.Engine) -> None:
+    """A digest in #ops of deploys started elsewhere: the workflow's author names those
+    channels (or `all`); the file is the operator's, as `access:` is."""
+    clock = FakeClock()
+    with running(engine, FLAKY, WIDE_DIGEST, clock=clock, front_end=Reports()) as orch:
+        for channel in ("C0HERE", "C0ELSEWHERE", "C0THIRD", None):
+            orch.wait(orch.start_run("flaky", {}, started_by="U0OPS", channel=channel))
+        clock.advance(1)
+        wide = orch.wait(orch.start_run("wide", {}, started_by="U0OPS", channel="C0HERE"))
+    listed, everything = (step.outputs for step in wide.steps)
+    assert (listed["failed"], listed["total"]) == (2, 2)  # C0HERE and C0ELSEWHERE
+    assert (everything["failed"], everything["total"]) == (4, 4)
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [
         ("report: {since: soon}", "bad.yml:4: since must be a duration"),
         ("report: {chart: maybe}", "bad.yml:4: chart must be true or false"),
         ("report: {colour: red}", "bad.yml:4: unknown key `colour` in report"),
+        ("report: {channels: [C0 OPS]}", "bad.yml:4: `C0 OPS` in channels is not a channel"),
         ("report: {}\n    retry: {attempts: 2}", "bad.yml:5: retry applies to python and shell"),
     ],
 )

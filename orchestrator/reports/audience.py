@@ -42,9 +42,10 @@ class Audience:
         return sa.or_(*parts) if parts else sa.false()
 
 
-def channel_audience(channel: str | None) -> Audience:
-    """Everyone in `channel`: the runs of that channel (None: the runs with no channel)."""
-    return Audience(channels=(channel,))
+def channel_audience(channel: str | None, *more: str) -> Audience:
+    """Everyone in `channel`: the runs of that channel (None: the runs with no channel),
+    and of the channels in `more` that a workflow's author chose to show there."""
+    return Audience(channels=(channel, *more))
 
 
 def person_audience(

@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from orchestrator.protocol import RunView
-from orchestrator.reports.audience import channel_audience
+from orchestrator.reports.audience import Audience, channel_audience
 from orchestrator.reports.build import build_report
 from orchestrator.reports.chart import render_chart
 from orchestrator.services import Services
@@ -19,13 +19,20 @@ def run_report(services: Services, run: RunView, step_id: str, action: ReportAct
     """The step's body; its outputs are `Report.to_json()` (so `if:` can read `failed`)."""
     for attempt in storage_attempts():
         with attempt:
-            # Everyone in the channel reads the post: only that channel's runs (audience.py).
             report = build_report(
                 services.engine, services.clock.now(), timedelta(seconds=action.since_s),
-                action.workflows, channel_audience(run.channel),
+                action.workflows, _audience(run, action),
             )  # fmt: skip
     chart = render_chart(report) if action.chart else None
     services.front_end.report_ready(run, step_id, report, chart)
     outputs: dict[str, Any] = report.to_json()
     outputs["chart_bytes"] = len(chart) if chart is not None else 0
     return outputs
+
+
+def _audience(run: RunView, action: ReportAction) -> Audience | None:
+    """Everyone in the channel reads the post: the runs of that channel (audience.py), and
+    those of the channels the workflow's author listed in `channels:` (`all`: every run)."""
+    if "*" in action.channels:
+        return None
+    return channel_audience(run.channel, *action.channels)

@@ -98,12 +98,13 @@ class ShellAction:
 
 @dataclass(frozen=True)
 class ReportAction:
-    """Compute the ops report of the last `since_s` seconds (of `workflows`, or all) and
-    post it to the run's channel, with a chart if `chart`; its outputs are the figures."""
+    """The ops report of the last `since_s` s (of `workflows`, or all) over the runs of the
+    run's channel and of `channels` ("*": every run), posted there; outputs: the figures."""
 
     since_s: float = 7 * 86400.0
     workflows: tuple[str, ...] = ()
-    chart: bool = False
+    chart: bool = False  # a PNG posted with it
+    channels: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -157,10 +158,8 @@ class Gate:
 
 @dataclass(frozen=True, kw_only=True)
 class ApprovalGate(Gate):
-    """Wait until `required` distinct people approve, or one rejects.
-
-    `editable_params` lets an approver change those params while approving.
-    """
+    """Wait until `required` distinct people approve, or one rejects; `editable_params`
+    lets an approver change those params while approving."""
 
     required: int = 1
     allow_requester: bool = False

@@ -289,10 +289,27 @@ _FIELD = {
     "choices": ("choices", choice_list),
     "label": ("label", text_value),
 }
+_CHANNEL = re.compile(r"#?[A-Za-z0-9][A-Za-z0-9_.-]{0,79}")
+
+
+def _report_channels(ctx: Context, node: Node, key: str) -> tuple[str, ...] | None:
+    """`all` (every run), or the channels whose runs a report counts besides its own."""
+    if isinstance(node, ScalarNode) and node.value == "all":
+        return ("*",)
+    values = text_list(ctx, node, key)
+    bad = [v for v in values or () if not _CHANNEL.fullmatch(v)]
+    if bad:
+        hint = f"write {key}: [C012ABC] (the runs' channel ids) or {key}: all"
+        ctx.add(node, f"`{bad[0]}` in {key} is not a channel id", hint)
+        return None
+    return values
+
+
 _REPORT = {
     "since": ("since_s", seconds_value()),
     "workflows": ("workflows", text_list),
     "chart": ("chart", flag_value),
+    "channels": ("channels", _report_channels),
 }
 _RETRY = {
     "attempts": ("attempts", count_value(1, 100)),
