@@ -49,17 +49,21 @@ class Recovery:
         """Continue unfinished runs: steps whose process is gone, answers not yet acted on.
 
         Runs at start and then every lease period, so a replica that dies is
-        taken over by the others; steps a live process runs are left alone.
+        taken over by the others; steps a live process runs are left alone. A run
+        that only waits for people is not read at all: nothing in it can move until
+        an answer or a timer (horizon.py) comes, so ten thousand of them cost a sweep
+        one query.
         """
         with read_transaction(self._services.engine) as conn:
-            unfinished = runs.unfinished_run_ids(conn)
+            unfinished = runs_to_sweep(conn)
         for run_id in unfinished:
             try:
                 self.recover_run(run_id)
             except OrchestratorError as exc:  # e.g. its workflow file is gone: say so, go on
                 log.warning("could not recover run %s: %s", run_id, exc)
         # Questions other processes opened (a CLI run that exited, a replica that died)
-        # get their deadlines and reminders here too; those already past apply now.
+        # get their deadlines and reminders here too, as they fall due; those already
+        # past apply now.
         self._people.watch_run(None)
 
     def recover_run(self, run_id: str) -> None:
@@ -200,3 +204,28 @@ class Recovery:
             )  # fmt: skip
             runs.audit(conn, by, "run.retried", now=now, run_id=run_id, steps=sorted(reset))
         self._advancer.advance(run_id)
+
+
+def runs_to_sweep(conn: sa.Connection) -> list[str]:
+    """Unfinished runs a sweep acts on: every one but those quietly waiting for people
+    (status `waiting`, no step running, and every waiting step's question still open).
+    A run waiting with a step `running` or answered but not resumed (its process died
+    in between) is swept; so is every `pending` or `running` run, as before."""
+    run, step, asked = runs.RUNS, runs.STEPS, interactions.INTERACTIONS
+    moving = sa.select(run.c.id).where(run.c.status.in_([RunStatus.PENDING, RunStatus.RUNNING]))
+    open_question = sa.exists().where(
+        asked.c.run_id == step.c.run_id, asked.c.step_id == step.c.step_id,
+        asked.c.status == InteractionStatus.PENDING,
+    )  # fmt: skip
+    stirring = (
+        sa.select(step.c.run_id)
+        .join(run, run.c.id == step.c.run_id)
+        .where(
+            run.c.status == RunStatus.WAITING,
+            sa.or_(
+                step.c.status == StepStatus.RUNNING,
+                sa.and_(step.c.status == StepStatus.WAITING, sa.not_(open_question)),
+            ),
+        )
+    )
+    return sorted({row[0] for row in conn.execute(sa.union(moving, stirring))})
