@@ -213,19 +213,15 @@ def runs_to_sweep(conn: sa.Connection) -> list[str]:
     in between) is swept; so is every `pending` or `running` run, as before."""
     run, step, asked = runs.RUNS, runs.STEPS, interactions.INTERACTIONS
     moving = sa.select(run.c.id).where(run.c.status.in_([RunStatus.PENDING, RunStatus.RUNNING]))
-    open_question = sa.exists().where(
-        asked.c.run_id == step.c.run_id, asked.c.step_id == step.c.step_id,
-        asked.c.status == InteractionStatus.PENDING,
-    )  # fmt: skip
-    stirring = (
-        sa.select(step.c.run_id)
-        .join(run, run.c.id == step.c.run_id)
-        .where(
-            run.c.status == RunStatus.WAITING,
-            sa.or_(
-                step.c.status == StepStatus.RUNNING,
-                sa.and_(step.c.status == StepStatus.WAITING, sa.not_(open_question)),
-            ),
-        )
-    )
-    return sorted({row[0] for row in conn.execute(sa.union(moving, stirring))})
+    running = sa.select(step.c.run_id).where(step.c.status == StepStatus.RUNNING)
+    # Waiting steps less those with an open question: two index scans, no per-row probe
+    # (and no join, which a planner with stale statistics turns into a nested loop).
+    answered = sa.except_(
+        sa.select(step.c.run_id, step.c.step_id).where(step.c.status == StepStatus.WAITING),
+        sa.select(asked.c.run_id, asked.c.step_id)
+        .where(asked.c.status == InteractionStatus.PENDING),
+    ).subquery()  # fmt: skip
+    stirred = sa.union(running, sa.select(answered.c.run_id)).subquery()
+    waiting = sa.select(run.c.id).where(run.c.status == RunStatus.WAITING,
+                                        run.c.id.in_(sa.select(stirred.c.run_id)))  # fmt: skip
+    return sorted({row[0] for row in conn.execute(sa.union(moving, waiting))})
