@@ -28,8 +28,10 @@ from orchestrator.timers import Timers
 from storage.engine import read_transaction
 from storage.statuses import InteractionStatus
 
-WINDOW = timedelta(minutes=5)  # how far ahead timers are held in memory
+WINDOW = timedelta(minutes=2)  # how far ahead timers are held in memory
 RELOAD = timedelta(minutes=1)  # how often the window moves on; below WINDOW, so no gap
+# What arming a question's timers reads (people.watch): not its JSON columns.
+TIMES = ("id", "deadline", "escalate_at", "escalated_at", "remind_every_s", "next_reminder_at")
 JOB_ID = "horizon"
 
 
@@ -93,5 +95,6 @@ def due_interactions(conn: sa.Connection, until: datetime) -> list[Mapping[str, 
         sa.and_(table.c.escalate_at <= until, table.c.escalated_at.is_(None)),
     ]
     ids = sa.union(*(sa.select(table.c.id).where(term, pending) for term in terms)).subquery()
-    stmt = sa.select(table).where(table.c.id.in_(sa.select(ids.c.id)), pending)
+    columns = [table.c[name] for name in TIMES]
+    stmt = sa.select(*columns).where(table.c.id.in_(sa.select(ids.c.id)), pending)
     return list(conn.execute(stmt.order_by(table.c.created_at)).mappings())

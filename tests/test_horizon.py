@@ -93,7 +93,7 @@ def test_only_gates_falling_due_soon_hold_timers_after_a_restart(engine: sa.Engi
         until(lambda: all(serving.view(r).status == "failed" for r in soon), what="soon expired")
         assert all(serving.view(r).status == "waiting" for r in later)
         # Two hours on, the first reminders come within the window: armed, sent once each.
-        clock.advance(timedelta(hours=2) - WINDOW / 2)
+        clock.advance(timedelta(hours=2) - timedelta(minutes=2) - WINDOW / 2)
         until(lambda: len(_timer_jobs(serving)) == 4, what="the reminders armed")
         assert all(job.startswith("remind:") for job in _timer_jobs(serving))
 
