@@ -59,8 +59,9 @@ def memory_mb(pid: int) -> tuple[float, float]:
 
 def serve_once(url: str, workflows: Path) -> dict[str, float]:
     """Start `serve --no-slack` on `url`; time to its serving line and memory then."""
+    path = os.pathsep.join([str(ROOT), str(Path(__file__).resolve().parent)])  # engine_tasks
     env = {**os.environ, "DATABASE_URL": url, "OPSLOOP_WORKFLOWS": str(workflows),
-           "OPSLOOP_SHUTDOWN_GRACE": "5", "PYTHONPATH": str(ROOT)}  # fmt: skip
+           "OPSLOOP_SHUTDOWN_GRACE": "5", "PYTHONPATH": path}  # fmt: skip
     began = time.monotonic()
     proc = subprocess.Popen(
         [sys.executable, "-m", "bot.cli", "serve", "--no-slack"], cwd=ROOT, env=env,
