@@ -19,7 +19,10 @@ of one core, and separately that of the PostgreSQL backends serving it (found by
 `application_name`). The window should cover a sweep (every 30 s) and a heartbeat.
 
     .venv/bin/python bench/waiting_side_by_side.py [--waiting 1000] [--gates 200]
-        [--idle 60] [--skip-sqlite] [--dbos-python PATH] [--json PATH]
+        [--idle 60] [--skip-sqlite] [--skip-dbos] [--dbos-python PATH] [--json PATH]
+
+`OPSLOOP_BENCH_CODE=/path/to/checkout` measures another checkout of opsloop (its
+processes run that code with this venv's packages).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 BENCH = Path(__file__).resolve().parent
-ROOT = BENCH.parent
+ROOT = Path(os.environ.get("OPSLOOP_BENCH_CODE") or BENCH.parent)  # another checkout to measure
 PG = "postgresql://postgres@127.0.0.1:5432/test"
 SETTLE_S = 3.0  # after start: let start-up work (reminders due now, first loads) end
 
@@ -233,10 +236,11 @@ def main() -> None:
     parser.add_argument("--idle", type=float, default=60.0)
     parser.add_argument("--skip-sqlite", action="store_true")
     parser.add_argument("--dbos-python", default="/tmp/dbos-venv/bin/python")
+    parser.add_argument("--skip-dbos", action="store_true")
     parser.add_argument("--json", type=Path)
     args, _ = parser.parse_known_args()
     rows = {"opsloop, PostgreSQL": measure_ours("postgres", args)}
-    dbos = measure_dbos(args)
+    dbos = None if args.skip_dbos else measure_dbos(args)
     if dbos is not None:
         rows["DBOS, PostgreSQL"] = dbos
     if not args.skip_sqlite:

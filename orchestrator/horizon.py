@@ -4,7 +4,9 @@ A process that serves the database (`serve`, `resume`) does not arm a timer per 
 question. Every `RELOAD` of clock time it reads the pending interactions with a
 deadline, reminder or escalation before the end of the window (`WINDOW` from now) and
 arms those; a question opened meanwhile is armed at once only if it falls due inside
-the window already loaded, and otherwise the load that reaches its time arms it. So
+the window already loaded, and otherwise the load that reaches its time arms it (a
+question due soon that another process opened is loaded at once on PostgreSQL, which
+tells of it by NOTIFY, and at the next load elsewhere). So
 start-up time and memory follow what is due in the next minutes, not how many runs
 wait. The load is itself a timer on the runtime's clock: a test's clock that jumps
 days ahead loads the window at the new present, and what fell due fires once.
@@ -23,6 +25,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from orchestrator import interactions
+from orchestrator.notices import Listener
 from orchestrator.services import Services
 from orchestrator.timers import Timers
 from storage.engine import read_transaction
@@ -33,6 +36,7 @@ RELOAD = timedelta(minutes=1)  # how often the window moves on; below WINDOW, so
 # What arming a question's timers reads (people.watch): not its JSON columns.
 TIMES = ("id", "deadline", "escalate_at", "escalated_at", "remind_every_s", "next_reminder_at")
 JOB_ID = "horizon"
+DUE_SOON = "due"  # the notice: a question falling due soon was opened
 
 
 class Horizon:
@@ -49,6 +53,8 @@ class Horizon:
         self._lock = threading.Lock()
         self._until: datetime | None = None  # None: not loading, every timer is armed
         self._stopped = False
+        # PostgreSQL: another process opened a question due soon (people.park): load now.
+        self._listener = Listener(services.engine, services.replica, {DUE_SOON: self.load})
 
     def covers(self, moment: datetime) -> bool:
         """Whether a timer at `moment` is held now (else a later load arms it)."""
@@ -62,6 +68,9 @@ class Horizon:
         with self._lock:
             if self._stopped:
                 return
+            if self._until is None:  # the first load: this process serves the database
+                self._timers.on_shutdown(self._listener.stop)
+                self._listener.start()
             # Before the read: a question committed after it is armed by whoever opened it.
             self._until = until if self._until is None else max(self._until, until)
         with read_transaction(self._services.engine) as conn:
@@ -80,6 +89,16 @@ class Horizon:
         with self._lock:
             self._stopped = True
         self._timers.cancel(JOB_ID)
+        self._listener.stop()
+
+    @staticmethod
+    def due_soon(row: Mapping[str, Any], now: datetime) -> bool:
+        """Whether a question just opened falls due within a window from `now`: then
+        the processes that serve the database are told to load theirs (notices.py)."""
+        every = row["remind_every_s"]
+        times = [row["deadline"], row["escalate_at"], row["next_reminder_at"],
+                 now + timedelta(seconds=every) if every else None]  # fmt: skip
+        return any(t is not None and t <= now + WINDOW for t in times)
 
 
 def due_interactions(conn: sa.Connection, until: datetime) -> list[Mapping[str, Any]]:

@@ -16,9 +16,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from orchestrator import answers, gates, interactions, leases, log_context, runs
+from orchestrator import answers, gates, interactions, leases, log_context, notices, runs
 from orchestrator.advancing import Advancer
-from orchestrator.horizon import Horizon
+from orchestrator.horizon import DUE_SOON, Horizon
 from orchestrator.live import LiveRuns
 from orchestrator.protocol import InteractionView
 from orchestrator.runs import SYSTEM
@@ -65,6 +65,8 @@ class People:
                     .values(interrupt_id=pending.id)
                 )
                 row = interactions.load_interaction(conn, iid)
+                if row is not None and Horizon.due_soon(row, self._services.clock.now()):
+                    notices.notify(conn, DUE_SOON, self._services.replica)  # others arm it
         assert row is not None
         self._live.step_changed(run_id, step_id, status=StepStatus.WAITING)
         self.opened(row)

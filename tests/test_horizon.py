@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 import sqlalchemy as sa
 
 from orchestrator.clock import FakeClock
@@ -13,6 +14,7 @@ from orchestrator.horizon import WINDOW
 from orchestrator.protocol import InteractionView, RunView, SilentFrontEnd
 from storage.engine import create_engine
 from storage.models import AuditEntry
+from storage.schema import setup
 from tests.orchestrators import running
 from tests.polling import until
 
@@ -148,3 +150,31 @@ def test_two_serving_replicas_on_one_database_fire_each_timer_once(
                 assert (after.status, after.attempts) == ("succeeded", 1)
     finally:
         second_engine.dispose()
+
+
+HALF_MINUTE = """
+name: half_minute
+steps:
+  - id: gate
+    approval: {message: "now?", deadline: 30s}
+"""
+
+
+@pytest.mark.postgres
+def test_on_postgresql_a_question_another_process_opens_is_armed_at_once(pg_url: str) -> None:
+    """Without the notice, the serving process would arm it at its next load (a minute
+    of clock time, or the next sweep): 30 s late for a deadline 30 s away."""
+    clock = FakeClock()
+    serving_engine, cli_engine = create_engine(pg_url), create_engine(pg_url)
+    setup(serving_engine)
+    try:
+        with running(serving_engine, HALF_MINUTE, clock=clock, recover=True) as serving:
+            with running(cli_engine, HALF_MINUTE, clock=clock) as cli:  # as `opsloop run`
+                (run_id,) = _waiting(cli, "half_minute", 1)
+            gate = f"deadline:{_gate_id(serving, run_id)}"
+            until(lambda: gate in _timer_jobs(serving), what="the notice to arm the deadline")
+            clock.advance(30)
+            until(lambda: serving.view(run_id).status == "failed", what="the deadline applied")
+    finally:
+        serving_engine.dispose()
+        cli_engine.dispose()
