@@ -154,6 +154,8 @@ def child_dbos(schema: str, app: str, waiting: int, gates: int, idle: float) -> 
 
     DBOS(config={"name": "bench-waiting", "dbos_system_schema": schema,
                  "system_database_url": PG,
+                 # A waiting sync workflow holds a thread (the default pool has 6 here).
+                 "max_executor_threads": waiting + 16,
                  "log_level": "WARNING"})  # fmt: skip
     DBOS.launch()
     ids = [DBOS.start_workflow(gated).workflow_id for _ in range(waiting)]
@@ -240,9 +242,11 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args, _ = parser.parse_known_args()
     rows = {"opsloop, PostgreSQL": measure_ours("postgres", args)}
+    print("opsloop, PostgreSQL:", rows["opsloop, PostgreSQL"], flush=True)
     dbos = None if args.skip_dbos else measure_dbos(args)
     if dbos is not None:
         rows["DBOS, PostgreSQL"] = dbos
+        print("DBOS, PostgreSQL:", dbos, flush=True)
     if not args.skip_sqlite:
         rows["opsloop, SQLite"] = measure_ours("sqlite", args)
     print(f"{args.waiting} waiting; idle {args.idle:g} s; {args.gates} answers, one at a time")
