@@ -16,8 +16,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from orchestrator import answers, gates, interactions, leases, log_context, runs
+from orchestrator import answers, gates, interactions, leases, log_context, notices, runs
 from orchestrator.advancing import Advancer
+from orchestrator.horizon import DUE_SOON, Horizon
 from orchestrator.live import LiveRuns
 from orchestrator.protocol import InteractionView
 from orchestrator.runs import SYSTEM
@@ -44,6 +45,7 @@ class People:
         self._timers = timers
         self._on_recovery_answer = on_recovery_answer
         self._stopped = False  # a graceful stop: no timers armed any more
+        self._horizon = Horizon(services, timers, arm=self.watch, expire=self.expire)
 
     # -- questions ----------------------------------------------------------------
 
@@ -63,6 +65,8 @@ class People:
                     .values(interrupt_id=pending.id)
                 )
                 row = interactions.load_interaction(conn, iid)
+                if row is not None and Horizon.due_soon(row, self._services.clock.now()):
+                    notices.notify(conn, DUE_SOON, self._services.replica)  # others arm it
         assert row is not None
         self._live.step_changed(run_id, step_id, status=StepStatus.WAITING)
         self.opened(row)
@@ -153,11 +157,15 @@ class People:
     # -- time ---------------------------------------------------------------------
 
     def watch_run(self, run_id: str | None) -> None:
-        """Watch the deadlines and reminders of one run's (or every) open interactions.
+        """Watch the deadlines and reminders of one run's open interactions, or (None)
+        of every one falling due soon (horizon.py: the rest are armed as time comes).
 
         A deadline that passed while no process watched it is applied now,
         before this returns, so a caller that waits next sees its outcome.
         """
+        if run_id is None:
+            self._horizon.load()
+            return
         with read_transaction(self._services.engine) as conn:
             pending = interactions.pending_interactions(conn, run_id)
         now = self._services.clock.now()
@@ -168,23 +176,28 @@ class People:
                 self.watch(row)
 
     def watch(self, row: Mapping[str, Any]) -> None:
-        """Set the timers of one pending interaction."""
+        """Set the timers of one pending interaction that fall due within the horizon."""
         iid, now = row["id"], self._services.clock.now()
         if self._stopped:
             return
         if row["deadline"] is not None:
-            self._timers.at(row["deadline"], f"deadline:{iid}", self.expire, iid)
+            self._at(row["deadline"], f"deadline:{iid}", self.expire, iid)
         if row.get("escalate_at") and not row.get("escalated_at"):
-            self._timers.at(row["escalate_at"], f"escalate:{iid}", self.escalate, iid)
+            self._at(row["escalate_at"], f"escalate:{iid}", self.escalate, iid)
         every = row["remind_every_s"]
         if every:
             first = row["next_reminder_at"] or now + timedelta(seconds=every)
-            self._timers.at(first, f"remind:{iid}", self.remind, iid, first, every)
+            self._at(first, f"remind:{iid}", self.remind, iid, first, every)
+
+    def _at(self, when: datetime, job_id: str, fn: Callable[..., None], *args: Any) -> None:
+        if self._horizon.covers(when):  # else the load whose window reaches it arms it
+            self._timers.at(when, job_id, fn, *args)
 
     def stop_timers(self) -> None:
         """Fire no more deadlines, reminders or escalations here (a graceful stop): they
         are in the database, and the next process to start watches them again."""
         self._stopped = True
+        self._horizon.stop()
         for job in self._timers.job_ids():
             if job.startswith(("deadline:", "escalate:", "remind:")):
                 self._timers.cancel(job)
@@ -244,7 +257,7 @@ class People:
             )
         following = row["next_reminder_at"] or nxt  # another replica may have moved it on
         if not self._stopped:
-            self._timers.at(following, f"remind:{iid}", self.remind, iid, following, every_s)
+            self._at(following, f"remind:{iid}", self.remind, iid, following, every_s)
 
     def escalate(self, iid: str) -> None:
         """Tell the escalation contacts of a still-open interaction, once across replicas."""

@@ -57,7 +57,10 @@ class Recovery:
         """Continue unfinished runs: steps whose process is gone, answers not yet acted on.
 
         Runs at start and then every lease period, so a replica that dies is
-        taken over by the others; steps a live process runs are left alone.
+        taken over by the others; steps a live process runs are left alone. A run
+        that only waits for people is not read at all: nothing in it can move until
+        an answer or a timer (horizon.py) comes, so ten thousand of them cost a sweep
+        one query.
         """
         self._questions.start()  # before the look at every open question below
         services = self._services
@@ -67,14 +70,15 @@ class Recovery:
         except Exception as exc:
             log.warning("could not record replica %s as alive: %s", services.replica, exc)
         with read_transaction(self._services.engine) as conn:
-            unfinished = runs.unfinished_run_ids(conn)
+            unfinished = runs_to_sweep(conn)
         for run_id in unfinished:
             try:
                 self.recover_run(run_id)
             except OrchestratorError as exc:  # e.g. its workflow file is gone: say so, go on
                 log.warning("could not recover run %s: %s", run_id, exc)
         # Questions other processes opened (a CLI run that exited, a replica that died)
-        # get their deadlines and reminders here too; those already past apply now.
+        # get their deadlines and reminders here too, as they fall due; those already
+        # past apply now.
         self._people.watch_run(None)
 
     def leave(self) -> None:
@@ -224,3 +228,24 @@ class Recovery:
             )  # fmt: skip
             runs.audit(conn, by, "run.retried", now=now, run_id=run_id, steps=sorted(reset))
         self._advancer.advance(run_id)
+
+
+def runs_to_sweep(conn: sa.Connection) -> list[str]:
+    """Unfinished runs a sweep acts on: every one but those quietly waiting for people
+    (status `waiting`, no step running, and every waiting step's question still open).
+    A run waiting with a step `running` or answered but not resumed (its process died
+    in between) is swept; so is every `pending` or `running` run, as before."""
+    run, step, asked = runs.RUNS, runs.STEPS, interactions.INTERACTIONS
+    moving = sa.select(run.c.id).where(run.c.status.in_([RunStatus.PENDING, RunStatus.RUNNING]))
+    running = sa.select(step.c.run_id).where(step.c.status == StepStatus.RUNNING)
+    # Waiting steps less those with an open question: two index scans, no per-row probe
+    # (and no join, which a planner with stale statistics turns into a nested loop).
+    answered = sa.except_(
+        sa.select(step.c.run_id, step.c.step_id).where(step.c.status == StepStatus.WAITING),
+        sa.select(asked.c.run_id, asked.c.step_id)
+        .where(asked.c.status == InteractionStatus.PENDING),
+    ).subquery()  # fmt: skip
+    stirred = sa.union(running, sa.select(answered.c.run_id)).subquery()
+    waiting = sa.select(run.c.id).where(run.c.status == RunStatus.WAITING,
+                                        run.c.id.in_(sa.select(stirred.c.run_id)))  # fmt: skip
+    return sorted({row[0] for row in conn.execute(sa.union(moving, waiting))})

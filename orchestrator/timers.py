@@ -38,12 +38,19 @@ class Timers:
         # job id -> (when, fn, args): what each clock-timed job is for.
         self._due: dict[str, tuple[datetime, Callable[..., None], tuple[Any, ...]]] = {}
         self._closed = False
+        self._on_shutdown: list[Callable[[], None]] = []
         clock.on_jump(self._retime)
 
     def start(self) -> None:
         self._scheduler.start()
 
+    def on_shutdown(self, callback: Callable[[], None]) -> None:
+        """Call `callback` first when the timers shut down (a listener that arms them)."""
+        self._on_shutdown.append(callback)
+
     def shutdown(self) -> None:
+        for callback in self._on_shutdown:
+            callback()
         with self._lock:
             self._closed = True  # a job firing now arms nothing new
             self._due.clear()

@@ -160,7 +160,7 @@ class Interaction(SQLModel, table=True):
     deadline: datetime | None = _time(index=True)
     on_deadline: str | None = Field(default=None, max_length=32)
     remind_every_s: int | None = Field(default=None)
-    next_reminder_at: datetime | None = _time()
+    next_reminder_at: datetime | None = _time(index=True)  # the timers' window (0013)
     # The chat message the interaction lives in.
     channel: str | None = Field(default=None, max_length=200)
     message_ts: str | None = Field(default=None, max_length=64)
@@ -169,7 +169,7 @@ class Interaction(SQLModel, table=True):
         default="thread", max_length=16, sa_column_kwargs={"server_default": "thread"}
     )
     # Mention these people ({"users": [...], "groups": [...]}) if still open at escalate_at.
-    escalate_at: datetime | None = _time()
+    escalate_at: datetime | None = _time(index=True)
     escalate_to: dict[str, Any] | None = _json(nullable=True)
     escalated_at: datetime | None = _time()
     # Params an approver may change while approving.
