@@ -3,13 +3,13 @@ escalation falls due (the deadline already has one), so loading the next minutes
 timers does not read every waiting question (orchestrator/horizon.py).
 
 Revision ID: 0013
-Revises: 0009
+Revises: 0011
 """
 
 from alembic import op
 
 revision = "0013"
-down_revision = "0009"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 

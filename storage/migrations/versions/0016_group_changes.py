@@ -1,14 +1,14 @@
 """User groups Slack said changed, counted, so every replica drops its cached members.
 
 Revision ID: 0016
-Revises: 0011
+Revises: 0013
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0016"
-down_revision = "0011"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
