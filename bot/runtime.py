@@ -24,6 +24,7 @@ from orchestrator.errors import DefinitionError
 from orchestrator.protocol import Directory, FrontEnd, StaticDirectory
 from orchestrator.rate_limit import RateLimit
 from orchestrator.secrets import Scrubber, secret_values
+from orchestrator.step_limits import StepLimits
 from orchestrator.workflow.definitions import Workflow
 from orchestrator.workflow.loader import load_workflows
 from storage.engine import create_engine
@@ -83,6 +84,7 @@ def build_orchestrator(
         directory=static_directory(settings) if directory is None else directory,
         clock=clock or clock_of(settings), scrubber=scrubber, admins=parse_admins(settings.admins),
         rate_limit=rate_limit(settings),
+        limits=StepLimits(settings.step_timeout, settings.workflow_workers),
     )  # fmt: skip
 
 

@@ -29,6 +29,8 @@ class Settings:
     admins: str = ""  # OPSLOOP_ADMINS="U0LEAD,S0SRE": manage every run (orchestrator/access.py)
     rate_limit: str = ""  # OPSLOOP_RATE_LIMIT="20/min": starts per person (rate_limit.py)
     shutdown_grace: float = 30.0  # OPSLOOP_SHUTDOWN_GRACE: s running steps get on SIGTERM
+    step_timeout: float | None = 3600.0  # OPSLOOP_STEP_TIMEOUT: steps without `timeout`
+    workflow_workers: int = 12  # OPSLOOP_WORKFLOW_WORKERS: one workflow's share of the pool
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **flags: str | int | None) -> Settings:
@@ -48,6 +50,8 @@ class Settings:
         if not _seconds(grace, 0, 3600):
             raise SettingsError(f"OPSLOOP_SHUTDOWN_GRACE={grace!r} must be seconds from 0 to 3600")
         return cls(
+            step_timeout=_step_timeout(pick("step_timeout", "OPSLOOP_STEP_TIMEOUT", "1h")),
+            workflow_workers=_share(env.get("OPSLOOP_WORKFLOW_WORKERS", ""), int(workers)),
             shutdown_grace=float(grace),
             clock_speed=_clock_speed(env.get("OPSLOOP_CLOCK_SPEED", "1")),
             database_url=pick("database_url", "DATABASE_URL", DEFAULT_URL),
@@ -78,6 +82,35 @@ class Settings:
                 "(or --workflows) to the directory that holds your workflow .yml files"
             )
         return self.workflows_dir
+
+
+def _step_timeout(text: str) -> float | None:
+    """OPSLOOP_STEP_TIMEOUT: a duration as `timeout:` takes it, or `none` for no default."""
+    from orchestrator.workflow.yaml_converters import parse_duration  # the language's rule
+
+    if text.strip().lower() == "none":
+        return None
+    try:
+        return parse_duration(text)
+    except ValueError:
+        raise SettingsError(
+            f"OPSLOOP_STEP_TIMEOUT={text!r} must be a duration such as 1h, 30m or 90s (the "
+            "longest a step without its own `timeout` may run), or none for no limit"
+        ) from None
+
+
+def _share(text: str, max_workers: int) -> int:
+    """OPSLOOP_WORKFLOW_WORKERS: default all but a quarter of OPSLOOP_MAX_WORKERS."""
+    from orchestrator.step_limits import workflow_share
+
+    if not text:
+        return workflow_share(max_workers)
+    if not text.isdigit() or not 1 <= int(text) <= max_workers:
+        raise SettingsError(
+            f"OPSLOOP_WORKFLOW_WORKERS={text!r} must be a whole number from 1 to "
+            f"OPSLOOP_MAX_WORKERS ({max_workers}): the steps one workflow may run at once"
+        )
+    return int(text)
 
 
 def _clock_speed(text: str) -> float:

@@ -22,6 +22,7 @@ from orchestrator.live import LiveRuns
 from orchestrator.protocol import RunView
 from orchestrator.run_lock import RunLock
 from orchestrator.services import Services
+from orchestrator.step_limits import WorkerShare
 from orchestrator.storable import storable
 from orchestrator.storage_retry import storage_attempts
 from orchestrator.workflow.definitions import Step
@@ -51,6 +52,8 @@ class Advancer:
         self._on_finished = on_finished  # a run ended in a pass: tell, count schedule failures
         self.max_workers = max_workers
         self._pool = ThreadPoolExecutor(max_workers, thread_name_prefix="opsloop-step")
+        share = services.limits.workflow_workers  # held-back runs get a pass as it frees up
+        self._share = WorkerShare(share, lambda run_id: self.submit(self.advance, run_id))
         self._guard = threading.Lock()
         self._run_locks: weakref.WeakValueDictionary[str, RunLock] = weakref.WeakValueDictionary()
         # Steps this process dispatched and is still running: (run id, step id). A pass
@@ -179,7 +182,7 @@ class Advancer:
                         conn, run_id, self._services.workflow_of, outcomes, inflight=inflight,
                         free=free, now=now, ownership=leases.ownership(self._services.replica, now),
                         new_thread_id=lambda step_id: new_thread_id(run_id, step_id), read=read,
-                        cache=trial,
+                        cache=trial, grant=lambda wf, ready: self._share.grant(run_id, wf, ready),
                     )  # fmt: skip
         cache.update(trial)
         return done
@@ -205,6 +208,7 @@ class Advancer:
         for step in done.queued:
             self._dispatch(run, step)
         if done.finished:
+            self._share.forget(run.id)
             self._on_finished(run)
 
     # -- steps --------------------------------------------------------------------
@@ -222,6 +226,7 @@ class Advancer:
         with self._guard:
             if self.draining:  # stays pending: whoever runs the run next starts it
                 self._inflight.discard((run.id, step.id))
+                self._share.release(run.id, step.id)
                 self._idle.notify_all()
                 return
         thread_id = new_thread_id(run.id, step.id)
@@ -241,6 +246,7 @@ class Advancer:
             if not won:  # cancelled meanwhile, another replica started it, or storage failed
                 with self._guard:
                     self._inflight.discard((run.id, step.id))
+                self._share.release(run.id, step.id)
         if not won:
             return
         if stepwork.can_pause(step):
@@ -271,6 +277,7 @@ class Advancer:
             with self._guard:
                 self._inflight.discard((run_id, step_id))
                 self._idle.notify_all()
+            self._share.release(run_id, step_id)
         with log_context.bound(run_id=run_id):
             self.advance(run_id)
 

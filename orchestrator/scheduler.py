@@ -74,6 +74,7 @@ def run_pass(
     ownership: dict[str, Any],
     read: RunView | None = None,
     cache: runs.ViewCache | None = None,
+    grant: Callable[[str, tuple[str, ...]], tuple[str, ...]] | None = None,
 ) -> Pass:
     """Advance `run_id` as far as it goes without running anything; see the module doc.
 
@@ -83,7 +84,8 @@ def run_pass(
     short inside the file's single write lock. It stands in for a fresh read when every
     outcome was recorded; anything else that changed since only moved a step into or
     out of running or waiting, which no decision here takes for finished. `cache` is the
-    run's step views from earlier loads (`runs.load_run`).
+    run's step views from earlier loads (`runs.load_run`). `grant` keeps one workflow
+    within its share of the workers (step_limits.py): steps it holds back stay pending.
     """
     done = Pass()
     outcomes = list(outcomes)
@@ -118,9 +120,10 @@ def run_pass(
             _close(conn, done, run_id, step_id, StepStatus.FAILED, now, error)
         if not (ready.skip or ready.fail):
             break
-    _claim(conn, done, run_id, [wf.step(s) for s in ready.start[:free]], now, new_thread_id,
+    start = ready.start if grant is None else grant(wf.name, ready.start)  # step_limits.py
+    _claim(conn, done, run_id, [wf.step(s) for s in start[:free]], now, new_thread_id,
            ownership)  # fmt: skip
-    done.queued = [wf.step(s) for s in ready.start[free:]]
+    done.queued = [wf.step(s) for s in start[free:]]
     if done.claimed and done.run.status == RunStatus.WAITING:
         _set_run(conn, done, run_id, now, status=RunStatus.RUNNING)
     if not ready.start:

@@ -77,11 +77,13 @@ def work(
         ),
     )  # fmt: skip
 
+    timeout_s = services.limits.timeout_of(step.timeout_s)
+
     def attempt() -> dict[str, Any]:
         if isinstance(step.action, PythonAction):
-            return call_python(step.action, ctx, step.timeout_s)
+            return call_python(step.action, ctx, timeout_s)
         return run_shell(
-            step.action, template_context(services.workflow_of(run), run), step.timeout_s,
+            step.action, template_context(services.workflow_of(run), run), timeout_s,
             on_start=hooks.process_started, env=env,
         )  # fmt: skip
 
