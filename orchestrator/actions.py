@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import importlib
 import inspect
@@ -18,11 +19,12 @@ from typing import Any
 import tenacity
 from langgraph.errors import GraphBubbleUp
 
-from orchestrator.errors import StepFailed, StepTimeout
+from orchestrator.errors import StepFailed, StepTimeout, TaskNotStopped
 from orchestrator.workflow.definitions import PythonAction, RetryPolicy, ShellAction
 from orchestrator.workflow.expressions import render_argv
 
 TAIL_CHARS = 4000
+STOP_GRACE_S = 60.0  # at most this long for a python task past its timeout to return
 
 
 @dataclass
@@ -39,6 +41,9 @@ class StepContext:
     # Set by the engine: asks a person mid-step and returns the answer (see orchestrator.gates).
     asker: Callable[..., Any] | None = field(default=None, repr=False)
     _asked: int = field(default=0, repr=False)
+    # Set when this attempt ran past its timeout: a long task checks `ctx.cancelled.is_set()`
+    # (or waits on it) and returns. Python cannot stop a thread from outside.
+    cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def ask(self, kind: str, message: str, **spec: Any) -> Any:
         """Ask a person (kind: approval, decision, input); the run pauses until they answer.
@@ -56,7 +61,8 @@ def call_python(action: PythonAction, ctx: StepContext, timeout_s: float | None)
     fn, wants = task_signature(action.target)
     offered = {"params": dict(ctx.params), "needs": ctx.needs, "ctx": ctx}
     kwargs = {k: v for k, v in offered.items() if k in wants}
-    result = _with_timeout(lambda: fn(**kwargs), timeout_s, action.target)
+    ctx.cancelled = threading.Event()  # each attempt is told on its own
+    result = _with_timeout(lambda: fn(**kwargs), timeout_s, action.target, ctx.cancelled)
     outputs = result if isinstance(result, dict) else {"result": result}
     try:
         return json.loads(json.dumps(outputs))
@@ -98,26 +104,40 @@ def _resolve(target: str) -> Callable[..., Any]:
     return fn
 
 
-def _with_timeout(call: Callable[[], Any], timeout_s: float | None, what: str) -> Any:
+def _with_timeout(
+    call: Callable[[], Any], timeout_s: float | None, what: str, cancelled: threading.Event
+) -> Any:
+    """Run `call` in its own thread for at most `timeout_s`; past it, set `cancelled` and
+    give the task as long again (at most STOP_GRACE_S) to return, so the next attempt
+    never runs beside it. A task that still runs then fails the step for good."""
     if timeout_s is None:
         return call()
     box: dict[str, Any] = {}
+    context = contextvars.copy_context()  # LangGraph's interrupt() reads the node's context
 
     def target() -> None:
         try:
-            box["value"] = call()
+            box["value"] = context.run(call)
         except BaseException as exc:  # handed over to the waiting thread
             box["error"] = exc
 
-    # A thread cannot be killed: on timeout the step fails and the thread is abandoned.
     worker = threading.Thread(target=target, name=f"opsloop-task-{what}", daemon=True)
     worker.start()
     worker.join(timeout_s)
-    if worker.is_alive():
-        raise StepTimeout(f"{what} did not finish within {timeout_s:g} s")
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
+    if not worker.is_alive():
+        if "error" in box:
+            raise box["error"]
+        return box["value"]
+    cancelled.set()
+    grace = min(timeout_s, STOP_GRACE_S)
+    worker.join(grace)
+    if worker.is_alive():  # a thread cannot be killed: it is abandoned, and no retry starts
+        raise TaskNotStopped(
+            f"{what} did not finish within {timeout_s:g} s and did not stop within {grace:g} s "
+            "of being told (ctx.cancelled); it still runs in the bot's process, so the step "
+            "is not retried. Have the task check ctx.cancelled and return"
+        )
+    raise StepTimeout(f"{what} did not finish within {timeout_s:g} s (told to stop, it stopped)")
 
 
 def run_shell(
@@ -172,7 +192,7 @@ def with_retries(
         return attempt()
 
     def retryable(exc: BaseException) -> bool:
-        if isinstance(exc, GraphBubbleUp):  # an interrupt is not a failure
+        if isinstance(exc, GraphBubbleUp | TaskNotStopped):  # a pause; a task still running
             return False
         kind = "timeout" if isinstance(exc, StepTimeout) else "error"
         return kind in policy.on
