@@ -20,6 +20,7 @@ import tenacity
 from langgraph.errors import GraphBubbleUp
 
 from orchestrator.errors import StepFailed, StepTimeout, TaskNotStopped
+from orchestrator.output_tail import read_tail
 from orchestrator.workflow.definitions import PythonAction, RetryPolicy, ShellAction
 from orchestrator.workflow.expressions import render_argv
 
@@ -152,28 +153,28 @@ def run_shell(
     argv = render_argv(list(action.argv), context)
     try:
         proc = subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace",
-            start_new_session=True, stdin=subprocess.DEVNULL,
-            env=dict(env),
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+            stdin=subprocess.DEVNULL, env=dict(env),
         )  # fmt: skip
     except OSError as exc:
         raise StepFailed(f"cannot start {argv[0]!r}: {exc.strerror}") from exc
     if on_start is not None:
         on_start(proc)
+    # Streamed into bounded tails, never held whole: memory stays flat whatever a step prints.
+    out, err = read_tail(proc.stdout, TAIL_CHARS), read_tail(proc.stderr, TAIL_CHARS)
     try:
-        out, err = proc.communicate(timeout=timeout_s)
+        proc.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
         kill_process_group(proc)
-        out, err = proc.communicate()
+        proc.wait()
+        out.join(), err.join()
         raise StepTimeout(f"{argv[0]} was killed after {timeout_s:g} s") from None
-    outputs = {
-        "exit_code": proc.returncode,
-        "stdout": out[-TAIL_CHARS:],
-        "stderr": err[-TAIL_CHARS:],
-    }
+    out.join(), err.join()
+    outputs = {"exit_code": proc.returncode, "stdout": out.text(), "stderr": err.text()}
     if proc.returncode != 0:
         raise StepFailed(
-            f"{argv[0]} exited with {proc.returncode}: {err.strip()[-500:]}", outputs=outputs
+            f"{argv[0]} exited with {proc.returncode}: {err.text().strip()[-500:]}",
+            outputs=outputs,
         )
     return outputs
 

@@ -42,3 +42,30 @@ def test_a_step_printing_nul_bytes_is_recorded_and_the_run_goes_on(engine: sa.En
     assert binary["stdout"].startswith(f"a{REPLACEMENT}b") and binary["stdout"].endswith("c")
     assert binary["stderr"] == f"e{REPLACEMENT}rr"
     assert steps["after"].status == "succeeded"
+
+
+LOUD = r"""
+name: loud
+steps:
+  - id: flood
+    shell: ["sh", "-c", "head -c 20000000 /dev/zero | tr '\\0' x; echo; echo ümlaut-END;
+             echo E >&2"]
+"""
+
+
+def test_a_step_printing_megabytes_keeps_a_tail_and_says_how_much_was_cut(
+    engine: sa.Engine,
+) -> None:
+    orch = Orchestrator(engine, {"loud": parse_workflow(LOUD)})
+    orch.start(recover=False)
+    try:
+        run = orch.wait(orch.start_run("loud", {}, started_by="U0OPS"), 60)
+    finally:
+        orch.close()
+    assert run.status == "succeeded", run.error
+    outputs = run.steps[0].outputs
+    assert outputs is not None
+    stdout = outputs["stdout"]
+    assert stdout.startswith("[... 19 MB cut ...]\n") and stdout.endswith("x\nümlaut-END\n")
+    assert len(stdout.encode()) <= 4000 + len("[... 19 MB cut ...]\n")
+    assert outputs["stderr"] == "E\n"  # nothing cut: no marker
