@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from orchestrator import leases, log_context, runs, scheduler, stepwork
+from orchestrator import leases, log_context, recording, runs, scheduler, stepwork
 from orchestrator.execution import StepEnd, StepRunner
 from orchestrator.live import LiveRuns
 from orchestrator.protocol import RunView
@@ -152,7 +152,8 @@ class Advancer:
             inflight = frozenset(step for rid, step in self._inflight if rid == run_id)
             free = 0 if self.draining else self.max_workers - len(self._inflight)
         try:
-            done = self._commit_pass(run_id, outcomes, inflight, free)
+            commit = lambda o: self._commit_pass(run_id, o, inflight, free)  # noqa: E731
+            done = recording.commit_outcomes(self._services, run_id, outcomes, commit)
         except BaseException:
             with self._guard:  # not recorded: the next pass tries again
                 self._outcomes.setdefault(run_id, [])[:0] = outcomes

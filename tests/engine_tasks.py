@@ -144,3 +144,8 @@ def cooperative(params: dict, ctx: object) -> dict:
             seen[0] -= 1
             seen[2] += told
     return {"told": told}
+
+
+def not_a_number() -> dict:
+    """Outputs PostgreSQL's JSON refuses (NaN); SQLite stores them."""
+    return {"ratio": float("nan")}
