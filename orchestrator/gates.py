@@ -5,7 +5,6 @@ Pure functions over interaction rows; the engine wraps them in transactions.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,6 +22,7 @@ from orchestrator.workflow.definitions import (
     Step,
 )
 from orchestrator.workflow.loader import check_gate
+from orchestrator.workflow.numbers import NumberError, parse_number
 from storage.statuses import InteractionKind, InteractionStatus
 
 APPROVE_WORDS = frozenset({"approve", "approved", "yes", "y", "ok", "lgtm"})
@@ -219,14 +219,11 @@ def coerce_input(fields: Iterable[InputField], answer: Any) -> dict[str, Any]:
 
 
 def _coerce_field(name: str, field: InputField, raw: Any) -> Any:
-    if field.type == "number":
-        try:  # true/false are not numbers, nor are nan and inf (no JSON can carry them)
-            number = float(raw) if not isinstance(raw, bool) else math.nan
-        except (TypeError, ValueError, OverflowError):
-            number = math.nan
-        if not math.isfinite(number):
-            raise InvalidAnswer(f"field {name!r} must be a number, like 3 or 2.5, not {raw!r}")
-        return int(number) if number.is_integer() else number
+    if field.type == "number":  # one rule with Slack's forms (workflow/numbers.py)
+        try:
+            return parse_number(raw)
+        except NumberError as exc:
+            raise InvalidAnswer(f"field {name!r}: {exc}") from None
     if not isinstance(raw, str | int | float) or isinstance(raw, bool):
         raise InvalidAnswer(f"field {name!r} takes text, not {type(raw).__name__} {raw!r}")
     if field.type == "choice" and raw not in field.choices:
