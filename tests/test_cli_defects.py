@@ -1,0 +1,74 @@
+"""Defects found using the CLI as a new user and an SRE would (issue 16), end to end
+through `opsloop` with real workflow files, real databases and real subprocesses."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bot.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+
+HANDLED = """
+name: handled
+params:
+  marker: {type: string, required: true}
+steps:
+  - id: check
+    shell: ["test", "-e", "{{ params.marker }}"]
+  - id: on_failure
+    needs: check
+    if: failure()
+    shell: ["echo", "handled"]
+  - id: cleanup
+    needs: check
+    if: always()
+    shell: ["sh", "-c", "echo cleaned >> {{ params.marker }}.log"]
+"""
+
+
+@pytest.fixture
+def flows(tmp_path: Path) -> Path:
+    flows = tmp_path / "workflows"
+    flows.mkdir()
+    (flows / "handled.yml").write_text(HANDLED)
+    return flows
+
+
+@pytest.fixture
+def cli(db_url: str, flows: Path, monkeypatch: pytest.MonkeyPatch, capsys):
+    """`opsloop ARGS...` in-process; returns (exit code, stdout, stderr)."""
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv("OPSLOOP_WORKFLOWS", str(flows))
+    monkeypatch.setenv("OPSLOOP_USER", "U0OPS")
+
+    def call(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = main(list(args))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return call
+
+
+def _steps(out: str) -> dict[str, dict]:
+    return {s["id"]: s for s in json.loads(out)["steps"]}
+
+
+def test_retry_runs_failure_and_always_handlers_again(cli, tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    code, out, _ = cli("run", "handled", f"marker={marker}", "--json")
+    assert code == 1
+    run_id = json.loads(out)["run_id"]
+    assert {k: s["status"] for k, s in _steps(out).items()} == {
+        "check": "failed", "on_failure": "succeeded", "cleanup": "succeeded"}  # fmt: skip
+    marker.touch()
+    code, out, _ = cli("retry", run_id, "--json")
+    assert code == 0
+    # Before: on_failure still showed its old run, and cleanup did not run again.
+    assert {k: s["status"] for k, s in _steps(out).items()} == {
+        "check": "succeeded", "on_failure": "skipped", "cleanup": "succeeded"}  # fmt: skip
+    assert Path(f"{marker}.log").read_text() == "cleaned\ncleaned\n"
