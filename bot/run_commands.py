@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 from bot import console, prompts
 from bot.cli_io import EXIT_OK, EXIT_RUN_FAILED, FOREVER, Stop, open_engine, print_json, settings_of
-from bot.runtime import build_orchestrator, database, started, workflows
+from bot.runtime import build_orchestrator, database, started, workflows_for_runs
 from bot.settings import Settings
 from orchestrator.engine import Orchestrator
 from orchestrator.errors import OrchestratorError
@@ -25,10 +25,12 @@ from orchestrator.workflow.params import parse_assignments
 
 @contextmanager
 def following(
-    args: argparse.Namespace, settings: Settings, *, recover: bool = False
-) -> Iterator[Orchestrator]:
-    """The orchestrator, reporting to the console unless --json; workflows are read once."""
-    known = workflows(settings)
+    args: argparse.Namespace, settings: Settings, *, recover: bool = False,
+    starting: str | None = None,
+) -> Iterator[Orchestrator]:  # fmt: skip
+    """The orchestrator, reporting to the console unless --json; workflows are read once.
+    Invalid workflow files are skipped, unless the one `starting` is about to start."""
+    known = workflows_for_runs(settings, starting)
     with database(settings) as engine:
         front_end = None
         if not getattr(args, "json", False):
@@ -82,7 +84,7 @@ def _should_prompt(args: argparse.Namespace) -> bool:
 def cmd_run(args: argparse.Namespace) -> int:
     settings = settings_of(args)
     params = parse_assignments([*args.param, *args.assignments])
-    with following(args, settings) as orch:
+    with following(args, settings, starting=args.workflow) as orch:
         run_id = orch.start_run(args.workflow, params, started_by=settings.user)
         return finish(orch, run_id, args, settings.user)
 

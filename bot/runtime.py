@@ -26,7 +26,7 @@ from orchestrator.rate_limit import RateLimit
 from orchestrator.secrets import Scrubber, secret_values
 from orchestrator.step_limits import StepLimits
 from orchestrator.workflow.definitions import Workflow
-from orchestrator.workflow.loader import load_workflows
+from orchestrator.workflow.loader import load_valid_workflows, load_workflows
 from storage.engine import create_engine
 from storage.schema import setup
 
@@ -43,6 +43,22 @@ def workflows(settings: Settings) -> dict[str, Workflow]:
             err.path, err.line, err.message,
             f"{err.hint + '; ' if err.hint else ''}`opsloop validate` lists every problem",
         ) from None  # fmt: skip
+
+
+def workflows_for_runs(settings: Settings, starting: str | None = None) -> dict[str, Workflow]:
+    """The valid workflows, for commands on runs under way: each run follows its own
+    stored version, so a colleague's broken edit must not stop a cancel mid-incident.
+    Only `starting` (a workflow about to be started) is refused if its file is broken."""
+    directory = settings.check_workflows_dir()
+    found, broken = load_valid_workflows(directory)
+    if starting is not None and (starting in broken or (starting not in found and broken)):
+        err = broken.get(starting) or next(iter(broken.values()))
+        raise DefinitionError(err.path, err.line, err.message,
+                              f"{err.hint + '; ' if err.hint else ''}`opsloop validate` lists "
+                              "every problem")  # fmt: skip
+    for err in broken.values():
+        log.warning("skipped an invalid workflow file (runs under way are not affected): %s", err)
+    return found
 
 
 @contextmanager

@@ -72,3 +72,32 @@ def test_retry_runs_failure_and_always_handlers_again(cli, tmp_path: Path) -> No
     assert {k: s["status"] for k, s in _steps(out).items()} == {
         "check": "succeeded", "on_failure": "skipped", "cleanup": "succeeded"}  # fmt: skip
     assert Path(f"{marker}.log").read_text() == "cleaned\ncleaned\n"
+
+
+GATED = """
+name: gated
+steps:
+  - id: approve
+    approval: {message: "Ship it?"}
+"""
+
+
+def test_a_broken_workflow_file_blocks_only_starting_that_workflow(cli, flows: Path) -> None:
+    (flows / "gated.yml").write_text(GATED)
+    code, out, err = cli("run", "gated", "--json")
+    assert code == 0, err
+    run_id = json.loads(out)["run_id"]
+    # A colleague's bad edit, to the workflow of the run under way and to another one.
+    (flows / "gated.yml").write_text(GATED + "  - id: oops\n    shell: not a list\n")
+    (flows / "other.yml").write_text("name: other\nsteps: [")
+    code, out, err = cli("cancel", run_id, "--json")
+    assert code == 0, err  # before: refused, naming the broken file
+    assert json.loads(out)["status"] == "cancelled"
+    assert "skipped an invalid workflow file" in err and "other.yml" in err
+    code, _, err = cli("run", "gated")
+    assert code == 2 and "gated.yml:" in err and "opsloop validate" in err
+    code, _, err = cli("run", "other")
+    assert code == 2 and "other.yml:" in err
+    marker = flows / "m"
+    marker.touch()
+    assert cli("run", "handled", f"marker={marker}")[0] == 0  # a valid one still starts
