@@ -34,7 +34,7 @@ def serve_headless(settings: Settings) -> int:
 
     previous = signal.signal(signal.SIGTERM, on_term)
     try:
-        with database(settings) as engine:
+        with database(settings, migrate=True) as engine:
             front_end = console.ConsoleFrontEnd(sys.stdout)
             orch = build_orchestrator(settings, engine, known, front_end=front_end)
             orch.start(recover=True, serving=True)

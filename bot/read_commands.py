@@ -12,23 +12,19 @@ from bot.cli_io import (
     EXIT_RUN_FAILED,
     EXIT_USAGE,
     Stop,
-    open_engine,
+    open_reader,
     print_json,
     settings_of,
 )
-from bot.plan import format_plan
-from bot.runtime import clock_of, workflows
 from bot.settings import SettingsError
 from orchestrator.errors import OrchestratorError
 from orchestrator.queries import open_interactions, recent_runs, run_view
-from orchestrator.versions import WorkflowVersions
-from orchestrator.workflow.loader import validate_paths
 from storage.engine import create_engine
 from storage.schema import current_revision, head_revision, known_revisions, setup
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    engine = open_engine(settings_of(args))
+    engine = open_reader(settings_of(args))
     summaries = recent_runs(engine, args.limit)
     if args.json:
         print_json([vars(s) for s in summaries])
@@ -38,7 +34,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_pending(args: argparse.Namespace) -> int:
-    engine = open_engine(settings_of(args))
+    engine = open_reader(settings_of(args))
     if args.run is not None:
         run_view(engine, args.run)  # NotFound, saying where to look, for an unknown run
     pending = open_interactions(engine, args.run)
@@ -53,12 +49,15 @@ def cmd_pending(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     settings = settings_of(args)
-    engine = open_engine(settings)
+    engine = open_reader(settings)
     run = run_view(engine, args.run)
     pending = open_interactions(engine, run.id)
     if args.json:
         print_json(console.run_json(run, pending))
         return EXIT_OK
+    from bot.runtime import workflows  # the workflow language: only for the table
+    from orchestrator.versions import WorkflowVersions
+
     try:  # the run's own version, for step kinds
         workflow = WorkflowVersions(engine, workflows(settings)).of(run.workflow, run.digest)
     except (OrchestratorError, SettingsError):
@@ -68,6 +67,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from orchestrator.workflow.loader import validate_paths
+
     paths = args.paths or [str(settings_of(args).check_workflows_dir())]
     problems = validate_paths(paths)
     for problem in problems:
@@ -80,6 +81,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    from bot.plan import format_plan
+    from bot.runtime import clock_of, workflows
+
     settings = settings_of(args)
     known = workflows(settings)
     if args.workflow not in known:

@@ -28,7 +28,7 @@ from orchestrator.step_limits import StepLimits
 from orchestrator.workflow.definitions import Workflow
 from orchestrator.workflow.loader import load_valid_workflows, load_workflows
 from storage.engine import create_engine
-from storage.schema import setup
+from storage.schema import check_schema, current_revision, setup
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +62,16 @@ def workflows_for_runs(settings: Settings, starting: str | None = None) -> dict[
 
 
 @contextmanager
-def database(settings: Settings) -> Iterator[Engine]:
-    """The configured database with its schema upgraded; disposed on exit."""
+def database(settings: Settings, *, migrate: bool = False) -> Iterator[Engine]:
+    """The configured database; disposed on exit. Only `serve` passes `migrate` (it
+    upgrades the schema); the CLI creates the schema of a new database but never upgrades
+    one in use (a write lock on production): it refuses, saying to run `db upgrade`."""
     engine = create_engine(settings.database_url)
     try:
-        setup(engine)
+        if migrate or current_revision(engine) is None:
+            setup(engine)
+        else:
+            check_schema(engine)
         yield engine
     finally:
         engine.dispose()

@@ -86,10 +86,12 @@ class Settings:
 
 def _step_timeout(text: str) -> float | None:
     """OPSLOOP_STEP_TIMEOUT: a duration as `timeout:` takes it, or `none` for no default."""
-    from orchestrator.workflow.yaml_converters import parse_duration  # the language's rule
-
+    if text == "1h":  # the default, without importing the workflow language
+        return 3600.0
     if text.strip().lower() == "none":
         return None
+    from orchestrator.workflow.yaml_converters import parse_duration  # the language's rule
+
     try:
         return parse_duration(text)
     except ValueError:

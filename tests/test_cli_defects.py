@@ -4,6 +4,9 @@ through `opsloop` with real workflow files, real databases and real subprocesses
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -101,3 +104,35 @@ def test_a_broken_workflow_file_blocks_only_starting_that_workflow(cli, flows: P
     marker = flows / "m"
     marker.touch()
     assert cli("run", "handled", f"marker={marker}")[0] == 0  # a valid one still starts
+
+
+def test_read_commands_never_migrate_and_say_how_to(cli, db_url: str) -> None:
+    from storage.engine import create_engine
+    from storage.schema import current_revision, head_revision, head_revision_fast, setup
+
+    assert head_revision_fast() == head_revision()
+    engine = create_engine(db_url)
+    setup(engine, "0008")  # a database a release ago, still in use
+    for command in (["runs"], ["pending"], ["show", "r-x"], ["run", "handled", "marker=m"]):
+        code, _, err = cli(*command)
+        assert code == 2, command
+        assert f"schema is at revision 0008, this release needs {head_revision()}" in err
+        assert "`opsloop db upgrade`" in err
+    assert current_revision(engine) == "0008"  # before: `runs` upgraded it (a write lock)
+    code, out, _ = cli("db", "upgrade", "--database-url", db_url)  # the flag after `upgrade`
+    assert code == 0 and f"schema at revision {head_revision()}" in out
+    assert cli("runs")[0] == 0
+    engine.dispose()
+
+
+def test_read_commands_do_not_import_the_engine(db_url: str, tmp_path: Path) -> None:
+    probe = (
+        "import sys; from bot.cli import main; code = main(['runs']); "
+        "heavy = sorted(m for m in ('langgraph', 'alembic', 'apscheduler', 'orchestrator.engine')"
+        " if m in sys.modules); print(code, heavy, file=sys.stderr)"
+    )
+    env = {**os.environ, "DATABASE_URL": db_url, "OPSLOOP_WORKFLOWS": str(tmp_path)}
+    assert main(["db", "upgrade", "--database-url", db_url]) == 0
+    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert done.stderr.strip().splitlines()[-1] == "0 []", done.stderr
