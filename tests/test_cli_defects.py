@@ -136,3 +136,42 @@ def test_read_commands_do_not_import_the_engine(db_url: str, tmp_path: Path) -> 
     done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=120)  # fmt: skip
     assert done.stderr.strip().splitlines()[-1] == "0 []", done.stderr
+
+
+CHATTY = "name: chatty\nsteps:\n" + "".join(
+    f"  - id: s{i}\n    shell: [echo, '{i}']\n" + (f"    needs: s{i - 1}\n" if i else "")
+    for i in range(8)
+)
+
+
+def test_a_closed_pipe_ends_the_output_quietly(db_url: str, flows: Path) -> None:
+    (flows / "chatty.yml").write_text(CHATTY)
+    env = {**os.environ, "DATABASE_URL": db_url, "OPSLOOP_WORKFLOWS": str(flows)}
+    opsloop = f"{sys.executable} -m bot.cli"
+    done = subprocess.run(["sh", "-c", f"{opsloop} run chatty | head -1"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.stdout.startswith("run r-")
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
+    listed = subprocess.run([sys.executable, "-m", "bot.cli", "runs", "--json"], cwd=REPO,
+                            env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert json.loads(listed.stdout)[0]["status"] == "succeeded"  # the run went on to its end
+
+
+FORM = """
+name: form
+steps:
+  - id: details
+    input:
+      message: "Details?"
+      fields:
+        ticket: {type: text, required: true}
+        minutes: {type: number}
+        risk: {type: choice, choices: [low, high], required: true}
+"""
+
+
+def test_the_input_hint_names_the_fields_and_choices(cli, flows: Path) -> None:
+    (flows / "form.yml").write_text(FORM)
+    code, out, _ = cli("run", "form", "--no-prompt")
+    assert code == 0
+    assert "ticket=TEXT [minutes=NUMBER] risk=low|high --as USER" in out  # was FIELD=VALUE ...
