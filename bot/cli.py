@@ -15,8 +15,9 @@ from typing import Any
 
 from sqlalchemy import exc as sa_exc
 
-from bot import logging_setup, report_cli, schedules_cli
+from bot import interrupt, logging_setup, report_cli, schedules_cli
 from bot.cli_io import EXIT_OK, EXIT_USAGE, Stop, settings_of
+from bot.interrupt import Interrupted
 from bot.settings import SettingsError, SlackSettings
 from orchestrator.errors import OrchestratorError
 from storage.engine import DEFAULT_URL
@@ -211,9 +212,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         hint = "check DATABASE_URL (or --database-url) and that the database server is running"
         print(f"opsloop: cannot use the database ({reason}); {hint}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("opsloop: interrupted; `opsloop resume` continues unfinished runs", file=sys.stderr)
+    except KeyboardInterrupt:  # outside a run (bot/interrupt.py handles those): nothing to resume
+        print("opsloop: interrupted", file=sys.stderr)
         return 130
+    except Interrupted as exc:  # Ctrl-C while following a run: said what it stopped
+        return interrupt.report(exc)
     except BrokenPipeError:  # `opsloop show RUN | head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 
 from bot import console, prompts
 from bot.cli_io import EXIT_OK, EXIT_RUN_FAILED, FOREVER, Stop, open_engine, print_json, settings_of
+from bot.interrupt import stop_on_interrupt
 from bot.runtime import build_orchestrator, database, started, workflows_for_runs
 from bot.settings import Settings
 from orchestrator.engine import Orchestrator
@@ -38,7 +39,10 @@ def following(
             front_end = console.ConsoleFrontEnd(sys.stdout, functools.partial(_version, versions))
         orch = build_orchestrator(settings, engine, known, front_end=front_end)
         with started(orch, recover=recover):
-            yield orch
+            try:
+                yield orch
+            except KeyboardInterrupt:  # the first Ctrl-C: say what runs, stop cleanly
+                raise stop_on_interrupt(orch) from None
 
 
 def finish(orch: Orchestrator, run_id: str, args: argparse.Namespace, user: str) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from bot.cli import main
+from tests.polling import process_alive, until
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -175,3 +177,69 @@ def test_the_input_hint_names_the_fields_and_choices(cli, flows: Path) -> None:
     code, out, _ = cli("run", "form", "--no-prompt")
     assert code == 0
     assert "ticket=TEXT [minutes=NUMBER] risk=low|high --as USER" in out  # was FIELD=VALUE ...
+
+
+SLOW = """
+name: slow
+params:
+  dir: {type: string, required: true}
+steps:
+  - id: long
+    idempotent: true
+    shell: ["sh", "-c", "test -e {{ params.dir }}/again && exit 0; touch {{ params.dir }}/again;
+             echo $$ > {{ params.dir }}/pid; exec sleep 600"]
+  - id: after
+    needs: long
+    shell: ["true"]
+"""
+
+
+def _opsloop(args: list[str], env: dict[str, str], **kw) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "bot.cli", *args], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+                            **kw)  # fmt: skip
+
+
+def test_ctrl_c_says_what_runs_kills_it_and_resume_continues(
+    db_url: str, flows: Path, tmp_path: Path
+) -> None:
+    (flows / "slow.yml").write_text(SLOW)
+    env = {**os.environ, "DATABASE_URL": db_url, "OPSLOOP_WORKFLOWS": str(flows)}
+    cli = _opsloop(["run", "slow", f"dir={tmp_path}", "--no-prompt"], env)
+    pid = int(until(lambda: (tmp_path / "pid").exists() and (tmp_path / "pid").read_text()))
+    cli.send_signal(signal.SIGINT)
+    _, err = cli.communicate(timeout=60)  # before: went on until the step ended (600 s)
+    assert cli.returncode == 130, err
+    assert "stopping: long of run r-" in err and "Ctrl-C again to force" in err
+    assert "stopped mid-flight" in err and "`opsloop resume` continues" in err
+    until(lambda: not process_alive(pid), timeout=10, what="the step's process to be killed")
+    resumed = _opsloop(["resume", "--json"], env)
+    out, err = resumed.communicate(timeout=120)
+    assert resumed.returncode == 0, err
+    assert [r["status"] for r in json.loads(out)] == ["succeeded"]  # long ran again, then after
+
+
+def test_ctrl_c_at_a_prompt_does_not_send_you_to_resume(db_url: str, flows: Path) -> None:
+    (flows / "gated.yml").write_text(GATED)
+    env = {**os.environ, "DATABASE_URL": db_url, "OPSLOOP_WORKFLOWS": str(flows)}
+    cli = _opsloop(["run", "gated", "--prompt"], env, stdin=subprocess.PIPE)
+    until(lambda: _waits(db_url), what="the run to wait at its gate")
+    cli.send_signal(signal.SIGINT)
+    _, err = cli.communicate(timeout=60)
+    assert cli.returncode == 130
+    assert "no step was running" in err and "opsloop resume" not in err, err
+
+
+def _waits(db_url: str) -> bool:
+    from storage.engine import create_engine
+
+    engine = create_engine(db_url)
+    try:
+        from orchestrator.queries import open_interactions
+
+        return bool(open_interactions(engine))
+    except Exception:
+        return False
+    finally:
+        engine.dispose()
