@@ -142,6 +142,16 @@ def _jsonable(value: Any) -> Any:
     return value.isoformat()
 
 
+def summary_json(s: RunSummary) -> dict[str, Any]:
+    """A run as `runs --json` lists it: the keys `show --json` has, and when it started and
+    ended (README "JSON output": one shape per object, times ISO 8601 in UTC)."""
+    return {
+        "run_id": s.id, "workflow": s.workflow, "status": s.status, "started_by": s.started_by,
+        "created_at": _jsonable(s.created_at), "finished_at": _jsonable(s.finished_at),
+        "waiting_for": s.waiting_for,
+    }  # fmt: skip
+
+
 def run_json(run: RunView, pending: Sequence[InteractionView]) -> dict[str, Any]:
     """What `--json` prints: stable keys for scripts."""
     return {
@@ -156,6 +166,8 @@ def run_json(run: RunView, pending: Sequence[InteractionView]) -> dict[str, Any]
                 "id": s.step_id,
                 "status": s.status,
                 "attempts": s.attempts,
+                "started_at": _jsonable(s.started_at),
+                "finished_at": _jsonable(s.finished_at),
                 "duration_s": s.duration_s,
                 "error": s.error,
                 "outputs": s.outputs,
@@ -170,6 +182,7 @@ def interaction_json(i: InteractionView) -> dict[str, Any]:
     """One open interaction as `--json` prints it."""
     return {
         "id": i.id,
+        "run_id": i.run_id,
         "step": i.step_id,
         "kind": i.kind,
         "purpose": i.purpose,

@@ -27,7 +27,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     engine = open_reader(settings_of(args))
     summaries = recent_runs(engine, args.limit)
     if args.json:
-        print_json([vars(s) for s in summaries])
+        print_json([console.summary_json(s) for s in summaries])
     else:
         print(console.format_runs(summaries))
     return EXIT_OK

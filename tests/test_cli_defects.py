@@ -243,3 +243,16 @@ def _waits(db_url: str) -> bool:
         return False
     finally:
         engine.dispose()
+
+
+def test_json_objects_have_one_shape_across_commands(cli, flows: Path) -> None:
+    (flows / "gated.yml").write_text(GATED)
+    run = json.loads(cli("run", "gated", "--json")[1])
+    [question] = json.loads(cli("pending", "--json")[1])
+    assert question == run["pending"][0] and question["run_id"] == run["run_id"]  # was absent
+    [listed] = json.loads(cli("runs", "--json")[1])
+    shared = ("run_id", "workflow", "status", "started_by")
+    assert {k: listed[k] for k in shared} == {k: run[k] for k in shared}  # runs said "id"
+    shown = json.loads(cli("show", run["run_id"], "--json")[1])
+    assert shown["steps"][0]["started_at"].endswith("+00:00")
+    assert listed["created_at"].endswith("+00:00") and "T" in listed["created_at"]
