@@ -67,10 +67,12 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from bot.task_check import task_problems
     from orchestrator.workflow.loader import validate_paths
 
     paths = args.paths or [str(settings_of(args).check_workflows_dir())]
     problems = validate_paths(paths)
+    problems += task_problems(paths)
     for problem in problems:
         print(problem)
     if problems:

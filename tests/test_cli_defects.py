@@ -256,3 +256,27 @@ def test_json_objects_have_one_shape_across_commands(cli, flows: Path) -> None:
     shown = json.loads(cli("show", run["run_id"], "--json")[1])
     assert shown["steps"][0]["started_at"].endswith("+00:00")
     assert listed["created_at"].endswith("+00:00") and "T" in listed["created_at"]
+
+
+TASKS = """
+name: tasks
+steps:
+  - id: fine
+    python: engine_tasks:ok
+  - id: no_module
+    python: nowhere_to_be_found:run
+  - id: no_function
+    python: engine_tasks:not_there
+"""
+
+
+def test_validate_checks_that_python_tasks_can_be_loaded(cli, flows: Path) -> None:
+    (flows / "tasks.yml").write_text(TASKS)
+    code, out, _ = cli("validate", str(flows))
+    assert code == 2  # before: ok, and the steps failed at run time
+    lines = out.splitlines()
+    assert any(line.startswith(f"{flows / 'tasks.yml'}:6: step `no_module`: cannot load task "
+                               "nowhere_to_be_found:run") for line in lines), out  # fmt: skip
+    assert "PYTHONPATH" in out
+    assert any(":8: step `no_function`" in line and "not_there" in line for line in lines)
+    assert "`fine`" not in out
