@@ -23,7 +23,7 @@ class Settings:
     database_url: str = field(default=DEFAULT_URL, repr=False)  # may hold a password
     workflows_dir: Path = Path("workflows")
     user: str = "cli"  # who the CLI acts as: runs are started by and answered as this id
-    groups: str = ""  # OPSLOOP_GROUPS="oncall=U1,U2;leads=U3" for gates that name groups
+    groups: str = ""  # OPSLOOP_GROUPS="S0ONCALL=U1,U2;S0LEADS=U3" for gates that name groups
     max_workers: int = 16
     clock_speed: float = 1.0  # OPSLOOP_CLOCK_SPEED: tests and demos of real processes only
     admins: str = ""  # OPSLOOP_ADMINS="U0LEAD,S0SRE": manage every run (orchestrator/access.py)

@@ -280,3 +280,15 @@ def test_validate_checks_that_python_tasks_can_be_loaded(cli, flows: Path) -> No
     assert "PYTHONPATH" in out
     assert any(":8: step `no_function`" in line and "not_there" in line for line in lines)
     assert "`fine`" not in out
+
+
+def test_the_readmes_groups_example_can_be_used() -> None:
+    import re
+
+    from orchestrator.protocol import StaticDirectory
+
+    readme = (REPO / "README.md").read_text()
+    example = re.search(r"`OPSLOOP_GROUPS` \| [^`]*`([^`]+)`", readme)
+    assert example is not None
+    directory = StaticDirectory.parse(example.group(1))
+    assert directory.members("S0ONCALL")  # a gate's `groups: [S0ONCALL]` finds its members
