@@ -201,7 +201,7 @@ class Directory(Protocol):
 
 @dataclass(frozen=True)
 class StaticDirectory:
-    """Groups given up front, e.g. from OPSLOOP_GROUPS="oncall=U1,U2;leads=U3"."""
+    """Groups given up front, e.g. from OPSLOOP_GROUPS="S0ONCALL=U1,U2;S0LEADS=U3"."""
 
     groups: dict[str, frozenset[str]] = field(default_factory=dict)
 

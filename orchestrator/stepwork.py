@@ -6,6 +6,7 @@ interaction row (once, however often the node re-runs) and calls `interrupt()`.
 
 from __future__ import annotations
 
+import logging
 import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from orchestrator.workflow.definitions import PythonAction, ReportAction, Step
 from orchestrator.workflow.expressions import compile_condition, render_text
 from storage.engine import dialect_insert, write_transaction
 from storage.statuses import InteractionStatus, StepStatus
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -165,4 +168,27 @@ def ask(
             if inserted is not None:
                 runs.audit(conn, SYSTEM, "interaction.opened", now=now, run_id=run.id,
                            interaction_id=iid, step=step.id)  # fmt: skip
+    if inserted is not None:
+        _warn_if_nobody(services, run, step, values)
     return interrupt({"interaction_id": iid})
+
+
+def _warn_if_nobody(
+    services: Services, run: RunView, step: Step, values: Mapping[str, Any]
+) -> None:
+    """A question only empty groups may answer would wait silently until its deadline:
+    say so when it opens (admins may still answer it; access.py)."""
+    if values["allowed_users"] or not values["allowed_groups"]:
+        return
+    try:
+        empty = [g for g in values["allowed_groups"] if not services.directory.members(g)]
+    except Exception:  # the directory (Slack) cannot say now: nothing to warn about
+        return
+    if len(empty) == len(values["allowed_groups"]):
+        deadline = values["deadline"]
+        log.warning(
+            "run %s: step %s asks group(s) %s, which have no known members: nobody can answer "
+            "it%s; add members (OPSLOOP_GROUPS or the Slack user group), or an admin "
+            "(OPSLOOP_ADMINS) can answer or cancel", run.id, step.id, ", ".join(empty),
+            f" before its deadline ({deadline:%Y-%m-%d %H:%M} UTC)" if deadline else "",
+        )  # fmt: skip

@@ -292,3 +292,22 @@ def test_the_readmes_groups_example_can_be_used() -> None:
     assert example is not None
     directory = StaticDirectory.parse(example.group(1))
     assert directory.members("S0ONCALL")  # a gate's `groups: [S0ONCALL]` finds its members
+
+
+NOBODY = """
+name: nobody
+steps:
+  - id: approve
+    approval:
+      message: "Ship?"
+      approvers: {groups: [S0EMPTY]}
+      deadline: 2h
+"""
+
+
+def test_a_gate_only_an_empty_group_may_answer_says_so_when_it_opens(cli, flows: Path) -> None:
+    (flows / "nobody.yml").write_text(NOBODY)
+    code, _, err = cli("run", "nobody", "--no-prompt")
+    assert code == 0
+    assert "step approve asks group(s) S0EMPTY, which have no known members" in err, err
+    assert "before its deadline (" in err and "OPSLOOP_ADMINS" in err
