@@ -5,6 +5,7 @@ Pure functions over interaction rows; the engine wraps them in transactions.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -188,7 +189,13 @@ def apply_answer(
     if kind == InteractionKind.DECISION:
         values = [option(o).value for o in row["options"] or ()]
         if answer not in values:
-            raise InvalidAnswer(f"{answer!r} is not one of the options: {', '.join(values)}")
+            close = difflib.get_close_matches(str(answer), values, n=1, cutoff=0.6)
+            if not close:  # a case slip (`Canary` for `canary`) is close too
+                close = [v for v in values if v.lower() == str(answer).strip().lower()]
+            mean = f"did you mean {close[0]!r}? " if close else ""
+            raise InvalidAnswer(
+                f"{answer!r} is not one of the options; {mean}the options: {', '.join(values)}"
+            )
         responses.append({**entry, "answer": answer})
         return Outcome(InteractionStatus.DECIDED, responses, answer, True)
     values = coerce_input([input_field(f) for f in row["fields"] or ()], answer)

@@ -311,3 +311,23 @@ def test_a_gate_only_an_empty_group_may_answer_says_so_when_it_opens(cli, flows:
     assert code == 0
     assert "step approve asks group(s) S0EMPTY, which have no known members" in err, err
     assert "before its deadline (" in err and "OPSLOOP_ADMINS" in err
+
+
+PICK = """
+name: pick
+steps:
+  - id: rollout
+    decision:
+      message: "How?"
+      options: [canary, full, rollback]
+"""
+
+
+def test_a_mistyped_option_gets_a_did_you_mean(cli, flows: Path) -> None:
+    (flows / "pick.yml").write_text(PICK)
+    [question] = json.loads(cli("run", "pick", "--json")[1])["pending"]
+    for typed, meant in (("canery", "canary"), ("Full", "full")):
+        code, _, err = cli("decide", question["id"], typed)
+        assert code == 2 and f"did you mean {meant!r}?" in err, err
+        assert "the options: canary, full, rollback" in err
+    assert cli("decide", question["id"], "canary")[0] == 0
