@@ -158,9 +158,16 @@ def _add_reading(add: Any) -> None:
     add("validate", read.cmd_validate, "check workflow files").add_argument(
         "paths", nargs="*", metavar="PATH", help="files or directories (default: ./workflows)"
     )
-    add("plan", read.cmd_plan, "print a workflow's DAG and who its gates ask").add_argument(
-        "workflow"
+    plan = add(
+        "plan",
+        read.cmd_plan,
+        "print a workflow's DAG and who its gates ask; with "
+        "key=value params, which steps a run would run, skip or wait at (dry run)",
     )
+    plan.add_argument("workflow")
+    plan.add_argument("assignments", nargs="*", metavar="key=value", help="a parameter")
+    plan.add_argument("-p", "--param", action="append", default=[], metavar="key=value",
+                      help="a parameter (repeatable)")  # fmt: skip
     db = add("db", None, "create, upgrade or inspect the database schema")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     # The options again after the action (`db upgrade --database-url X`); SUPPRESS keeps
@@ -175,7 +182,7 @@ def _add_reading(add: Any) -> None:
 
 
 # Commands whose last positional takes any number of words: which attribute holds them.
-_OPEN_ENDED = {"run": "assignments", "decide": "answer"}
+_OPEN_ENDED = {"run": "assignments", "decide": "answer", "plan": "assignments"}
 
 
 def _take_late_words(

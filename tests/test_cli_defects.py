@@ -331,3 +331,58 @@ def test_a_mistyped_option_gets_a_did_you_mean(cli, flows: Path) -> None:
         assert code == 2 and f"did you mean {meant!r}?" in err, err
         assert "the options: canary, full, rollback" in err
     assert cli("decide", question["id"], "canary")[0] == 0
+
+
+PLANNED = """
+name: planned
+params:
+  env: {type: choice, choices: [staging, prod], required: true}
+  replicas: {type: int, default: 2}
+steps:
+  - id: build
+    shell: ["true"]
+  - id: approve
+    needs: build
+    if: "params.env == 'prod'"
+    approval:
+      message: "Ship?"
+      approvers: {users: [U0BOSS]}
+  - id: notify
+    needs: approve
+    shell: ["true"]
+  - id: probe
+    needs: build
+    shell: ["true"]
+  - id: scale
+    needs: probe
+    if: "steps.probe.outputs.exit_code == 0"
+    shell: ["true"]
+  - id: on_failure
+    needs: [notify, scale]
+    if: failure()
+    shell: ["true"]
+"""
+
+
+def test_plan_with_params_is_a_dry_run(cli, flows: Path, db_url: str) -> None:
+    (flows / "planned.yml").write_text(PLANNED)
+    code, out, _ = cli("plan", "planned", "env=staging")
+    assert code == 0
+    dry = out.split("(nothing was started):\n", 1)[1].splitlines()
+    fate = {line.split()[0]: line.split("] ", 1)[1] for line in dry}
+    assert fate == {
+        "build": "runs",
+        "approve": "skipped: `if: params.env == 'prod'` is false with these params",
+        "notify": "skipped: approve is skipped",
+        "probe": "runs",
+        "scale": "maybe: `if: steps.probe.outputs.exit_code == 0` reads probe: decided when it "
+                 "finishes",
+        "on_failure": "maybe: after scale, decided at run time",
+    }  # fmt: skip
+    code, out, _ = cli("plan", "planned", "env=prod", "replicas=3")
+    assert "approve     [approval] waits for U0BOSS" in out and "notify      [shell] runs" in out
+    assert cli("runs", "--json")[0] == 2  # no schema: the plans did not touch the database
+    # Params are checked as a run checks them.
+    assert cli("plan", "planned", "env=qa")[2] == cli("run", "planned", "env=qa")[2] != ""
+    code, out, _ = cli("plan", "planned")
+    assert code == 0 and "give key=value params" in out
