@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 from orchestrator.schedules import next_fire
 from orchestrator.workflow.definitions import Approvers, ParamSpec, ScheduleSpec, Step, Workflow
 from orchestrator.workflow.dry_run import predict
+from orchestrator.workflow.params import coerce_params
 
 NEXT_FIRES = 3
 
@@ -31,6 +32,18 @@ def format_plan(workflow: Workflow, now: datetime | None = None) -> str:
         lines.append("schedules:")
         lines += [line for spec in workflow.schedules for line in _schedule(spec, now)]
     return "\n".join(lines)
+
+
+def plan_text(workflow: Workflow, raw: Mapping[str, Any], now: datetime | None = None) -> str:
+    """`plan`'s whole answer (CLI and `/ops plan`): the DAG, and with params (checked as a
+    run checks them: ParamError) or none required, the dry run."""
+    params = coerce_params(workflow, raw) if raw else None
+    text = format_plan(workflow, now)
+    if params is None and any(p.required for p in workflow.params):
+        return (
+            text + "\n\n(give key=value params to see which steps a run would run, skip or wait at)"
+        )
+    return text + "\n\n" + format_dry_run(workflow, params or coerce_params(workflow, {}))
 
 
 def format_dry_run(workflow: Workflow, params: Mapping[str, Any]) -> str:

@@ -83,24 +83,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from bot.plan import format_dry_run, format_plan
+    from bot.plan import plan_text
     from bot.runtime import clock_of, workflows
-    from orchestrator.workflow.params import coerce_params, parse_assignments
+    from orchestrator.workflow.params import parse_assignments
 
     settings = settings_of(args)
     known = workflows(settings)
     if args.workflow not in known:
         raise Stop(f"no workflow named {args.workflow!r}; known workflows: {', '.join(known)}")
-    workflow = known[args.workflow]
-    assignments = [*args.param, *args.assignments]
-    # Params are checked exactly as `run` checks them, before anything is printed.
-    params = coerce_params(workflow, parse_assignments(assignments)) if assignments else None
-    print(format_plan(workflow, clock_of(settings).now()))
-    if params is None and any(p.required for p in workflow.params):
-        print("\n(give key=value params to see which steps a run would run, skip or wait at)")
-        return EXIT_OK
-    print()
-    print(format_dry_run(workflow, params or coerce_params(workflow, {})))
+    raw = parse_assignments([*args.param, *args.assignments])
+    print(plan_text(known[args.workflow], raw, clock_of(settings).now()))
     return EXIT_OK
 
 

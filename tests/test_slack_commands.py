@@ -41,6 +41,7 @@ from bot.slack.commands import (
         ("retry r-1", Retry("r-1")),
         ("retry r-1 build", Retry("r-1", "build")),
         ("plan deploy", Plan("deploy")),
+        ("plan deploy service=api", Plan("deploy", {"service": "api"})),
     ],
 )  # fmt: skip
 def test_every_subcommand(text, command):

@@ -28,7 +28,11 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "pending": ("", "gates waiting for your answer"),
     "cancel": ("RUN", "cancel a run"),
     "retry": ("RUN [STEP]", "retry a run's failed steps, or one step"),
-    "plan": ("WORKFLOW", "show the steps a workflow would run, in order"),
+    "plan": (
+        "WORKFLOW [params]",
+        "show a workflow's steps; with key=value params, which would "
+        "run, be skipped or wait for whom (nothing is started)",
+    ),
     "schedules": ("", "schedules and their next fires; admins may pause or resume them"),
 }
 
@@ -81,6 +85,7 @@ class Retry:
 @dataclass(frozen=True)
 class Plan:
     workflow: str
+    params: dict[str, str] = field(default_factory=dict)  # with them: a dry run
 
 
 @dataclass(frozen=True)
@@ -192,8 +197,14 @@ def _retry(args: list[str]) -> Command:
 
 
 def _plan(args: list[str]) -> Command:
-    _arity("plan", args, 1, 1)
-    return Plan(args[0])
+    """The same words as `run`, checked the same way."""
+    _arity("plan", args, 1, 1_000)
+    try:
+        params = parse_assignments(args[1:])
+    except ParamError as exc:
+        problems = "; ".join(f"`{p.name}` {p.message} ({p.hint})" for p in exc.problems)
+        raise CommandError(problems, usage("plan")) from None
+    return Plan(args[0], params)
 
 
 _PARSERS = {

@@ -16,7 +16,7 @@ from typing import Any
 
 from slack_sdk import WebClient
 
-from bot.plan import format_plan
+from bot.plan import plan_text
 from bot.settings import SlackSettings
 from bot.slack import commands as cmds
 from bot.slack import ids, modals, submissions
@@ -95,10 +95,9 @@ class Handlers:
             case cmds.Retry(run_id=run_id, step_id=step_id):
                 self.orch.retry(run_id, step_id, user)
                 _say(respond, f"Retrying run `{run_id}`.")
-            case cmds.Plan(workflow=name):
-                _say(
-                    respond, f"```{format_plan(self.orch.workflow(name), self.orch.clock.now())}```"
-                )
+            case cmds.Plan(workflow=name, params=params):
+                shown = plan_text(self.orch.workflow(name), params, self.orch.clock.now())
+                _say(respond, f"```{shown}```")
             case cmds.Schedules():
                 shown = render_schedules(
                     self.orch.schedules(), manage=self.orch.access.may_manage_schedules(user)
