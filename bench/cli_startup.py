@@ -8,7 +8,7 @@ selects the newest 20 runs with their open-gate counts, as `opsloop runs` does, 
 them. Reported: median and p90 wall time of each, and the ratio of the medians.
 Target: `opsloop runs` <= 2x the lean script.
 
-    .venv/bin/python bench/cli_startup.py [--repeat 15] [--runs 200] [--database-url URL]
+    .venv/bin/python bench/cli_startup.py [--repeat 15] [--runs 200] [--before /work/main]
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import os
 import statistics
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from pathlib import Path
@@ -60,7 +61,10 @@ def populate(url: str, runs: int) -> None:
 
 def timed(argv: list[str], env: dict[str, str]) -> float:
     start = time.perf_counter()
-    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, env=env, cwd=ROOT)
+    done = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+                          cwd=ROOT, text=True)  # fmt: skip
+    if done.returncode:
+        raise SystemExit(f"{' '.join(argv[:3])} failed: {done.stderr}")
     return time.perf_counter() - start
 
 
@@ -68,6 +72,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument(
+        "--before",
+        metavar="CHECKOUT",
+        help="also time `opsloop runs` of another checkout (e.g. /work/main)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{tmp}/bench.db"
@@ -77,9 +86,19 @@ def main() -> None:
         lean = [sys.executable, "-c", LEAN, url]
         timed(lean, env), timed(opsloop, env)  # warm the page cache
         times: dict[str, list[float]] = {"lean": [], "opsloop": []}
+        # Another checkout's code cannot win over this one's editable install on sys.path,
+        # so both are run without `site`, on [checkout, site-packages]: the same footing.
+        checkouts = {"before": str(args.before), "after": str(ROOT)} if args.before else {}
+        site = sysconfig.get_paths()["purelib"]
+        for name in checkouts:
+            times[name] = []
         for _ in range(args.repeat):
             times["lean"].append(timed(lean, env))
             times["opsloop"].append(timed(opsloop, env))
+            for name, checkout in checkouts.items():
+                code = (f"import sys; sys.path[:0] = [{checkout!r}, {site!r}]; "
+                        "from bot.cli import main; sys.exit(main(['runs']))")  # fmt: skip
+                times[name].append(timed([sys.executable, "-S", "-c", code], env))
     for name, got in times.items():
         got.sort()
         p90 = got[int(0.9 * (len(got) - 1))]

@@ -16,8 +16,8 @@ from typing import Any, TextIO
 from bot.durations import format_duration
 from bot.report_text import format_report
 from orchestrator.protocol import InteractionView, RunView, StepView
-from orchestrator.queries import RunSummary
 from orchestrator.reports.figures import Report
+from orchestrator.run_list import RunSummary
 from orchestrator.workflow.definitions import InputField, Workflow
 
 ICONS = {

@@ -18,7 +18,7 @@ from bot.cli_io import (
 )
 from bot.settings import SettingsError
 from orchestrator.errors import OrchestratorError
-from orchestrator.queries import open_interactions, recent_runs, run_view
+from orchestrator.run_list import recent_runs
 from storage.engine import create_engine
 from storage.schema import current_revision, head_revision, known_revisions, setup
 
@@ -34,6 +34,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_pending(args: argparse.Namespace) -> int:
+    from orchestrator.queries import open_interactions, run_view
+
     engine = open_reader(settings_of(args))
     if args.run is not None:
         run_view(engine, args.run)  # NotFound, saying where to look, for an unknown run
@@ -48,6 +50,8 @@ def cmd_pending(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    from orchestrator.queries import open_interactions, run_view
+
     settings = settings_of(args)
     engine = open_reader(settings)
     run = run_view(engine, args.run)

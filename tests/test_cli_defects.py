@@ -11,8 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from bot.cli import main
+from storage.types import UtcDateTime
 from tests.polling import process_alive, until
 
 REPO = Path(__file__).resolve().parent.parent
@@ -130,7 +132,8 @@ def test_read_commands_never_migrate_and_say_how_to(cli, db_url: str) -> None:
 def test_read_commands_do_not_import_the_engine(db_url: str, tmp_path: Path) -> None:
     probe = (
         "import sys; from bot.cli import main; code = main(['runs']); "
-        "heavy = sorted(m for m in ('langgraph', 'alembic', 'apscheduler', 'orchestrator.engine')"
+        "heavy = sorted(m for m in ('langgraph', 'alembic', 'apscheduler', 'orchestrator.engine', "
+        "'sqlmodel', 'storage.models')"
         " if m in sys.modules); print(code, heavy, file=sys.stderr)"
     )
     env = {**os.environ, "DATABASE_URL": db_url, "OPSLOOP_WORKFLOWS": str(tmp_path)}
@@ -386,3 +389,16 @@ def test_plan_with_params_is_a_dry_run(cli, flows: Path, db_url: str) -> None:
     assert cli("plan", "planned", "env=qa")[2] == cli("run", "planned", "env=qa")[2] != ""
     code, out, _ = cli("plan", "planned")
     assert code == 0 and "give key=value params" in out
+
+
+def test_the_run_lists_light_tables_match_the_models() -> None:
+    from orchestrator import interactions, run_list, runs
+
+    for light, model in ((run_list.RUNS, runs.RUNS),
+                         (run_list.INTERACTIONS, interactions.INTERACTIONS)):  # fmt: skip
+        assert light.name == model.name
+        for column in light.c:
+            kind = model.c[column.name].type  # UtcDateTime converts: it must be the same type
+            text = isinstance(getattr(kind, "impl", kind), sa.String)
+            same = type(column.type) is type(kind) if isinstance(kind, UtcDateTime) else text
+            assert same, column.name
