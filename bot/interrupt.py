@@ -57,10 +57,13 @@ def stop_on_interrupt(orch: Orchestrator) -> Interrupted:
 
 
 def _running(orch: Orchestrator, run_id: str, step_id: str) -> bool:
-    """Whether the step runs (a gate's worker may still be handing it over to a person)."""
+    """Whether the step runs work: not a gate, whose worker may still be handing it over
+    to a person (nothing to stop or resume there)."""
     try:
-        return any(s.step_id == step_id and s.status == "running"
-                   for s in orch.view(run_id).steps)  # fmt: skip
+        run = orch.view(run_id)
+        if orch.workflow_of(run).step(step_id).is_gate:
+            return False
+        return any(s.step_id == step_id and s.status == "running" for s in run.steps)
     except Exception:  # the database is gone too: count it as running
         return True
 

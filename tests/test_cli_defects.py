@@ -239,9 +239,9 @@ def _waits(db_url: str) -> bool:
 
     engine = create_engine(db_url)
     try:
-        from orchestrator.queries import open_interactions
+        from orchestrator.queries import recent_runs
 
-        return bool(open_interactions(engine))
+        return [r.status for r in recent_runs(engine)] == ["waiting"]
     except Exception:
         return False
     finally:
