@@ -140,7 +140,11 @@ def _to_int(value: Any) -> int:
     try:  # the one number rule, shared with input gates and Slack forms
         return parse_whole(value)
     except NumberError as exc:
-        raise _Invalid(str(exc).split(";")[0], "give digits only, like 3") from None
+        if "too large" in str(exc):
+            raise _Invalid(str(exc).split(";")[0], "give a smaller number") from None
+        exponent = " (write 1000, not 1e3)" if "1e3" in str(exc) else ""
+        raise _Invalid(f"{value!r} is not a whole number{exponent}",
+                       "give digits only, like 3") from None  # fmt: skip
 
 
 def _to_bool(value: Any) -> bool:
