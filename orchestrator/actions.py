@@ -42,8 +42,8 @@ class StepContext:
     # Set by the engine: asks a person mid-step and returns the answer (see orchestrator.gates).
     asker: Callable[..., Any] | None = field(default=None, repr=False)
     _asked: int = field(default=0, repr=False)
-    # Set when this attempt ran past its timeout: a long task checks `ctx.cancelled.is_set()`
-    # (or waits on it) and returns. Python cannot stop a thread from outside.
+    # Set when this attempt ran past its timeout or its run was cancelled: a long task checks
+    # `ctx.cancelled.is_set()` (or waits on it) and returns. Python cannot stop a thread.
     cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def ask(self, kind: str, message: str, **spec: Any) -> Any:
@@ -62,7 +62,6 @@ def call_python(action: PythonAction, ctx: StepContext, timeout_s: float | None)
     fn, wants = task_signature(action.target)
     offered = {"params": dict(ctx.params), "needs": ctx.needs, "ctx": ctx}
     kwargs = {k: v for k, v in offered.items() if k in wants}
-    ctx.cancelled = threading.Event()  # each attempt is told on its own
     result = _with_timeout(lambda: fn(**kwargs), timeout_s, action.target, ctx.cancelled)
     outputs = result if isinstance(result, dict) else {"result": result}
     try:

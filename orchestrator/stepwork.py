@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import subprocess
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +39,7 @@ class StepHooks:
 
     process_started: Callable[[subprocess.Popen], None]  # a shell step's process is up
     attempt_started: Callable[[int], None]  # attempt n (> 1) was recorded
+    task_started: Callable[[threading.Event], None]  # a python attempt's ctx.cancelled
 
 
 def can_pause(step: Step) -> bool:
@@ -84,6 +86,8 @@ def work(
 
     def attempt() -> dict[str, Any]:
         if isinstance(step.action, PythonAction):
+            ctx.cancelled = threading.Event()  # each attempt is told on its own
+            hooks.task_started(ctx.cancelled)
             return call_python(step.action, ctx, timeout_s)
         return run_shell(
             step.action, template_context(services.workflow_of(run), run), timeout_s,

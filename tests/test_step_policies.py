@@ -174,6 +174,19 @@ def test_python_attempts_past_their_timeout_never_overlap(engine: sa.Engine) -> 
     assert engine_tasks.CALLS[key] == 1
 
 
+def test_cancelling_a_run_tells_its_running_python_task(engine: sa.Engine) -> None:
+    key = uuid.uuid4().hex
+    flow = ("name: told\nparams:\n  key: {type: string, required: true}\nsteps:\n"
+            "  - id: polite\n    python: engine_tasks:cooperative\n")  # fmt: skip
+    with running(engine, flow) as orch:
+        run_id = orch.start_run("told", {"key": key}, started_by="U0R")
+        until(lambda: engine_tasks.RUNNING.get(key, [0])[0] == 1, what="the task to start")
+        orch.cancel(run_id, "U0R")
+        # Before: nothing told it; it ran on until its own 30 s wait ended.
+        until(lambda: engine_tasks.RUNNING[key][2] == 1, what="the task to see ctx.cancelled")
+    assert finished(orch, run_id).status == "cancelled"
+
+
 def _retried(step_id: str, body: str, on: str, timeout: str = "") -> str:
     return (
         f"  - id: {step_id}\n"
