@@ -12,12 +12,7 @@ import re
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot.audit_text import audit_json, format_audit
 from bot.cli_io import EXIT_OK, Stop, open_engine, print_json, settings_of
-from bot.runtime import clock_of, static_directory
-from orchestrator.access import AccessPolicy, parse_admins
-from orchestrator.audit import RunVisibility, audit_entries
-from orchestrator.queries import run_view
 
 _AGO = re.compile(r"\s*(\d+)\s*(s|m|min|h|d|w)\s*")
 _UNIT_S = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86_400, "w": 604_800}
@@ -36,6 +31,13 @@ def parse_since(text: str, now: datetime) -> datetime:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
+    # Imported here: `opsloop --help` and the other commands do not pay for them.
+    from bot.audit_text import audit_json, format_audit
+    from bot.runtime import clock_of, static_directory
+    from orchestrator.access import AccessPolicy, parse_admins
+    from orchestrator.audit import RunVisibility, audit_entries
+    from orchestrator.queries import run_view
+
     settings = settings_of(args)
     engine = open_engine(settings)
     if args.run is not None:

@@ -7,6 +7,7 @@ bot/read_commands.py (those that only read); `serve` and `demo` are here.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Sequence
@@ -14,11 +15,9 @@ from typing import Any
 
 from sqlalchemy import exc as sa_exc
 
-from bot import audit_cli, logging_setup, report_cli, schedules_cli
-from bot import read_commands as read
-from bot import run_commands as act
+from bot import audit_cli, interrupt, logging_setup, report_cli, schedules_cli
 from bot.cli_io import EXIT_OK, EXIT_USAGE, Stop, settings_of
-from bot.demo import run_demo
+from bot.interrupt import Interrupted
 from bot.settings import SettingsError, SlackSettings
 from orchestrator.errors import OrchestratorError
 from storage.engine import DEFAULT_URL
@@ -46,7 +45,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from bot.demo import run_demo
+
     return run_demo(main, settings_of(args))
+
+
+def _lazy(module: str, name: str) -> Any:
+    """A command imported when it runs: `opsloop runs` must not pay for LangGraph."""
+
+    def command(args: argparse.Namespace) -> int:
+        return getattr(importlib.import_module(module), name)(args)
+
+    command.__name__ = name
+    return command
+
+
+act = argparse.Namespace(**{n: _lazy("bot.run_commands", n) for n in (
+    "cmd_run", "cmd_decide", "cmd_cancel", "cmd_retry", "cmd_rerun", "cmd_resume")})  # fmt: skip
+read = argparse.Namespace(**{n: _lazy("bot.read_commands", n) for n in (
+    "cmd_runs", "cmd_pending", "cmd_show", "cmd_validate", "cmd_plan", "cmd_db_upgrade",
+    "cmd_db_status")})  # fmt: skip
 
 
 # -- parser ---------------------------------------------------------------------
@@ -141,21 +159,31 @@ def _add_reading(add: Any) -> None:
     add("validate", read.cmd_validate, "check workflow files").add_argument(
         "paths", nargs="*", metavar="PATH", help="files or directories (default: ./workflows)"
     )
-    add("plan", read.cmd_plan, "print a workflow's DAG and who its gates ask").add_argument(
-        "workflow"
+    plan = add(
+        "plan",
+        read.cmd_plan,
+        "print a workflow's DAG and who its gates ask; with "
+        "key=value params, which steps a run would run, skip or wait at (dry run)",
     )
+    plan.add_argument("workflow")
+    plan.add_argument("assignments", nargs="*", metavar="key=value", help="a parameter")
+    plan.add_argument("-p", "--param", action="append", default=[], metavar="key=value",
+                      help="a parameter (repeatable)")  # fmt: skip
     db = add("db", None, "create, upgrade or inspect the database schema")
     db_sub = db.add_subparsers(dest="db_command", required=True)
-    db_sub.add_parser("upgrade", help="create or upgrade the schema").set_defaults(
-        func=read.cmd_db_upgrade
-    )
-    db_sub.add_parser("status", help="show the schema revision").set_defaults(
-        func=read.cmd_db_status
-    )
+    # The options again after the action (`db upgrade --database-url X`); SUPPRESS keeps
+    # a value given before it (`db --database-url X upgrade`) from being reset to None.
+    late = argparse.ArgumentParser(add_help=False)
+    late.add_argument("--database-url", default=argparse.SUPPRESS, help="$DATABASE_URL")
+    late.add_argument("--workflows", default=argparse.SUPPRESS, help="$OPSLOOP_WORKFLOWS")
+    db_sub.add_parser("upgrade", help="create or upgrade the schema",
+                      parents=[late]).set_defaults(func=read.cmd_db_upgrade)  # fmt: skip
+    db_sub.add_parser("status", help="show the schema revision",
+                      parents=[late]).set_defaults(func=read.cmd_db_status)  # fmt: skip
 
 
 # Commands whose last positional takes any number of words: which attribute holds them.
-_OPEN_ENDED = {"run": "assignments", "decide": "answer"}
+_OPEN_ENDED = {"run": "assignments", "decide": "answer", "plan": "assignments"}
 
 
 def _take_late_words(
@@ -192,9 +220,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         hint = "check DATABASE_URL (or --database-url) and that the database server is running"
         print(f"opsloop: cannot use the database ({reason}); {hint}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("opsloop: interrupted; `opsloop resume` continues unfinished runs", file=sys.stderr)
+    except KeyboardInterrupt:  # outside a run (bot/interrupt.py handles those): nothing to resume
+        print("opsloop: interrupted", file=sys.stderr)
         return 130
+    except Interrupted as exc:  # Ctrl-C while following a run: said what it stopped
+        return interrupt.report(exc)
     except BrokenPipeError:  # `opsloop show RUN | head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK

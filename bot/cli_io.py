@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 
 from bot.settings import Settings
 from storage.engine import create_engine
-from storage.schema import setup
+from storage.schema import check_schema, current_revision, setup
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE = 0, 1, 2
 FOREVER = float("inf")  # how long a command follows a run
@@ -35,8 +35,20 @@ def print_json(value: Any) -> None:
     print(json.dumps(value, indent=2, default=str))
 
 
-def open_engine(settings: Settings) -> Engine:
-    """The database for a command that only reads it (no orchestrator), schema upgraded."""
+def open_reader(settings: Settings) -> Engine:
+    """The database for a command that only reads it: never written, never migrated;
+    refused with a hint when its schema is missing or not this release's."""
     engine = create_engine(settings.database_url)
-    setup(engine)
+    check_schema(engine)
+    return engine
+
+
+def open_engine(settings: Settings) -> Engine:
+    """The database for a command that acts without an orchestrator: a new database gets
+    its schema; one at an older revision is refused (only `db upgrade`, `serve` migrate)."""
+    engine = create_engine(settings.database_url)
+    if current_revision(engine) is None:
+        setup(engine)
+    else:
+        check_schema(engine)
     return engine

@@ -6,6 +6,8 @@ one line per event; the `format_*` functions are pure and render whole runs.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -14,9 +16,9 @@ from typing import Any, TextIO
 from bot.durations import format_duration
 from bot.report_text import format_report
 from orchestrator.protocol import InteractionView, RunView, StepView
-from orchestrator.queries import RunSummary
 from orchestrator.reports.figures import Report
-from orchestrator.workflow.definitions import Workflow
+from orchestrator.run_list import RunSummary
+from orchestrator.workflow.definitions import InputField, Workflow
 
 ICONS = {
     "pending": "·", "running": "▶", "waiting": "⏸", "succeeded": "✓", "failed": "✗",
@@ -65,9 +67,21 @@ def answer_hint(interaction: InteractionView) -> str:
         answer = "retry|skip|fail"
     elif interaction.kind == "decision":
         answer = "|".join(o.value for o in interaction.options) or ANSWERS["decision"]
+    elif interaction.kind == "input" and interaction.fields:
+        answer = " ".join(_field_hint(f) for f in interaction.fields)
     else:
         answer = ANSWERS.get(interaction.kind, "ANSWER")
     return f"opsloop decide {interaction.id} {answer} --as USER"
+
+
+def _field_hint(field: InputField) -> str:
+    """`name=VALUE` as `decide` takes it: the choices or the type; optional ones in []."""
+    if field.type == "choice":
+        value = "|".join(field.choices)
+    else:
+        value = {"number": "NUMBER", "multiline": "TEXT"}.get(field.type, "TEXT")
+    hint = f"{field.name}={value}"
+    return hint if field.required else f"[{hint}]"
 
 
 def format_interaction(interaction: InteractionView) -> str:
@@ -128,6 +142,16 @@ def _jsonable(value: Any) -> Any:
     return value.isoformat()
 
 
+def summary_json(s: RunSummary) -> dict[str, Any]:
+    """A run as `runs --json` lists it: the keys `show --json` has, and when it started and
+    ended (README "JSON output": one shape per object, times ISO 8601 in UTC)."""
+    return {
+        "run_id": s.id, "workflow": s.workflow, "status": s.status, "started_by": s.started_by,
+        "created_at": _jsonable(s.created_at), "finished_at": _jsonable(s.finished_at),
+        "waiting_for": s.waiting_for,
+    }  # fmt: skip
+
+
 def run_json(run: RunView, pending: Sequence[InteractionView]) -> dict[str, Any]:
     """What `--json` prints: stable keys for scripts."""
     return {
@@ -142,6 +166,8 @@ def run_json(run: RunView, pending: Sequence[InteractionView]) -> dict[str, Any]
                 "id": s.step_id,
                 "status": s.status,
                 "attempts": s.attempts,
+                "started_at": _jsonable(s.started_at),
+                "finished_at": _jsonable(s.finished_at),
                 "duration_s": s.duration_s,
                 "error": s.error,
                 "outputs": s.outputs,
@@ -156,6 +182,7 @@ def interaction_json(i: InteractionView) -> dict[str, Any]:
     """One open interaction as `--json` prints it."""
     return {
         "id": i.id,
+        "run_id": i.run_id,
         "step": i.step_id,
         "kind": i.kind,
         "purpose": i.purpose,
@@ -178,10 +205,18 @@ class ConsoleFrontEnd:
         self.out = out
         self.workflow_of = workflow_of  # the run's own version, for step kinds
         self._lock = threading.Lock()
+        self._closed = False  # the reader went away: say nothing more
 
     def _say(self, text: str) -> None:
         with self._lock:
-            print(text, file=self.out, flush=True)
+            if self._closed:
+                return
+            try:
+                print(text, file=self.out, flush=True)
+            except BrokenPipeError:  # `opsloop run hello | head`: the reader has had enough
+                self._closed = True
+                with contextlib.suppress(OSError, ValueError):  # nor fail the exit's flush
+                    os.dup2(os.open(os.devnull, os.O_WRONLY), self.out.fileno())
 
     def run_started(self, run: RunView) -> None:
         params = f": {fmt_params(run.params)}" if run.params else ""

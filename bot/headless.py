@@ -39,7 +39,7 @@ def serve_headless(settings: Settings) -> int:
 
     previous = signal.signal(signal.SIGTERM, on_term)
     try:
-        with database(settings) as engine, ExitStack() as stack:
+        with database(settings, migrate=True) as engine, ExitStack() as stack:
             clock, metrics = clock_of(settings), Metrics()
             front_end = ObservedFrontEnd(console.ConsoleFrontEnd(sys.stdout), metrics,
                                          clock.now, known)  # fmt: skip

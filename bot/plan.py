@@ -1,12 +1,17 @@
-"""`opsloop plan`: a workflow's DAG as levels, and who each gate will ask."""
+"""`opsloop plan`: a workflow's DAG as levels, who each gate will ask, and with params a
+dry run: which steps a run would run, skip or wait at (orchestrator/workflow/dry_run.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from orchestrator.schedules import next_fire
 from orchestrator.workflow.definitions import Approvers, ParamSpec, ScheduleSpec, Step, Workflow
+from orchestrator.workflow.dry_run import predict
+from orchestrator.workflow.params import coerce_params
 
 NEXT_FIRES = 3
 
@@ -26,6 +31,39 @@ def format_plan(workflow: Workflow, now: datetime | None = None) -> str:
     if workflow.schedules and now is not None:
         lines.append("schedules:")
         lines += [line for spec in workflow.schedules for line in _schedule(spec, now)]
+    return "\n".join(lines)
+
+
+def plan_text(workflow: Workflow, raw: Mapping[str, Any], now: datetime | None = None) -> str:
+    """`plan`'s whole answer (CLI and `/ops plan`): the DAG, and with params (checked as a
+    run checks them: ParamError) or none required, the dry run."""
+    params = coerce_params(workflow, raw) if raw else None
+    text = format_plan(workflow, now)
+    if params is None and any(p.required for p in workflow.params):
+        return (
+            text + "\n\n(give key=value params to see which steps a run would run, skip or wait at)"
+        )
+    return text + "\n\n" + format_dry_run(workflow, params or coerce_params(workflow, {}))
+
+
+def format_dry_run(workflow: Workflow, params: Mapping[str, Any]) -> str:
+    """What a run with `params` (checked, as coerce_params returns them) would do."""
+    given = " ".join(f"{k}={v!r}" for k, v in params.items()) or "no params"
+    lines = [f"a run of {workflow.name} with {given} (nothing was started):"]
+    width = max(len(step.id) for step in workflow.steps)
+    for guess in predict(workflow, params):
+        step = workflow.step(guess.step_id)
+        if guess.verdict == "runs":
+            text = "runs"
+        elif guess.verdict == "waits":
+            text = f"waits for {_asks(step)}"
+            if step.auto_approve_if:
+                text += f"; passes by itself if {step.auto_approve_if}"
+        elif guess.verdict == "skipped":
+            text = f"skipped: {guess.why}"
+        else:
+            text = f"maybe: {guess.why}"
+        lines.append(f"  {guess.step_id:<{width}}  [{step.kind}] {text}")
     return "\n".join(lines)
 
 

@@ -13,34 +13,32 @@ from bot.cli_io import (
     EXIT_RUN_FAILED,
     EXIT_USAGE,
     Stop,
-    open_engine,
+    open_reader,
     print_json,
     settings_of,
 )
-from bot.plan import format_plan
-from bot.runtime import clock_of, workflows
 from bot.settings import SettingsError
 from orchestrator.audit import audit_entries
 from orchestrator.errors import OrchestratorError
-from orchestrator.queries import open_interactions, recent_runs, run_view
-from orchestrator.versions import WorkflowVersions
-from orchestrator.workflow.loader import validate_paths
+from orchestrator.run_list import recent_runs
 from storage.engine import create_engine
 from storage.schema import current_revision, head_revision, known_revisions, setup
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    engine = open_engine(settings_of(args))
+    engine = open_reader(settings_of(args))
     summaries = recent_runs(engine, args.limit)
     if args.json:
-        print_json([vars(s) for s in summaries])
+        print_json([console.summary_json(s) for s in summaries])
     else:
         print(console.format_runs(summaries))
     return EXIT_OK
 
 
 def cmd_pending(args: argparse.Namespace) -> int:
-    engine = open_engine(settings_of(args))
+    from orchestrator.queries import open_interactions, run_view
+
+    engine = open_reader(settings_of(args))
     if args.run is not None:
         run_view(engine, args.run)  # NotFound, saying where to look, for an unknown run
     pending = open_interactions(engine, args.run)
@@ -54,14 +52,19 @@ def cmd_pending(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    from orchestrator.queries import open_interactions, run_view
+
     settings = settings_of(args)
-    engine = open_engine(settings)
+    engine = open_reader(settings)
     run = run_view(engine, args.run)
     pending = open_interactions(engine, run.id)
     trail = audit_entries(engine, run_id=run.id)
     if args.json:
         print_json({**console.run_json(run, pending), "audit": [audit_json(r) for r in trail]})
         return EXIT_OK
+    from bot.runtime import workflows  # the workflow language: only for the table
+    from orchestrator.versions import WorkflowVersions
+
     try:  # the run's own version, for step kinds
         workflow = WorkflowVersions(engine, workflows(settings)).of(run.workflow, run.digest)
     except (OrchestratorError, SettingsError):
@@ -72,8 +75,12 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from bot.task_check import task_problems
+    from orchestrator.workflow.loader import validate_paths
+
     paths = args.paths or [str(settings_of(args).check_workflows_dir())]
     problems = validate_paths(paths)
+    problems += task_problems(paths)
     for problem in problems:
         print(problem)
     if problems:
@@ -84,11 +91,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    from bot.plan import plan_text
+    from bot.runtime import clock_of, workflows
+    from orchestrator.workflow.params import parse_assignments
+
     settings = settings_of(args)
     known = workflows(settings)
     if args.workflow not in known:
         raise Stop(f"no workflow named {args.workflow!r}; known workflows: {', '.join(known)}")
-    print(format_plan(known[args.workflow], clock_of(settings).now()))
+    raw = parse_assignments([*args.param, *args.assignments])
+    print(plan_text(known[args.workflow], raw, clock_of(settings).now()))
     return EXIT_OK
 
 

@@ -10,11 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from bot.cli_io import EXIT_OK, Stop, open_engine, print_json, settings_of
-from bot.report_text import format_report
-from orchestrator.clock import SystemClock
-from orchestrator.reports.build import build_report
-from orchestrator.workflow.loader import parse_duration
+from bot.cli_io import EXIT_OK, Stop, open_reader, print_json, settings_of
 
 
 def register(sub: Any, *parents: argparse.ArgumentParser) -> None:
@@ -30,6 +26,8 @@ def register(sub: Any, *parents: argparse.ArgumentParser) -> None:
 
 def since_of(text: str) -> timedelta:
     """`7d`, `24h`, `90d`... as a timedelta; Stop saying how to write it otherwise."""
+    from orchestrator.workflow.yaml_converters import parse_duration
+
     try:
         return timedelta(seconds=parse_duration(text))
     except ValueError:
@@ -38,8 +36,12 @@ def since_of(text: str) -> timedelta:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from bot.report_text import format_report
+    from orchestrator.clock import SystemClock
+    from orchestrator.reports.build import build_report
+
     since = since_of(args.since)
-    report = build_report(open_engine(settings_of(args)), SystemClock().now(), since,
+    report = build_report(open_reader(settings_of(args)), SystemClock().now(), since,
                           tuple(args.workflow))  # fmt: skip
     if args.chart:
         from orchestrator.reports.chart import alt_text, render_chart

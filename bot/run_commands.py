@@ -12,7 +12,8 @@ from contextlib import contextmanager
 
 from bot import console, prompts
 from bot.cli_io import EXIT_OK, EXIT_RUN_FAILED, FOREVER, Stop, open_engine, print_json, settings_of
-from bot.runtime import build_orchestrator, database, started, workflows
+from bot.interrupt import stop_on_interrupt
+from bot.runtime import build_orchestrator, database, started, workflows_for_runs
 from bot.settings import Settings
 from orchestrator.engine import Orchestrator
 from orchestrator.errors import OrchestratorError
@@ -25,10 +26,12 @@ from orchestrator.workflow.params import parse_assignments
 
 @contextmanager
 def following(
-    args: argparse.Namespace, settings: Settings, *, recover: bool = False
-) -> Iterator[Orchestrator]:
-    """The orchestrator, reporting to the console unless --json; workflows are read once."""
-    known = workflows(settings)
+    args: argparse.Namespace, settings: Settings, *, recover: bool = False,
+    starting: str | None = None,
+) -> Iterator[Orchestrator]:  # fmt: skip
+    """The orchestrator, reporting to the console unless --json; workflows are read once.
+    Invalid workflow files are skipped, unless the one `starting` is about to start."""
+    known = workflows_for_runs(settings, starting)
     with database(settings) as engine:
         front_end = None
         if not getattr(args, "json", False):
@@ -36,7 +39,10 @@ def following(
             front_end = console.ConsoleFrontEnd(sys.stdout, functools.partial(_version, versions))
         orch = build_orchestrator(settings, engine, known, front_end=front_end)
         with started(orch, recover=recover):
-            yield orch
+            try:
+                yield orch
+            except KeyboardInterrupt:  # the first Ctrl-C: say what runs, stop cleanly
+                raise stop_on_interrupt(orch) from None
 
 
 def finish(orch: Orchestrator, run_id: str, args: argparse.Namespace, user: str) -> int:
@@ -82,7 +88,7 @@ def _should_prompt(args: argparse.Namespace) -> bool:
 def cmd_run(args: argparse.Namespace) -> int:
     settings = settings_of(args)
     params = parse_assignments([*args.param, *args.assignments])
-    with following(args, settings) as orch:
+    with following(args, settings, starting=args.workflow) as orch:
         run_id = orch.start_run(args.workflow, params, started_by=settings.user)
         return finish(orch, run_id, args, settings.user)
 

@@ -24,10 +24,11 @@ from orchestrator.errors import DefinitionError
 from orchestrator.protocol import Directory, FrontEnd, StaticDirectory
 from orchestrator.rate_limit import RateLimit
 from orchestrator.secrets import Scrubber, secret_values
+from orchestrator.step_limits import StepLimits
 from orchestrator.workflow.definitions import Workflow
-from orchestrator.workflow.loader import load_workflows
+from orchestrator.workflow.loader import load_valid_workflows, load_workflows
 from storage.engine import create_engine
-from storage.schema import setup
+from storage.schema import check_schema, current_revision, setup
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +45,33 @@ def workflows(settings: Settings) -> dict[str, Workflow]:
         ) from None  # fmt: skip
 
 
+def workflows_for_runs(settings: Settings, starting: str | None = None) -> dict[str, Workflow]:
+    """The valid workflows, for commands on runs under way: each run follows its own
+    stored version, so a colleague's broken edit must not stop a cancel mid-incident.
+    Only `starting` (a workflow about to be started) is refused if its file is broken."""
+    directory = settings.check_workflows_dir()
+    found, broken = load_valid_workflows(directory)
+    if starting is not None and (starting in broken or (starting not in found and broken)):
+        err = broken.get(starting) or next(iter(broken.values()))
+        raise DefinitionError(err.path, err.line, err.message,
+                              f"{err.hint + '; ' if err.hint else ''}`opsloop validate` lists "
+                              "every problem")  # fmt: skip
+    for err in broken.values():
+        log.warning("skipped an invalid workflow file (runs under way are not affected): %s", err)
+    return found
+
+
 @contextmanager
-def database(settings: Settings) -> Iterator[Engine]:
-    """The configured database with its schema upgraded; disposed on exit."""
+def database(settings: Settings, *, migrate: bool = False) -> Iterator[Engine]:
+    """The configured database; disposed on exit. Only `serve` passes `migrate` (it
+    upgrades the schema); the CLI creates the schema of a new database but never upgrades
+    one in use (a write lock on production): it refuses, saying to run `db upgrade`."""
     engine = create_engine(settings.database_url)
     try:
-        setup(engine)
+        if migrate or current_revision(engine) is None:
+            setup(engine)
+        else:
+            check_schema(engine)
         yield engine
     finally:
         engine.dispose()
@@ -83,6 +105,7 @@ def build_orchestrator(
         directory=static_directory(settings) if directory is None else directory,
         clock=clock or clock_of(settings), scrubber=scrubber, admins=parse_admins(settings.admins),
         rate_limit=rate_limit(settings),
+        limits=StepLimits(settings.step_timeout, settings.workflow_workers),
     )  # fmt: skip
 
 

@@ -12,16 +12,16 @@ import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from bot import console
-from bot.cli_io import EXIT_OK, open_engine, settings_of
-from bot.run_commands import finish, following
-from bot.runtime import build_orchestrator, database
+from bot.cli_io import EXIT_OK, open_reader, settings_of
 from bot.settings import Settings
-from orchestrator.engine import Orchestrator
-from orchestrator.schedules import ScheduleView, list_schedules, sync
+
+if TYPE_CHECKING:  # the engine and its schedules are imported only by the commands using them
+    from orchestrator.engine import Orchestrator
+    from orchestrator.schedules import ScheduleView
 
 _HEADER = ["id", "workflow", "cron", "timezone", "next (local)", "next (UTC)", "last fire",
            "last run", "missed", "state"]  # fmt: skip
@@ -44,7 +44,9 @@ def register(sub: Any, *parents: argparse.ArgumentParser) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    views = list_schedules(open_engine(settings_of(args)))
+    from orchestrator.schedules import list_schedules
+
+    views = list_schedules(open_reader(settings_of(args)))
     if args.json:
         print(json.dumps([schedule_json(v) for v in views], indent=2))
     elif not views:
@@ -58,6 +60,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 def _policy(settings: Settings) -> Iterator[Orchestrator]:
     """An orchestrator that is never started: its access policy and audit, nothing runs
     (a running `serve` fires a resumed schedule at its next check)."""
+    from bot.runtime import build_orchestrator, database
+
     with database(settings) as engine:
         orch = build_orchestrator(settings, engine, {})
         try:
@@ -81,6 +85,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from bot.run_commands import finish, following
+    from orchestrator.schedules import sync
+
     settings = settings_of(args)
     with following(args, settings) as orch:
         # Adds what the files have new; never disables (another directory may hold more).

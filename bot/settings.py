@@ -23,13 +23,15 @@ class Settings:
     database_url: str = field(default=DEFAULT_URL, repr=False)  # may hold a password
     workflows_dir: Path = Path("workflows")
     user: str = "cli"  # who the CLI acts as: runs are started by and answered as this id
-    groups: str = ""  # OPSLOOP_GROUPS="oncall=U1,U2;leads=U3" for gates that name groups
+    groups: str = ""  # OPSLOOP_GROUPS="S0ONCALL=U1,U2;S0LEADS=U3" for gates that name groups
     max_workers: int = 16
     clock_speed: float = 1.0  # OPSLOOP_CLOCK_SPEED: tests and demos of real processes only
     admins: str = ""  # OPSLOOP_ADMINS="U0LEAD,S0SRE": manage every run (orchestrator/access.py)
     rate_limit: str = ""  # OPSLOOP_RATE_LIMIT="20/min": starts per person (rate_limit.py)
     shutdown_grace: float = 30.0  # OPSLOOP_SHUTDOWN_GRACE: s running steps get on SIGTERM
     metrics_port: int | None = None  # OPSLOOP_METRICS_PORT: /metrics on a port of its own
+    step_timeout: float | None = 3600.0  # OPSLOOP_STEP_TIMEOUT: steps without `timeout`
+    workflow_workers: int = 12  # OPSLOOP_WORKFLOW_WORKERS: one workflow's share of the pool
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **flags: str | int | None) -> Settings:
@@ -55,6 +57,8 @@ class Settings:
             )
         return cls(
             metrics_port=int(metrics_port) if metrics_port else None,
+            step_timeout=_step_timeout(pick("step_timeout", "OPSLOOP_STEP_TIMEOUT", "1h")),
+            workflow_workers=_share(env.get("OPSLOOP_WORKFLOW_WORKERS", ""), int(workers)),
             shutdown_grace=float(grace),
             clock_speed=_clock_speed(env.get("OPSLOOP_CLOCK_SPEED", "1")),
             database_url=pick("database_url", "DATABASE_URL", DEFAULT_URL),
@@ -85,6 +89,37 @@ class Settings:
                 "(or --workflows) to the directory that holds your workflow .yml files"
             )
         return self.workflows_dir
+
+
+def _step_timeout(text: str) -> float | None:
+    """OPSLOOP_STEP_TIMEOUT: a duration as `timeout:` takes it, or `none` for no default."""
+    if text == "1h":  # the default, without importing the workflow language
+        return 3600.0
+    if text.strip().lower() == "none":
+        return None
+    from orchestrator.workflow.yaml_converters import parse_duration  # the language's rule
+
+    try:
+        return parse_duration(text)
+    except ValueError:
+        raise SettingsError(
+            f"OPSLOOP_STEP_TIMEOUT={text!r} must be a duration such as 1h, 30m or 90s (the "
+            "longest a step without its own `timeout` may run), or none for no limit"
+        ) from None
+
+
+def _share(text: str, max_workers: int) -> int:
+    """OPSLOOP_WORKFLOW_WORKERS: default all but a quarter of OPSLOOP_MAX_WORKERS."""
+    from orchestrator.step_limits import workflow_share
+
+    if not text:
+        return workflow_share(max_workers)
+    if not text.isdigit() or not 1 <= int(text) <= max_workers:
+        raise SettingsError(
+            f"OPSLOOP_WORKFLOW_WORKERS={text!r} must be a whole number from 1 to "
+            f"OPSLOOP_MAX_WORKERS ({max_workers}): the steps one workflow may run at once"
+        )
+    return int(text)
 
 
 def _clock_speed(text: str) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import importlib
 import inspect
@@ -18,11 +19,13 @@ from typing import Any
 import tenacity
 from langgraph.errors import GraphBubbleUp
 
-from orchestrator.errors import StepFailed, StepTimeout
+from orchestrator.errors import StepFailed, StepTimeout, TaskNotStopped
+from orchestrator.output_tail import read_tail
 from orchestrator.workflow.definitions import PythonAction, RetryPolicy, ShellAction
 from orchestrator.workflow.expressions import render_argv
 
 TAIL_CHARS = 4000
+STOP_GRACE_S = 60.0  # at most this long for a python task past its timeout to return
 
 
 @dataclass
@@ -39,6 +42,9 @@ class StepContext:
     # Set by the engine: asks a person mid-step and returns the answer (see orchestrator.gates).
     asker: Callable[..., Any] | None = field(default=None, repr=False)
     _asked: int = field(default=0, repr=False)
+    # Set when this attempt ran past its timeout or its run was cancelled: a long task checks
+    # `ctx.cancelled.is_set()` (or waits on it) and returns. Python cannot stop a thread.
+    cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def ask(self, kind: str, message: str, **spec: Any) -> Any:
         """Ask a person (kind: approval, decision, input); the run pauses until they answer.
@@ -56,7 +62,7 @@ def call_python(action: PythonAction, ctx: StepContext, timeout_s: float | None)
     fn, wants = task_signature(action.target)
     offered = {"params": dict(ctx.params), "needs": ctx.needs, "ctx": ctx}
     kwargs = {k: v for k, v in offered.items() if k in wants}
-    result = _with_timeout(lambda: fn(**kwargs), timeout_s, action.target)
+    result = _with_timeout(lambda: fn(**kwargs), timeout_s, action.target, ctx.cancelled)
     outputs = result if isinstance(result, dict) else {"result": result}
     try:
         return json.loads(json.dumps(outputs))
@@ -98,26 +104,40 @@ def _resolve(target: str) -> Callable[..., Any]:
     return fn
 
 
-def _with_timeout(call: Callable[[], Any], timeout_s: float | None, what: str) -> Any:
+def _with_timeout(
+    call: Callable[[], Any], timeout_s: float | None, what: str, cancelled: threading.Event
+) -> Any:
+    """Run `call` in its own thread for at most `timeout_s`; past it, set `cancelled` and
+    give the task as long again (at most STOP_GRACE_S) to return, so the next attempt
+    never runs beside it. A task that still runs then fails the step for good."""
     if timeout_s is None:
         return call()
     box: dict[str, Any] = {}
+    context = contextvars.copy_context()  # LangGraph's interrupt() reads the node's context
 
     def target() -> None:
         try:
-            box["value"] = call()
+            box["value"] = context.run(call)
         except BaseException as exc:  # handed over to the waiting thread
             box["error"] = exc
 
-    # A thread cannot be killed: on timeout the step fails and the thread is abandoned.
     worker = threading.Thread(target=target, name=f"opsloop-task-{what}", daemon=True)
     worker.start()
     worker.join(timeout_s)
-    if worker.is_alive():
-        raise StepTimeout(f"{what} did not finish within {timeout_s:g} s")
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
+    if not worker.is_alive():
+        if "error" in box:
+            raise box["error"]
+        return box["value"]
+    cancelled.set()
+    grace = min(timeout_s, STOP_GRACE_S)
+    worker.join(grace)
+    if worker.is_alive():  # a thread cannot be killed: it is abandoned, and no retry starts
+        raise TaskNotStopped(
+            f"{what} did not finish within {timeout_s:g} s and did not stop within {grace:g} s "
+            "of being told (ctx.cancelled); it still runs in the bot's process, so the step "
+            "is not retried. Have the task check ctx.cancelled and return"
+        )
+    raise StepTimeout(f"{what} did not finish within {timeout_s:g} s (told to stop, it stopped)")
 
 
 def run_shell(
@@ -132,28 +152,28 @@ def run_shell(
     argv = render_argv(list(action.argv), context)
     try:
         proc = subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace",
-            start_new_session=True, stdin=subprocess.DEVNULL,
-            env=dict(env),
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+            stdin=subprocess.DEVNULL, env=dict(env),
         )  # fmt: skip
     except OSError as exc:
         raise StepFailed(f"cannot start {argv[0]!r}: {exc.strerror}") from exc
     if on_start is not None:
         on_start(proc)
+    # Streamed into bounded tails, never held whole: memory stays flat whatever a step prints.
+    out, err = read_tail(proc.stdout, TAIL_CHARS), read_tail(proc.stderr, TAIL_CHARS)
     try:
-        out, err = proc.communicate(timeout=timeout_s)
+        proc.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
         kill_process_group(proc)
-        out, err = proc.communicate()
+        proc.wait()
+        out.join(), err.join()
         raise StepTimeout(f"{argv[0]} was killed after {timeout_s:g} s") from None
-    outputs = {
-        "exit_code": proc.returncode,
-        "stdout": out[-TAIL_CHARS:],
-        "stderr": err[-TAIL_CHARS:],
-    }
+    out.join(), err.join()
+    outputs = {"exit_code": proc.returncode, "stdout": out.text(), "stderr": err.text()}
     if proc.returncode != 0:
         raise StepFailed(
-            f"{argv[0]} exited with {proc.returncode}: {err.strip()[-500:]}", outputs=outputs
+            f"{argv[0]} exited with {proc.returncode}: {err.text().strip()[-500:]}",
+            outputs=outputs,
         )
     return outputs
 
@@ -172,7 +192,7 @@ def with_retries(
         return attempt()
 
     def retryable(exc: BaseException) -> bool:
-        if isinstance(exc, GraphBubbleUp):  # an interrupt is not a failure
+        if isinstance(exc, GraphBubbleUp | TaskNotStopped):  # a pause; a task still running
             return False
         kind = "timeout" if isinstance(exc, StepTimeout) else "error"
         return kind in policy.on

@@ -15,13 +15,14 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from orchestrator import leases, log_context, passing, runs, scheduler, stepwork
+from orchestrator import leases, log_context, passing, recording, runs, scheduler, stepwork
 from orchestrator.execution import StepEnd, StepRunner
 from orchestrator.live import LiveRuns
 from orchestrator.passing import new_thread_id
 from orchestrator.protocol import RunView
 from orchestrator.run_lock import RunLock
 from orchestrator.services import Services
+from orchestrator.step_limits import WorkerShare
 from orchestrator.storable import storable
 from orchestrator.storage_retry import storage_attempts
 from orchestrator.workflow.definitions import Step
@@ -46,6 +47,8 @@ class Advancer:
         self._on_finished = on_finished  # a run ended in a pass: tell, count schedule failures
         self.max_workers = max_workers
         self._pool = ThreadPoolExecutor(max_workers, thread_name_prefix="opsloop-step")
+        share = services.limits.workflow_workers  # held-back runs get a pass as it frees up
+        self._share = WorkerShare(share, lambda run_id: self.submit(self.advance, run_id))
         self._guard = threading.Lock()
         self._run_locks: weakref.WeakValueDictionary[str, RunLock] = weakref.WeakValueDictionary()
         # Steps this process dispatched and is still running: (run id, step id). A pass
@@ -144,8 +147,11 @@ class Advancer:
             outcomes = self._outcomes.pop(run_id, [])
             free = 0 if self.draining else self.max_workers - len(self._inflight)
         try:
-            done = passing.commit_pass(self._services, self._live, run_id, outcomes,
-                                       self._inflight_of, free)  # fmt: skip
+            grant = lambda wf, ready: self._share.grant(run_id, wf, ready)  # noqa: E731
+            commit = lambda o: passing.commit_pass(  # noqa: E731
+                self._services, self._live, run_id, o, self._inflight_of, free, grant
+            )
+            done = recording.commit_outcomes(self._services, run_id, outcomes, commit)
         except BaseException:
             with self._guard:  # not recorded: the next pass tries again
                 self._outcomes.setdefault(run_id, [])[:0] = outcomes
@@ -177,6 +183,7 @@ class Advancer:
         for step in done.queued:
             self._dispatch(run, step)
         if done.finished:
+            self._share.forget(run.id)
             self._on_finished(run)
 
     # -- steps --------------------------------------------------------------------
@@ -195,6 +202,7 @@ class Advancer:
             if self.draining:  # stays pending: whoever runs the run next starts it
                 self._memory.forget(run.id)
                 self._inflight.discard((run.id, step.id))
+                self._share.release(run.id, step.id)
                 self._idle.notify_all()
                 return
         thread_id = new_thread_id(run.id, step.id)
@@ -217,6 +225,7 @@ class Advancer:
                 self._memory.forget(run.id)
                 with self._guard:
                     self._inflight.discard((run.id, step.id))
+                self._share.release(run.id, step.id)
         if not won:
             return
         self._memory.claimed(
@@ -257,6 +266,7 @@ class Advancer:
             with self._guard:
                 self._inflight.discard((run_id, step_id))
                 self._idle.notify_all()
+            self._share.release(run_id, step_id)
         with log_context.bound(run_id=run_id):
             self.advance(run_id)
 

@@ -45,6 +45,7 @@ from orchestrator.schedule_timer import ScheduleTimer
 from orchestrator.schedules import ScheduleView
 from orchestrator.secrets import Scrubber
 from orchestrator.services import GuardedFrontEnd, Services
+from orchestrator.step_limits import StepLimits
 from orchestrator.stepgraph import StepGraph
 from orchestrator.storage_retry import RetryingSaver, storage_attempts
 from orchestrator.timers import Timers
@@ -73,6 +74,7 @@ class Orchestrator:
         scrubber: Scrubber | None = None,
         admins: Approvers | None = None,
         rate_limit: RateLimit | None = None,
+        limits: StepLimits | None = None,
     ) -> None:
         self.engine = engine
         self.workflows = dict(workflows)
@@ -83,7 +85,7 @@ class Orchestrator:
             engine=engine, clock=self.clock, versions=WorkflowVersions(engine, self.workflows),
             front_end=GuardedFrontEnd(front_end or SilentFrontEnd()),  # type: ignore[arg-type]
             directory=self.directory, replica=leases.replica_id(), saver=saver,
-            graph=StepGraph(saver), scrubber=scrubber or Scrubber(),
+            graph=StepGraph(saver), scrubber=scrubber or Scrubber(), limits=limits or StepLimits(),
             access=AccessPolicy(admins or Approvers(), self.directory),
         )  # fmt: skip
         self._rate_limit = rate_limit
@@ -113,12 +115,11 @@ class Orchestrator:
     def start(self, *, recover: bool = True, serving: bool = False) -> None:
         """Start the timers and, with `recover`, take over every unfinished run.
 
-        Recovery rebuilds every pending deadline and reminder and continues
-        every unfinished run, treating steps left `running` as interrupted by a
-        crash: only a process that owns the database (`serve`, `resume`) may
-        do it. Short-lived commands pass `recover=False` and `watch_run()` the
-        run they act on. `serving` (`serve`, `serve --no-slack`): this process serves
-        the database, so schedules its workflow files no longer have are disabled.
+        Recovery arms the deadlines and reminders falling due soon and continues every
+        unfinished run, treating steps left `running` as interrupted by a crash: only a
+        process that owns the database (`serve`, `resume`) may do it. Short-lived
+        commands pass `recover=False` and `watch_run()` the run they act on. `serving`:
+        this process serves the database, so schedules no file has any more are disabled.
         """
         timers, engine = self._timers, self.engine
         self._started = True

@@ -126,3 +126,8 @@ class StepFailed(OrchestratorError):
 
 class StepTimeout(StepFailed):
     """A step ran past its timeout."""
+
+
+class TaskNotStopped(StepFailed):
+    """A python task past its timeout did not return when told to: it still runs in its
+    thread, so the step fails and is not retried (attempts must never overlap)."""

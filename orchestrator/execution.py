@@ -54,6 +54,8 @@ class StepRunner:
         self._procs: dict[tuple[str, str], subprocess.Popen] = {}
         # Runs this process cancelled: a step claimed before the cancel must not start.
         self._cancelled: set[str] = set()
+        # A running python attempt's ctx.cancelled: a cancel tells the task (it cannot be killed).
+        self._told: dict[tuple[str, str], threading.Event] = {}
 
     def execute(
         self, run_id: str, step_id: str, thread_id: str,
@@ -74,6 +76,7 @@ class StepRunner:
             hooks = stepwork.StepHooks(
                 process_started=lambda proc: self.process_started(run_id, step_id, proc),
                 attempt_started=lambda n: self._live.step_changed(run_id, step_id, attempts=n),
+                task_started=lambda told: self._task_started(run_id, step_id, told),
             )
             view = run
 
@@ -95,6 +98,7 @@ class StepRunner:
         finally:
             with self._lock:
                 self._procs.pop((run_id, step_id), None)
+                self._told.pop((run_id, step_id), None)
         if result.interrupt is not None:
             return StepEnd(StepStatus.WAITING, interrupt=result.interrupt)
         return StepEnd(StepStatus.SUCCEEDED, outputs=self._services.scrubber.value(result.outputs))
@@ -113,6 +117,12 @@ class StepRunner:
         if self.is_cancelled(run_id):
             kill_process_group(proc)
 
+    def _task_started(self, run_id: str, step_id: str, told: threading.Event) -> None:
+        with self._lock:
+            self._told[(run_id, step_id)] = told
+        if self.is_cancelled(run_id):  # cancelled while it was starting: see process_started
+            told.set()
+
     def is_cancelled(self, run_id: str) -> bool:
         with self._lock:
             return run_id in self._cancelled
@@ -122,8 +132,11 @@ class StepRunner:
         with self._lock:
             self._cancelled.add(run_id)  # before the kills: see process_started
             procs = [p for (rid, _), p in self._procs.items() if rid == run_id]
+            told = [e for (rid, _), e in self._told.items() if rid == run_id]
         for proc in procs:
             kill_process_group(proc)
+        for event in told:
+            event.set()
 
     def kill_all(self) -> set[tuple[str, str]]:
         """Kill every shell step's process (a graceful stop ran out of time); which steps."""

@@ -5,7 +5,7 @@ Pure functions over interaction rows; the engine wraps them in transactions.
 
 from __future__ import annotations
 
-import math
+import difflib
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,6 +23,7 @@ from orchestrator.workflow.definitions import (
     Step,
 )
 from orchestrator.workflow.loader import check_gate
+from orchestrator.workflow.numbers import NumberError, parse_number
 from storage.statuses import InteractionKind, InteractionStatus
 
 APPROVE_WORDS = frozenset({"approve", "approved", "yes", "y", "ok", "lgtm"})
@@ -188,7 +189,13 @@ def apply_answer(
     if kind == InteractionKind.DECISION:
         values = [option(o).value for o in row["options"] or ()]
         if answer not in values:
-            raise InvalidAnswer(f"{answer!r} is not one of the options: {', '.join(values)}")
+            close = difflib.get_close_matches(str(answer), values, n=1, cutoff=0.6)
+            if not close:  # a case slip (`Canary` for `canary`) is close too
+                close = [v for v in values if v.lower() == str(answer).strip().lower()]
+            mean = f"did you mean {close[0]!r}? " if close else ""
+            raise InvalidAnswer(
+                f"{answer!r} is not one of the options; {mean}the options: {', '.join(values)}"
+            )
         responses.append({**entry, "answer": answer})
         return Outcome(InteractionStatus.DECIDED, responses, answer, True)
     values = coerce_input([input_field(f) for f in row["fields"] or ()], answer)
@@ -219,14 +226,11 @@ def coerce_input(fields: Iterable[InputField], answer: Any) -> dict[str, Any]:
 
 
 def _coerce_field(name: str, field: InputField, raw: Any) -> Any:
-    if field.type == "number":
-        try:  # true/false are not numbers, nor are nan and inf (no JSON can carry them)
-            number = float(raw) if not isinstance(raw, bool) else math.nan
-        except (TypeError, ValueError, OverflowError):
-            number = math.nan
-        if not math.isfinite(number):
-            raise InvalidAnswer(f"field {name!r} must be a number, like 3 or 2.5, not {raw!r}")
-        return int(number) if number.is_integer() else number
+    if field.type == "number":  # one rule with Slack's forms (workflow/numbers.py)
+        try:
+            return parse_number(raw)
+        except NumberError as exc:
+            raise InvalidAnswer(f"field {name!r}: {exc}") from None
     if not isinstance(raw, str | int | float) or isinstance(raw, bool):
         raise InvalidAnswer(f"field {name!r} takes text, not {type(raw).__name__} {raw!r}")
     if field.type == "choice" and raw not in field.choices:

@@ -28,8 +28,10 @@ def new_thread_id(run_id: str, step_id: str) -> str:
 def commit_pass(
     services: Services, live: LiveRuns, run_id: str,
     outcomes: list[scheduler.Outcome], inflight_of: Callable[[str], frozenset[str]], free: int,
+    grant: Callable[[str, tuple[str, ...]], tuple[str, ...]] | None = None,
 ) -> scheduler.Pass:  # fmt: skip
-    """Make one pass over `run_id` and commit it; what it changed."""
+    """Make one pass over `run_id` and commit it; what it changed. `grant`: the workers'
+    share per workflow (step_limits.py)."""
     engine, now, cache = services.engine, services.clock.now(), live.cache(run_id)
     memory = live.memory
     state, claims = memory.take(run_id)
@@ -41,6 +43,7 @@ def commit_pass(
                 claims=claims if given else (), inflight=lambda: inflight_of(run_id),
                 free=free, now=now, ownership=leases.ownership(services.replica, now),
                 new_thread_id=lambda step_id: new_thread_id(run_id, step_id), cache=trial,
+                grant=grant,
             )  # fmt: skip
 
     kept = None

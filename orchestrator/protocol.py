@@ -10,6 +10,7 @@ Calls come from worker threads: implementations must be thread-safe and quick
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -221,7 +222,7 @@ class Directory(Protocol):
 
 @dataclass(frozen=True)
 class StaticDirectory:
-    """Groups given up front, e.g. from OPSLOOP_GROUPS="oncall=U1,U2;leads=U3"."""
+    """Groups given up front, e.g. from OPSLOOP_GROUPS="S0ONCALL=U1,U2;S0LEADS=U3"."""
 
     groups: dict[str, frozenset[str]] = field(default_factory=dict)
 
@@ -239,7 +240,13 @@ class StaticDirectory:
             )  # fmt: skip
             if bad or name in groups:
                 why = f"group {name} is given twice" if not bad else f"cannot read {part!r}"
-                raise ValueError(f"{why}; write groups as name=U1,U2;other=U3")
+                raise ValueError(f"{why}; write groups as S0ONCALL=U1,U2;S0LEADS=U3")
+            if not re.fullmatch(r"S[A-Z0-9]{2,}", name):  # as gates name groups (step_schema)
+                raise ValueError(
+                    f"group {name!r} cannot be named by a gate, which takes ids shaped like "
+                    f"Slack's user groups: write it as S0{re.sub('[^A-Z0-9]', '', name.upper())}"
+                    "=... and list that id in the gate's groups"
+                )
             groups[name] = frozenset(members)
         return cls(groups)
 

@@ -195,7 +195,9 @@ class Recovery:
         self._advancer.advance(run_id)
 
     def retry(self, run_id: str, step_id: str | None, by: str) -> None:
-        """Reset a failed step (or every failed one) and what it left skipped or cancelled."""
+        """Reset a failed step (or every failed one) and every step after it: those it left
+        skipped or cancelled, and the `if: failure()` / `always()` handlers that ran after
+        it (they run again, or are skipped, by how the retry goes)."""
         run = self._services.view(run_id)
         wf = self._services.workflow_of(run)
         failed = [s.step_id for s in run.steps if s.status == StepStatus.FAILED]
@@ -217,8 +219,8 @@ class Recovery:
         with write_transaction(self._services.engine) as conn:
             for sid in reset:
                 runs.set_step(
-                    conn, run_id, sid,
-                    expect=[StepStatus.FAILED, StepStatus.SKIPPED, StepStatus.CANCELLED],
+                    conn, run_id, sid, expect=[StepStatus.FAILED, StepStatus.SKIPPED,
+                    StepStatus.CANCELLED, *([] if sid in targets else [StepStatus.SUCCEEDED])],
                     status=StepStatus.PENDING, error=None, outputs=None, finished_at=None,
                     updated_at=now,
                 )  # fmt: skip

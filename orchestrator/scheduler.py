@@ -80,6 +80,7 @@ def run_pass(
     new_thread_id: Callable[[str], str],
     ownership: dict[str, Any],
     cache: runs.ViewCache | None = None,
+    grant: Callable[[str, tuple[str, ...]], tuple[str, ...]] | None = None,
 ) -> Pass:
     """Advance `run_id` as far as it goes without running anything; see the module doc.
 
@@ -91,6 +92,8 @@ def run_pass(
     it back and passes again from a fresh read). At most `free` steps are claimed, the
     rest come back as `queued`. `cache` is the run's step views from earlier loads
     (`runs.load_run`). `done.state` is the state the pass leaves (None: read it again).
+    `grant` keeps one workflow within its share of the workers (step_limits.py): steps
+    it holds back stay pending and ready.
     """
     done = Pass()
     outcomes = list(outcomes)
@@ -135,9 +138,10 @@ def run_pass(
             _close(conn, done, run_id, step_id, StepStatus.FAILED, now, error)
         if not (ready.skip or ready.fail):
             break
-    _claim(conn, done, run_id, [wf.step(s) for s in ready.start[:free]], now, new_thread_id,
+    start = ready.start if grant is None else grant(wf.name, ready.start)  # step_limits.py
+    _claim(conn, done, run_id, [wf.step(s) for s in start[:free]], now, new_thread_id,
            ownership)  # fmt: skip
-    done.queued = [wf.step(s) for s in ready.start[free:]]
+    done.queued = [wf.step(s) for s in start[free:]]
     state.hand([s.id for s in done.queued])
     if done.claimed and done.run.status == RunStatus.WAITING:
         _set_run(conn, done, run_id, now, status=RunStatus.RUNNING)

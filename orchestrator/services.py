@@ -15,6 +15,7 @@ from orchestrator.access import AccessPolicy
 from orchestrator.clock import Clock
 from orchestrator.protocol import Directory, FrontEnd, RunView
 from orchestrator.secrets import Scrubber
+from orchestrator.step_limits import StepLimits
 from orchestrator.stepgraph import StepGraph
 from orchestrator.storage_retry import RetryingSaver, storage_attempts
 from orchestrator.versions import WorkflowVersions
@@ -36,6 +37,7 @@ class Services:
     access: AccessPolicy
     # Cuts the bot's own secrets out of what steps report, before it is stored or posted.
     scrubber: Scrubber = field(default_factory=Scrubber)
+    limits: StepLimits = field(default_factory=StepLimits)  # default timeout, workflow share
 
     def workflow_of(self, run: RunView) -> Workflow:
         """The workflow as `run` started with it (its file may have changed since)."""

@@ -6,7 +6,9 @@ interaction row (once, however often the node re-runs) and calls `interrupt()`.
 
 from __future__ import annotations
 
+import logging
 import subprocess
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +30,8 @@ from orchestrator.workflow.expressions import compile_condition, render_text
 from storage.engine import dialect_insert, write_transaction
 from storage.statuses import InteractionStatus, StepStatus
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class StepHooks:
@@ -35,6 +39,7 @@ class StepHooks:
 
     process_started: Callable[[subprocess.Popen], None]  # a shell step's process is up
     attempt_started: Callable[[int], None]  # attempt n (> 1) was recorded
+    task_started: Callable[[threading.Event], None]  # a python attempt's ctx.cancelled
 
 
 def can_pause(step: Step) -> bool:
@@ -76,11 +81,15 @@ def work(
         ),
     )  # fmt: skip
 
+    timeout_s = services.limits.timeout_of(step.timeout_s)
+
     def attempt() -> dict[str, Any]:
         if isinstance(step.action, PythonAction):
-            return call_python(step.action, ctx, step.timeout_s)
+            ctx.cancelled = threading.Event()  # each attempt is told on its own
+            hooks.task_started(ctx.cancelled)
+            return call_python(step.action, ctx, timeout_s)
         return run_shell(
-            step.action, template_context(services.workflow_of(run), run), step.timeout_s,
+            step.action, template_context(services.workflow_of(run), run), timeout_s,
             on_start=hooks.process_started, env=env,
         )  # fmt: skip
 
@@ -163,4 +172,27 @@ def ask(
             if inserted is not None:
                 runs.audit(conn, SYSTEM, "interaction.opened", now=now, run_id=run.id,
                            interaction_id=iid, step=step.id)  # fmt: skip
+    if inserted is not None:
+        _warn_if_nobody(services, run, step, values)
     return interrupt({"interaction_id": iid})
+
+
+def _warn_if_nobody(
+    services: Services, run: RunView, step: Step, values: Mapping[str, Any]
+) -> None:
+    """A question only empty groups may answer would wait silently until its deadline:
+    say so when it opens (admins may still answer it; access.py)."""
+    if values["allowed_users"] or not values["allowed_groups"]:
+        return
+    try:
+        empty = [g for g in values["allowed_groups"] if not services.directory.members(g)]
+    except Exception:  # the directory (Slack) cannot say now: nothing to warn about
+        return
+    if len(empty) == len(values["allowed_groups"]):
+        deadline = values["deadline"]
+        log.warning(
+            "run %s: step %s asks group(s) %s, which have no known members: nobody can answer "
+            "it%s; add members (OPSLOOP_GROUPS or the Slack user group), or an admin "
+            "(OPSLOOP_ADMINS) can answer or cancel", run.id, step.id, ", ".join(empty),
+            f" before its deadline ({deadline:%Y-%m-%d %H:%M} UTC)" if deadline else "",
+        )  # fmt: skip

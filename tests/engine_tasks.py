@@ -123,3 +123,29 @@ def overlapping(params: dict) -> dict:
         seen["now"] -= 1
         OVERLAP.notify_all()
         return {"peak": seen["peak"]}
+
+
+RUNNING: dict[str, list[int]] = {}  # per key: [attempts running now, most at once, told]
+_RUNNING_LOCK = threading.Lock()
+
+
+def cooperative(params: dict, ctx: object) -> dict:
+    """Run until told the attempt timed out (ctx.cancelled); count overlap and telling."""
+    key = params["key"]
+    with _RUNNING_LOCK:
+        seen = RUNNING.setdefault(key, [0, 0, 0])
+        seen[0] += 1
+        seen[1] = max(seen[1], seen[0])
+    try:
+        told = ctx.cancelled.wait(30)  # type: ignore[attr-defined]
+        time.sleep(0.05)  # cleaning up after being told: the next attempt must wait for it
+    finally:
+        with _RUNNING_LOCK:
+            seen[0] -= 1
+            seen[2] += told
+    return {"told": told}
+
+
+def not_a_number() -> dict:
+    """Outputs PostgreSQL's JSON refuses (NaN); SQLite stores them."""
+    return {"ratio": float("nan")}

@@ -17,6 +17,7 @@ from orchestrator.clock import FakeClock
 from orchestrator.engine import Orchestrator
 from orchestrator.errors import NotAllowed, StepFailed
 from orchestrator.queries import open_interactions
+from orchestrator.step_limits import StepLimits
 from orchestrator.workflow.loader import parse_workflow
 from storage.engine import read_transaction
 from tests.ask_tasks import BAD_ASKS
@@ -54,7 +55,10 @@ def orch(engine: sa.Engine) -> Iterator[Orchestrator]:
         "asking": parse_workflow(ASKING), "short_forms": parse_workflow(SHORT_FORMS),
         "expiring_ask": parse_workflow(EXPIRING), "bad_asks": parse_workflow(BAD),
     }  # fmt: skip
-    o = Orchestrator(engine, workflows, max_workers=4, clock=FakeClock())
+    # With the default step timeout, as the CLI and serve run: each task runs in its own
+    # thread, and ctx.ask must still pause it (the thread gets LangGraph's context).
+    o = Orchestrator(engine, workflows, max_workers=4, clock=FakeClock(),
+                     limits=StepLimits(default_timeout_s=3600))  # fmt: skip
     o.start()
     yield o
     o.close()
@@ -207,6 +211,7 @@ sys.path.insert(0, sys.argv[3])
 from orchestrator.engine import Orchestrator
 from orchestrator.workflow.loader import parse_workflow
 from orchestrator.queries import open_interactions
+from orchestrator.step_limits import StepLimits
 from storage.engine import create_engine
 orch = Orchestrator(create_engine(sys.argv[1]), {"held-ask": parse_workflow(sys.argv[2])})
 orch.start(recover=False)

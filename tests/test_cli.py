@@ -146,7 +146,10 @@ def test_settings_that_cannot_be_used_exit_2_with_the_fix(cli, monkeypatch, tmp_
     for groups in ("S0OPS=U0F=U0G", "garbage", "S0OPS=U0F;S0OPS=U0G", "S0OPS=U0F U0G"):
         monkeypatch.setenv("OPSLOOP_GROUPS", groups)
         code, _, err = cli("run", "gated", "service=api")
-        assert code == 2 and "OPSLOOP_GROUPS" in err and "name=U1,U2" in err, err
+        assert code == 2 and "OPSLOOP_GROUPS" in err and "S0ONCALL=U1,U2" in err, err
+    monkeypatch.setenv("OPSLOOP_GROUPS", "oncall=U1,U2")  # the README's old example
+    code, _, err = cli("run", "gated", "service=api")
+    assert code == 2 and "write it as S0ONCALL=... and list that id" in err, err
     monkeypatch.delenv("OPSLOOP_GROUPS")
     not_a_db = tmp_path / "notes.db"
     not_a_db.write_text("shopping list\n")

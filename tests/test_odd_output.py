@@ -42,3 +42,63 @@ def test_a_step_printing_nul_bytes_is_recorded_and_the_run_goes_on(engine: sa.En
     assert binary["stdout"].startswith(f"a{REPLACEMENT}b") and binary["stdout"].endswith("c")
     assert binary["stderr"] == f"e{REPLACEMENT}rr"
     assert steps["after"].status == "succeeded"
+
+
+LOUD = r"""
+name: loud
+steps:
+  - id: flood
+    shell: ["sh", "-c", "head -c 20000000 /dev/zero | tr '\\0' x; echo; echo ümlaut-END;
+             echo E >&2"]
+"""
+
+
+def test_a_step_printing_megabytes_keeps_a_tail_and_says_how_much_was_cut(
+    engine: sa.Engine,
+) -> None:
+    orch = Orchestrator(engine, {"loud": parse_workflow(LOUD)})
+    orch.start(recover=False)
+    try:
+        run = orch.wait(orch.start_run("loud", {}, started_by="U0OPS"), 60)
+    finally:
+        orch.close()
+    assert run.status == "succeeded", run.error
+    outputs = run.steps[0].outputs
+    assert outputs is not None
+    stdout = outputs["stdout"]
+    assert stdout.startswith("[... 19 MB cut ...]\n") and stdout.endswith("x\nümlaut-END\n")
+    assert len(stdout.encode()) <= 4000 + len("[... 19 MB cut ...]\n")
+    assert outputs["stderr"] == "E\n"  # nothing cut: no marker
+
+
+UNSTORABLE = """
+name: unstorable
+steps:
+  - id: nan
+    python: engine_tasks:not_a_number
+  - id: fine
+    python: engine_tasks:ok
+  - id: after
+    needs: [nan]
+    python: engine_tasks:ok
+"""
+
+
+def test_a_result_the_database_refuses_fails_its_step_and_the_run_goes_on(
+    engine: sa.Engine,
+) -> None:
+    orch = Orchestrator(engine, {"unstorable": parse_workflow(UNSTORABLE)})
+    orch.start(recover=False)
+    try:
+        run = orch.wait(orch.start_run("unstorable", {}, started_by="U0OPS"), 30)
+    finally:
+        orch.close()
+    steps = {s.step_id: s for s in run.steps}
+    assert steps["fine"].status == "succeeded"
+    if engine.dialect.name == "sqlite":  # SQLite's JSON text takes NaN: nothing to refuse
+        assert run.status == "succeeded"
+        return
+    assert run.status == "failed"  # before: `running` forever, every pass failing
+    assert steps["nan"].status == "failed" and steps["nan"].outputs is None
+    assert (steps["nan"].error or "").startswith("the step's result could not be stored (")
+    assert steps["after"].status == "skipped"

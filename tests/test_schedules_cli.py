@@ -53,6 +53,9 @@ def cli(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys):
 
 
 def test_run_pause_resume_and_the_list(cli, db_url: str) -> None:
+    code, _, err = cli("schedules")  # a read-only command creates no schema
+    assert code == 2 and "no opsloop schema yet: `opsloop db upgrade` creates it" in err
+    assert cli("db", "upgrade")[0] == 0
     assert cli("schedules")[1].startswith("no schedules yet")
 
     code, out, _ = cli("schedules", "run", "nightly/h", "--json")

@@ -434,3 +434,18 @@ def test_ops_schedules_lists_next_fires_and_pauses_and_resumes(harness: Harness)
         )).all()  # fmt: skip
     assert [tuple(a) for a in actions] == [("schedule.paused", "U0BOSS"),
                                            ("schedule.resumed", "U0BOSS")]  # fmt: skip
+
+
+def test_ops_plan_with_params_is_a_dry_run(harness: Harness) -> None:
+    with harness.bot.orch.engine.connect() as conn:
+        runs_before = len(conn.execute(sa.text("SELECT id FROM workflow_run")).all())
+    harness.command("plan gated service=api", reply="plan")
+    [planned] = until(lambda: harness.slack.responses("plan"), what="the plan")
+    text = json.dumps(planned)
+    assert "a run of gated with service='api' (nothing was started)" in text
+    assert "approve" in text and "waits for U0BOSS, U0DEPUTY" in text
+    harness.command("plan gated service=db", reply="bad")
+    [bad] = until(lambda: harness.slack.responses("bad"), what="the refusal")
+    assert "service" in json.dumps(bad) and "api" in json.dumps(bad)  # as `/ops run` says it
+    with harness.bot.orch.engine.connect() as conn:
+        assert len(conn.execute(sa.text("SELECT id FROM workflow_run")).all()) == runs_before

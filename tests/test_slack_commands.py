@@ -42,6 +42,7 @@ from bot.slack.commands import (
         ("retry r-1", Retry("r-1")),
         ("retry r-1 build", Retry("r-1", "build")),
         ("plan deploy", Plan("deploy")),
+        ("plan deploy service=api", Plan("deploy", {"service": "api"})),
         ("report", ShowReport()),
         ("report 24h", ShowReport(86400.0)),
         ("report 90d deploy hello", ShowReport(90 * 86400.0, ("deploy", "hello"))),

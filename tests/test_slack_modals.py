@@ -81,6 +81,13 @@ def test_input_submission_round_trip():
     assert submissions.validate_input_submission(interaction, values) == {}
     state = fill_view(view, {"field.minutes": "2.5", "field.risk": "low"})
     assert submissions.parse_input_submission(interaction, state)["minutes"] == 2.5
+    # The CLI's number rule: exact (not through a float), no exponents, 64 bits at most.
+    state = fill_view(view, {"field.minutes": "12345678901234567", "field.risk": "low"})
+    assert submissions.parse_input_submission(interaction, state)["minutes"] == 12345678901234567
+    for typed, why in (("1e3", "write 1000, not 1e3"), ("99999999999999999999", "too large")):
+        state = fill_view(view, {"field.minutes": typed, "field.risk": "low"})
+        values = submissions.parse_input_submission(interaction, state)
+        assert why in submissions.validate_input_submission(interaction, values)["field.minutes"]
 
 
 def test_input_validation_errors_are_keyed_by_block_id():
@@ -89,7 +96,7 @@ def test_input_validation_errors_are_keyed_by_block_id():
     errors = submissions.validate_input_submission(interaction, bad)
     assert errors == {
         "field.ticket": "This field is required.",
-        "field.minutes": "Enter a number.",
+        "field.minutes": "'many' is not a number; give digits, like 3 or 2.5",
         "field.risk": "Choose one of: low, high",
     }
     assert submissions.errors_response(errors) == {"response_action": "errors", "errors": errors}

@@ -130,9 +130,61 @@ def test_a_step_past_its_timeout_fails_and_its_process_is_gone(
         "slow_shell": ("failed", 1), "slow_python": ("failed", 1), "after": ("skipped", 0),
     }  # fmt: skip
     assert got["slow_shell"].error == "sh was killed after 1 s"
-    assert got["slow_python"].error == "engine_tasks:held did not finish within 0.3 s"
+    assert (got["slow_python"].error or "").startswith(
+        "engine_tasks:held did not finish within 0.3 s and did not stop within 0.3 s"
+    )
     assert engine_tasks.CALLS[key] == 1
     until(lambda: not process_alive(pid), timeout=5, what=f"the timed-out process {pid} to be gone")
+
+
+COOPERATIVE = """
+name: cooperative
+params:
+  key: {type: string, required: true}
+steps:
+  - id: polite
+    python: engine_tasks:cooperative
+    timeout: 200ms
+    retry: {attempts: 3, on: [timeout]}
+  - id: stubborn
+    python: engine_tasks:held
+    timeout: 200ms
+    retry: {attempts: 3, on: [timeout, error]}
+"""
+
+
+def test_python_attempts_past_their_timeout_never_overlap(engine: sa.Engine) -> None:
+    key = uuid.uuid4().hex
+    gate = engine_tasks.GATES[key] = threading.Event()
+    with running(engine, COOPERATIVE) as orch:
+        try:
+            run = finished(orch, orch.start_run("cooperative", {"key": key}, started_by="U0R"))
+        finally:
+            gate.set()
+    got = steps(run)
+    assert (got["polite"].status, got["polite"].attempts) == ("failed", 3)
+    assert got["polite"].error == (
+        "engine_tasks:cooperative did not finish within 0.2 s (told to stop, it stopped)"
+    )
+    now, most, told = engine_tasks.RUNNING[key]
+    assert (now, most, told) == (0, 1, 3)  # one attempt at a time, each told it timed out
+    # A task that ignores ctx.cancelled still runs: the step fails and is not retried.
+    assert (got["stubborn"].status, got["stubborn"].attempts) == ("failed", 1)
+    assert "did not stop within 0.2 s of being told" in (got["stubborn"].error or "")
+    assert engine_tasks.CALLS[key] == 1
+
+
+def test_cancelling_a_run_tells_its_running_python_task(engine: sa.Engine) -> None:
+    key = uuid.uuid4().hex
+    flow = ("name: told\nparams:\n  key: {type: string, required: true}\nsteps:\n"
+            "  - id: polite\n    python: engine_tasks:cooperative\n")  # fmt: skip
+    with running(engine, flow) as orch:
+        run_id = orch.start_run("told", {"key": key}, started_by="U0R")
+        until(lambda: engine_tasks.RUNNING.get(key, [0])[0] == 1, what="the task to start")
+        orch.cancel(run_id, "U0R")
+        # Before: nothing told it; it ran on until its own 30 s wait ended.
+        until(lambda: engine_tasks.RUNNING[key][2] == 1, what="the task to see ctx.cancelled")
+    assert finished(orch, run_id).status == "cancelled"
 
 
 def _retried(step_id: str, body: str, on: str, timeout: str = "") -> str:
@@ -377,9 +429,10 @@ FIELDS = [InputField("n", "number", required=True), InputField("t", "text", requ
 
 
 @pytest.mark.parametrize("answer, message", [
-    ({"n": "nan"}, "must be a number"), ({"n": "inf"}, "must be a number"),
-    ({"n": "1e999"}, "must be a number"), ({"n": True}, "must be a number"),
-    ({"n": "three"}, "must be a number"), ({"n": 1, "t": {"a": 1}}, "takes text"),
+    ({"n": "nan"}, "is not a number"), ({"n": "inf"}, "is not a number"),
+    ({"n": "1e999"}, r"not a number \(write 1000, not 1e3\)"), ({"n": True}, "is not a number"),
+    ({"n": "three"}, "is not a number"), ({"n": 1, "t": {"a": 1}}, "takes text"),
+    ({"n": "99999999999999999999"}, "too large: whole numbers go up to"),
     ({"n": 1, "t": ["x"]}, "takes text"), ({"n": 1, "t": False}, "takes text"),
 ])  # fmt: skip
 def test_input_fields_refuse_values_of_the_wrong_type(answer: dict, message: str) -> None:

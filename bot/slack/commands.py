@@ -31,7 +31,11 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "cancel": ("RUN", "cancel a run"),
     "retry": ("RUN [STEP]", "retry a run's failed steps, or one step"),
     "audit": ("RUN", "who did what in a run: starts, answers, refusals, cancels, retries"),
-    "plan": ("WORKFLOW", "show the steps a workflow would run, in order"),
+    "plan": (
+        "WORKFLOW [params]",
+        "show a workflow's steps; with key=value params, which would "
+        "run, be skipped or wait for whom (nothing is started)",
+    ),
     "schedules": ("", "schedules and their next fires; admins may pause or resume them"),
     "report": ("[7d] [WORKFLOW ...]", "the ops report of the last days, of the runs you may see"),
 }
@@ -90,6 +94,7 @@ class Audit:
 @dataclass(frozen=True)
 class Plan:
     workflow: str
+    params: dict[str, str] = field(default_factory=dict)  # with them: a dry run
 
 
 @dataclass(frozen=True)
@@ -215,8 +220,14 @@ def _audit(args: list[str]) -> Command:
 
 
 def _plan(args: list[str]) -> Command:
-    _arity("plan", args, 1, 1)
-    return Plan(args[0])
+    """The same words as `run`, checked the same way."""
+    _arity("plan", args, 1, 1_000)
+    try:
+        params = parse_assignments(args[1:])
+    except ParamError as exc:
+        problems = "; ".join(f"`{p.name}` {p.message} ({p.hint})" for p in exc.problems)
+        raise CommandError(problems, usage("plan")) from None
+    return Plan(args[0], params)
 
 
 def _report(args: list[str]) -> Command:

@@ -17,7 +17,7 @@ from typing import Any
 
 from slack_sdk import WebClient
 
-from bot.plan import format_plan
+from bot.plan import plan_text
 from bot.settings import SlackSettings
 from bot.slack import commands as cmds
 from bot.slack import ids, modals, submissions
@@ -106,10 +106,9 @@ class Handlers:
                 trail = run_trail(self.orch.engine, self.orch.access, self.orch.clock.now(), user,
                                   run_id, body.get("channel_id"))  # fmt: skip
                 _say(respond, **render_audit(run_id, trail))
-            case cmds.Plan(workflow=name):
-                _say(
-                    respond, f"```{format_plan(self.orch.workflow(name), self.orch.clock.now())}```"
-                )
+            case cmds.Plan(workflow=name, params=params):
+                shown = plan_text(self.orch.workflow(name), params, self.orch.clock.now())
+                _say(respond, f"```{shown}```")
             case cmds.Schedules():
                 shown = render_schedules(
                     self.orch.schedules(), manage=self.orch.access.may_manage_schedules(user)

@@ -142,7 +142,7 @@ def running_bot(
     """Everything `serve` runs, started once Slack accepted the bot token; stopped in
     reverse order on exit, running steps given `settings.shutdown_grace` s to end."""
     known = workflows(settings)
-    with database(settings) as engine:
+    with database(settings, migrate=True) as engine:
         bot = build_bot(settings, slack, engine, known, clock)
         with ExitStack() as stack:
             try:

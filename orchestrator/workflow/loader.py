@@ -14,6 +14,7 @@ Python targets are only checked for their `module:function` shape, never importe
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,33 @@ def load_workflows(directory: str | Path) -> dict[str, Workflow]:
             raise _duplicate(workflow, found[workflow.name])
         found[workflow.name] = workflow
     return found
+
+
+def load_valid_workflows(
+    directory: str | Path,
+) -> tuple[dict[str, Workflow], dict[str | None, DefinitionError]]:
+    """The valid workflows under `directory`, and each invalid file's first problem keyed
+    by the `name:` it seems to declare (None when even that cannot be read)."""
+    found: dict[str, Workflow] = {}
+    broken: dict[str | None, DefinitionError] = {}
+    for file in _workflow_files(Path(directory)):
+        try:
+            workflow = load_workflow(file)
+            if workflow.name in found:
+                raise _duplicate(workflow, found[workflow.name])
+        except DefinitionError as err:
+            broken.setdefault(_declared_name(file), err)
+            continue
+        found[workflow.name] = workflow
+    return found, broken
+
+
+def _declared_name(file: Path) -> str | None:
+    try:
+        match = re.search(r"^name:\s*['\"]?([\w.-]+)", file.read_text(errors="replace"), re.M)
+    except OSError:
+        return None
+    return match.group(1) if match else file.stem
 
 
 def validate_paths(paths: Iterable[str | Path]) -> list[DefinitionError]:

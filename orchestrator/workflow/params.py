@@ -14,10 +14,10 @@ from typing import Any
 
 from orchestrator.errors import ParamError, ParamProblem
 from orchestrator.workflow.definitions import ParamSpec, Workflow
+from orchestrator.workflow.numbers import NumberError, parse_whole
 
 _TRUE = frozenset({"true", "yes", "y", "on", "1"})
 _FALSE = frozenset({"false", "no", "n", "off", "0"})
-_INT = re.compile(r"[+-]?\d{1,30}")
 
 
 class _Invalid(Exception):
@@ -137,13 +137,14 @@ def _to_text(value: Any) -> str:
 
 
 def _to_int(value: Any) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and _INT.fullmatch(value.strip()):
-        return int(value.strip())
-    raise _Invalid(f"{value!r} is not a whole number", "give digits only, like 3")
+    try:  # the one number rule, shared with input gates and Slack forms
+        return parse_whole(value)
+    except NumberError as exc:
+        if "too large" in str(exc):
+            raise _Invalid(str(exc).split(";")[0], "give a smaller number") from None
+        exponent = " (write 1000, not 1e3)" if "1e3" in str(exc) else ""
+        raise _Invalid(f"{value!r} is not a whole number{exponent}",
+                       "give digits only, like 3") from None  # fmt: skip
 
 
 def _to_bool(value: Any) -> bool:

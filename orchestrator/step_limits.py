@@ -1,0 +1,85 @@
+"""What keeps one step or one workflow from taking the process: a default timeout for
+steps that name none, and a share of the worker pool per workflow.
+
+Without them, 16 `sleep infinity` steps took all 16 workers and every other run in the
+process stopped while /healthz stayed green (issue 16). Steps of a workflow past its
+share stay `pending` (not queued on the pool), so other workflows' steps still start;
+when one of its steps ends, the runs it held back get a pass.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+DEFAULT_STEP_TIMEOUT_S = 3600.0  # OPSLOOP_STEP_TIMEOUT's default: 1 h
+
+
+@dataclass(frozen=True)
+class StepLimits:
+    """`default_timeout_s`: for steps without `timeout` (None: none); `workflow_workers`:
+    steps of one workflow running at once in this process (None: the whole pool)."""
+
+    default_timeout_s: float | None = None
+    workflow_workers: int | None = None
+
+    def timeout_of(self, step_timeout_s: float | None) -> float | None:
+        """A step's own `timeout` wins; else the default."""
+        return step_timeout_s if step_timeout_s is not None else self.default_timeout_s
+
+
+def workflow_share(max_workers: int) -> int:
+    """The default share: all but a quarter of the pool (at least one worker kept free)."""
+    return max_workers if max_workers == 1 else max_workers - max(1, max_workers // 4)
+
+
+class WorkerShare:
+    """Counts each workflow's steps handed to workers; grants new ones up to the limit."""
+
+    def __init__(self, limit: int | None, wake: Callable[[str], None]) -> None:
+        self._limit = limit
+        self._wake = wake  # gives a held-back run a pass
+        self._lock = threading.Lock()
+        self._running: dict[str, set[tuple[str, str]]] = {}  # workflow -> (run, step)
+        self._workflow: dict[str, str] = {}  # run -> workflow
+        self._held: dict[str, set[str]] = {}  # workflow -> runs with steps held back
+
+    def grant(self, run_id: str, workflow: str, ready: tuple[str, ...]) -> tuple[str, ...]:
+        """Which of `ready` may start now; they count as running until `release`. Asking
+        again for the same steps (a retried pass) grants them again without counting twice."""
+        if self._limit is None:
+            return ready
+        with self._lock:
+            self._workflow[run_id] = workflow
+            running = self._running.setdefault(workflow, set())
+            room = self._limit - len(running - {(run_id, s) for s in ready})
+            granted = ready[: max(room, 0)]
+            running.update((run_id, s) for s in granted)
+            if len(granted) < len(ready):
+                self._held.setdefault(workflow, set()).add(run_id)
+            return granted
+
+    def release(self, run_id: str, step_id: str) -> None:
+        """A step stopped running here: the runs of its workflow held back get a pass."""
+        if self._limit is None:
+            return
+        with self._lock:
+            workflow = self._workflow.get(run_id)
+            running = self._running.get(workflow or "", set())
+            if (run_id, step_id) not in running:
+                return
+            running.discard((run_id, step_id))
+            held = self._held.pop(workflow or "", set())
+        for other in held - {run_id}:  # its own run gets its pass from the step's end
+            self._wake(other)
+
+    def forget(self, run_id: str) -> None:
+        """The run ended: whatever it still counted is released."""
+        if self._limit is None:
+            return
+        with self._lock:
+            workflow = self._workflow.pop(run_id, None)
+            if workflow is not None:
+                running = self._running.get(workflow, set())
+                running.difference_update({key for key in running if key[0] == run_id})
