@@ -7,7 +7,6 @@ import argparse
 import sys
 
 from bot import console
-from bot.audit_text import audit_json, format_audit
 from bot.cli_io import (
     EXIT_OK,
     EXIT_RUN_FAILED,
@@ -18,7 +17,6 @@ from bot.cli_io import (
     settings_of,
 )
 from bot.settings import SettingsError
-from orchestrator.audit import audit_entries
 from orchestrator.errors import OrchestratorError
 from orchestrator.run_list import recent_runs
 from storage.engine import create_engine
@@ -52,6 +50,8 @@ def cmd_pending(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    from bot.audit_text import audit_json, format_audit
+    from orchestrator.audit import audit_entries
     from orchestrator.queries import open_interactions, run_view
 
     settings = settings_of(args)
