@@ -8,7 +8,6 @@ collaborators, each given what it needs at construction, and delegates to them:
 - `People` (people.py): questions, answers, deadlines, reminders, escalations;
 - `Recovery` (recovery.py): takes over unfinished runs; retries;
 - `ScheduleTimer` (schedule_timer.py): fires due cron schedules (schedules.py).
-
 docs/architecture.md draws how a run flows through them.
 """
 
@@ -165,8 +164,9 @@ class Orchestrator:
     def drain(self, timeout: float) -> bool:
         """A graceful stop (SIGTERM): start, resume or time out nothing; give running steps
         `timeout` s to end and be recorded; kill the shell steps left and release the leases
-        of the steps that stopped (taken over at once elsewhere). A python step cannot be
-        killed: it keeps its lease until it ends or the process exits. True if all ended."""
+        of the steps that stopped (taken over elsewhere at once; a python step keeps its
+        lease until it ends or the process exits). True if all ended."""
+        self._advancer.draining = True  # first: a step that ends from now on starts nothing
         for job in ("sweep", SCHEDULE_JOB):  # adopt no run, fire no schedule
             self._timers.cancel(job)
         self._people.stop_timers()
