@@ -4,7 +4,9 @@ Each request is checked before anything parses it: a body over MAX_BODY is refus
 413 unread; an unsigned, badly signed or stale request with 401; a signed body that is
 not what Slack sends with 400. A request that passes is stored in the Slack inbox
 (bot/slack/inbox.py) before Bolt sees it, and that insert is the replay check too: a
-request stored before (within the inbox's keep time) is refused with 401. Bolt's
+request stored before (within the inbox's keep time) is refused with 401. A menu's
+search (block_suggestion) is not stored: it changes nothing, and its body has no id or
+time of its own, so the same search typed twice in a second is the same signed request. Bolt's
 listeners learn the row's id from the INBOX_HEADER header this sets. Refusals are
 counted (`counts`, shown by /healthz), never logged one traceback each: a flood of junk
 must cost a counter, not a disk.
@@ -31,6 +33,7 @@ log = logging.getLogger(__name__)
 Wsgi = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 MAX_BODY = 1 << 20  # Slack's own payloads are a few kB; a modal's state stays far below
 INBOX_HEADER = "x-opsloop-inbox"  # what Bolt's listeners read: the stored request's id
+READ_ONLY = ("block_suggestion",)  # a menu's search: answered, never stored
 _INBOX_ENVIRON = "HTTP_" + INBOX_HEADER.upper().replace("-", "_")
 
 
@@ -73,6 +76,8 @@ class RequestGuard:
         if parsed is None:
             return ("400 Bad Request", "malformed", "not a Slack request body"), b""
         kind = kind_of(parsed)
+        if kind == OTHER and parsed.get("type") in READ_ONLY:
+            return None, body  # changes nothing; Slack sends legit identical ones (no id)
         key = signature_key(signature) if kind == OTHER else None
         stored = self._inbox.accept(kind, parsed, key)
         if stored is None:
