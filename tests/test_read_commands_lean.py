@@ -1,0 +1,23 @@
+"""`opsloop audit` and `opsloop show` are read-only commands like `runs` (issue 16): they
+neither write a database nor pay for LangGraph. Through `opsloop` in-process and in a
+real interpreter."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from bot.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_audit_of_a_new_database_refuses_and_writes_nothing(sqlite_url: str, capsys) -> None:
+    """A mistyped --database-url must not get an opsloop schema from a command that reads."""
+    code = main(["audit", "--database-url", sqlite_url])
+    err = capsys.readouterr().err
+    assert code == 2 and "no opsloop schema yet" in err and "`opsloop db upgrade`" in err, err
+    engine = sa.create_engine(sqlite_url)
+    assert sa.inspect(engine).get_table_names() == []  # before: every table, alembic's too
+    engine.dispose()
