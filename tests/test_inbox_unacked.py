@@ -41,11 +41,6 @@ def served(db_url: str, tmp_path: Path) -> Iterator[tuple[str, object, SlackDoub
         slack.stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review2, not fixed: the guard stores the request before Bolt may refuse it, "
-    "and the sweep redoes every open row; a fix belongs to the inbox's design",
-)
 def test_a_command_bolt_refused_is_not_started_later(served) -> None:
     url, bot, slack, clock = served
     slack.fail_next("auth.test", status=200, retry_after=None, error="invalid_auth")

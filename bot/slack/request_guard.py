@@ -7,7 +7,10 @@ not what Slack sends with 400. A request that passes is stored in the Slack inbo
 request stored before (within the inbox's keep time) is refused with 401. A menu's
 search (block_suggestion) is not stored: it changes nothing, and its body has no id or
 time of its own, so the same search typed twice in a second is the same signed request. Bolt's
-listeners learn the row's id from the INBOX_HEADER header this sets. Refusals are
+listeners learn the row's id from the INBOX_HEADER header this sets; a stored request
+no listener took on (Bolt refused it first, e.g. "reinstall this app" when auth.test
+failed) is marked done once Bolt answered, so the inbox sweep does not do it later.
+Refusals are
 counted (`counts`, shown by /healthz), never logged one traceback each: a flood of junk
 must cost a counter, not a disk.
 """
@@ -56,7 +59,18 @@ class RequestGuard:
             return self._refuse(start_response, *refusal)
         environ["wsgi.input"] = io.BytesIO(body)
         environ["CONTENT_LENGTH"] = str(len(body))
-        return self._app(environ, start_response)
+        stored = environ.get(_INBOX_ENVIRON)
+        try:
+            return self._app(environ, start_response)
+        finally:  # Bolt answered without our listener: not done later behind the person's back
+            if stored is not None and self._inbox.unnamed(stored):
+                self._finish(stored)
+
+    def _finish(self, stored: str) -> None:
+        try:
+            self._inbox.finish(stored)
+        except Exception:  # the database is away: Bolt's answer still goes out
+            log.exception("could not mark slack request %s done", stored)
 
     def _check(self, environ: dict[str, Any]) -> tuple[tuple[str, str, str] | None, bytes]:
         try:
