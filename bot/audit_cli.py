@@ -12,7 +12,7 @@ import re
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot.cli_io import EXIT_OK, Stop, open_engine, print_json, settings_of
+from bot.cli_io import EXIT_OK, Stop, open_reader, print_json, settings_of
 
 _AGO = re.compile(r"\s*(\d+)\s*(s|m|min|h|d|w)\s*")
 _UNIT_S = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86_400, "w": 604_800}
@@ -39,7 +39,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from orchestrator.queries import run_view
 
     settings = settings_of(args)
-    engine = open_engine(settings)
+    engine = open_reader(settings)  # read-only: never writes, never migrates (issue 16)
     if args.run is not None:
         run_view(engine, args.run)  # NotFound, saying where to look, for an unknown run
     now = clock_of(settings).now()

@@ -13,13 +13,13 @@ import os
 import sys
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Engine
 
 from bot.settings import Settings, SettingsError
 from orchestrator.access import parse_admins
 from orchestrator.clock import Clock, SpeedClock, SystemClock
-from orchestrator.engine import Orchestrator
 from orchestrator.errors import DefinitionError
 from orchestrator.protocol import Directory, FrontEnd, StaticDirectory
 from orchestrator.rate_limit import RateLimit
@@ -29,6 +29,9 @@ from orchestrator.workflow.definitions import Workflow
 from orchestrator.workflow.loader import load_valid_workflows, load_workflows
 from storage.engine import create_engine
 from storage.schema import check_schema, current_revision, setup
+
+if TYPE_CHECKING:  # imported where one is built: `opsloop audit` needs only clock_of
+    from orchestrator.engine import Orchestrator
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +102,8 @@ def build_orchestrator(
 
     `secrets` (the Slack credentials `serve` was given) join the bot's own secrets found
     in its environment: none of them is stored or posted from a step's report."""
+    from orchestrator.engine import Orchestrator
+
     scrubber = Scrubber([*secret_values(os.environ, settings.database_url), *secrets])
     return Orchestrator(
         engine, known, front_end=front_end, max_workers=settings.max_workers,

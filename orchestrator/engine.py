@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from orchestrator import leases, runs, schedules
+from orchestrator import leases, runs, schedules, storage_retry
 from orchestrator.access import AccessPolicy
 from orchestrator.advancing import Advancer
 from orchestrator.clock import Clock, SystemClock
@@ -39,6 +39,7 @@ from orchestrator.protocol import (
 )
 from orchestrator.rate_limit import RateLimit
 from orchestrator.recovery import Recovery
+from orchestrator.retrying_saver import RetryingSaver
 from orchestrator.schedule_timer import JOB_ID as SCHEDULE_JOB
 from orchestrator.schedule_timer import ScheduleTimer
 from orchestrator.schedules import ScheduleView
@@ -46,7 +47,6 @@ from orchestrator.secrets import Scrubber
 from orchestrator.services import GuardedFrontEnd, Services
 from orchestrator.step_limits import StepLimits
 from orchestrator.stepgraph import StepGraph
-from orchestrator.storage_retry import RetryingSaver, storage_attempts
 from orchestrator.timers import Timers
 from orchestrator.versions import WorkflowVersions
 from orchestrator.workflow.definitions import Approvers, Workflow
@@ -229,7 +229,7 @@ class Orchestrator:
         self, wf: Workflow, run_id: str, values: Mapping[str, Any], started_by: str,
         front_end: str, channel: str | None, rerun_of: str | None, now: datetime,
     ) -> None:  # fmt: skip
-        for attempt in storage_attempts():
+        for attempt in storage_retry.storage_attempts():
             with attempt, write_transaction(self.engine) as conn:
                 if self._rate_limit is not None:
                     self._rate_limit.check(conn, started_by, now)
@@ -265,7 +265,7 @@ class Orchestrator:
         """Cancel a run: pending steps and open interactions close, processes are killed."""
         self._check_change(run_id, by, "cancel")
         now = self.clock.now()
-        for attempt in storage_attempts():
+        for attempt in storage_retry.storage_attempts():
             with attempt, write_transaction(self.engine) as conn:
                 open_ids = runs.cancel_run(conn, run_id, by, now)
         if open_ids is None:

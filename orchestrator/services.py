@@ -14,10 +14,11 @@ from orchestrator import queries
 from orchestrator.access import AccessPolicy
 from orchestrator.clock import Clock
 from orchestrator.protocol import Directory, FrontEnd, RunView
+from orchestrator.retrying_saver import RetryingSaver
 from orchestrator.secrets import Scrubber
 from orchestrator.step_limits import StepLimits
 from orchestrator.stepgraph import StepGraph
-from orchestrator.storage_retry import RetryingSaver, storage_attempts
+from orchestrator.storage_retry import storage_attempts
 from orchestrator.versions import WorkflowVersions
 from orchestrator.workflow.definitions import Workflow
 

@@ -79,6 +79,7 @@ def test_audit_json_filters_by_actor_as_gates_compare_ids_and_by_time(cli) -> No
 
 
 def test_audit_mistakes_exit_2_with_the_fix(cli) -> None:
+    assert cli("db", "upgrade")[0] == 0  # audit only reads: it creates no schema
     code, _, err = cli("audit", "--since", "last tuesday")
     assert code == 2 and "7d" in err and "Traceback" not in err
     code, _, err = cli("audit", "r-nope")

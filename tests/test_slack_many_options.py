@@ -8,6 +8,7 @@ what was typed; the option picked, even the 150th, decides the gate.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -113,3 +114,18 @@ def test_in_socket_mode_the_search_menu_is_answered_over_the_socket(
         body = block_suggestion(ids.DECIDE_SEARCH, block["block_id"], "149")
         ack = slack.wait_for_ack(slack.push_interactive(json.loads(parse_qs(body)["payload"][0])))
         assert [o["text"]["text"] for o in (ack.payload or {})["options"]] == ["Host 149"]
+
+
+def test_the_same_search_twice_in_one_second_is_answered_both_times(bot) -> None:
+    """Slack's block_suggestion carries no id or time of its own: a person who opens the menu,
+    closes it and opens it again within a second sends the same body with the same timestamp
+    (so the same signature). A search changes nothing; both get the options, not a 401."""
+    url, _served, slack = bot
+    body = slash_command("run many", channel_id=CHANNEL, response_url=slack.response_url("c"))
+    assert post_signed(url, body)[0] == 200
+    [block] = [b for b in gate_message(slack).blocks or [] if b["type"] == "actions"]
+    search = block_suggestion(ids.DECIDE_SEARCH, block["block_id"], "")
+    now = int(time.time())
+    answers = [post_signed(url, search, timestamp=now) for _ in range(2)]
+    assert [status for status, _ in answers] == [200, 200], answers
+    assert len(json.loads(answers[1][1])["options"]) == 100

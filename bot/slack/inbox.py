@@ -110,6 +110,20 @@ class Inbox:
     def __init__(self, engine: Engine, now: Callable[[], datetime], owner: str) -> None:
         self._engine, self._now, self.owner = engine, now, owner
         self._count = 0
+        self._named: set[str] = set()  # stored by the guard, then taken on by a listener
+
+    def name(self, key: str) -> None:
+        """A listener took on the request the guard stored as `key` (before its ack)."""
+        self._named.add(key)
+
+    def unnamed(self, key: str) -> bool:
+        """Whether no listener took on `key`: Bolt answered without one (refused it, or a
+        listener failed before its ack), so the person was told it did not work."""
+        try:
+            self._named.remove(key)  # set operations are atomic under the GIL
+        except KeyError:
+            return True
+        return False
 
     def accept(self, kind: str, body: Mapping[str, Any], key: str | None = None) -> Request | None:
         """Store `body`, claimed by this process (an OTHER one as done, without its

@@ -52,6 +52,7 @@ class Intake:
         """Store the request (call before the ack), unless the guard `stored` it under that
         id already; None if it was stored before (a redelivery: ack it, do nothing)."""
         if stored is not None:
+            self.inbox.name(stored)
             return Request(stored, kind, body)
         return self.inbox.accept(kind, body)
 

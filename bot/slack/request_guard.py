@@ -4,8 +4,13 @@ Each request is checked before anything parses it: a body over MAX_BODY is refus
 413 unread; an unsigned, badly signed or stale request with 401; a signed body that is
 not what Slack sends with 400. A request that passes is stored in the Slack inbox
 (bot/slack/inbox.py) before Bolt sees it, and that insert is the replay check too: a
-request stored before (within the inbox's keep time) is refused with 401. Bolt's
-listeners learn the row's id from the INBOX_HEADER header this sets. Refusals are
+request stored before (within the inbox's keep time) is refused with 401. A menu's
+search (block_suggestion) is not stored: it changes nothing, and its body has no id or
+time of its own, so the same search typed twice in a second is the same signed request. Bolt's
+listeners learn the row's id from the INBOX_HEADER header this sets; a stored request
+no listener took on (Bolt refused it first, e.g. "reinstall this app" when auth.test
+failed) is marked done once Bolt answered, so the inbox sweep does not do it later.
+Refusals are
 counted (`counts`, shown by /healthz), never logged one traceback each: a flood of junk
 must cost a counter, not a disk.
 """
@@ -31,6 +36,7 @@ log = logging.getLogger(__name__)
 Wsgi = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 MAX_BODY = 1 << 20  # Slack's own payloads are a few kB; a modal's state stays far below
 INBOX_HEADER = "x-opsloop-inbox"  # what Bolt's listeners read: the stored request's id
+READ_ONLY = ("block_suggestion",)  # a menu's search: answered, never stored
 _INBOX_ENVIRON = "HTTP_" + INBOX_HEADER.upper().replace("-", "_")
 
 
@@ -53,7 +59,18 @@ class RequestGuard:
             return self._refuse(start_response, *refusal)
         environ["wsgi.input"] = io.BytesIO(body)
         environ["CONTENT_LENGTH"] = str(len(body))
-        return self._app(environ, start_response)
+        stored = environ.get(_INBOX_ENVIRON)
+        try:
+            return self._app(environ, start_response)
+        finally:  # Bolt answered without our listener: not done later behind the person's back
+            if stored is not None and self._inbox.unnamed(stored):
+                self._finish(stored)
+
+    def _finish(self, stored: str) -> None:
+        try:
+            self._inbox.finish(stored)
+        except Exception:  # the database is away: Bolt's answer still goes out
+            log.exception("could not mark slack request %s done", stored)
 
     def _check(self, environ: dict[str, Any]) -> tuple[tuple[str, str, str] | None, bytes]:
         try:
@@ -73,6 +90,8 @@ class RequestGuard:
         if parsed is None:
             return ("400 Bad Request", "malformed", "not a Slack request body"), b""
         kind = kind_of(parsed)
+        if kind == OTHER and parsed.get("type") in READ_ONLY:
+            return None, body  # changes nothing; Slack sends legit identical ones (no id)
         key = signature_key(signature) if kind == OTHER else None
         stored = self._inbox.accept(kind, parsed, key)
         if stored is None:
