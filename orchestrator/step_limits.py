@@ -64,17 +64,18 @@ class WorkerShare:
         """The `grant` for one pass over `run_id` (all its attempts)."""
         return PassGrants(self, run_id)
 
-    def give_back(self, run_id: str, step_ids: Iterable[str], *, wake: bool) -> None:
-        """Steps granted but never handed to a worker here; `wake`: held runs get a pass,
-        `run_id` too (no step of its own ends to give it one)."""
+    def give_back(self, run_id: str, step_ids: Iterable[str], *, wake: bool, own: bool) -> None:
+        """Steps granted but never handed to a worker here; `wake`: the runs held back get
+        a pass (`own`: `run_id` too, when no step of its own ends to give it one)."""
         if self._limit is None:
             return
         with self._lock:
-            running = self._running.get(self._workflow.get(run_id, ""), set())
+            workflow = self._workflow.get(run_id, "")
+            running = self._running.get(workflow, set())
             gone = {(run_id, s) for s in step_ids} & running
             running.difference_update(gone)
-            held = self._held.pop(self._workflow.get(run_id, ""), set()) if gone and wake else set()
-        for other in held:
+            held = self._held.pop(workflow, set()) if gone and wake else set()
+        for other in held if own else held - {run_id}:
             self._wake(other)
 
     def release(self, run_id: str, step_id: str) -> None:
@@ -112,11 +113,13 @@ class PassGrants:
         self._granted: tuple[str, ...] = ()
 
     def __call__(self, workflow: str, ready: tuple[str, ...]) -> tuple[str, ...]:
-        self._share.give_back(self._run_id, self._granted, wake=False)
+        # Its own run needs no wake: this attempt grants again at once.
+        self._share.give_back(self._run_id, self._granted, wake=True, own=False)
         self._granted = self._share.grant(self._run_id, workflow, ready)
         return self._granted
 
     def settle(self, handed: Iterable[str], *, failed: bool = False) -> None:
         """The pass is over: what it granted but did not hand to a worker is given back
         (no wake after a failed pass: with storage down, that would be a loop of passes)."""
-        self._share.give_back(self._run_id, set(self._granted) - set(handed), wake=not failed)
+        left = set(self._granted) - set(handed)
+        self._share.give_back(self._run_id, left, wake=not failed, own=True)
