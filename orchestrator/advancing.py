@@ -147,15 +147,17 @@ class Advancer:
             outcomes = self._outcomes.pop(run_id, [])
             free = 0 if self.draining else self.max_workers - len(self._inflight)
         try:
-            grant = lambda wf, ready: self._share.grant(run_id, wf, ready)  # noqa: E731
+            grant = self._share.for_pass(run_id)  # what it grants and does not hand out
             commit = lambda o: passing.commit_pass(  # noqa: E731
                 self._services, self._live, run_id, o, self._inflight_of, free, grant
             )
             done = recording.commit_outcomes(self._services, run_id, outcomes, commit)
         except BaseException:
+            grant.settle((), failed=True)
             with self._guard:  # not recorded: the next pass tries again
                 self._outcomes.setdefault(run_id, [])[:0] = outcomes
             raise
+        grant.settle([c.step.id for c in done.claimed] + [s.id for s in done.queued])
         if done.run is not None:
             self._act(done)
 

@@ -77,6 +77,8 @@ class ChangeFeed:
                 late = self._read(AUDIT.c.id.in_(list(self._missing)))
                 new.extend(late)
                 self._above.update(r.id for r in late)
+                for row in late:  # found: not looked for again while a lower one is missing
+                    del self._missing[row.id]
             while True:
                 top = max(self._above, default=self._floor)
                 rows = self._read(AUDIT.c.id > top, BATCH)

@@ -10,7 +10,7 @@ when one of its steps ends, the runs it held back get a pass.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 DEFAULT_STEP_TIMEOUT_S = 3600.0  # OPSLOOP_STEP_TIMEOUT's default: 1 h
@@ -60,6 +60,24 @@ class WorkerShare:
                 self._held.setdefault(workflow, set()).add(run_id)
             return granted
 
+    def for_pass(self, run_id: str) -> PassGrants:
+        """The `grant` for one pass over `run_id` (all its attempts)."""
+        return PassGrants(self, run_id)
+
+    def give_back(self, run_id: str, step_ids: Iterable[str], *, wake: bool, own: bool) -> None:
+        """Steps granted but never handed to a worker here; `wake`: the runs held back get
+        a pass (`own`: `run_id` too, when no step of its own ends to give it one)."""
+        if self._limit is None:
+            return
+        with self._lock:
+            workflow = self._workflow.get(run_id, "")
+            running = self._running.get(workflow, set())
+            gone = {(run_id, s) for s in step_ids} & running
+            running.difference_update(gone)
+            held = self._held.pop(workflow, set()) if gone and wake else set()
+        for other in held if own else held - {run_id}:
+            self._wake(other)
+
     def release(self, run_id: str, step_id: str) -> None:
         """A step stopped running here: the runs of its workflow held back get a pass."""
         if self._limit is None:
@@ -83,3 +101,25 @@ class WorkerShare:
             if workflow is not None:
                 running = self._running.get(workflow, set())
                 running.difference_update({key for key in running if key[0] == run_id})
+
+
+class PassGrants:
+    """What one pass over a run was granted. An attempt rolled back (StaleRun, storage)
+    handed nothing out, so the next attempt's grant replaces its; a claim another replica
+    won is not run here. Either, left counted, kept the workflow's share for good."""
+
+    def __init__(self, share: WorkerShare, run_id: str) -> None:
+        self._share, self._run_id = share, run_id
+        self._granted: tuple[str, ...] = ()
+
+    def __call__(self, workflow: str, ready: tuple[str, ...]) -> tuple[str, ...]:
+        # Its own run needs no wake: this attempt grants again at once.
+        self._share.give_back(self._run_id, self._granted, wake=True, own=False)
+        self._granted = self._share.grant(self._run_id, workflow, ready)
+        return self._granted
+
+    def settle(self, handed: Iterable[str], *, failed: bool = False) -> None:
+        """The pass is over: what it granted but did not hand to a worker is given back
+        (no wake after a failed pass: with storage down, that would be a loop of passes)."""
+        left = set(self._granted) - set(handed)
+        self._share.give_back(self._run_id, left, wake=not failed, own=True)

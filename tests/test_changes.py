@@ -56,3 +56,30 @@ def test_an_entry_committed_after_a_later_one_is_still_returned(pg_engine: Engin
     slow.close()
     assert [c.interaction_id for c in feed.poll()] == ["slow"]
     assert feed.poll() == []
+
+
+@pytest.mark.postgres
+def test_a_late_entry_is_returned_once_while_an_earlier_one_is_still_missing(
+    pg_engine: Engine,
+) -> None:
+    """Two slow transactions: the second commits, the first has not yet. The second's entry
+    is returned when it shows up, and not again at each poll until the first commits."""
+    feed = ChangeFeed(pg_engine)
+    feed.start_at_end()
+    first, second = pg_engine.connect(), pg_engine.connect()
+    try:
+        first_tx, second_tx = first.begin(), second.begin()
+        note(first, "interaction.opened", "first")  # the smallest id, committed last
+        note(second, "interaction.opened", "second")
+        with pg_engine.begin() as conn:
+            note(conn, "interaction.opened", "quick")
+        assert [c.interaction_id for c in feed.poll()] == ["quick"]
+        second_tx.commit()
+        assert [c.interaction_id for c in feed.poll()] == ["second"]
+        assert feed.poll() == []  # "second" again, at every poll for GAP_S, before the fix
+        first_tx.commit()
+        assert [c.interaction_id for c in feed.poll()] == ["first"]
+        assert feed.poll() == []
+    finally:
+        first.close()  # an open transaction would block the schema's drop
+        second.close()

@@ -3,14 +3,20 @@ step timeout and each workflow's share of the workers. Real `sleep` processes.""
 
 from __future__ import annotations
 
+import threading
+import uuid
 from pathlib import Path
 
+import engine_tasks
 import pytest
 import sqlalchemy as sa
 
 from bot.cli import main
 from bot.settings import Settings, SettingsError
+from orchestrator import leases, runs
+from orchestrator.clock import utcnow
 from orchestrator.step_limits import StepLimits
+from storage.engine import write_transaction
 from storage.statuses import FINISHED_RUN, StepStatus
 from tests.orchestrators import running
 from tests.polling import until
@@ -79,3 +85,43 @@ def test_the_limits_are_settings_with_documented_defaults() -> None:
         Settings.from_env({"OPSLOOP_STEP_TIMEOUT": "soon"})
     with pytest.raises(SettingsError, match="from 1 to OPSLOOP_MAX_WORKERS"):
         Settings.from_env({"OPSLOOP_WORKFLOW_WORKERS": "40"})
+
+
+SHARED = """
+name: shared
+params:
+  key: {type: string, required: true}
+steps:
+  - id: p
+    python: engine_tasks:held
+  - id: q
+    shell: ["true"]
+"""
+
+
+def test_a_step_another_replica_claimed_does_not_keep_its_share(engine: sa.Engine) -> None:
+    """Share 1: `p` runs here, `q` is held back; another replica claims `q` meanwhile.
+    When `p` ends, this process's pass grants `q`, loses its claim and passes again from a
+    fresh read: the grant for `q` must not stay counted, or no step of this workflow
+    starts here again (the next run stalled, pending, for good)."""
+    first, second = uuid.uuid4().hex, uuid.uuid4().hex
+    holds = [engine_tasks.GATES.setdefault(k, threading.Event()) for k in (first, second)]
+    with running(engine, SHARED, max_workers=4, limits=StepLimits(workflow_workers=1)) as orch:
+        run_id = orch.start_run("shared", {"key": first}, started_by="U0SH")
+        try:
+            until(lambda: engine_tasks.CALLS.get(first) == 1, what="p to run here")
+            assert orch.view(run_id).step("q").status == "pending"  # held back by the share
+            now = utcnow()
+            claim = {"status": "running", "thread_id": f"{run_id}/q/there", "started_at": now,
+                     "attempts": 1, **leases.ownership("there", now)}  # fmt: skip
+            with write_transaction(engine) as conn:  # as another replica claims it
+                assert runs.set_step(conn, run_id, "q", expect=["pending"], **claim)
+            holds[0].set()
+            until(lambda: orch.view(run_id).step("p").status == "succeeded", what="p recorded")
+            orch.start_run("shared", {"key": second}, started_by="U0SH")
+            until(lambda: engine_tasks.CALLS.get(second) == 1,
+                  what="the next run's step to start in the share q's grant left")  # fmt: skip
+            holds[1].set()
+        finally:
+            for hold in holds:
+                hold.set()
