@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import socket
-import threading
+import time
 
 from slack_bolt import App
 from slack_bolt.adapter.socket_mode import SocketModeHandler
@@ -37,24 +35,10 @@ def serve_socket_mode(app: App, app_token: str) -> None:
             log.info("connected in Socket Mode")  # a log line: JSON logs stay one object a line
         else:
             log.warning("Socket Mode connection failed; retrying")
-        threading.Event().wait()
+        # Wait in short sleeps, not on one untimed lock: a signal the kernel hands to
+        # another thread only runs its Python handler when the main thread runs again,
+        # so an untimed wait could ignore SIGTERM until something else woke it (seen: 20 s).
+        while True:
+            time.sleep(0.5)
     finally:
-        close(handler)  # off the socket first: nothing new arrives while the bot stops
-
-
-def close(handler: SocketModeHandler, wait_s: float = 5.0) -> None:
-    """Close the Socket Mode connection, in at most `wait_s` s.
-
-    slack_sdk's close waits for the connection's receive lock, which its receiver thread
-    takes again for every read (3 s timeout): seen starving a SIGTERM's stop for over 20 s.
-    Shutting the socket down first ends the read at once; the close is bounded anyway.
-    """
-    sock = getattr(handler.client.current_session, "sock", None)
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
-    closer = threading.Thread(target=handler.close, name="opsloop-socket-close", daemon=True)
-    closer.start()
-    closer.join(wait_s)
-    if closer.is_alive():
-        log.warning("the Socket Mode connection did not close within %g s; stopping anyway", wait_s)
+        handler.close()  # off the socket first: nothing new arrives while the bot stops
