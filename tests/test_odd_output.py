@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from orchestrator.engine import Orchestrator
 from orchestrator.storable import REPLACEMENT, storable
-from orchestrator.workflow.loader import parse_workflow
+from tests.orchestrators import running
 
 ODD = r"""
 name: odd
@@ -29,12 +28,8 @@ def test_nul_and_lone_surrogates_are_replaced_everywhere_in_a_value() -> None:
 
 
 def test_a_step_printing_nul_bytes_is_recorded_and_the_run_goes_on(engine: sa.Engine) -> None:
-    orch = Orchestrator(engine, {"odd": parse_workflow(ODD)})
-    orch.start(recover=False)
-    try:
+    with running(engine, ODD) as orch:
         run = orch.wait(orch.start_run("odd", {}, started_by="U0OPS"), 30)
-    finally:
-        orch.close()
     assert run.status == "succeeded", run.error
     steps = {s.step_id: s for s in run.steps}
     binary = steps["binary"].outputs
@@ -56,12 +51,8 @@ steps:
 def test_a_step_printing_megabytes_keeps_a_tail_and_says_how_much_was_cut(
     engine: sa.Engine,
 ) -> None:
-    orch = Orchestrator(engine, {"loud": parse_workflow(LOUD)})
-    orch.start(recover=False)
-    try:
+    with running(engine, LOUD) as orch:
         run = orch.wait(orch.start_run("loud", {}, started_by="U0OPS"), 60)
-    finally:
-        orch.close()
     assert run.status == "succeeded", run.error
     outputs = run.steps[0].outputs
     assert outputs is not None
@@ -87,12 +78,8 @@ steps:
 def test_a_result_the_database_refuses_fails_its_step_and_the_run_goes_on(
     engine: sa.Engine,
 ) -> None:
-    orch = Orchestrator(engine, {"unstorable": parse_workflow(UNSTORABLE)})
-    orch.start(recover=False)
-    try:
+    with running(engine, UNSTORABLE) as orch:
         run = orch.wait(orch.start_run("unstorable", {}, started_by="U0OPS"), 30)
-    finally:
-        orch.close()
     steps = {s.step_id: s for s in run.steps}
     assert steps["fine"].status == "succeeded"
     if engine.dialect.name == "sqlite":  # SQLite's JSON text takes NaN: nothing to refuse
