@@ -8,30 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import main
+from tests.cli_harness import Cli, in_process_cli, workflow_dir
 from tests.sample_workflows import GATED
 
 
 @pytest.fixture
 def cli(
     db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
-):
+) -> Cli:
     """Call `opsloop ARGS...` in-process; returns (exit code, stdout, stderr)."""
-    flows = tmp_path / "workflows"
-    flows.mkdir()
-    (flows / "gated.yml").write_text(GATED)
-    monkeypatch.setenv("DATABASE_URL", db_url)
-    monkeypatch.setenv("OPSLOOP_WORKFLOWS", str(flows))
-    monkeypatch.setenv("OPSLOOP_USER", "U0OPS")
     monkeypatch.delenv("OPSLOOP_ADMINS", raising=False)
-
-    def call(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return call
+    return in_process_cli(db_url, workflow_dir(tmp_path, {"gated": GATED}), monkeypatch, capsys)
 
 
 def approved_run(cli) -> str:

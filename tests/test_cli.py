@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from bot.cli import main
 from storage.models import Interaction
+from tests.cli_harness import Cli, in_process_cli, workflow_dir
 from tests.sample_workflows import EXPIRING, GATED
 
 REPO = Path(__file__).resolve().parent.parent
@@ -35,23 +35,10 @@ steps:
 @pytest.fixture
 def cli(
     db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
-):
+) -> Cli:
     """Call `opsloop ARGS...` in-process; returns (exit code, stdout, stderr)."""
-    flows = tmp_path / "workflows"
-    flows.mkdir()
-    for name, text in {"gated": GATED, "flaky": FLAKY, "expiring": EXPIRING}.items():
-        (flows / f"{name}.yml").write_text(text)
-    monkeypatch.setenv("DATABASE_URL", db_url)
-    monkeypatch.setenv("OPSLOOP_WORKFLOWS", str(flows))
-    monkeypatch.setenv("OPSLOOP_USER", "U0OPS")
-
-    def call(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return call
+    flows = workflow_dir(tmp_path, {"gated": GATED, "flaky": FLAKY, "expiring": EXPIRING})
+    return in_process_cli(db_url, flows, monkeypatch, capsys)
 
 
 def _json(out: str) -> dict:

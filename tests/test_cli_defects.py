@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from bot.cli import main
 from storage.types import UtcDateTime
+from tests.cli_harness import Cli, in_process_cli, workflow_dir
 from tests.polling import process_alive, until
 
 REPO = Path(__file__).resolve().parent.parent
@@ -39,26 +40,13 @@ steps:
 
 @pytest.fixture
 def flows(tmp_path: Path) -> Path:
-    flows = tmp_path / "workflows"
-    flows.mkdir()
-    (flows / "handled.yml").write_text(HANDLED)
-    return flows
+    return workflow_dir(tmp_path, {"handled": HANDLED})
 
 
 @pytest.fixture
-def cli(db_url: str, flows: Path, monkeypatch: pytest.MonkeyPatch, capsys):
+def cli(db_url: str, flows: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> Cli:
     """`opsloop ARGS...` in-process; returns (exit code, stdout, stderr)."""
-    monkeypatch.setenv("DATABASE_URL", db_url)
-    monkeypatch.setenv("OPSLOOP_WORKFLOWS", str(flows))
-    monkeypatch.setenv("OPSLOOP_USER", "U0OPS")
-
-    def call(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return call
+    return in_process_cli(db_url, flows, monkeypatch, capsys)
 
 
 def _steps(out: str) -> dict[str, dict]:

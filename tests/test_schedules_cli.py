@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from bot.cli import main
 from orchestrator import runs
 from storage.engine import create_engine
+from tests.cli_harness import Cli, in_process_cli, workflow_dir
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -34,22 +34,9 @@ schedules:
 
 
 @pytest.fixture
-def cli(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys):
+def cli(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> Cli:
     """Call `opsloop ARGS...` in-process; returns (exit code, stdout, stderr)."""
-    flows = tmp_path / "workflows"
-    flows.mkdir()
-    (flows / "nightly.yml").write_text(NIGHTLY)
-    monkeypatch.setenv("DATABASE_URL", db_url)
-    monkeypatch.setenv("OPSLOOP_WORKFLOWS", str(flows))
-    monkeypatch.setenv("OPSLOOP_USER", "U0OPS")
-
-    def call(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return call
+    return in_process_cli(db_url, workflow_dir(tmp_path, {"nightly": NIGHTLY}), monkeypatch, capsys)
 
 
 def test_run_pause_resume_and_the_list(cli, db_url: str) -> None:
