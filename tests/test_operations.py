@@ -23,7 +23,6 @@ from bot.metrics import DatabaseCollector, Metrics, ObservedFrontEnd
 from bot.settings import SettingsError
 from bot.slack import ids
 from bot.slack.delivery import web_client
-from bot.slack.http_transport import http_in_background
 from bot.slack.outbox import Outbox
 from bot.slack.readiness import Readiness
 from orchestrator import runs
@@ -32,14 +31,14 @@ from orchestrator.protocol import SilentFrontEnd
 from orchestrator.queries import recent_runs
 from storage.engine import create_engine
 from storage.schema import setup
-from tests.bot_harness import running_test_bot
+from tests.bot_harness import Harness, serving
 from tests.orchestrators import running
 from tests.polling import until
 from tests.sample_workflows import GATED
 from tests.scraped import Samples, collected, parsed, value
 from tests.slack_double import SlackDouble
-from tests.test_slack_bot import CHANNEL, Harness
 
+CHANNEL = "C0OPS"
 HELLO = 'name: hello\nsteps:\n  - id: hi\n    shell: ["true"]\n'
 BROKEN = 'name: broken\nsteps:\n  - id: oops\n    shell: ["false"]\n'
 # Both first steps wait for the test's release file; max_parallel 1 queues one of them.
@@ -71,13 +70,8 @@ steps:
 def harness(db_url: str, tmp_path: Path) -> Iterator[Harness]:
     flows = {"gated": GATED, "hello": HELLO, "broken": BROKEN,
              "queued": QUEUED.format(release=tmp_path / "release"), "nudged": NUDGED}  # fmt: skip
-    clock = FakeClock(datetime.now(UTC))
-    with (
-        SlackDouble() as slack,
-        running_test_bot(db_url, tmp_path, slack, flows, clock, CHANNEL) as bot,
-        http_in_background(bot.wsgi, threads=8) as url,
-    ):
-        yield Harness(url, bot, slack, clock)
+    with SlackDouble() as slack, serving(db_url, tmp_path, slack, flows, CHANNEL) as harness:
+        yield harness
 
 
 def get(harness: Harness, path: str) -> tuple[int, bytes]:

@@ -12,27 +12,19 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
 from bot.slack import ids
-from bot.slack.http_transport import http_in_background
 from bot.slack.modals import field_block_id, param_block_id
-from bot.slack.server import Bot
-from orchestrator.clock import FakeClock
 from orchestrator.workflow.loader import parse_workflow
-from tests.bot_harness import running_test_bot
+from tests.bot_harness import Harness, serving
 from tests.polling import until
 from tests.sample_workflows import GATED
 from tests.slack_double import SlackDouble
 from tests.slack_signing import (
-    action_from_blocks,
-    block_actions,
     fill_view,
     post_signed,
     slash_command,
@@ -112,53 +104,6 @@ steps:
 """
 
 
-@dataclass
-class Harness:
-    url: str
-    bot: Bot
-    slack: SlackDouble
-    clock: FakeClock  # the bot's: deadlines, reminders and escalations move with it
-
-    def command(self, text: str, user: str = "U0ALICE", reply: str = "cmd") -> tuple[int, str]:
-        body = slash_command(text, user_id=user, channel_id=CHANNEL,
-                             response_url=self.slack.response_url(reply))  # fmt: skip
-        return post_signed(self.url, body)
-
-    def click(self, blocks: list, action_id: str, user: str, reply: str = "click",
-              option: str | None = None) -> tuple[int, str]:  # fmt: skip
-        action = action_from_blocks(blocks, action_id, option_value=option)
-        body = block_actions([action], user_id=user, channel_id=CHANNEL,
-                             response_url=self.slack.response_url(reply))  # fmt: skip
-        return post_signed(self.url, body)
-
-    def run_id(self) -> str:
-        return until(lambda: self._latest_run(), what="a run")
-
-    def _latest_run(self) -> str | None:
-        with self.bot.orch.engine.connect() as conn:
-            return conn.execute(sa.text("SELECT id FROM workflow_run ORDER BY created_at DESC"))\
-                .scalar()  # fmt: skip
-
-    def board(self, run_id: str) -> Any:
-        """The run's parent message as the channel shows it now."""
-        return until(lambda: next((m for m in self.slack.messages(CHANNEL)
-                                   if not m.thread_ts and run_id in m.text), None),
-                     what="the run board")  # fmt: skip
-
-    def gate(self, run_id: str, prompt: str) -> Any:
-        """The gate message asking `prompt` in the run's thread, as it is now."""
-        parent = self.board(run_id)
-
-        def find() -> Any:
-            thread = self.slack.thread(CHANNEL, parent.ts)
-            return next((m for m in thread if prompt in str(m.blocks)), None)
-
-        return until(find, what=f"the gate message asking {prompt!r}")
-
-    def status(self, run_id: str) -> str:
-        return self.bot.orch.view(run_id).status
-
-
 @pytest.fixture
 def slack() -> Iterator[SlackDouble]:
     double = SlackDouble().start()
@@ -170,12 +115,8 @@ def slack() -> Iterator[SlackDouble]:
 def harness(db_url: str, tmp_path: Path, slack: SlackDouble) -> Iterator[Harness]:
     flows = {"gated": GATED, "routed": ROUTED, "timed": TIMED, "careful": CAREFUL,
              "nightly": NIGHTLY}  # fmt: skip
-    clock = FakeClock(datetime.now(UTC))
-    with (
-        running_test_bot(db_url, tmp_path, slack, flows, clock, CHANNEL) as bot,
-        http_in_background(bot.wsgi, threads=8) as url,
-    ):
-        yield Harness(url, bot, slack, clock)
+    with serving(db_url, tmp_path, slack, flows, CHANNEL) as harness:
+        yield harness
 
 
 def test_run_approve_click_completes_and_the_gate_message_shows_who(harness: Harness) -> None:

@@ -11,29 +11,21 @@ import json
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 from bot.slack import ids
-from bot.slack.http_transport import http_in_background
 from bot.slack.modals import param_block_id
-from bot.slack.server import Bot
-from orchestrator.clock import FakeClock
 from orchestrator.group_changes import change_count
-from tests.bot_harness import running_test_bot
+from tests.bot_harness import Harness as BotHarness
+from tests.bot_harness import serving
 from tests.polling import until
 from tests.slack_double import SlackDouble
 from tests.slack_signing import (
-    action_from_blocks,
-    block_actions,
     fill_view,
     post_signed,
-    slash_command,
     view_submission,
 )
 
@@ -91,65 +83,20 @@ FLOWS = {"deploy": GUARDED, "gated": GATED, "hello": HELLO, "scale": SCALE,
          "restricted": RESTRICTED}  # fmt: skip
 
 
-@dataclass
-class Harness:
-    url: str
-    bot: Bot
-    slack: SlackDouble
-    clock: FakeClock
-
-    def command(self, text: str, user: str, reply: str, channel: str = CHANNEL) -> int:
-        body = slash_command(text, user_id=user, channel_id=channel,
-                             response_url=self.slack.response_url(reply))  # fmt: skip
-        return post_signed(self.url, body)[0]
-
-    def click(self, blocks: list, action_id: str, user: str, reply: str) -> int:
-        action = action_from_blocks(blocks, action_id)
-        body = block_actions([action], user_id=user, channel_id=CHANNEL,
-                             response_url=self.slack.response_url(reply))  # fmt: skip
-        return post_signed(self.url, body)[0]
-
-    def reply(self, name: str) -> dict[str, Any]:
-        """The one ephemeral answer posted to response_url `name`."""
-        [answer] = until(lambda: self.slack.responses(name), what=f"the answer to {name}")
-        assert answer["response_type"] == "ephemeral"
-        return answer
-
-    def sql(self, query: str, **params: Any) -> list[tuple]:
-        with self.bot.orch.engine.connect() as conn:
-            return [tuple(r) for r in conn.execute(sa.text(query), params)]
-
+class Harness(BotHarness):
     def refusals(self, actor: str) -> list[str]:
         rows = self.sql("SELECT detail FROM audit_log WHERE action = 'access.refused' "
                         "AND actor = :actor ORDER BY id", actor=actor)  # fmt: skip
         return [str(r[0]) for r in rows]
 
-    def runs(self) -> list[str]:
-        return [r[0] for r in self.sql("SELECT id FROM workflow_run ORDER BY created_at")]
-
-    def gate(self, run_id: str, prompt: str) -> Any:
-        def find() -> Any:
-            parent = next((m for m in self.slack.messages(CHANNEL)
-                           if not m.thread_ts and run_id in m.text), None)  # fmt: skip
-            if parent is None:
-                return None
-            thread = self.slack.thread(CHANNEL, parent.ts)
-            return next((m for m in thread if prompt in str(m.blocks)), None)
-
-        return until(find, what=f"the gate asking {prompt!r}")
-
 
 @pytest.fixture
 def harness(db_url: str, tmp_path: Path) -> Iterator[Harness]:
-    clock = FakeClock(datetime.now(UTC))
     with SlackDouble() as slack:
         slack.set_group("S0SRE", ["U0SRE", "U0ANNA"])
-        with (
-            running_test_bot(db_url, tmp_path, slack, FLOWS, clock, CHANNEL, admins="U0ROOT",
-                             rate_limit="20/min") as bot,
-            http_in_background(bot.wsgi, threads=8) as url,
-        ):  # fmt: skip
-            yield Harness(url, bot, slack, clock)
+        with serving(db_url, tmp_path, slack, FLOWS, CHANNEL, admins="U0ROOT",
+                     rate_limit="20/min") as h:  # fmt: skip
+            yield Harness(h.url, h.bot, h.slack, h.clock, h.channel)
 
 
 def test_audit_shows_a_runs_trail_only_to_people_who_may_see_the_run(harness: Harness) -> None:
@@ -227,7 +174,7 @@ def test_a_member_removed_from_a_group_is_refused_at_once(harness: Harness) -> N
 
 
 def test_a_refused_start_says_who_may_starts_nothing_and_is_audited(harness: Harness) -> None:
-    assert harness.command("run deploy", "U0EVE", "eve") == 200
+    assert harness.command("run deploy", "U0EVE", "eve")[0] == 200
     text = harness.reply("eve")["text"]
     assert "may not run deploy" in text and "<@U0LEAD>" in text and "S0SRE" in text
     assert harness.runs() == []
@@ -290,7 +237,7 @@ def test_outsiders_cannot_cancel_or_retry_and_nothing_changes(harness: Harness) 
 
 def test_a_burst_of_starts_is_cut_at_the_rate_limit_with_when_to_retry(harness: Harness) -> None:
     with ThreadPoolExecutor(10) as burst:  # 30 `/ops run` at once, by one person
-        statuses = list(burst.map(lambda n: harness.command("run hello", "U0BURST", f"b{n}"),
+        statuses = list(burst.map(lambda n: harness.command("run hello", "U0BURST", f"b{n}")[0],
                                   range(30)))  # fmt: skip
     assert statuses == [200] * 30
     answers = [harness.reply(f"b{n}")["text"] for n in range(30)]
