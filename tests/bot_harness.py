@@ -18,6 +18,7 @@ from bot.slack.http_transport import http_in_background
 from bot.slack.server import Bot, running_bot
 from orchestrator.clock import FakeClock
 from tests.polling import until
+from tests.sample_workflows import workflow_dir
 from tests.slack_double import SlackDouble
 from tests.slack_signing import (
     SIGNING_SECRET,
@@ -35,10 +36,7 @@ def running_test_bot(
 ) -> Iterator[Bot]:  # fmt: skip
     """The bot on `workflows` (file name -> text) with its clock and default channel;
     `settings` are more Settings fields (admins="U0ROOT", rate_limit="20/min", ...)."""
-    flows = tmp_path / "workflows"
-    flows.mkdir()
-    for name, text in workflows.items():
-        (flows / f"{name}.yml").write_text(text)
+    flows = workflow_dir(tmp_path, workflows)
     config = Settings(database_url=db_url, workflows_dir=flows, user="test", **settings)
     slack_settings = SlackSettings(
         bot_token=slack.token, signing_secret=SIGNING_SECRET, app_token=None,

@@ -3,7 +3,7 @@ test_cli, test_cli_defects, test_schedules_cli and test_audit."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,15 +11,6 @@ import pytest
 from bot.cli import main
 
 Cli = Callable[..., tuple[int, str, str]]
-
-
-def workflow_dir(tmp_path: Path, workflows: Mapping[str, str]) -> Path:
-    """`tmp_path/workflows` holding one `<name>.yml` per entry (file name -> text)."""
-    flows = tmp_path / "workflows"
-    flows.mkdir()
-    for name, text in workflows.items():
-        (flows / f"{name}.yml").write_text(text)
-    return flows
 
 
 def in_process_cli(

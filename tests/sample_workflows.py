@@ -1,4 +1,25 @@
-"""Workflow texts several test modules run."""
+"""Workflow texts several test modules run, and the folder they are written to."""
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+
+def workflow_dir(tmp_path: Path, workflows: Mapping[str, str]) -> Path:
+    """`tmp_path/workflows` holding one `<name>.yml` per entry (file name -> text)."""
+    flows = tmp_path / "workflows"
+    flows.mkdir()
+    for name, text in workflows.items():
+        (flows / f"{name}.yml").write_text(text)
+    return flows
+
+
+def blocking_shell(started: Path, release: Path) -> str:
+    """A `shell:` value that records each start in `started`, then blocks until `release`
+    exists."""
+    script = f"echo x >> {started}; while [ ! -e {release} ]; do sleep 0.05; done"
+    return json.dumps(["sh", "-c", script])
+
 
 GATED = """
 name: gated

@@ -79,32 +79,46 @@ class Served:
         return self.log.read_text(errors="replace")
 
 
-def start_bot(
-    slack: SlackDouble, db_url: str, flows: Path, log: Path, *, app_token: str | None = None,
-    extra_env: Mapping[str, str] | None = None,
-) -> subprocess.Popen[bytes]:  # fmt: skip
-    # nothing from the caller's Slack or opsloop set-up, and no proxy: slack_sdk would send
-    # the WebSocket to 127.0.0.1 through $HTTPS_PROXY
+def serve_env(db_url: str, flows: Path, extra_env: Mapping[str, str] | None = None) -> dict:
+    """The environment of a `serve` under test: this one's, but nothing from the caller's
+    Slack or opsloop set-up and no proxy (slack_sdk would send the WebSocket to 127.0.0.1
+    through $HTTPS_PROXY); then the database, the workflows and `extra_env`, where an empty
+    value unsets."""
     inherited = {k: v for k, v in os.environ.items()
                  if not k.upper().startswith(("SLACK_", "OPSLOOP_"))
                  and k.upper() not in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY")}  # fmt: skip
     env = {
         **inherited,
-        "SLACK_BOT_TOKEN": slack.token,
-        "SLACK_APP_TOKEN": app_token or slack.app_token,
-        "SLACK_API_URL": slack.api_url,
         "DATABASE_URL": db_url,
         "OPSLOOP_WORKFLOWS": str(flows),
-        "OPSLOOP_CHANNEL": CHANNEL,
         "PYTHONUNBUFFERED": "1",
         **(extra_env or {}),
     }
-    env = {k: v for k, v in env.items() if v}  # an empty value unsets (HTTP mode: no app token)
-    # stdout and stderr go to a file, not a pipe nobody reads, which could fill and block it
+    return {k: v for k, v in env.items() if v}
+
+
+def launch(args: list[str], env: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """`opsloop ARGS...` as a child process, its stdout and stderr in the file `log`."""
+    # a file, not a pipe nobody reads, which could fill and block it
     with log.open("wb") as out:
-        return subprocess.Popen([sys.executable, "-m", "bot.cli", "serve"], cwd=ROOT, env=env,
+        return subprocess.Popen([sys.executable, "-m", "bot.cli", *args], cwd=ROOT, env=env,
                                 stdout=out, stderr=subprocess.STDOUT,
                                 preexec_fn=_default_sigint)  # fmt: skip
+
+
+def start_bot(
+    slack: SlackDouble, db_url: str, flows: Path, log: Path, *, app_token: str | None = None,
+    extra_env: Mapping[str, str] | None = None,
+) -> subprocess.Popen[bytes]:  # fmt: skip
+    """`opsloop serve` talking to `slack`; Socket Mode unless extra_env unsets the app token."""
+    slack_env = {
+        "SLACK_BOT_TOKEN": slack.token,
+        "SLACK_APP_TOKEN": app_token or slack.app_token,
+        "SLACK_API_URL": slack.api_url,
+        "OPSLOOP_CHANNEL": CHANNEL,
+        **(extra_env or {}),
+    }
+    return launch(["serve"], serve_env(db_url, flows, slack_env), log)
 
 
 def _default_sigint() -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli_harness import Cli, in_process_cli, workflow_dir
-from tests.sample_workflows import GATED
+from tests.cli_harness import Cli, in_process_cli
+from tests.sample_workflows import GATED, workflow_dir
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ import pytest
 import sqlalchemy as sa
 
 from storage.models import Interaction
-from tests.cli_harness import Cli, in_process_cli, workflow_dir
-from tests.sample_workflows import EXPIRING, GATED
+from tests.cli_harness import Cli, in_process_cli
+from tests.sample_workflows import EXPIRING, GATED, workflow_dir
 
 REPO = Path(__file__).resolve().parent.parent
 

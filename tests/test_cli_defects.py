@@ -15,8 +15,9 @@ import sqlalchemy as sa
 
 from bot.cli import main
 from storage.types import UtcDateTime
-from tests.cli_harness import Cli, in_process_cli, workflow_dir
+from tests.cli_harness import Cli, in_process_cli
 from tests.polling import process_alive, until
+from tests.sample_workflows import workflow_dir
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -7,28 +7,43 @@ the step over at once instead of after the lease (30 s) runs out.
 
 from __future__ import annotations
 
-import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
 
 from orchestrator import leases
+from orchestrator.engine import Orchestrator
 from orchestrator.runs import STEPS
 from tests.orchestrators import running
 from tests.polling import until
+from tests.sample_workflows import blocking_shell
 
 
 def blocking(started: Path, release: Path) -> str:
-    script = f"echo x >> {started}; while [ ! -e {release} ]; do sleep 0.05; done"
     return f"""
 name: blocking
 steps:
   - id: first
-    shell: ["sh", "-c", {json.dumps(script)}]
+    shell: {blocking_shell(started, release)}
   - id: second
     needs: first
     shell: ["true"]
 """
+
+
+@contextmanager
+def first_step_running(
+    engine: sa.Engine, tmp_path: Path
+) -> Iterator[tuple[Orchestrator, str, Path]]:
+    """A run of `blocking` whose first step has started: (orchestrator, run id, the file
+    that lets the step end)."""
+    started, release = tmp_path / "started", tmp_path / "release"
+    with running(engine, blocking(started, release)) as orch:
+        run_id = orch.start_run("blocking", {}, started_by="test")
+        until(started.exists, what="the step to start")
+        yield orch, run_id, release
 
 
 def statuses(engine: sa.Engine, run_id: str) -> dict[str, str]:
@@ -41,10 +56,7 @@ def statuses(engine: sa.Engine, run_id: str) -> dict[str, str]:
 def test_a_step_that_ends_in_the_grace_period_is_recorded_and_nothing_new_starts(
     engine: sa.Engine, tmp_path: Path
 ) -> None:
-    started, release = tmp_path / "started", tmp_path / "release"
-    with running(engine, blocking(started, release)) as orch:
-        run_id = orch.start_run("blocking", {}, started_by="test")
-        until(started.exists, what="the step to start")
+    with first_step_running(engine, tmp_path) as (orch, run_id, release):
         release.touch()
         assert orch.drain(20) is True
         assert statuses(engine, run_id) == {"first": "succeeded", "second": "pending"}
@@ -53,10 +65,7 @@ def test_a_step_that_ends_in_the_grace_period_is_recorded_and_nothing_new_starts
 def test_after_the_grace_period_shell_steps_are_killed_and_taken_over_at_once(
     engine: sa.Engine, tmp_path: Path
 ) -> None:
-    started, release = tmp_path / "started", tmp_path / "release"
-    with running(engine, blocking(started, release)) as orch:
-        run_id = orch.start_run("blocking", {}, started_by="test")
-        until(started.exists, what="the step to start")
+    with first_step_running(engine, tmp_path) as (orch, run_id, _):
         assert orch.drain(0.2) is False
         # killed, but not recorded as failed: how it ended is recovery's business
         assert statuses(engine, run_id) == {"first": "running", "second": "pending"}

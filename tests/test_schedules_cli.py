@@ -13,7 +13,8 @@ import sqlalchemy as sa
 
 from orchestrator import runs
 from storage.engine import create_engine
-from tests.cli_harness import Cli, in_process_cli, workflow_dir
+from tests.cli_harness import Cli, in_process_cli
+from tests.sample_workflows import workflow_dir
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -4,11 +4,8 @@ once. The replicas run on a fast clock (OPSLOOP_CLOCK_SPEED=20: a minute in 3 s)
 
 from __future__ import annotations
 
-import os
 import random
 import signal
-import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -20,8 +17,9 @@ from orchestrator.schedules import list_schedules
 from storage.engine import create_engine
 from storage.schema import setup
 from tests.polling import until
+from tests.sample_workflows import workflow_dir
+from tests.serve_process import launch, serve_env
 
-ROOT = Path(__file__).resolve().parent.parent
 SPEED = "20"
 TICK = """
 name: tick
@@ -36,12 +34,6 @@ steps:
 """
 
 
-def replica(env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--no-slack"], env=env,
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)  # fmt: skip
-
-
 def fired(engine: sa.Engine) -> int:
     with engine.connect() as conn:
         return conn.execute(sa.text(
@@ -53,14 +45,10 @@ def fired(engine: sa.Engine) -> int:
 def test_two_replicas_and_a_sigkill_fire_each_minute_exactly_once(
     pg_url: str, tmp_path: Path
 ) -> None:
-    flows = tmp_path / "workflows"
-    flows.mkdir()
-    (flows / "tick.yml").write_text(TICK)
-    env = {**os.environ, "DATABASE_URL": pg_url, "OPSLOOP_WORKFLOWS": str(flows),
-           "OPSLOOP_CLOCK_SPEED": SPEED}  # fmt: skip
+    env = serve_env(pg_url, workflow_dir(tmp_path, {"tick": TICK}), {"OPSLOOP_CLOCK_SPEED": SPEED})
     engine = create_engine(pg_url)
     setup(engine)
-    first, second = replica(env), replica(env)
+    first, second = (launch(["serve", "--no-slack"], env, tmp_path / f"{n}.log") for n in (1, 2))
     try:
         until(lambda: fired(engine) >= 3, timeout=120, what="three fires by two replicas")
         until(lambda: random.random() < 0.2, timeout=10)  # a random moment for the kill
@@ -69,13 +57,12 @@ def test_two_replicas_and_a_sigkill_fire_each_minute_exactly_once(
         seen = fired(engine)
         until(lambda: fired(engine) >= seen + 3, timeout=120, what="three fires by the survivor")
         second.send_signal(signal.SIGTERM)
-        _, err = second.communicate(timeout=60)
-        assert second.returncode == 0, err
+        assert second.wait(60) == 0, (tmp_path / "2.log").read_text(errors="replace")
     finally:
         for proc in (first, second):
             if proc.poll() is None:
                 proc.kill()
-                proc.communicate()
+                proc.wait()
     (schedule,) = list_schedules(engine)
     with engine.connect() as conn:
         ids = set(conn.execute(sa.text(

@@ -18,6 +18,7 @@ from bot.slack import ids
 from bot.slack.outbox import Outbox
 from orchestrator.queries import run_view
 from tests.polling import until
+from tests.sample_workflows import blocking_shell, workflow_dir
 from tests.serve_process import CHANNEL, Served, serving, stop
 from tests.slack_double import Message, SlackDouble
 
@@ -26,12 +27,11 @@ QUESTION = "was running when opsloop stopped"
 
 def fragile_workflow(started: Path, release: Path) -> str:
     """One step that records each start, then blocks until `release` exists."""
-    script = f"echo x >> {started}; while [ ! -e {release} ]; do sleep 0.05; done"
     return f"""
 name: fragile
 steps:
   - id: migrate
-    shell: ["sh", "-c", {json.dumps(script)}]
+    shell: {blocking_shell(started, release)}
 """
 
 
@@ -47,9 +47,7 @@ def test_a_step_cut_off_by_sigkill_is_asked_about_in_slack_after_restart(
     db_url: str, tmp_path: Path
 ) -> None:
     started, release = tmp_path / "started", tmp_path / "release"
-    flows = tmp_path / "workflows"
-    flows.mkdir()
-    (flows / "fragile.yml").write_text(fragile_workflow(started, release))
+    flows = workflow_dir(tmp_path, {"fragile": fragile_workflow(started, release)})
     try:
         with SlackDouble() as slack:
             with serving(slack, db_url, flows, tmp_path / "first.log") as first:

@@ -21,7 +21,8 @@ import sqlalchemy as sa
 from orchestrator.interactions import INTERACTIONS
 from orchestrator.queries import run_view
 from tests.polling import until
-from tests.serve_process import ROOT, serving, stop
+from tests.sample_workflows import workflow_dir
+from tests.serve_process import ROOT, serve_env, serving, stop
 from tests.slack_double import SlackDouble
 from tests.test_serve_restart import fragile_workflow
 
@@ -44,9 +45,7 @@ def test_sigterm_lets_a_running_step_finish_and_the_restart_asks_nobody(
     db_url: str, tmp_path: Path
 ) -> None:
     started, release = tmp_path / "started", tmp_path / "release"
-    flows = tmp_path / "workflows"
-    flows.mkdir()
-    (flows / "fragile.yml").write_text(two_steps(started, release))
+    flows = workflow_dir(tmp_path, {"fragile": two_steps(started, release)})
     env = {"OPSLOOP_SHUTDOWN_GRACE": "20"}
     try:
         with SlackDouble() as slack:
@@ -75,11 +74,8 @@ def test_sigterm_lets_a_running_step_finish_and_the_restart_asks_nobody(
 
 
 def test_a_full_run_of_serve_in_json_prints_no_secret(db_url: str, tmp_path: Path) -> None:
-    flows = tmp_path / "workflows"
-    flows.mkdir()
-    (flows / "hello.yml").write_text(
-        'name: hello\nsteps:\n  - id: hi\n    shell: ["sh", "-c", "echo hi; exit 3"]\n'
-    )
+    hello = 'name: hello\nsteps:\n  - id: hi\n    shell: ["sh", "-c", "echo hi; exit 3"]\n'
+    flows = workflow_dir(tmp_path, {"hello": hello})
     password = "pw-do-not-print-7731"
     url = db_url.replace("postgres@", f"postgres:{password}@")  # trust auth ignores it
     env = {"OPSLOOP_LOG_FORMAT": "json", "OPSLOOP_LOG_LEVEL": "DEBUG",
@@ -100,16 +96,11 @@ def test_a_full_run_of_serve_in_json_prints_no_secret(db_url: str, tmp_path: Pat
 
 
 def _serve(env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    flows = tmp_path / "workflows"
-    flows.mkdir(exist_ok=True)
-    base = {k: v for k, v in __import__("os").environ.items()
-            if not k.upper().startswith(("SLACK_", "OPSLOOP_"))}  # fmt: skip
-    return subprocess.run(
-        [sys.executable, "-m", "bot.cli", "serve"], cwd=ROOT, text=True, capture_output=True,
-        env={**base, "OPSLOOP_WORKFLOWS": str(flows), "SLACK_SIGNING_SECRET": SIGNING,
-             "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}", "HOST": "127.0.0.1", **env},
-        timeout=60,
-    )  # fmt: skip
+    flows = workflow_dir(tmp_path, {})
+    env = serve_env(f"sqlite:///{tmp_path / 'db.sqlite'}", flows,
+                    {"SLACK_SIGNING_SECRET": SIGNING, "HOST": "127.0.0.1", **env})  # fmt: skip
+    return subprocess.run([sys.executable, "-m", "bot.cli", "serve"], cwd=ROOT, text=True,
+                          capture_output=True, env=env, timeout=60)  # fmt: skip
 
 
 def test_a_port_in_use_is_one_line_and_exit_2(tmp_path: Path) -> None:
