@@ -24,6 +24,7 @@ from orchestrator.workflow.definitions import OVERLAPS, ParamSpec, ScheduleSpec,
 from orchestrator.workflow.params import coerce_params
 from orchestrator.workflow.yaml_converters import (
     count_value,
+    matching_value,
     node_value,
     seconds_value,
     text_value,
@@ -133,15 +134,6 @@ def _param_values(
 # ---------------------------------------------------------------- converters
 
 
-def _key_value(ctx: Context, node: Node, key: str) -> str | None:
-    value = text_value(ctx, node, key)
-    if value is not None and not _KEY.fullmatch(value):
-        hint = "start with a letter; use lowercase letters, digits, - and _ (at most 64)"
-        ctx.add(node, f"invalid schedule id `{value}`", hint)
-        return None
-    return value
-
-
 def _cron_value(ctx: Context, node: Node, key: str) -> str | None:
     value = text_value(ctx, node, key)
     if value is None:
@@ -161,15 +153,6 @@ def _timezone_value(ctx: Context, node: Node, key: str) -> str | None:
     return None
 
 
-def _channel_value(ctx: Context, node: Node, key: str) -> str | None:
-    value = text_value(ctx, node, key)
-    if value is not None and not _CHANNEL.fullmatch(value):
-        hint = "use the channel's id (C012ABC, from its details) or its #name"
-        ctx.add(node, f"channel `{value}` is not a channel id or name", hint)
-        return None
-    return value
-
-
 @functools.cache
 def _zones() -> frozenset[str]:
     return frozenset(available_timezones())
@@ -187,6 +170,16 @@ def _zone_hint(value: str) -> str:
     return "use an IANA name such as UTC, Europe/Berlin or America/New_York"
 
 
+_key_value = matching_value(
+    _KEY,
+    "invalid schedule id `{value}`",
+    "start with a letter; use lowercase letters, digits, - and _ (at most 64)",
+)
+_channel_value = matching_value(
+    _CHANNEL,
+    "channel `{value}` is not a channel id or name",
+    "use the channel's id (C012ABC, from its details) or its #name",
+)
 _SCHEDULE = {
     "id": ("key", _key_value),
     "cron": ("cron", _cron_value),

@@ -93,6 +93,19 @@ def word_value(allowed: tuple[str, ...]) -> Convert:
     return convert
 
 
+def matching_value(pattern: re.Pattern[str], problem: str, hint: str) -> Convert:
+    """Text that `pattern` matches in full; otherwise `problem`, with `{value}` filled in."""
+
+    def convert(ctx: Context, node: Node, key: str) -> str | None:
+        value = text_value(ctx, node, key)
+        if value is not None and not pattern.fullmatch(value):
+            ctx.add(node, problem.format(value=value), hint)
+            return None
+        return value
+
+    return convert
+
+
 def text_list(ctx: Context, node: Node, key: str, scalar_ok: bool = True) -> tuple[str, ...] | None:
     """A list of text items; a single item on its own is accepted when `scalar_ok`."""
     if scalar_ok and isinstance(node, ScalarNode) and node.tag != NULL:
