@@ -18,7 +18,8 @@ from bot.report_text import format_report
 from orchestrator.protocol import InteractionView, RunView, StepView
 from orchestrator.reports.figures import Report
 from orchestrator.run_list import RunSummary
-from orchestrator.workflow.definitions import InputField, Workflow
+from orchestrator.workflow.definitions import Workflow
+from orchestrator.workflow.gate_definitions import InputField
 
 ICONS = {
     "pending": "·", "running": "▶", "waiting": "⏸", "succeeded": "✓", "failed": "✗",

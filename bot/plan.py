@@ -9,8 +9,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from orchestrator.schedules import next_fire
-from orchestrator.workflow.definitions import Approvers, ParamSpec, ScheduleSpec, Step, Workflow
+from orchestrator.workflow.definitions import ParamSpec, ScheduleSpec, Step, Workflow
 from orchestrator.workflow.dry_run import predict
+from orchestrator.workflow.gate_definitions import Approvers
 from orchestrator.workflow.params import coerce_params
 
 NEXT_FIRES = 3

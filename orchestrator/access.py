@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from orchestrator.gates import person_key
 from orchestrator.protocol import Directory
 from orchestrator.schedules import ACTOR_PREFIX
-from orchestrator.workflow.definitions import Approvers, Workflow
+from orchestrator.workflow.definitions import Workflow
+from orchestrator.workflow.gate_definitions import Approvers
 
 SLACK_GROUP_PREFIX = "S"
 

@@ -22,7 +22,8 @@ from orchestrator.errors import NotAllowed
 from orchestrator.gates import person_key
 from orchestrator.interactions import INTERACTIONS
 from orchestrator.storage_retry import storage_attempts
-from orchestrator.workflow.definitions import Approvers, Workflow
+from orchestrator.workflow.definitions import Workflow
+from orchestrator.workflow.gate_definitions import Approvers
 from storage.engine import read_transaction, write_transaction
 from storage.statuses import InteractionStatus
 

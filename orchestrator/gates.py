@@ -14,14 +14,8 @@ from typing import Any
 from orchestrator.errors import InvalidAnswer, NotAllowed, StepFailed
 from orchestrator.interactions import input_field, option
 from orchestrator.protocol import DEADLINE_ANSWER, Directory
-from orchestrator.workflow.definitions import (
-    GATE_KINDS,
-    ApprovalGate,
-    DecisionGate,
-    InputField,
-    InputGate,
-    Step,
-)
+from orchestrator.workflow.definitions import GATE_KINDS, Step
+from orchestrator.workflow.gate_definitions import ApprovalGate, DecisionGate, InputField, InputGate
 from orchestrator.workflow.loader import check_gate
 from orchestrator.workflow.numbers import NumberError, parse_number
 from storage.statuses import InteractionKind, InteractionStatus

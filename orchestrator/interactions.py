@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from orchestrator.protocol import InteractionView, Response
-from orchestrator.workflow.definitions import InputField, Option
+from orchestrator.workflow.gate_definitions import InputField, Option
 from storage.models import Interaction
 from storage.statuses import InteractionStatus
 

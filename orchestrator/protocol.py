@@ -18,7 +18,7 @@ from functools import cached_property
 from typing import Any, Protocol
 
 from orchestrator.reports.figures import Report
-from orchestrator.workflow.definitions import InputField, Option
+from orchestrator.workflow.gate_definitions import InputField, Option
 
 # How opsloop's own answer starts when a deadline passed unanswered ("deadline: reject").
 DEADLINE_ANSWER = "deadline:"

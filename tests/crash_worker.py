@@ -29,7 +29,7 @@ import traceback
 
 from orchestrator import interactions, runs
 from orchestrator.engine import Orchestrator
-from orchestrator.workflow.definitions import Approvers
+from orchestrator.workflow.gate_definitions import Approvers
 from orchestrator.workflow.loader import load_workflow
 from storage.engine import create_engine, read_transaction
 from storage.schema import setup

@@ -15,20 +15,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from orchestrator.errors import DefinitionError, OrchestratorError, ParamError
-from orchestrator.workflow.definitions import (
+from orchestrator.workflow.definitions import PythonAction, RetryPolicy, ShellAction, Workflow
+from orchestrator.workflow.expressions import render_argv, render_text, should_run
+from orchestrator.workflow.gate_definitions import (
     ApprovalGate,
     Approvers,
     DecisionGate,
     InputGate,
     Option,
-    PythonAction,
-    RetryPolicy,
-    ShellAction,
-    Workflow,
-    find_cycle,
-    topological_levels,
 )
-from orchestrator.workflow.expressions import render_argv, render_text, should_run
 from orchestrator.workflow.loader import (
     check_text,
     load_workflow,
@@ -38,6 +33,7 @@ from orchestrator.workflow.loader import (
     validate_paths,
 )
 from orchestrator.workflow.params import coerce_params
+from orchestrator.workflow.step_graph import find_cycle, topological_levels
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "workflows" / "examples"
 

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from orchestrator.clock import FakeClock
 from orchestrator.engine import Orchestrator
 from orchestrator.errors import AlreadyAnswered, InvalidAnswer, NotAllowed
-from orchestrator.workflow.definitions import Approvers
+from orchestrator.workflow.gate_definitions import Approvers
 from orchestrator.workflow.loader import parse_workflow
 from storage.engine import create_engine
 from tests.orchestrators import running

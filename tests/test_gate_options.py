@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from orchestrator.errors import DefinitionError
-from orchestrator.workflow.definitions import ApprovalGate, Escalation
+from orchestrator.workflow.gate_definitions import ApprovalGate, Escalation
 from orchestrator.workflow.loader import parse_workflow
 
 BASE = """

@@ -9,7 +9,7 @@ from typing import Any
 from orchestrator import gates
 from orchestrator.interactions import interaction_view
 from orchestrator.protocol import Response
-from orchestrator.workflow.definitions import DecisionGate, InputGate
+from orchestrator.workflow.gate_definitions import DecisionGate, InputGate
 from orchestrator.workflow.loader import parse_workflow
 
 WORKFLOW = parse_workflow("""

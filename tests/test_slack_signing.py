@@ -29,7 +29,7 @@ from bot.slack.blocks import render_interaction
 from bot.slack.commands import Run, parse_command
 from orchestrator.interactions import input_field
 from orchestrator.protocol import InteractionView, RunView
-from orchestrator.workflow.definitions import Option
+from orchestrator.workflow.gate_definitions import Option
 
 RUN = RunView("r-1", "deploy", "waiting", {"service": "api"}, "U0ALICE")
 FIELDS = (

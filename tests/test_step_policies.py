@@ -19,7 +19,7 @@ from orchestrator.clock import FakeClock
 from orchestrator.engine import Orchestrator
 from orchestrator.errors import AlreadyAnswered, InvalidAnswer, NotAllowed, OrchestratorError
 from orchestrator.protocol import RunView, StaticDirectory, StepView
-from orchestrator.workflow.definitions import InputField
+from orchestrator.workflow.gate_definitions import InputField
 from storage.engine import read_transaction
 from storage.statuses import FINISHED_RUN
 from tests.orchestrators import running

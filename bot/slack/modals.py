@@ -32,7 +32,8 @@ from bot.slack.text import (
 )
 from orchestrator.errors import ParamError
 from orchestrator.protocol import InteractionView, RunView
-from orchestrator.workflow.definitions import InputField, ParamSpec, Workflow
+from orchestrator.workflow.definitions import ParamSpec, Workflow
+from orchestrator.workflow.gate_definitions import InputField
 from orchestrator.workflow.params import coerce_value
 
 FIELD_BLOCK_PREFIX = "field."

@@ -11,7 +11,8 @@ import re
 
 from yaml.nodes import MappingNode, Node, ScalarNode
 
-from orchestrator.workflow.definitions import Access, Approvers, EnvValue
+from orchestrator.workflow.definitions import Access, EnvValue
+from orchestrator.workflow.gate_definitions import Approvers
 from orchestrator.workflow.yaml_converters import nested_value, slack_id_list, text_list
 from orchestrator.workflow.yaml_nodes import Context, mapping_pairs, read_field
 

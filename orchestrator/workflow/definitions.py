@@ -2,19 +2,25 @@
 
 Nothing here reads files, evaluates expressions or runs anything; the loader
 validates a YAML file once and produces these, and the scheduler interprets them.
+The gates' values live in `gate_definitions`, the graph walks in `step_graph`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
 
 from orchestrator.workflow.critical_path import path_lengths
+from orchestrator.workflow.gate_definitions import (
+    ApprovalGate,
+    Approvers,
+    DecisionGate,
+    InputGate,
+)
+from orchestrator.workflow.step_graph import topological_levels, transitive_needs
 
 ParamType = Literal["string", "int", "bool", "choice"]
-FieldType = Literal["text", "number", "choice", "multiline"]
 StepKind = Literal["python", "shell", "approval", "decision", "input", "report"]
 
 STEP_KINDS: tuple[str, ...] = ("python", "shell", "approval", "decision", "input", "report")
@@ -49,19 +55,6 @@ class RetryPolicy:
 
 
 @dataclass(frozen=True)
-class Approvers:
-    """Who may answer a gate: Slack user ids and user-group ids."""
-
-    users: tuple[str, ...] = ()
-    groups: tuple[str, ...] = ()
-
-    @property
-    def is_open(self) -> bool:
-        """True when nobody is listed, which means anyone may answer."""
-        return not self.users and not self.groups
-
-
-@dataclass(frozen=True)
 class EnvValue:
     """One variable a workflow passes to its steps: a literal `value`, or the value of the
     bot's variable `from_env` read when the step starts (docs/security.md)."""
@@ -78,8 +71,8 @@ class Access:
 
     run: Approvers | None = None
     channels: tuple[str, ...] | None = None
-    cancel: Approvers = Approvers()
-    retry: Approvers = Approvers()
+    cancel: Approvers = field(default_factory=Approvers)
+    retry: Approvers = field(default_factory=Approvers)
 
 
 @dataclass(frozen=True)
@@ -105,81 +98,6 @@ class ReportAction:
     workflows: tuple[str, ...] = ()
     chart: bool = False  # a PNG posted with it
     channels: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Option:
-    """One answer of a decision gate."""
-
-    value: str
-    label: str
-
-
-@dataclass(frozen=True)
-class InputField:
-    """One field of an input gate's form."""
-
-    name: str
-    type: FieldType = "text"
-    required: bool = False
-    choices: tuple[str, ...] = ()
-    label: str = ""
-
-
-NOTIFY_MODES: tuple[str, ...] = ("thread", "channel", "dm")
-
-
-@dataclass(frozen=True)
-class Escalation:
-    """Who is mentioned when a gate is still open `after_s` seconds after it opened."""
-
-    after_s: float
-    users: tuple[str, ...] = ()
-    groups: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, kw_only=True)
-class Gate:
-    """What every gate has: the question, who answers, and its timing.
-
-    `notify` says where the question is posted: the run's thread, the thread and
-    the channel, or the thread and a direct message to each listed person.
-    """
-
-    message: str
-    approvers: Approvers = field(default_factory=Approvers)
-    allow_requester: bool = True
-    deadline_s: float | None = None
-    remind_every_s: float | None = None
-    on_deadline: str = "fail"
-    notify: str = "thread"
-    escalate: Escalation | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
-class ApprovalGate(Gate):
-    """Wait until `required` distinct people approve, or one rejects; `editable_params`
-    lets an approver change those params while approving."""
-
-    required: int = 1
-    allow_requester: bool = False
-    on_deadline: str = "reject"
-    editable_params: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, kw_only=True)
-class DecisionGate(Gate):
-    """Wait until someone picks one of `options`."""
-
-    options: tuple[Option, ...]
-    default: str | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
-class InputGate(Gate):
-    """Wait until someone fills in a form with `fields`."""
-
-    fields: tuple[InputField, ...]
 
 
 Action = PythonAction | ShellAction | ReportAction | ApprovalGate | DecisionGate | InputGate
@@ -298,52 +216,3 @@ class Workflow:
     def upstream(self, step_id: str) -> frozenset[str]:
         """Ids of every step that `step_id` needs, directly or through other steps."""
         return frozenset(transitive_needs({s.id: s.needs for s in self.steps}, step_id))
-
-
-def topological_levels(graph: Mapping[str, Sequence[str]]) -> list[list[str]]:
-    """Kahn's algorithm by levels; needs that are not keys of `graph` are ignored."""
-    remaining = {node: {n for n in needs if n in graph} for node, needs in graph.items()}
-    levels: list[list[str]] = []
-    while remaining:
-        ready = [node for node, needs in remaining.items() if not needs]
-        if not ready:
-            raise ValueError(f"cycle among steps: {' -> '.join(find_cycle(graph) or [])}")
-        levels.append(ready)
-        for node in ready:
-            del remaining[node]
-        for needs in remaining.values():
-            needs.difference_update(ready)
-    return levels
-
-
-def transitive_needs(graph: Mapping[str, Sequence[str]], node: str) -> set[str]:
-    """Everything `node` needs directly or indirectly; safe on cycles and unknown ids."""
-    seen, stack = set[str](), list(graph.get(node, ()))
-    while stack:
-        current = stack.pop()
-        if current in seen or current not in graph:
-            continue
-        seen.add(current)
-        stack.extend(graph[current])
-    return seen
-
-
-def find_cycle(graph: Mapping[str, Sequence[str]]) -> list[str] | None:
-    """A cycle as a closed path `[a, b, c, a]` (a needs b needs c needs a), or None."""
-    state: dict[str, int] = {}  # 1 = on the current path, 2 = fully explored
-    for start in graph:
-        if state.get(start):
-            continue
-        path, iters, state[start] = [start], [iter(graph[start])], 1
-        while iters:
-            nxt = next(iters[-1], None)
-            if nxt is None:
-                state[path.pop()] = 2
-                iters.pop()
-            elif nxt in graph and state.get(nxt) == 1:
-                return [*path[path.index(nxt) :], nxt]
-            elif nxt in graph and not state.get(nxt):
-                state[nxt] = 1
-                path.append(nxt)
-                iters.append(iter(graph[nxt]))
-    return None

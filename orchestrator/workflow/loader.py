@@ -22,7 +22,8 @@ from typing import Any
 import yaml
 
 from orchestrator.errors import DefinitionError
-from orchestrator.workflow.definitions import ApprovalGate, DecisionGate, InputGate, Workflow
+from orchestrator.workflow.definitions import Workflow
+from orchestrator.workflow.gate_definitions import ApprovalGate, DecisionGate, InputGate
 from orchestrator.workflow.step_schema import STEP_SCHEMA
 from orchestrator.workflow.workflow_schema import read_workflow
 from orchestrator.workflow.yaml_converters import parse_duration

@@ -17,16 +17,8 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from orchestrator.workflow.access_schema import read_env
 from orchestrator.workflow.definitions import (
-    NOTIFY_MODES,
     RETRY_ON,
     STEP_KINDS,
-    ApprovalGate,
-    Approvers,
-    DecisionGate,
-    Escalation,
-    InputField,
-    InputGate,
-    Option,
     PythonAction,
     ReportAction,
     RetryPolicy,
@@ -34,6 +26,16 @@ from orchestrator.workflow.definitions import (
     Step,
 )
 from orchestrator.workflow.expressions import compile_condition, compile_template
+from orchestrator.workflow.gate_definitions import (
+    NOTIFY_MODES,
+    ApprovalGate,
+    Approvers,
+    DecisionGate,
+    Escalation,
+    InputField,
+    InputGate,
+    Option,
+)
 from orchestrator.workflow.yaml_converters import (
     check_choices,
     choice_list,

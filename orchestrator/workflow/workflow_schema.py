@@ -16,15 +16,11 @@ from yaml.nodes import Node, ScalarNode
 
 from orchestrator.errors import ParamError
 from orchestrator.workflow.access_schema import read_access, read_env
-from orchestrator.workflow.definitions import (
-    ApprovalGate,
-    ParamSpec,
-    Workflow,
-    find_cycle,
-    transitive_needs,
-)
+from orchestrator.workflow.definitions import ParamSpec, Workflow
+from orchestrator.workflow.gate_definitions import ApprovalGate
 from orchestrator.workflow.params import coerce_value
 from orchestrator.workflow.schedules import finish_schedules, read_schedules
+from orchestrator.workflow.step_graph import find_cycle, transitive_needs
 from orchestrator.workflow.step_schema import StepDraft, read_steps
 from orchestrator.workflow.yaml_converters import (
     check_choices,
