@@ -19,7 +19,7 @@ from bot import audit_cli, interrupt, logging_setup, report_cli, schedules_cli
 from bot.cli_io import EXIT_OK, EXIT_USAGE, Stop, settings_of
 from bot.interrupt import Interrupted
 from bot.settings import SettingsError, SlackSettings
-from orchestrator.errors import OrchestratorError
+from orchestrator.errors import OrchestratorError, UnknownWorkflow
 from storage.engine import DEFAULT_URL
 from storage.errors import StorageError
 
@@ -212,6 +212,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             secrets=logging_setup.secrets_of(os.environ, getattr(args, "database_url", None)),
         )
         return args.func(args)
+    except UnknownWorkflow as exc:  # where the workflows are, not all their names
+        where = settings_of(args).workflows_dir
+        print(f"opsloop: {exc} (the workflows are the files in {where})", file=sys.stderr)
+        return EXIT_USAGE
     except (Stop, SettingsError, OrchestratorError, StorageError) as exc:
         print(f"opsloop: {exc}", file=sys.stderr)
         return EXIT_USAGE

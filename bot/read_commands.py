@@ -11,13 +11,12 @@ from bot.cli_io import (
     EXIT_OK,
     EXIT_RUN_FAILED,
     EXIT_USAGE,
-    Stop,
     open_reader,
     print_json,
     settings_of,
 )
 from bot.settings import SettingsError
-from orchestrator.errors import OrchestratorError
+from orchestrator.errors import OrchestratorError, UnknownWorkflow
 from orchestrator.run_list import recent_runs
 from storage.engine import create_engine
 from storage.schema import current_revision, head_revision, known_revisions, setup
@@ -98,7 +97,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     settings = settings_of(args)
     known = workflows(settings)
     if args.workflow not in known:
-        raise Stop(f"no workflow named {args.workflow!r}; known workflows: {', '.join(known)}")
+        raise UnknownWorkflow(args.workflow, known)
     raw = parse_assignments([*args.param, *args.assignments])
     print(plan_text(known[args.workflow], raw, clock_of(settings).now()))
     return EXIT_OK

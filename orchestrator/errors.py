@@ -11,7 +11,8 @@ these messages are editing a YAML file or typing a Slack command, not reading co
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import difflib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 
@@ -72,7 +73,7 @@ class ParamError(OrchestratorError):
 
 # -- running workflows ---------------------------------------------------------
 #     OrchestratorError
-#      +-- UnknownWorkflow     no workflow of that name (the message lists the known ones)
+#      +-- UnknownWorkflow     no workflow of that name (the message names a near one)
 #      +-- NotFound            no run or interaction with that id
 #      +-- NotAllowed          this person may not answer this interaction (audited)
 #      +-- AlreadyAnswered     the interaction is closed; says who answered
@@ -82,7 +83,16 @@ class ParamError(OrchestratorError):
 
 
 class UnknownWorkflow(OrchestratorError):
-    """No workflow has that name."""
+    """No workflow has that name; `close` is the known name nearest to it, if one is near.
+
+    The message names neither all the known workflows (with many, a wall of text) nor
+    where to see them: each front end adds its own pointer (`/ops list`, ...)."""
+
+    def __init__(self, name: str, known: Iterable[str] = ()) -> None:
+        close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+        self.name, self.close = name, (close[0] if close else None)
+        maybe = f"; did you mean {self.close!r}?" if self.close else ""
+        super().__init__(f"no workflow named {name!r}{maybe}")
 
 
 class NotFound(OrchestratorError):

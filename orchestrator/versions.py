@@ -29,12 +29,11 @@ class WorkflowVersions:
         self._older: dict[str, Workflow] = {}  # by digest
 
     def named(self, name: str) -> Workflow:
-        """The current version of `name`; UnknownWorkflow listing the known ones."""
+        """The current version of `name`; UnknownWorkflow (with a near name) if none."""
         try:
             return self.current[name]
         except KeyError:
-            known = ", ".join(sorted(self.current)) or "none"
-            raise UnknownWorkflow(f"no workflow named {name!r}; known workflows: {known}") from None
+            raise UnknownWorkflow(name, self.current) from None
 
     def of(self, name: str, digest: str) -> Workflow:
         """`name` in the version whose text hashes to `digest`. Runs from before opsloop

@@ -4,6 +4,8 @@ test_slack_reports, ...)."""
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -44,6 +46,20 @@ def running_test_bot(
     )  # fmt: skip
     with running_bot(config, slack_settings, clock) as bot:
         yield bot
+
+
+def post_event(url: str, event: Mapping[str, Any]) -> tuple[int, str]:
+    """A signed Events API request carrying `event`, as Slack sends it."""
+    body = {"type": "event_callback", "team_id": "T0TEAM", "api_app_id": "A0OPSLOOP",
+            "event_id": f"Ev{time.time_ns()}", "event_time": int(time.time()),
+            "event": dict(event)}  # fmt: skip
+    return post_signed(url, json.dumps(body), headers={"Content-Type": "application/json"})
+
+
+def home_opened(user: str) -> dict[str, Any]:
+    """The `app_home_opened` event Slack sends when `user` opens the app's Home tab."""
+    return {"type": "app_home_opened", "user": user, "channel": f"D{user}", "tab": "home",
+            "event_ts": f"{time.time():.6f}"}  # fmt: skip
 
 
 @dataclass

@@ -92,7 +92,7 @@ def test_reject_fails_the_run_with_exit_1(cli) -> None:
 
 def test_user_mistakes_exit_2_with_one_clear_line(cli) -> None:
     code, _, err = cli("run", "nope")
-    assert code == 2 and "no workflow named 'nope'" in err and "gated" in err
+    assert code == 2 and "no workflow named 'nope' (the workflows are the files in" in err
 
     code, _, err = cli("run", "gated", "service=db")
     assert code == 2 and "service" in err and "api" in err

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from bot.slack import ids
 from bot.slack.modals import field_block_id, param_block_id
 from orchestrator.workflow.loader import parse_workflow
-from tests.bot_harness import Harness, serving
+from tests.bot_harness import Harness, home_opened, post_event, serving
 from tests.polling import until
 from tests.sample_workflows import GATED
 from tests.slack_double import SlackDouble
@@ -284,15 +284,7 @@ def test_deadline_reminder_and_quorum_show_in_the_thread(harness: Harness) -> No
 def test_app_home_lists_what_waits_for_the_person(harness: Harness) -> None:
     harness.command("run gated service=api")
     harness.gate(harness.run_id(), "Ship")
-    event = {
-        "type": "event_callback", "team_id": "T0TEAM", "api_app_id": "A0OPSLOOP",
-        "event_id": "Ev01", "event_time": int(time.time()),
-        "event": {"type": "app_home_opened", "user": "U0BOSS", "channel": "D0BOSS",
-                  "tab": "home", "event_ts": f"{time.time():.6f}"},
-    }  # fmt: skip
-    status, _ = post_signed(harness.url, json.dumps(event),
-                            headers={"Content-Type": "application/json"})  # fmt: skip
-    assert status == 200
+    assert post_event(harness.url, home_opened("U0BOSS"))[0] == 200
     home = until(lambda: harness.slack.home("U0BOSS"), what="the home tab")
     assert "Ship api?" in json.dumps(home)
 

@@ -8,7 +8,6 @@ entry each; `/ops audit` shows a run's trail only to people who may see the run.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,7 +19,7 @@ from bot.slack import ids
 from bot.slack.modals import param_block_id
 from orchestrator.group_changes import change_count
 from tests.bot_harness import Harness as BotHarness
-from tests.bot_harness import serving
+from tests.bot_harness import post_event, serving
 from tests.polling import until
 from tests.slack_double import SlackDouble
 from tests.slack_signing import (
@@ -122,14 +121,6 @@ def test_audit_shows_a_runs_trail_only_to_people_who_may_see_the_run(harness: Ha
     assert len(harness.refusals("U0EVE")) == 2
 
 
-def post_event(harness: Harness, event: dict[str, Any]) -> tuple[int, str]:
-    """A signed Events API request, as Slack sends it."""
-    body = {"type": "event_callback", "team_id": "T0TEAM", "api_app_id": "A0OPSLOOP",
-            "event_id": f"Ev{time.time_ns()}", "event_time": int(time.time()),
-            "event": event}  # fmt: skip
-    return post_signed(harness.url, json.dumps(body), headers={"Content-Type": "application/json"})
-
-
 def test_the_events_url_answers_slacks_challenge_only_when_signed(harness: Harness) -> None:
     challenge = json.dumps({"type": "url_verification", "token": "unused", "challenge": "c0ffee"})
     status, text = post_signed(harness.url, challenge, headers={"Content-Type": "application/json"})
@@ -154,7 +145,7 @@ def test_a_member_removed_from_a_group_is_refused_at_once(harness: Harness) -> N
                "date_previous_update": 1, "date_update": 2, "added_users": [],
                "added_users_count": "0", "removed_users": ["U0ANNA"],
                "removed_users_count": "1"}  # fmt: skip
-    assert post_event(harness, changed)[0] == 200
+    assert post_event(harness.url, changed)[0] == 200
     gate = harness.gate(second, "Go ahead?")
     harness.click(gate.blocks, ids.APPROVE, "U0ANNA", "removed")
     assert "may not answer" in harness.reply("removed")["text"]
@@ -168,7 +159,7 @@ def test_a_member_removed_from_a_group_is_refused_at_once(harness: Harness) -> N
     harness.slack.set_group("S0SRE", ["U0SRE", "U0ANNA"])
     updated = {"type": "subteam_updated", "subteam": {"id": "S0SRE", "team_id": "T0TEAM",
                "handle": "sre", "users": ["U0SRE", "U0ANNA"], "user_count": 2}}  # fmt: skip
-    assert post_event(harness, updated)[0] == 200
+    assert post_event(harness.url, updated)[0] == 200
     harness.click(gate.blocks, ids.APPROVE, "U0ANNA", "back")
     until(lambda: harness.bot.orch.view(second).status == "succeeded", what="her approval")
 

@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 
 from bot.plan import plan_text
 from bot.slack import commands as cmds
@@ -26,7 +27,7 @@ from bot.slack.report_blocks import render_report, render_week
 from bot.slack.schedule_blocks import render_next_fires, render_schedules
 from orchestrator.audit import RunVisibility, check_start, check_visible, run_trail
 from orchestrator.engine import Orchestrator
-from orchestrator.errors import OrchestratorError
+from orchestrator.errors import OrchestratorError, UnknownWorkflow
 from orchestrator.gates import listed
 from orchestrator.protocol import InteractionView
 from orchestrator.queries import RunSummary, open_interactions, recent_runs
@@ -51,6 +52,8 @@ class CommandHandlers:
         user = body["user_id"]
         try:
             self._command(command, body, user, respond)
+        except UnknownWorkflow as exc:
+            say(respond, f":warning: {exc} `/ops list` shows the workflows you may run.")
         except OrchestratorError as exc:
             say(respond, f":warning: {mentions(str(exc))}")
         except Exception:
@@ -101,7 +104,7 @@ class CommandHandlers:
                 say(respond, shown["text"], blocks=shown["blocks"])
             case cmds.ShowReport(since_s=since_s, workflows=names):
                 for name in names:
-                    self.orch.workflow(name)  # UnknownWorkflow lists the known ones
+                    self.orch.workflow(name)  # UnknownWorkflow if there is none
                 shown = render_report(self._report(user, body.get("channel_id"), since_s, names))
                 say(respond, shown["text"], blocks=shown["blocks"])
             case _:
@@ -152,4 +155,8 @@ class CommandHandlers:
         week = render_week(self._report(user, None, DEFAULT_SINCE.total_seconds()))
         view = render_home(self._waiting_for(user), self._visible_runs(user, None),
                            render_next_fires(self.orch.schedules()), week)  # fmt: skip
-        self.client.views_publish(user_id=user, view=view)
+        try:
+            self.client.views_publish(user_id=user, view=view)
+        except SlackApiError as exc:  # nobody waits for this answer: say it in the log
+            error = exc.response.get("error") if exc.response is not None else exc
+            log.warning("App Home for %s not published: Slack answered %s", user, error)
