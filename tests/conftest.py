@@ -1,4 +1,5 @@
-"""Shared fixtures: real SQLite files and a private schema on the real PostgreSQL."""
+"""Shared fixtures: real SQLite files, a private schema on the real PostgreSQL, and the
+Slack Web API double (tests/slack_double.py) on a port of its own."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from storage.engine import create_engine, normalize_url
+from tests.slack_double import SlackDouble
 
 PG_URL = os.environ.get("OPSLOOP_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -78,3 +80,10 @@ def engine(db_url: str) -> Iterator[Engine]:
     setup(eng)
     yield eng
     eng.dispose()
+
+
+@pytest.fixture
+def slack() -> Iterator[SlackDouble]:
+    """The Slack Web API double, started; a module may define its own (with groups, ...)."""
+    with SlackDouble() as double:
+        yield double

@@ -1,4 +1,5 @@
-"""An orchestrator for a test: built on workflow texts, started, closed on exit."""
+"""An orchestrator for a test: built on workflow texts, started, closed on exit; and a
+front end that keeps the reminders and escalations it is told."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import sqlalchemy as sa
 
 from orchestrator.clock import Clock
 from orchestrator.engine import Orchestrator
-from orchestrator.protocol import Directory, FrontEnd
+from orchestrator.protocol import Directory, FrontEnd, InteractionView, RunView, SilentFrontEnd
 from orchestrator.workflow.loader import parse_workflow
 
 
@@ -41,3 +42,17 @@ def running(
         yield orch
     finally:
         orch.close()
+
+
+class Nudges(SilentFrontEnd):
+    """The ids of the interactions it was told to remind about and to escalate."""
+
+    def __init__(self) -> None:
+        self.reminders: list[str] = []
+        self.escalations: list[str] = []
+
+    def reminder(self, run: RunView, interaction: InteractionView) -> None:
+        self.reminders.append(interaction.id)
+
+    def escalated(self, run: RunView, interaction: InteractionView) -> None:
+        self.escalations.append(interaction.id)

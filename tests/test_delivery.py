@@ -3,10 +3,8 @@ sleeping on a 429, and never posting twice when Slack's answer is lost."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-import pytest
 import sqlalchemy as sa
 from slack_double import SlackDouble
 
@@ -16,12 +14,6 @@ from bot.slack.outbox import OUTBOX, Outbox
 from bot.slack.pacing import ChannelPacer
 from orchestrator.protocol import RunView, StepView
 from tests.polling import until
-
-
-@pytest.fixture
-def slack() -> Iterator[SlackDouble]:
-    with SlackDouble() as double:
-        yield double
 
 
 def run_view(run_id: str) -> RunView:

@@ -11,11 +11,10 @@ import sqlalchemy as sa
 from orchestrator.clock import FakeClock
 from orchestrator.engine import Orchestrator
 from orchestrator.horizon import WINDOW
-from orchestrator.protocol import InteractionView, RunView, SilentFrontEnd
 from storage.engine import create_engine
 from storage.models import AuditEntry
 from storage.schema import setup
-from tests.orchestrators import running
+from tests.orchestrators import Nudges, running
 from tests.polling import until
 
 LATER = """
@@ -39,18 +38,6 @@ steps:
   - id: gate
     approval: {message: "quick?", deadline: 2m}
 """
-
-
-class Told(SilentFrontEnd):
-    def __init__(self) -> None:
-        self.reminders: list[str] = []
-        self.escalations: list[str] = []
-
-    def reminder(self, run: RunView, interaction: InteractionView) -> None:
-        self.reminders.append(interaction.id)
-
-    def escalated(self, run: RunView, interaction: InteractionView) -> None:
-        self.escalations.append(interaction.id)
 
 
 def _timer_jobs(orch: Orchestrator) -> set[str]:
@@ -103,7 +90,7 @@ def test_only_gates_falling_due_soon_hold_timers_after_a_restart(engine: sa.Engi
 def test_a_deadline_far_beyond_the_window_fires_once_when_the_clock_jumps_there(
     engine: sa.Engine,
 ) -> None:
-    clock, told = FakeClock(), Told()
+    clock, told = FakeClock(), Nudges()
     with running(engine, LATER, clock=clock, front_end=told, recover=True) as serving:
         (run_id,) = _waiting(serving, "later", 1)
         assert _timer_jobs(serving) == set()  # three days away: in the database only
@@ -120,7 +107,7 @@ def test_a_deadline_far_beyond_the_window_fires_once_when_the_clock_jumps_there(
 def test_two_serving_replicas_on_one_database_fire_each_timer_once(
     engine: sa.Engine, db_url: str
 ) -> None:
-    clock, told, other = FakeClock(), Told(), Told()
+    clock, told, other = FakeClock(), Nudges(), Nudges()
     with running(engine, LATER, clock=clock, front_end=told) as cli:
         runs = _waiting(cli, "later", 3)
     second_engine = create_engine(db_url)

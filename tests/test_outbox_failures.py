@@ -8,7 +8,6 @@ an hour and its gate messages never posted and never reported.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
@@ -20,12 +19,6 @@ from bot.slack.outbox import OUTBOX, Outbox
 from bot.slack.outbox_failures import FailedCollector, report
 from orchestrator.queries import run_view
 from tests.polling import until
-
-
-@pytest.fixture
-def slack() -> Iterator[SlackDouble]:
-    with SlackDouble() as double:
-        yield double
 
 
 def statuses(engine: sa.Engine) -> dict[str, str]:

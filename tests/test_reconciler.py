@@ -7,9 +7,6 @@ only the reconciler brings Slack up to date.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 import sqlalchemy as sa
 from slack_double import SlackDouble
 
@@ -24,12 +21,6 @@ from tests.orchestrators import running
 from tests.sample_workflows import GATED
 
 CHANNEL = "C0RECON"
-
-
-@pytest.fixture
-def slack() -> Iterator[SlackDouble]:
-    with SlackDouble() as double:
-        yield double
 
 
 def settle(dispatcher: Dispatcher) -> None:

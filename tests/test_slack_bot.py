@@ -105,13 +105,6 @@ steps:
 
 
 @pytest.fixture
-def slack() -> Iterator[SlackDouble]:
-    double = SlackDouble().start()
-    yield double
-    double.stop()
-
-
-@pytest.fixture
 def harness(db_url: str, tmp_path: Path, slack: SlackDouble) -> Iterator[Harness]:
     flows = {"gated": GATED, "routed": ROUTED, "timed": TIMED, "careful": CAREFUL,
              "nightly": NIGHTLY}  # fmt: skip

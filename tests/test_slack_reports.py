@@ -28,13 +28,6 @@ steps:
 
 
 @pytest.fixture
-def slack() -> Iterator[SlackDouble]:
-    double = SlackDouble().start()
-    yield double
-    double.stop()
-
-
-@pytest.fixture
 def bot(db_url: str, tmp_path: Path, slack: SlackDouble) -> Iterator[tuple[Bot, FakeClock]]:
     clock = FakeClock(datetime(2030, 1, 7, 8, 59, tzinfo=UTC))  # a Monday
     with running_test_bot(db_url, tmp_path, slack, {"digest": DIGEST}, clock, None) as running:

@@ -9,10 +9,9 @@ import sqlalchemy as sa
 from apscheduler.schedulers.base import STATE_STOPPED
 
 from orchestrator.clock import FakeClock, SystemClock
-from orchestrator.protocol import InteractionView, RunView, SilentFrontEnd
 from orchestrator.timers import Timers
 from storage.engine import create_engine
-from tests.orchestrators import running
+from tests.orchestrators import Nudges, running
 from tests.polling import until
 
 
@@ -74,22 +73,10 @@ steps:
 """
 
 
-class Told(SilentFrontEnd):
-    def __init__(self) -> None:
-        self.reminders: list[str] = []
-        self.escalations: list[str] = []
-
-    def reminder(self, run: RunView, interaction: InteractionView) -> None:
-        self.reminders.append(interaction.id)
-
-    def escalated(self, run: RunView, interaction: InteractionView) -> None:
-        self.escalations.append(interaction.id)
-
-
 def test_reminders_and_escalation_follow_the_clock_once_however_far_it_jumps(
     engine: sa.Engine,
 ) -> None:
-    clock, told = FakeClock(), Told()
+    clock, told = FakeClock(), Nudges()
     with running(engine, REMINDED, clock=clock, front_end=told) as orch:
         run_id = orch.start_run("reminded", {}, started_by="U0RUN")
         assert orch.wait(run_id, timeout=30).status == "waiting"
@@ -112,7 +99,7 @@ def test_a_sweep_or_a_second_replica_sends_no_extra_reminder(
 ) -> None:
     """Seen by a review: each sweep re-armed the reminder at its first, long-past time, so
     every sweep (30 s) sent one, and every replica sent its own."""
-    clock, told, other = FakeClock(), Told(), Told()
+    clock, told, other = FakeClock(), Nudges(), Nudges()
     with running(engine, REMINDED, clock=clock, front_end=told, recover=True) as orch:
         run_id = orch.start_run("reminded", {}, started_by="U0RUN")
         assert orch.wait(run_id, timeout=30).status == "waiting"
