@@ -119,10 +119,11 @@ class Recovery:
             elif view.status == StepStatus.RUNNING and leases.claim_orphan(
                 services.engine, services.replica, run_id, view.step_id, services.clock.now()
             ):
-                self._recover_step(run_id, wf.step(view.step_id), threads.get(view.step_id))
+                self._recover_step(run_id, wf.step(view.step_id), threads.get(view.step_id),
+                                   run.workflow)  # fmt: skip
         self._advancer.advance(run_id)
 
-    def _recover_step(self, run_id: str, step: Step, thread_id: str | None) -> None:
+    def _recover_step(self, run_id: str, step: Step, thread_id: str | None, workflow: str) -> None:
         graph = self._services.graph
         state, detail = graph.inspect(thread_id) if thread_id else ("new", None)
         if state == "finished":
@@ -133,7 +134,7 @@ class Recovery:
             self._people.park(run_id, step.id, detail)
         elif step.is_gate or step.idempotent:
             # The same thread id: a gate finds its interaction again instead of opening another.
-            self._advancer.resume_step(run_id, step.id, thread_id or "", None)
+            self._advancer.resume_step(run_id, step.id, thread_id or "", None, workflow)
         else:
             self._ask(run_id, step.id, thread_id or "")
 
