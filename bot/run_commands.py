@@ -11,7 +11,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from bot import console, prompts
-from bot.cli_io import EXIT_OK, EXIT_RUN_FAILED, FOREVER, Stop, open_engine, print_json, settings_of
+from bot.cli_io import (
+    EXIT_OK,
+    EXIT_RUN_FAILED,
+    EXIT_USAGE,
+    FOREVER,
+    Stop,
+    open_engine,
+    print_json,
+    settings_of,
+)
 from bot.interrupt import stop_on_interrupt
 from bot.runtime import build_orchestrator, database, started, workflows_for_runs
 from bot.settings import Settings
@@ -19,6 +28,7 @@ from orchestrator.engine import Orchestrator
 from orchestrator.errors import OrchestratorError
 from orchestrator.protocol import RunView
 from orchestrator.queries import interaction, open_interactions, unfinished_runs
+from orchestrator.recovery import cannot_continue
 from orchestrator.versions import WorkflowVersions
 from orchestrator.workflow.definitions import Workflow
 from orchestrator.workflow.params import parse_assignments
@@ -136,12 +146,29 @@ def cmd_resume(args: argparse.Namespace) -> int:
     engine = open_engine(settings)
     unfinished = unfinished_runs(engine)
     with following(args, settings, recover=True) as orch:
-        results = [orch.wait(run_id, FOREVER) for run_id in unfinished]
+        stuck = dict(filter(None, (_stuck(orch, run_id) for run_id in unfinished)))
+        results = [orch.wait(run_id, FOREVER) for run_id in unfinished if run_id not in stuck]
     if args.json:
-        print_json([{"run_id": r.id, "status": r.status} for r in results])
-    elif not results:
+        print_json(
+            [{"run_id": r.id, "status": r.status} for r in results]
+            + [{"run_id": i, "status": "stuck", "error": e} for i, e in stuck.items()]
+        )
+    elif not results and not stuck:
         print("no unfinished runs")
-    else:
+    elif results:
         print(console.format_table(["run", "workflow", "status"],
                                    [[r.id, r.workflow, r.status] for r in results]))  # fmt: skip
-    return EXIT_OK
+    for error in stuck.values():
+        print(f"opsloop: {error}", file=sys.stderr)
+    return EXIT_USAGE if stuck else EXIT_OK
+
+
+def _stuck(orch: Orchestrator, run_id: str) -> tuple[str, str] | None:
+    """A run no process can advance (its workflow is gone; waiting for it would never end):
+    its id and what to do about it. None for any other run."""
+    run = orch.view(run_id)
+    try:
+        orch.workflow_of(run)
+    except OrchestratorError as exc:
+        return run_id, cannot_continue(run_id, run.workflow, exc)
+    return None

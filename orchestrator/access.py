@@ -62,10 +62,14 @@ class AccessPolicy:
             return f"{workflow.name} may only be run from {where}"
         return None
 
-    def may_change(self, user: str, requester: str, workflow: Workflow, what: str) -> bool:
+    def may_change(self, user: str, requester: str, workflow: Workflow | None, what: str) -> bool:
         """Whether `user` may cancel (`what="cancel"`) or retry (`"retry"`) a run. A
-        scheduled run has no person behind it: whoever manages schedules stands in."""
-        who = workflow.access.cancel if what == "cancel" else workflow.access.retry
+        scheduled run has no person behind it: whoever manages schedules stands in. A run
+        whose definition is gone (`workflow` None): its requester and admins."""
+        if workflow is None:
+            who = Approvers()
+        else:
+            who = workflow.access.cancel if what == "cancel" else workflow.access.retry
         if requester.startswith(ACTOR_PREFIX):
             mine = self.may_manage_schedules(user)
         else:

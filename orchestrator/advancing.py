@@ -247,10 +247,12 @@ class Advancer:
         self._run_step(run.id, step.id, thread_id, None, run)
 
     def resume_step(self, run_id: str, step_id: str, thread_id: str,
-                    resume: Mapping[str, Any] | None) -> None:  # fmt: skip
-        """Run a step again on the pool: resumed with an answer, or restarted by recovery."""
+                    resume: Mapping[str, Any] | None, workflow: str) -> None:  # fmt: skip
+        """Run a step again on the pool: resumed with an answer, or restarted by recovery;
+        within its workflow's share of the workers (else many answers took them all)."""
         if not self.draining:  # else the answer is in the database, for the next start
-            self.submit(self._run_step, run_id, step_id, thread_id, resume)
+            start = lambda: self.submit(self._run_step, run_id, step_id, thread_id, resume)  # noqa: E731
+            self._share.admit(run_id, workflow, step_id, start)
 
     def _run_step(
         self, run_id: str, step_id: str, thread_id: str,

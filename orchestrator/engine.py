@@ -319,7 +319,7 @@ class Orchestrator:
 
     def _check_change(self, run_id: str, by: str, what: str) -> None:
         run = self.view(run_id)
-        self._gate.check_change(run, self.workflow_of(run), by, what)
+        self._gate.check_change(run, self._services.known_workflow_of(run), by, what)
 
     def _adopt(self, run_id: str) -> None:
         """A run committed by another path (a schedule's fire): tell of it and advance it,

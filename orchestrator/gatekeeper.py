@@ -24,8 +24,9 @@ class Gatekeeper:
         if refusal is not None:
             self.refuse(by, "run", refusal, workflow=workflow.name, channel=channel)
 
-    def check_change(self, run: RunView, workflow: Workflow, by: str, what: str) -> None:
-        """NotAllowed (audited) unless `by` may `what` (cancel, retry) the run."""
+    def check_change(self, run: RunView, workflow: Workflow | None, by: str, what: str) -> None:
+        """NotAllowed (audited) unless `by` may `what` (cancel, retry) the run (`workflow`:
+        None when the run's definition is gone)."""
         if not self._services.access.may_change(by, run.started_by, workflow, what):
             self.refuse(by, what, f"{by} may not {what} run {run.id}: only {run.started_by}, "
                         f"the people its workflow's access.{what} names, or an admin may",

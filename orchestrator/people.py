@@ -113,9 +113,10 @@ class People:
         # Under the run's lock: an advance pass that read the step as waiting would
         # otherwise settle the run as waiting after this made the step run again.
         with self._advancer.run_lock(row["run_id"]):
-            row, thread_id = self._claim_resume(iid)
-        if thread_id is None:
+            row, claimed = self._claim_resume(iid)
+        if claimed is None:
             return
+        thread_id, workflow = claimed
         self._live.step_changed(row["run_id"], row["step_id"], status=StepStatus.RUNNING)
         if row["purpose"] == "recovery":
             self._on_recovery_answer(row)
@@ -125,10 +126,11 @@ class People:
             "responses": row["responses"],
         }  # fmt: skip
         self._advancer.resume_step(row["run_id"], row["step_id"], thread_id,
-                                   {row["interrupt_id"]: resolution})  # fmt: skip
+                                   {row["interrupt_id"]: resolution}, workflow)  # fmt: skip
 
-    def _claim_resume(self, iid: str) -> tuple[Mapping[str, Any], str | None]:
-        """Move the waiting step to running; its thread id, or None if another caller won."""
+    def _claim_resume(self, iid: str) -> tuple[Mapping[str, Any], tuple[str, str] | None]:
+        """Move the waiting step to running; its thread id and the run's workflow (for its
+        share of the workers), or None if another caller won."""
         now = self._services.clock.now()
         for attempt in storage_attempts():
             with attempt, write_transaction(self._services.engine) as conn:
@@ -147,12 +149,13 @@ class People:
                     assert row is not None
                     runs.set_run(conn, run_id, expect=[RunStatus.WAITING],
                                  status=RunStatus.RUNNING, updated_at=now)  # fmt: skip
-                thread_id = conn.execute(
-                    sa.select(runs.STEPS.c.thread_id).where(
-                        runs.STEPS.c.run_id == run_id, runs.STEPS.c.step_id == step_id
-                    )
-                ).scalar()
-        return row, thread_id if won else None
+                steps, run = runs.STEPS, runs.RUNS
+                thread_id, workflow = conn.execute(
+                    sa.select(steps.c.thread_id, run.c.workflow)
+                    .join_from(steps, run, run.c.id == steps.c.run_id)
+                    .where(steps.c.run_id == run_id, steps.c.step_id == step_id)
+                ).one()
+        return row, (thread_id, workflow) if won else None
 
     # -- time ---------------------------------------------------------------------
 

@@ -48,6 +48,7 @@ class Recovery:
         self._beating = False  # this process sweeps: it counts as a replica serving the db
         self._questions = QuestionWatch(services.engine, people)
         self.poll_s = POLL_S
+        self._told: set[str] = set()  # runs that cannot continue, said once each
 
     def watch_new(self) -> None:
         """Watch the questions other processes opened since the last call (question_watch)."""
@@ -71,11 +72,16 @@ class Recovery:
             log.warning("could not record replica %s as alive: %s", services.replica, exc)
         with read_transaction(self._services.engine) as conn:
             unfinished = runs_to_sweep(conn)
+        stuck = set()
         for run_id in unfinished:
             try:
                 self.recover_run(run_id)
             except OrchestratorError as exc:  # e.g. its workflow file is gone: say so, go on
-                log.warning("could not recover run %s: %s", run_id, exc)
+                stuck.add(run_id)
+                if run_id not in self._told:  # once: a sweep every 30 s would repeat it
+                    view = services.view(run_id)
+                    log.warning("%s", cannot_continue(run_id, view.workflow, exc))
+        self._told = stuck
         # Questions other processes opened (a CLI run that exited, a replica that died)
         # get their deadlines and reminders here too, as they fall due; those already
         # past apply now.
@@ -113,10 +119,11 @@ class Recovery:
             elif view.status == StepStatus.RUNNING and leases.claim_orphan(
                 services.engine, services.replica, run_id, view.step_id, services.clock.now()
             ):
-                self._recover_step(run_id, wf.step(view.step_id), threads.get(view.step_id))
+                self._recover_step(run_id, wf.step(view.step_id), threads.get(view.step_id),
+                                   run.workflow)  # fmt: skip
         self._advancer.advance(run_id)
 
-    def _recover_step(self, run_id: str, step: Step, thread_id: str | None) -> None:
+    def _recover_step(self, run_id: str, step: Step, thread_id: str | None, workflow: str) -> None:
         graph = self._services.graph
         state, detail = graph.inspect(thread_id) if thread_id else ("new", None)
         if state == "finished":
@@ -127,7 +134,7 @@ class Recovery:
             self._people.park(run_id, step.id, detail)
         elif step.is_gate or step.idempotent:
             # The same thread id: a gate finds its interaction again instead of opening another.
-            self._advancer.resume_step(run_id, step.id, thread_id or "", None)
+            self._advancer.resume_step(run_id, step.id, thread_id or "", None, workflow)
         else:
             self._ask(run_id, step.id, thread_id or "")
 
@@ -230,6 +237,13 @@ class Recovery:
             )  # fmt: skip
             runs.audit(conn, by, "run.retried", now=now, run_id=run_id, steps=sorted(reset))
         self._advancer.advance(run_id)
+
+
+def cannot_continue(run_id: str, workflow: str, error: Exception) -> str:
+    """What to say of a run nothing can advance (its workflow is gone), and what to do."""
+    return (f"run {run_id} (workflow {workflow}) cannot continue: {error}; restore the "
+            f"workflow file the run started with and run `opsloop resume` (or restart "
+            f"`opsloop serve`), or cancel the run: `opsloop cancel {run_id}`")  # fmt: skip
 
 
 def runs_to_sweep(conn: sa.Connection) -> list[str]:

@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine
 from orchestrator import queries
 from orchestrator.access import AccessPolicy
 from orchestrator.clock import Clock
+from orchestrator.errors import UnknownWorkflow
 from orchestrator.protocol import Directory, FrontEnd, RunView
 from orchestrator.retrying_saver import RetryingSaver
 from orchestrator.secrets import Scrubber
@@ -43,6 +44,13 @@ class Services:
     def workflow_of(self, run: RunView) -> Workflow:
         """The workflow as `run` started with it (its file may have changed since)."""
         return self.versions.of(run.workflow, run.digest)
+
+    def known_workflow_of(self, run: RunView) -> Workflow | None:
+        """`workflow_of`, or None when neither its file nor a stored definition is left."""
+        try:
+            return self.workflow_of(run)
+        except UnknownWorkflow:
+            return None
 
     def view(self, run_id: str) -> RunView:
         """The run as committed now; NotFound for an unknown id."""

@@ -4,12 +4,15 @@ steps that name none, and a share of the worker pool per workflow.
 Without them, 16 `sleep infinity` steps took all 16 workers and every other run in the
 process stopped while /healthz stayed green (issue 16). Steps of a workflow past its
 share stay `pending` (not queued on the pool), so other workflows' steps still start;
-when one of its steps ends, the runs it held back get a pass.
+when one of its steps ends, the runs it held back get a pass. A step resumed outside a
+pass (after an answer, or restarted by recovery) is already `running` in the database:
+past the share, it waits here for one of its workflow's steps to end, then starts.
 """
 
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -34,8 +37,15 @@ def workflow_share(max_workers: int) -> int:
     return max_workers if max_workers == 1 else max_workers - max(1, max_workers // 4)
 
 
+Start = Callable[[], None]
+
+
 class WorkerShare:
-    """Counts each workflow's steps handed to workers; grants new ones up to the limit."""
+    """Counts each workflow's steps handed to workers; grants new ones up to the limit.
+
+    A run is known here (`tracked`) only while it counts a step, has steps held back or
+    a resumed step waiting: a run cancelled here or finished by another replica leaves
+    nothing behind (`forget` is called only for a run a pass here finished)."""
 
     def __init__(self, limit: int | None, wake: Callable[[str], None]) -> None:
         self._limit = limit
@@ -44,6 +54,45 @@ class WorkerShare:
         self._running: dict[str, set[tuple[str, str]]] = {}  # workflow -> (run, step)
         self._workflow: dict[str, str] = {}  # run -> workflow
         self._held: dict[str, set[str]] = {}  # workflow -> runs with steps held back
+        self._waiting: dict[str, deque[tuple[str, str, Start]]] = {}  # resumes past the share
+
+    def tracked(self) -> int:
+        """How many runs it keeps anything for (bounded by the runs under way here)."""
+        with self._lock:
+            return len(self._workflow)
+
+    def admit(self, run_id: str, workflow: str, step_id: str, start: Start) -> None:
+        """A step resumed outside a pass: `start()` now if its workflow has room (it counts
+        until `release`), else once one of the workflow's steps stops."""
+        if self._limit is not None:
+            with self._lock:
+                self._workflow[run_id] = workflow
+                running = self._running.setdefault(workflow, set())
+                if (run_id, step_id) not in running and len(running) >= self._limit:
+                    self._waiting.setdefault(workflow, deque()).append((run_id, step_id, start))
+                    return
+                running.add((run_id, step_id))
+        start()
+
+    def _room(self, workflow: str) -> list[Start]:
+        """Under the lock: resumes that fit now, counted as running (started after it)."""
+        waiting, running = self._waiting.get(workflow), self._running.get(workflow, set())
+        starts = []
+        while waiting and len(running) < (self._limit or 0):
+            run_id, step_id, start = waiting.popleft()
+            running.add((run_id, step_id))
+            starts.append(start)
+        if not waiting:
+            self._waiting.pop(workflow, None)
+        return starts
+
+    def _tidy(self, workflow: str, run_ids: Iterable[str]) -> None:
+        """Under the lock: forget the workflow of runs that count nothing here any more."""
+        running = self._running.get(workflow, set())
+        busy = {run for run, _ in running} | self._held.get(workflow, set())
+        busy.update(run for run, _, _ in self._waiting.get(workflow, ()))
+        for run_id in set(run_ids) - busy:
+            self._workflow.pop(run_id, None)
 
     def grant(self, run_id: str, workflow: str, ready: tuple[str, ...]) -> tuple[str, ...]:
         """Which of `ready` may start now; they count as running until `release`. Asking
@@ -58,6 +107,7 @@ class WorkerShare:
             running.update((run_id, s) for s in granted)
             if len(granted) < len(ready):
                 self._held.setdefault(workflow, set()).add(run_id)
+            self._tidy(workflow, (run_id,))
             return granted
 
     def for_pass(self, run_id: str) -> PassGrants:
@@ -74,7 +124,11 @@ class WorkerShare:
             running = self._running.get(workflow, set())
             gone = {(run_id, s) for s in step_ids} & running
             running.difference_update(gone)
+            starts = self._room(workflow)
             held = self._held.pop(workflow, set()) if gone and wake else set()
+            self._tidy(workflow, {run_id, *held})
+        for start in starts:
+            start()
         for other in held if own else held - {run_id}:
             self._wake(other)
 
@@ -85,10 +139,14 @@ class WorkerShare:
         with self._lock:
             workflow = self._workflow.get(run_id)
             running = self._running.get(workflow or "", set())
-            if (run_id, step_id) not in running:
+            if workflow is None or (run_id, step_id) not in running:
                 return
             running.discard((run_id, step_id))
-            held = self._held.pop(workflow or "", set())
+            starts = self._room(workflow)
+            held = self._held.pop(workflow, set())
+            self._tidy(workflow, {run_id, *held})
+        for start in starts:  # a resumed step that waited for room: before any new one
+            start()
         for other in held - {run_id}:  # its own run gets its pass from the step's end
             self._wake(other)
 
@@ -98,9 +156,18 @@ class WorkerShare:
             return
         with self._lock:
             workflow = self._workflow.pop(run_id, None)
-            if workflow is not None:
-                running = self._running.get(workflow, set())
-                running.difference_update({key for key in running if key[0] == run_id})
+            if workflow is None:
+                return
+            running = self._running.get(workflow, set())
+            running.difference_update({key for key in running if key[0] == run_id})
+            self._held.get(workflow, set()).discard(run_id)
+            waiting = self._waiting.get(workflow, deque())
+            kept = [w for w in waiting if w[0] != run_id]
+            waiting.clear()
+            waiting.extend(kept)
+            starts = self._room(workflow)
+        for start in starts:
+            start()
 
 
 class PassGrants:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from typing import Any
 
@@ -56,3 +57,26 @@ def ask_then_hold(ctx: Any, params: dict) -> dict:
 def leak_token(ctx: Any) -> dict:
     """A task that may pause (it takes ctx) and returns what it found: a secret."""
     return {"found": "token=s3cr3t-of-the-bot"}
+
+
+# ask_then_hold_worker's counts, by params["key"]: steps past their answer now, the most
+# at once, and the event that lets them end.
+PAST_ANSWER: dict[str, int] = {}
+PEAK: dict[str, int] = {}
+RELEASE: dict[str, threading.Event] = {}
+_COUNTING = threading.Lock()
+
+
+def ask_then_hold_worker(ctx: Any, params: dict) -> dict:
+    """Ask, then hold a worker until the test sets RELEASE[key]; counted while it holds."""
+    ctx.ask("approval", "go on?")
+    key = params["key"]
+    with _COUNTING:
+        PAST_ANSWER[key] = PAST_ANSWER.get(key, 0) + 1
+        PEAK[key] = max(PEAK.get(key, 0), PAST_ANSWER[key])
+    try:
+        RELEASE[key].wait(30)
+    finally:
+        with _COUNTING:
+            PAST_ANSWER[key] -= 1
+    return {"done": True}

@@ -220,10 +220,12 @@ def test_resume_names_a_run_whose_workflow_is_gone_in_one_line(
         # its answer was recorded by a process that died before resuming the step.
         conn.execute(sa.text("UPDATE interaction SET status = 'approved'"))
     (tmp_path / "workflows" / "gated.yml").unlink()
-    code, _, _ = cli("resume", "--json")
-    assert code == 0
+    code, out, err = cli("resume", "--json")
+    assert code == 2  # nothing can advance it: said, not waited for
     (record,) = [r for r in caplog.records if run_id in r.getMessage()]
     assert "gated" in record.getMessage() and record.exc_info is None
+    assert _json(out) == [{"run_id": run_id, "status": "stuck", "error": record.getMessage()}]
+    assert f"opsloop cancel {run_id}" in err
 
 
 def test_runs_pending_and_show_print_tables(cli) -> None:

@@ -3,15 +3,18 @@ sleeping on a 429, and never posting twice when Slack's answer is lost."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from slack_double import SlackDouble
 
+from bot.slack import blocks
 from bot.slack.delivery import SlackDelivery, delivery_client
 from bot.slack.dispatcher import Dispatcher
 from bot.slack.outbox import OUTBOX, Outbox
 from bot.slack.pacing import ChannelPacer
+from bot.slack.shown import run_shown
 from orchestrator.protocol import RunView, StepView
 from tests.polling import until
 
@@ -96,3 +99,30 @@ def test_lost_answers_give_no_duplicate_and_no_lost_post(engine: sa.Engine, slac
     posts = slack.calls("chat.postMessage")
     assert len([c for c in posts if c.faulted]) > 5  # the storm hit posts, not just look-ups
     assert slack.calls("conversations.history") and slack.calls("conversations.replies")
+
+
+def test_a_post_found_after_a_lost_answer_shows_the_state_now(engine: sa.Engine, slack) -> None:
+    """The board was posted while the run waited, Slack's answer was lost (or the sender
+    was killed), and the run moved on before the row was sent again: the message found
+    by its metadata shows the old state, so it is edited to what the row records as
+    shown. Before, the row recorded the state now while Slack kept the old one, and no
+    edit ever came (seen in the reconcile probe: an approved gate kept its buttons)."""
+    now = [datetime.now(UTC)]
+    outbox = Outbox(engine, clock=lambda: now[0])
+    views = {"r1": run_view("r1")}
+    send = SlackDelivery(delivery_client(slack.token, slack.api_url), views.__getitem__,
+                         lambda iid: None)  # fmt: skip
+    outbox.post("board:r1", "board.post", channel="CR1", run_id="r1")
+    slack.fail_next("chat.postMessage", status=500, lost=True)  # posted; the answer lost
+    dispatcher = Dispatcher(outbox, send, pacer=ChannelPacer(per_second=1000.0))
+    dispatcher.drain()
+    (board,) = slack.messages("CR1")
+    assert "running" in board.text
+    views["r1"] = dataclasses.replace(views["r1"], status="succeeded")  # meanwhile
+    until(lambda: (now.__setitem__(0, now[0] + timedelta(minutes=2)), dispatcher.drain(),
+                   outbox.counts() == {"sent": 1})[-1], what="the row sent")  # fmt: skip
+    (board,) = slack.messages("CR1")
+    assert board.text == blocks.render_run_board(views["r1"])["text"]
+    with engine.connect() as conn:
+        result = conn.execute(sa.select(OUTBOX.c.result)).scalar_one()
+    assert result["shown"] == run_shown(views["r1"]) and result["ts"] == board.ts

@@ -7,6 +7,7 @@ import threading
 import uuid
 from pathlib import Path
 
+import ask_tasks
 import engine_tasks
 import pytest
 import sqlalchemy as sa
@@ -15,7 +16,8 @@ from bot.cli import main
 from bot.settings import Settings, SettingsError
 from orchestrator import leases, runs
 from orchestrator.clock import utcnow
-from orchestrator.step_limits import StepLimits
+from orchestrator.queries import open_interactions
+from orchestrator.step_limits import StepLimits, WorkerShare
 from storage.engine import write_transaction
 from storage.statuses import FINISHED_RUN, StepStatus
 from tests.orchestrators import running
@@ -125,3 +127,60 @@ def test_a_step_another_replica_claimed_does_not_keep_its_share(engine: sa.Engin
         finally:
             for hold in holds:
                 hold.set()
+
+
+ASKING = "name: asking\nparams:\n  key: {type: string, required: true}\nsteps:\n" + "".join(
+    f"  - id: a{i}\n    python: ask_tasks:ask_then_hold_worker\n" for i in range(6)
+)
+
+
+def test_steps_resumed_by_answers_stay_within_the_share(engine: sa.Engine) -> None:
+    """Six questions of one workflow answered at once: their steps, resumed outside any
+    pass, took all four workers (the share counted only steps a pass started), and
+    another workflow's run waited behind them."""
+    key = uuid.uuid4().hex
+    ask_tasks.RELEASE[key] = threading.Event()
+    with running(engine, ASKING, HELLO, max_workers=4,
+                 limits=StepLimits(workflow_workers=2)) as orch:  # fmt: skip
+        run_id = orch.start_run("asking", {"key": key}, started_by="U0RUN")
+        try:
+            asked = until(lambda: len(q := open_interactions(engine, run_id)) == 6 and q,
+                          what="every step to ask")  # fmt: skip
+            for question in asked:
+                orch.decide(question.id, "U0OPS", "approve")
+            until(lambda: ask_tasks.PAST_ANSWER.get(key, 0) >= 2, what="the share to be resumed")
+            hello = orch.start_run("hello", {}, started_by="U0HI")
+            run = until(lambda: (r := orch.view(hello)).status in FINISHED_RUN and r,
+                        what="the other workflow's run to finish beside them")  # fmt: skip
+            assert run.status == "succeeded"
+            assert ask_tasks.PEAK[key] == 2
+        finally:
+            ask_tasks.RELEASE[key].set()
+        done = until(lambda: (r := orch.view(run_id)).status in FINISHED_RUN and r,
+                     what="the resumed steps to finish, two at a time")  # fmt: skip
+        assert done.status == "succeeded" and ask_tasks.PEAK[key] == 2
+
+
+def test_a_run_cancelled_here_leaves_nothing_in_the_share() -> None:
+    """The calls the advancer makes for a run cancelled here (or finished by another
+    replica): granted, its steps end and are released, and no pass here finishes it, so
+    `forget` never comes. Its entry stayed for good: one per such run."""
+    share = WorkerShare(2, wake=lambda run_id: None)
+    for n in range(50):
+        run_id = f"r{n}"
+        granted = share.grant(run_id, "wf", ("a", "b", "c"))
+        assert granted == ("a", "b")
+        for step in granted:
+            share.release(run_id, step)
+        share.grant(run_id, "wf", ())  # the pass after the cancel: nothing ready
+    assert share.tracked() == 0
+    started: list[str] = []
+    share.admit("r", "wf", "x", lambda: started.append("x"))
+    share.admit("r", "wf", "y", lambda: started.append("y"))
+    share.admit("r", "wf", "z", lambda: started.append("z"))  # past the share: waits
+    assert started == ["x", "y"] and share.tracked() == 1
+    share.release("r", "x")
+    assert started == ["x", "y", "z"]
+    share.release("r", "y")
+    share.release("r", "z")
+    assert share.tracked() == 0

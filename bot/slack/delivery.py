@@ -86,12 +86,15 @@ class SlackDelivery:
 
     def _post(
         self, message: Message, content: Mapping[str, Any], thread_ts: str | None = None,
-        broadcast: bool = False, channel: str | None = None,
+        broadcast: bool = False, channel: str | None = None, refresh: bool = False,
     ) -> Any:  # fmt: skip
+        """Post `content`, or find the post an earlier attempt made; `refresh`: a message
+        found is edited to `content` (it shows the state of its time, and the row will
+        record this one as shown: else no edit would ever come)."""
         channel = channel or message.channel
         assert channel
         if message.uncertain and (found := self._find(message, channel, thread_ts)):
-            return found
+            return self._update(found, content) if refresh else found
         extra = {"reply_broadcast": True} if broadcast and thread_ts else {}
         reply = self.client.chat_postMessage(
             channel=channel, text=content["text"], blocks=content["blocks"], thread_ts=thread_ts,
@@ -136,7 +139,8 @@ class SlackDelivery:
     def _board_post(self, message: Message) -> Any:
         assert message.channel and message.run_id
         run = self.run(message.run_id)
-        return {**self._post(message, blocks.render_run_board(run)), "shown": run_shown(run)}
+        content = blocks.render_run_board(run)
+        return {**self._post(message, content, refresh=True), "shown": run_shown(run)}
 
     def _board_update(self, message: Message) -> Any:
         assert message.run_id and message.after_result
@@ -158,7 +162,7 @@ class SlackDelivery:
         assert message.channel
         content, shown = self._gate(message)
         return {**self._post(message, content, self._thread(message),
-                             broadcast=bool(message.payload.get("broadcast"))),
+                             broadcast=bool(message.payload.get("broadcast")), refresh=True),
                 "shown": shown}  # fmt: skip
 
     def _gate_update(self, message: Message) -> Any:
@@ -169,7 +173,7 @@ class SlackDelivery:
     def _dm_post(self, message: Message) -> Any:
         assert message.channel  # a user id: Slack posts in the app's DM with them
         content, shown = self._gate(message)
-        return {**self._post(message, content), "shown": shown}
+        return {**self._post(message, content, refresh=True), "shown": shown}
 
     def _thread_escalation(self, message: Message) -> Any:
         assert message.channel and message.run_id

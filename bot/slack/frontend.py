@@ -10,7 +10,9 @@ Keys, one message each:
     gate:<interaction>     the gate message in the run's thread
     gate-edit:<interaction> edits of it (quorum progress, the outcome)
     step:<run>:<step>:<n>  a failed step's details in the thread
-    remind:<interaction>:<time>, summary:<run>
+    remind:<interaction>:<n>  a reminder: n is its audit entry's id (bot/slack/nudges.py)
+    escalate:<interaction>  the escalation (once per question)
+    summary:<run>
     report:<run>:<step>    a report step's message (rendered now: it is a snapshot)
     report-chart:<run>:<step> its chart, uploaded into the report's thread
 """
@@ -118,10 +120,14 @@ class SlackFrontEnd:
             )  # fmt: skip
 
     def reminder(self, run: RunView, interaction: InteractionView) -> None:
+        """Nothing here: every reminder, whichever process fired it, is posted from its
+        audit entry (`reminded`), so it is posted once whoever sees it first."""
+
+    def reminded(self, run: RunView, interaction: InteractionView, entry: int) -> None:
+        """The reminder audited as entry `entry` (bot/slack/nudges.py)."""
         if channel := self.channel_of(run):
-            at = self.clock().strftime("%Y%m%dT%H%M%S")
             self.outbox.post(
-                f"remind:{interaction.id}:{at}", "thread.reminder", channel=channel,
+                f"remind:{interaction.id}:{entry}", "thread.reminder", channel=channel,
                 run_id=run.id, payload={"interaction_id": interaction.id},
                 after=board_key(run.id),
             )  # fmt: skip

@@ -32,11 +32,12 @@ from sqlalchemy.engine import Engine
 
 from bot.slack import outbox_failures
 from bot.slack.frontend import SlackFrontEnd, board_key, gate_key, step_key
+from bot.slack.nudges import is_nudge, post_nudges
 from bot.slack.outbox import OUTBOX
 from bot.slack.outbox_claims import free_dead_claims
 from bot.slack.shown import gate_shown, run_shown
 from orchestrator import interactions
-from orchestrator.changes import ChangeFeed
+from orchestrator.changes import Change, ChangeFeed
 from orchestrator.errors import NotFound
 from orchestrator.queries import run_view, unfinished_runs
 from storage.engine import read_transaction
@@ -63,6 +64,7 @@ class Reconciler:
         self.poll_s, self.sweep_s = poll_s, sweep_s
         self.feed = ChangeFeed(engine)
         self._retry: set[str] = set()  # runs a failed tick did not get to
+        self._nudges: list[Change] = []  # reminders and escalations not queued yet
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="opsloop-reconcile", daemon=True)
 
@@ -94,8 +96,10 @@ class Reconciler:
     def tick(self) -> int:
         """Reconcile the runs the audit log says changed; how many messages were asked for.
         A run that could not be reconciled (the database away) is tried again next tick."""
+        polled = self.feed.poll()
+        self._nudges.extend(c for c in polled if is_nudge(c))
         changed = list(dict.fromkeys(
-            [*self._retry, *(c.run_id for c in self.feed.poll() if c.run_id)]))  # fmt: skip
+            [*self._retry, *(c.run_id for c in polled if c.run_id)]))  # fmt: skip
         self._retry = set()
         asked = 0
         for n, run_id in enumerate(changed):
@@ -104,7 +108,12 @@ class Reconciler:
             except Exception:
                 self._retry.update(changed[n:])
                 raise
-        return asked
+        nudges, self._nudges = self._nudges, []
+        try:
+            return asked + post_nudges(self.engine, self.front, nudges)
+        except Exception:
+            self._nudges[:0] = nudges
+            raise
 
     def sweep(self) -> int:
         """Reconcile every unfinished run (and free the outbox rows dead processes held)."""
