@@ -14,13 +14,11 @@ from sqlalchemy.engine import Connection
 from orchestrator.interactions import INTERACTIONS
 from orchestrator.reports.counts import Counts
 from orchestrator.reports.figures import GateFigures, ScheduleFires, Waiting
-from orchestrator.reports.sql import SORTED, nth_values, utc_day
-from orchestrator.reports.window import Window
+from orchestrator.reports.sql import nth_by, nth_values, utc_day
+from orchestrator.reports.window import Window, unsought
 from orchestrator.runs import AUDIT, RUNS
 from orchestrator.schedules import SCHEDULES
 from storage.statuses import InteractionStatus as S
-
-_GATES = INTERACTIONS.join(RUNS, RUNS.c.id == INTERACTIONS.c.run_id)
 
 
 def _count(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
@@ -38,9 +36,8 @@ def gate_figures(conn: Connection, window: Window, counted: Counts) -> tuple[Gat
     for name, n in _audited(conn, window, "gate.auto_approved"):
         figures[name]["auto_approved"] = n
     named = [(w, c["timed"]) for w, c in counted.gates.items() if c.get("timed")]
-    asks = [([workflow == w, window.gates(seek=n <= SORTED)], n, p)
-            for w, n in named for p in (50, 90)]  # fmt: skip
-    values = iter(nth_values(conn, took, asks))
+    asks = [((w,), n, p) for w, n in named for p in (50, 90)]
+    values = iter(nth_by(conn, took, [workflow], lambda seek: window.gates(seek=seek), asks))
     for name, _ in named:
         figures[name].update(decision_p50_s=next(values) / 1000,
                              decision_p90_s=next(values) / 1000)  # fmt: skip
@@ -71,8 +68,8 @@ def decision_overall(conn: Connection, window: Window, counted: Counts) -> float
     n = sum(c.get("timed", 0) for c in counted.gates.values())
     if not n:
         return None
-    [p50] = nth_values(conn, INTERACTIONS.c.decision_ms,
-                       [([window.gates(seek=n <= SORTED)], n, 50)])  # fmt: skip
+    [p50] = nth_by(conn, INTERACTIONS.c.decision_ms, [], lambda seek: window.gates(seek=seek),
+                   [((), n, 50)])  # fmt: skip
     return p50 / 1000
 
 
@@ -97,13 +94,18 @@ def nudges(conn: Connection, window: Window) -> tuple[int, int]:
 def waiting_now(conn: Connection, window: Window, now: datetime) -> tuple[Waiting, ...]:
     """Every gate open now (whenever it was asked), oldest first."""
     i = INTERACTIONS.c
+    # The run's workflow looked up per open gate, and the gates found by status, then
+    # sorted: walking ix_interaction_created_at for its order read every gate ever asked,
+    # and PostgreSQL hashed every run to join them (50-100 ms at 100,000 runs).
+    workflow = sa.select(RUNS.c.workflow).where(RUNS.c.id == i.run_id).scalar_subquery()
     stmt = (
-        sa.select(i.id, i.run_id, RUNS.c.workflow, i.step_id, i.prompt, i.created_at,
+        sa.select(i.id, i.run_id, workflow.label("workflow"), i.step_id, i.prompt, i.created_at,
                   i.allowed_users, i.allowed_groups)
-        .select_from(_GATES)
-        .where(i.status == S.PENDING, window.of_workflows())
-        .order_by(i.created_at, i.id)
+        .where(i.status == S.PENDING)
+        .order_by(unsought(i.created_at), i.id)
     )  # fmt: skip
+    if window.workflows or window.audience is not None:
+        stmt = stmt.where(i.run_id.in_(sa.select(RUNS.c.id).where(window.of_workflows())))
     return tuple(
         Waiting(r["id"], r["run_id"], r["workflow"], r["step_id"], r["prompt"], r["created_at"],
                 round((now - r["created_at"]).total_seconds(), 3),

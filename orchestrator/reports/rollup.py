@@ -67,8 +67,10 @@ def ensure(engine: Engine, days: list[date]) -> None:
     if not days:
         return
     with read_transaction(engine) as conn:
-        have = set(conn.execute(sa.select(REPORT_DAY.c.day, REPORT_DAY.c.part).where(
-            REPORT_DAY.c.day.between(days[0].isoformat(), days[-1].isoformat()))).all())  # fmt: skip
+        stmt = sa.select(REPORT_DAY.c.day, REPORT_DAY.c.part).where(
+            REPORT_DAY.c.day.between(days[0].isoformat(), days[-1].isoformat())
+        )
+        have = set(conn.execute(stmt).all())
     for part in PARTS:
         for day in days:
             if (day.isoformat(), part) not in have and not _roll_up(engine, day, part):
@@ -110,8 +112,8 @@ def _load(part: str, data: Any, workflows: tuple[str, ...]) -> Counts:
     if part == "runs":
         return Counts(runs={(d, w, s): [n, t] for d, w, s, n, t in data if kept(w)})
     if part == "steps":
-        return Counts(steps={(w, s): n for w, s, n in data["steps"] if kept(w)},
-                      failing={(w, s): rest for w, s, *rest in data["failing"] if kept(w)})  # fmt: skip
+        failing = {(w, s): rest for w, s, *rest in data["failing"] if kept(w)}
+        return Counts(steps={(w, s): n for w, s, n in data["steps"] if kept(w)}, failing=failing)
     # A day's p50 over every workflow says nothing of a few: counted live then.
     return Counts(gates={w: f for w, f in data["gates"] if kept(w)},
                   decisions={} if workflows else data["decisions"])  # fmt: skip
@@ -123,7 +125,8 @@ def window_counts(conn: Connection, window: Window, days: list[date]) -> Counts:
     kept: dict[tuple[str, str], Any] = {}
     if days:
         stmt = sa.select(REPORT_DAY).where(
-            REPORT_DAY.c.day.between(days[0].isoformat(), days[-1].isoformat()))
+            REPORT_DAY.c.day.between(days[0].isoformat(), days[-1].isoformat())
+        )
         kept = {(r.day, r.part): json.loads(r.figures) for r in conn.execute(stmt)}
     total = Counts()
     for part, (_, count) in PARTS.items():

@@ -8,9 +8,9 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from orchestrator.reports.figures import ERROR_CHARS, FailingStep, SlowStep, WorkflowRuns
 from orchestrator.reports.counts import Counts
-from orchestrator.reports.sql import SORTED, nth_values
+from orchestrator.reports.figures import ERROR_CHARS, FailingStep, SlowStep, WorkflowRuns
+from orchestrator.reports.sql import nth_by
 from orchestrator.reports.window import Window
 from orchestrator.runs import RUNS, STEPS
 from storage.statuses import RunStatus
@@ -36,9 +36,9 @@ def run_figures(conn: Connection, window: Window, counted: Counts) -> tuple[Work
         counts[workflow][key] = counts[workflow].get(key, 0) + n
         timed[workflow] += with_duration
     named = [(w, n) for w, n in sorted(timed.items()) if n]
-    asks = [([RUNS.c.workflow == w, window.runs(seek=n <= SORTED)], n, p)
-            for w, n in named for p in (50, 95)]  # fmt: skip
-    values = iter(nth_values(conn, RUNS.c.duration_ms, asks))
+    asks = [((w,), n, p) for w, n in named for p in (50, 95)]
+    values = iter(nth_by(conn, RUNS.c.duration_ms, [RUNS.c.workflow],
+                         lambda seek: window.runs(seek=seek), asks))  # fmt: skip
     for workflow, _ in named:
         counts[workflow].update(p50_s=next(values) / 1000, p95_s=next(values) / 1000)
     return tuple(WorkflowRuns(workflow=w, **counts[w]) for w in sorted(counts))
@@ -51,9 +51,13 @@ def slowest_steps(
     (workflow, step)'s p95 read off ix_step_run_duration."""
     d = STEPS.c.duration_ms
     groups = [(w, s, n) for (w, s), n in sorted(counted.steps.items(), key=_key) if n]
-    asks = [([STEPS.c.workflow == w, STEPS.c.step_id == s, window.steps(seek=n <= SORTED)], n, 95)
-            for w, s, n in groups]  # fmt: skip
-    p95s = nth_values(conn, d, asks)
+    p95s = nth_by(
+        conn,
+        d,
+        [STEPS.c.workflow, STEPS.c.step_id],
+        lambda seek: window.steps(seek=seek),
+        [((w, s), n, 95) for w, s, n in groups],
+    )
     found = [SlowStep(w, s, n, p95 / 1000) for (w, s, n), p95 in zip(groups, p95s, strict=True)]
     found.sort(key=lambda s: (-s.p95_s, s.workflow or "", s.step_id))
     return tuple(found[:top])

@@ -59,8 +59,10 @@ def create_triggers(dialect: str) -> None:
             f"BEGIN IF TG_OP <> 'INSERT' THEN {old} END IF; "
             f"IF TG_OP <> 'DELETE' THEN {new} END IF; RETURN NULL; END $$"
         )
-        op.execute(f"CREATE TRIGGER report_day_{table} AFTER INSERT OR DELETE OR UPDATE OF "
-                   f"{cols} ON {table} FOR EACH ROW EXECUTE FUNCTION report_day_{table}()")  # fmt: skip
+        op.execute(
+            f"CREATE TRIGGER report_day_{table} AFTER INSERT OR DELETE OR UPDATE OF {cols} "
+            f"ON {table} FOR EACH ROW EXECUTE FUNCTION report_day_{table}()"
+        )
 
 
 def drop_triggers(dialect: str) -> None:
