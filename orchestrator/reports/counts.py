@@ -8,7 +8,6 @@ Percentiles do not add up; they are read off the indexes for the whole window
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -73,7 +72,17 @@ def _latest_key(latest: list[Any]) -> tuple[bool, str, str]:
     return (finished is not None, finished or "", run_id)  # no end time: the oldest
 
 
-def count_runs(conn: Connection, window: Window) -> Counts:
+Days = dict[str, "Counts"]  # a stretch's counts, by UTC day (YYYY-MM-DD)
+
+
+def _day(days: Days, key: str) -> Counts:
+    found = days.get(key)
+    if found is None:
+        found = days[key] = Counts()
+    return found
+
+
+def count_runs(conn: Connection, window: Window) -> Days:
     """Runs created in the window by day, workflow and status."""
     day = utc_day(RUNS.c.created_at)
     stmt = (
@@ -82,24 +91,31 @@ def count_runs(conn: Connection, window: Window) -> Counts:
         .where(window.runs())
         .group_by(day, RUNS.c.workflow, RUNS.c.status)
     )  # fmt: skip
-    return Counts(runs={(d, w, s): [n, t] for d, w, s, n, t in conn.execute(stmt)})
+    days: Days = {}
+    for d, w, s, n, t in conn.execute(stmt):
+        _day(days, d).runs[(d, w, s)] = [n, t]
+    return days
 
 
-def count_steps(conn: Connection, window: Window) -> Counts:
-    """Finished steps with a duration by (workflow, step), and failures with the latest."""
-    d = STEPS.c.duration_ms
+def count_steps(conn: Connection, window: Window) -> Days:
+    """By day: finished steps with a duration by (workflow, step), and failures with the
+    latest one."""
+    d, day = STEPS.c.duration_ms, utc_day(STEPS.c.run_created_at)
     groups = (
-        sa.select(STEPS.c.workflow, STEPS.c.step_id, sa.func.count(d))
+        sa.select(day, STEPS.c.workflow, STEPS.c.step_id, sa.func.count(d))
         .where(window.steps(), d.is_not(None))
-        .group_by(STEPS.c.workflow, STEPS.c.step_id)
+        .group_by(day, STEPS.c.workflow, STEPS.c.step_id)
     )
-    counts = Counts(steps={(w, s): n for w, s, n in conn.execute(groups)})
+    days: Days = {}
+    for key, w, s, n in conn.execute(groups):
+        _day(days, key).steps[(w, s)] = n
     # Grouped by `unsought` columns: no index gives this order, so the few failed rows
     # are found by status instead of the planner walking a whole index for its order; in
-    # a day or two (a roll-up, a window's partial days) by the window instead: the failed
-    # rows of every day would outnumber it.
+    # a day or two (a window's partial days) by the window instead: the failed rows of
+    # every day would outnumber it.
     short = window.until - window.since <= timedelta(days=2)
-    group = [unsought(STEPS.c.workflow).label("workflow"),
+    group = [utc_day(unsought(STEPS.c.run_created_at)).label("day"),
+             unsought(STEPS.c.workflow).label("workflow"),
              unsought(STEPS.c.step_id).label("step_id")]  # fmt: skip
     latest = sa.func.row_number().over(
         partition_by=group,
@@ -113,22 +129,23 @@ def count_steps(conn: Connection, window: Window) -> Counts:
     )  # fmt: skip
     for r in conn.execute(sa.select(ranked).where(ranked.c.rn == 1)).mappings():
         finished = r["finished_at"].isoformat() if r["finished_at"] is not None else None
-        counts.failing[(r["workflow"], r["step_id"])] = [r["n"], finished, r["run_id"],
-                                                         r["error"]]  # fmt: skip
-    return counts
+        _day(days, r["day"]).failing[(r["workflow"], r["step_id"])] = [
+            r["n"], finished, r["run_id"], r["error"]]  # fmt: skip
+    return days
 
 
 def _count(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
     return sa.func.coalesce(sa.func.sum(sa.case((condition, 1), else_=0)), 0)
 
 
-def count_gates(conn: Connection, window: Window) -> Counts:
-    """Gates asked in the window by workflow and how they closed (auto-approvals are in
-    the audit log: `gate_figures`)."""
+def count_gates(conn: Connection, window: Window) -> Days:
+    """Gates asked in the window by day, workflow and how they closed (auto-approvals
+    are in the audit log: `gate_figures`)."""
     status, workflow = INTERACTIONS.c.status, INTERACTIONS.c.workflow
+    day = utc_day(INTERACTIONS.c.created_at).label("day")
     stmt = (
         sa.select(
-            workflow, sa.func.count().label("asked"),
+            day, workflow, sa.func.count().label("asked"),
             _count(sa.and_(status == S.APPROVED, _BY_PERSON)).label("approved"),
             _count(sa.and_(status == S.REJECTED, _BY_PERSON)).label("rejected"),
             _count(sa.and_(status.in_([S.DECIDED, S.SUBMITTED]), _BY_PERSON)).label("decided"),
@@ -137,14 +154,15 @@ def count_gates(conn: Connection, window: Window) -> Counts:
             _count(status == S.CANCELLED).label("cancelled"),
             _count(status == S.PENDING).label("open"),
         )
-        .where(window.gates()).group_by(workflow)
+        .where(window.gates()).group_by(day, workflow)
     )  # fmt: skip
-    gates: dict[str | None, dict[str, int]] = defaultdict(dict)
+    days: Days = {}
     for row in conn.execute(stmt).mappings():
-        gates[row["workflow"]] = {k: int(row[k]) for k in GATE_COUNTS if k != "timed"}
+        figures = {k: int(row[k]) for k in GATE_COUNTS if k != "timed"}
+        _day(days, row["day"]).gates[row["workflow"]] = {**figures, "timed": 0}
     # Counted apart, from ix_interaction_decision alone: SQLite computes a virtual
     # column it reads from the table, but not one it reads from an index.
-    timed = sa.select(workflow, sa.func.count(INTERACTIONS.c.decision_ms)).where(window.gates())
-    for name, n in conn.execute(timed.group_by(workflow)):
-        gates[name]["timed"] = n
-    return Counts(gates=dict(gates))
+    timed = sa.select(day, workflow, sa.func.count(INTERACTIONS.c.decision_ms))
+    for key, name, n in conn.execute(timed.where(window.gates()).group_by(day, workflow)):
+        _day(days, key).gates[name]["timed"] = n
+    return days

@@ -24,7 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from orchestrator.reports.counts import Counts, count_gates, count_runs, count_steps
+from orchestrator.reports.counts import Counts, Days, count_gates, count_runs, count_steps
 from orchestrator.reports.gate_figures import decisions_per_day
 from orchestrator.reports.window import Window
 from storage.engine import is_sqlite, read_transaction, write_transaction
@@ -36,18 +36,20 @@ REPORT_DAY = sa.table("report_day", sa.column("day", sa.String), sa.column("part
 LOCK_TIMEOUT = "2s"  # PostgreSQL: how long a roll-up waits for writers before giving up
 
 
-def _count_gates(conn: Connection, window: Window) -> Counts:
-    counts = count_gates(conn, window)
-    counts.decisions = decisions_per_day(conn, window)
-    return counts
+def _count_gates(conn: Connection, window: Window) -> Days:
+    days = count_gates(conn, window)
+    for key, p50 in decisions_per_day(conn, window).items():
+        days.setdefault(key, Counts()).decisions[key] = p50
+    return days
 
 
 # part: (the table it counts, how)
-PARTS: dict[str, tuple[str, Callable[[Connection, Window], Counts]]] = {
+PARTS: dict[str, tuple[str, Callable[[Connection, Window], Days]]] = {
     "runs": ("workflow_run", count_runs),
     "steps": ("step_run", count_steps),
     "gates": ("interaction", _count_gates),
 }
+CHUNK_DAYS = 7  # days rolled up per transaction (PostgreSQL: how long writers may wait)
 
 
 def full_days(window: Window) -> list[date]:
@@ -63,7 +65,8 @@ def _day_window(day: date) -> Window:
 
 
 def ensure(engine: Engine, days: list[date]) -> None:
-    """Roll up every (day, part) of `days` that has no row yet."""
+    """Roll up every (day, part) of `days` that has no row yet: consecutive days
+    together, up to CHUNK_DAYS per transaction."""
     if not days:
         return
     with read_transaction(engine) as conn:
@@ -72,25 +75,42 @@ def ensure(engine: Engine, days: list[date]) -> None:
         )
         have = set(conn.execute(stmt).all())
     for part in PARTS:
-        for day in days:
-            if (day.isoformat(), part) not in have and not _roll_up(engine, day, part):
+        missing = [d for d in days if (d.isoformat(), part) not in have]
+        for first, last in _runs(missing, CHUNK_DAYS):
+            if not _roll_up(engine, first, last, part):
                 return  # the database refuses: the rest is counted live
 
 
-def _roll_up(engine: Engine, day: date, part: str) -> bool:
+def _runs(days: list[date], longest: int) -> list[tuple[date, date]]:
+    """Consecutive days as (first, last) pairs of at most `longest` days."""
+    found: list[tuple[date, date]] = []
+    for day in days:
+        if found and (day - found[-1][1]).days == 1 and (day - found[-1][0]).days < longest:
+            found[-1] = (found[-1][0], day)
+        else:
+            found.append((day, day))
+    return found
+
+
+def _roll_up(engine: Engine, first: date, last: date, part: str) -> bool:
     table, count = PARTS[part]
+    stretch = Window(_day_window(first).since, _day_window(last).until)
+    keys = [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
     try:
         with write_transaction(engine) as conn:
             if not is_sqlite(engine):  # SQLite: the write transaction already excludes writers
                 conn.execute(sa.text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
                 conn.execute(sa.text(f"LOCK TABLE {table} IN SHARE MODE"))
-            figures = json.dumps(_dump(part, count(conn, _day_window(day))))
-            key = (REPORT_DAY.c.day == day.isoformat(), REPORT_DAY.c.part == part)
-            conn.execute(sa.delete(REPORT_DAY).where(*key))
-            conn.execute(sa.insert(REPORT_DAY).values(day=day.isoformat(), part=part,
-                                                      figures=figures))  # fmt: skip
+            counted = count(conn, stretch)
+            rows = [{"day": k, "part": part,
+                     "figures": json.dumps(_dump(part, counted.get(k, Counts())))}
+                    for k in keys]  # fmt: skip
+            conn.execute(sa.delete(REPORT_DAY).where(REPORT_DAY.c.day.in_(keys),
+                                                     REPORT_DAY.c.part == part))  # fmt: skip
+            conn.execute(sa.insert(REPORT_DAY), rows)
     except sa.exc.DBAPIError as exc:  # read-only, or writers held the lock too long
-        log.info("report roll-up of %s %s not kept, counted instead: %s", day, part, exc.orig)
+        log.info("report roll-up of %s..%s %s not kept, counted instead: %s",
+                 first, last, part, exc.orig)  # fmt: skip
         return False
     return True
 
@@ -132,7 +152,8 @@ def window_counts(conn: Connection, window: Window, days: list[date]) -> Counts:
     for part, (_, count) in PARTS.items():
         missing = [d for d in days if (d.isoformat(), part) not in kept]
         for stretch in _stretches(window, days, missing):
-            total.add(count(conn, stretch))
+            for counted in count(conn, stretch).values():
+                total.add(counted)
         for day in days:
             if (day.isoformat(), part) in kept:
                 total.add(_load(part, kept[day.isoformat(), part], window.workflows))
