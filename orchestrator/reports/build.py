@@ -5,15 +5,18 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Engine
 
 from orchestrator.reports import gate_figures as people
 from orchestrator.reports import rollup, run_figures
-from orchestrator.reports.audience import Audience
 from orchestrator.reports.figures import Day, Report
 from orchestrator.reports.window import DEFAULT_SINCE, Window
 from storage.engine import read_transaction
+
+if TYPE_CHECKING:  # the audience (access rules, open questions) only when a report has one
+    from orchestrator.reports.audience import Audience
 
 
 def build_report(

@@ -15,12 +15,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from orchestrator.interactions import INTERACTIONS
 from orchestrator.reports.sql import utc_day
+from orchestrator.reports.tables import INTERACTIONS, RUNS, STEPS
 from orchestrator.reports.window import Window, unsought
-from orchestrator.runs import RUNS, STEPS, SYSTEM
+from storage.statuses import SYSTEM, StepStatus
 from storage.statuses import InteractionStatus as S
-from storage.statuses import StepStatus
 
 GATE_COUNTS = ("asked", "approved", "rejected", "decided", "by_deadline", "cancelled", "open",
                "timed")  # fmt: skip

@@ -11,13 +11,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from orchestrator.interactions import INTERACTIONS
 from orchestrator.reports.counts import Counts
 from orchestrator.reports.figures import GateFigures, ScheduleFires, Waiting
 from orchestrator.reports.sql import nth_by, nth_values, utc_day
+from orchestrator.reports.tables import AUDIT, INTERACTIONS, RUNS, SCHEDULES
 from orchestrator.reports.window import Window, unsought
-from orchestrator.runs import AUDIT, RUNS
-from orchestrator.schedules import SCHEDULES
 from storage.statuses import InteractionStatus as S
 
 

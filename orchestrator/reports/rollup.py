@@ -26,13 +26,12 @@ from sqlalchemy.engine import Connection, Engine
 
 from orchestrator.reports.counts import Counts, Days, count_gates, count_runs, count_steps
 from orchestrator.reports.gate_figures import decisions_per_day
+from orchestrator.reports.tables import REPORT_DAY
 from orchestrator.reports.window import Window
 from storage.engine import is_sqlite, read_transaction, write_transaction
 
 log = logging.getLogger(__name__)
 
-REPORT_DAY = sa.table("report_day", sa.column("day", sa.String), sa.column("part", sa.String),
-                      sa.column("figures", sa.Text))  # fmt: skip
 LOCK_TIMEOUT = "2s"  # PostgreSQL: how long a roll-up waits for writers before giving up
 
 

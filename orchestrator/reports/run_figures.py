@@ -11,8 +11,8 @@ from sqlalchemy.engine import Connection
 from orchestrator.reports.counts import Counts
 from orchestrator.reports.figures import ERROR_CHARS, FailingStep, SlowStep, WorkflowRuns
 from orchestrator.reports.sql import nth_by
+from orchestrator.reports.tables import RUNS, STEPS
 from orchestrator.reports.window import Window
-from orchestrator.runs import RUNS, STEPS
 from storage.statuses import RunStatus
 
 TOP = 5  # slowest and failing steps listed
