@@ -11,7 +11,7 @@ them), 10 steps each (one an approval gate), 12% failed, 3% cancelled, 1% still 
 each run's gate is an interaction, 80% answered by a person after 1-120 minutes.
 
     .venv/bin/python bench/report.py [--runs 100000] [--repeat 3] [--db sqlite|postgres|both]
-                                     [--before CHECKOUT --rounds 3]
+                                     [--before CHECKOUT --rounds 3] [--url URL]
 
 With `--before` (e.g. a detached worktree of the last commit) the code of both checkouts
 reads the same seeded database, each in a fresh process that measures its own scan then
@@ -23,6 +23,7 @@ rolls up the closed days (orchestrator/reports/rollup.py), is timed once.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -163,14 +164,20 @@ def side_by_side(url: str, before: str, rounds: int, repeat: int) -> None:
         print(f"  {name:7} " + "   ".join(cells))
 
 
-def bench(kind: str, n_runs: int, repeat: int, before: str | None, rounds: int) -> None:
-    with database_url(kind) as url:
+def bench(kind: str, n_runs: int, repeat: int, before: str | None, rounds: int,
+          seeded: str | None = None) -> None:  # fmt: skip
+    with contextlib.nullcontext(seeded) if seeded else database_url(kind) as url:
         engine = create_engine(url)
         setup(engine)
-        t0 = time.perf_counter()
-        seed(engine, n_runs)
-        print(f"{kind}: seeded {n_runs:,} runs, {n_runs * STEPS_PER_RUN:,} steps, "
-              f"{n_runs:,} gates in {time.perf_counter() - t0:.0f} s")  # fmt: skip
+        if seeded:  # a database this bench seeded before: its kept days go, to time them
+            with engine.begin() as conn:
+                conn.execute(sa.text("DELETE FROM report_day"))
+            print(f"{kind}: the database seeded before, {seeded.split('@')[-1]}")
+        else:
+            t0 = time.perf_counter()
+            seed(engine, n_runs)
+            print(f"{kind}: seeded {n_runs:,} runs, {n_runs * STEPS_PER_RUN:,} steps, "
+                  f"{n_runs:,} gates in {time.perf_counter() - t0:.0f} s")  # fmt: skip
         print(f"  load average {os.getloadavg()[0]:.1f}")
         if before:
             t0 = time.perf_counter()
@@ -202,9 +209,10 @@ def main() -> None:
     parser.add_argument("--db", choices=("sqlite", "postgres", "both"), default="both")
     parser.add_argument("--before", metavar="CHECKOUT", help="also time another checkout")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--url", help="a database this bench seeded and kept (one --db)")
     args = parser.parse_args()
     for kind in ("sqlite", "postgres") if args.db == "both" else (args.db,):
-        bench(kind, args.runs, args.repeat, args.before, args.rounds)
+        bench(kind, args.runs, args.repeat, args.before, args.rounds, args.url)
 
 
 if __name__ == "__main__":

@@ -76,5 +76,5 @@ def keep_statistics(engine: Engine) -> list[str]:
     finally:
         raw.close()
     if stale:
-        log.info("SQLite statistics refreshed for %s", ", ".join(stale))
+        log.debug("SQLite statistics refreshed for %s", ", ".join(stale))
     return stale
