@@ -5,11 +5,13 @@ Exact, not an estimate: a day is rolled up by the same queries that count the re
 window (`orchestrator.reports.counts`), and a trigger deletes a day's row in the same
 transaction as any change to a row of that day (a run finishing later, a late answer, a
 retry, a pruned run), so a row present in a snapshot equals a count in that snapshot.
-A report rolls up the whole days of its window that have no row yet, each (day, table)
-in its own short write transaction; on PostgreSQL that transaction first takes a SHARE
-lock on the table (writers wait a few milliseconds), so no change can commit between its
-count and its row. If the write fails (a read-only database, the lock not granted in
-time) the day is counted with the rest, as before.
+A report rolls up the whole days of its window that have no row yet, up to CHUNK_DAYS
+consecutive days of one table per short write transaction; on PostgreSQL that
+transaction first takes a SHARE lock on the table (writers wait for it), so no change
+can commit between its count and its rows. If the write fails (a read-only database,
+the lock not granted in time, another report rolling up the same day) the days are
+counted with the rest, as before. Reports for an audience do not use it: kept counts
+hold every run.
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 timestamp's UTC day, and nearest-rank percentiles.
 
 Percentiles: PostgreSQL has `percentile_cont`, SQLite has none (its percentile
-extension is off in most builds). Reports rank with `nth_values`: count the group,
-then skip to the rank in an index ordered by the value (no sort of the window).
+extension is off in most builds). Reports rank with `nth_values` (`nth_by` for
+groups that differ by key): count the group, then skip to the rank in an index ordered
+by the value (no sort of the window).
 `percentiles` is the sort-based way, kept as the reference the tests compare with
 (reports no longer call it; nor `seconds_between`, since durations are stored):
 number each group's values in order
