@@ -8,6 +8,9 @@ selects the newest 20 runs with their open-gate counts, as `opsloop runs` does, 
 them. Reported: median and p90 wall time of each, and the ratio of the medians.
 Target: `opsloop runs` <= 2x the lean script.
 
+`--before CHECKOUT` also times `runs`, `report` and `schedules` of both checkouts the
+same way (`python -S`, the checkout first on the path), in the same rounds.
+
     .venv/bin/python bench/cli_startup.py [--repeat 15] [--runs 200] [--before /work/main]
 """
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -59,6 +63,27 @@ def populate(url: str, runs: int) -> None:
         engine.dispose()
 
 
+def copy_at_head_of(db: Path, checkout: str, site: str) -> str:
+    """A copy of the database at `checkout`'s newest schema revision (downgraded with this
+    checkout's migrations), so an older release does not refuse it as newer."""
+    from alembic import command
+
+    from storage.engine import create_engine, write_transaction
+    from storage.schema import alembic_config
+
+    code = (f"import sys; sys.path[:0] = [{checkout!r}, {site!r}]; from storage.schema "
+            "import head_revision_fast; print(head_revision_fast())")  # fmt: skip
+    head = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip()  # fmt: skip
+    copy = db.with_name(f"before-{db.name}")
+    shutil.copyfile(db, copy)
+    engine = create_engine(f"sqlite:///{copy}")
+    with write_transaction(engine) as conn:
+        command.downgrade(alembic_config(conn), head)
+    engine.dispose()
+    return f"sqlite:///{copy}"
+
+
 def timed(argv: list[str], env: dict[str, str]) -> float:
     start = time.perf_counter()
     done = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
@@ -75,7 +100,7 @@ def main() -> None:
     parser.add_argument(
         "--before",
         metavar="CHECKOUT",
-        help="also time `opsloop runs` of another checkout (e.g. /work/main)",
+        help="also time runs, report, schedules of another checkout (e.g. /work/main)",
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -90,20 +115,29 @@ def main() -> None:
         # so both are run without `site`, on [checkout, site-packages]: the same footing.
         checkouts = {"before": str(args.before), "after": str(ROOT)} if args.before else {}
         site = sysconfig.get_paths()["purelib"]
-        for name in checkouts:
-            times[name] = []
+        commands = ("runs", "report", "schedules") if args.before else ()
+        envs = {"after": env}
+        if args.before:
+            before_url = copy_at_head_of(Path(tmp) / "bench.db", str(args.before), site)
+            envs["before"] = {**env, "DATABASE_URL": before_url}
+        for command in commands:
+            for name in checkouts:
+                times[f"{command} {name}"] = []
         for _ in range(args.repeat):
             times["lean"].append(timed(lean, env))
             times["opsloop"].append(timed(opsloop, env))
-            for name, checkout in checkouts.items():
-                code = (f"import sys; sys.path[:0] = [{checkout!r}, {site!r}]; "
-                        "from bot.cli import main; sys.exit(main(['runs']))")  # fmt: skip
-                times[name].append(timed([sys.executable, "-S", "-c", code], env))
+            for command in commands:
+                for name, checkout in checkouts.items():
+                    code = (f"import sys; sys.path[:0] = [{checkout!r}, {site!r}]; "
+                            f"from bot.cli import main; sys.exit(main([{command!r}]))")  # fmt: skip
+                    times[f"{command} {name}"].append(
+                        timed([sys.executable, "-S", "-c", code], envs[name])
+                    )
     for name, got in times.items():
         got.sort()
         p90 = got[int(0.9 * (len(got) - 1))]
         median = statistics.median(got)
-        print(f"  {name:8} median {median * 1000:6.0f} ms  p90 {p90 * 1000:6.0f} ms")
+        print(f"  {name:16} median {median * 1000:6.0f} ms  p90 {p90 * 1000:6.0f} ms")
     ratio = statistics.median(times["opsloop"]) / statistics.median(times["lean"])
     verdict = "met" if ratio <= 2 else "NOT met"
     print(f"opsloop runs / lean script: {ratio:.2f}x (target <= 2x: {verdict})")

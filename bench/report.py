@@ -11,14 +11,26 @@ them), 10 steps each (one an approval gate), 12% failed, 3% cancelled, 1% still 
 each run's gate is an interaction, 80% answered by a person after 1-120 minutes.
 
     .venv/bin/python bench/report.py [--runs 100000] [--repeat 3] [--db sqlite|postgres|both]
+                                     [--before CHECKOUT --rounds 3] [--url URL]
+
+With `--before` (e.g. a detached worktree of the last commit) the code of both checkouts
+reads the same seeded database, each in a fresh process that measures its own scan then
+its reports, alternating for `--rounds` rounds; reported: the median of each figure and
+of each round's ratio. Before the rounds, this checkout's first 90-day report, which
+rolls up the closed days (orchestrator/reports/rollup.py), is timed once.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import os
 import random
 import statistics
+import subprocess
 import sys
+import sysconfig
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -107,14 +119,74 @@ def scan(engine: sa.Engine) -> None:
                                sa.func.max(STEPS.c.finished_at))).one()  # fmt: skip
 
 
-def bench(kind: str, n_runs: int, repeat: int) -> None:
-    with database_url(kind) as url:
+PROBE = """
+import json, statistics, sys, time
+from datetime import UTC, datetime, timedelta
+sys.path[:0] = [sys.argv[1], sys.argv[2]]
+import sqlalchemy as sa
+from orchestrator.reports.build import build_report
+from storage.engine import create_engine
+engine, repeat = create_engine(sys.argv[3]), int(sys.argv[4])
+now = datetime(2030, 7, 1, tzinfo=UTC)
+def scan():
+    with engine.connect() as conn:
+        sql = "SELECT count(*), sum(attempts), max(finished_at) FROM step_run"
+        conn.execute(sa.text(sql)).one()
+def timed(fn):
+    fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter(); fn(); times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+out = {"scan": timed(scan)}
+for days in (7, 90):
+    out[f"{days}d"] = timed(lambda: build_report(engine, now, timedelta(days=days)))
+print(json.dumps(out))
+"""
+
+
+def side_by_side(url: str, before: str, rounds: int, repeat: int) -> None:
+    """Both checkouts' scan and reports on the same database, alternating processes."""
+    site = sysconfig.get_paths()["purelib"]
+    checkouts = {"before": before, "after": str(Path(__file__).resolve().parent.parent)}
+    got: dict[str, list[dict[str, float]]] = {name: [] for name in checkouts}
+    for i in range(rounds):
+        for name in sorted(checkouts, reverse=i % 2 == 1):
+            argv = [sys.executable, "-S", "-c", PROBE, checkouts[name], site, url, str(repeat)]
+            done = subprocess.run(argv, capture_output=True, text=True, check=True)
+            got[name].append(json.loads(done.stdout.strip().splitlines()[-1]))
+    for name, results in got.items():
+        cells = []
+        for key in ("scan", "7d", "90d"):
+            ms = statistics.median(r[key] for r in results) * 1000
+            ratio = statistics.median(r[key] / r["scan"] for r in results)
+            cells.append(f"{key} {ms:6.0f} ms {ratio:5.2f}x")
+        print(f"  {name:7} " + "   ".join(cells))
+
+
+def bench(kind: str, n_runs: int, repeat: int, before: str | None, rounds: int,
+          seeded: str | None = None) -> None:  # fmt: skip
+    with contextlib.nullcontext(seeded) if seeded else database_url(kind) as url:
         engine = create_engine(url)
         setup(engine)
-        t0 = time.perf_counter()
-        seed(engine, n_runs)
-        print(f"{kind}: seeded {n_runs:,} runs, {n_runs * STEPS_PER_RUN:,} steps, "
-              f"{n_runs:,} gates in {time.perf_counter() - t0:.0f} s")  # fmt: skip
+        if seeded:  # a database this bench seeded before: its kept days go, to time them
+            with engine.begin() as conn:
+                conn.execute(sa.text("DELETE FROM report_day"))
+            print(f"{kind}: the database seeded before, {seeded.split('@')[-1]}")
+        else:
+            t0 = time.perf_counter()
+            seed(engine, n_runs)
+            print(f"{kind}: seeded {n_runs:,} runs, {n_runs * STEPS_PER_RUN:,} steps, "
+                  f"{n_runs:,} gates in {time.perf_counter() - t0:.0f} s")  # fmt: skip
+        print(f"  load average {os.getloadavg()[0]:.1f}")
+        if before:
+            t0 = time.perf_counter()
+            build_report(engine, NOW, timedelta(days=90))
+            print(f"  first 90-day report, rolling up {time.perf_counter() - t0:.2f} s")
+            side_by_side(url, before, rounds, repeat)
+            print(f"  load average {os.getloadavg()[0]:.1f}")
+            engine.dispose()
+            return
         base = timed(lambda: scan(engine), repeat)
         print(f"  full scan of step_run        {base * 1000:8.0f} ms   1.00x")
         for days in (7, 90):
@@ -135,9 +207,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--db", choices=("sqlite", "postgres", "both"), default="both")
+    parser.add_argument("--before", metavar="CHECKOUT", help="also time another checkout")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--url", help="a database this bench seeded and kept (one --db)")
     args = parser.parse_args()
     for kind in ("sqlite", "postgres") if args.db == "both" else (args.db,):
-        bench(kind, args.runs, args.repeat)
+        bench(kind, args.runs, args.repeat, args.before, args.rounds, args.url)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from orchestrator.errors import OrchestratorError, UnknownWorkflow
 from orchestrator.run_list import recent_runs
 from storage.engine import create_engine
 from storage.schema import current_revision, head_revision, known_revisions, setup
+from storage.statistics import keep_statistics
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -106,6 +107,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     engine = create_engine(settings_of(args).database_url)
     setup(engine)
+    keep_statistics(engine)
     print(f"schema at revision {current_revision(engine)} ({engine.url.render_as_string()})")
     return EXIT_OK
 

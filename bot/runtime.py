@@ -29,6 +29,7 @@ from orchestrator.workflow.definitions import Workflow
 from orchestrator.workflow.loader import load_valid_workflows, load_workflows
 from storage.engine import create_engine
 from storage.schema import check_schema, current_revision, setup
+from storage.statistics import keep_statistics
 
 if TYPE_CHECKING:  # imported where one is built: `opsloop audit` needs only clock_of
     from orchestrator.engine import Orchestrator
@@ -73,6 +74,8 @@ def database(settings: Settings, *, migrate: bool = False) -> Iterator[Engine]:
     try:
         if migrate or current_revision(engine) is None:
             setup(engine)
+            if migrate:  # `serve`: the planner's statistics, before the first query needs them
+                keep_statistics(engine)
         else:
             check_schema(engine)
         yield engine

@@ -21,7 +21,7 @@ from bot.settings import Settings
 
 if TYPE_CHECKING:  # the engine and its schedules are imported only by the commands using them
     from orchestrator.engine import Orchestrator
-    from orchestrator.schedules import ScheduleView
+    from orchestrator.schedule_list import ScheduleView
 
 _HEADER = ["id", "workflow", "cron", "timezone", "next (local)", "next (UTC)", "last fire",
            "last run", "missed", "state"]  # fmt: skip
@@ -44,7 +44,7 @@ def register(sub: Any, *parents: argparse.ArgumentParser) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from orchestrator.schedules import list_schedules
+    from orchestrator.schedule_list import list_schedules
 
     views = list_schedules(open_reader(settings_of(args)))
     if args.json:

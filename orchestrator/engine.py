@@ -51,10 +51,10 @@ from orchestrator.timers import Timers
 from orchestrator.versions import WorkflowVersions
 from orchestrator.workflow.definitions import Approvers, Workflow
 from orchestrator.workflow.params import coerce_params
-from storage.engine import checkpoint_wal, is_sqlite, write_transaction
+from storage.engine import write_transaction
+from storage.statistics import sqlite_upkeep
 
 log = logging.getLogger(__name__)
-WAL_CHECKPOINT_S = 1.0  # SQLite: how often the write-ahead log is copied back, off the commit path
 CANCEL_POLL_S = 1.0  # how soon a run cancelled by another process stops its shell steps here
 
 
@@ -126,8 +126,8 @@ class Orchestrator:
         # Leases are clock time: on a fast clock (OPSLOOP_CLOCK_SPEED) renew as often.
         timers.every(self._wall_s(leases.HEARTBEAT_S), "heartbeat", self._heartbeat)
         timers.every(CANCEL_POLL_S, "cancelled", self._runner.kill_cancelled)
-        if is_sqlite(engine):
-            timers.every(WAL_CHECKPOINT_S, "wal", lambda: checkpoint_wal(engine))
+        for seconds, job, upkeep in sqlite_upkeep(engine, serving=serving):
+            timers.every(seconds, job, upkeep)  # the WAL; serving: planner statistics too
         if not recover:
             return
         self._recovery.sweep()

@@ -23,13 +23,12 @@ from orchestrator.workflow.definitions import Workflow
 from storage.engine import dialect_insert
 from storage.models import AuditEntry, StepRun, WorkflowDefinition, WorkflowRun
 from storage.statuses import FINISHED_RUN, InteractionStatus, RunStatus, StepStatus
+from storage.statuses import SYSTEM as SYSTEM  # the actor in the audit log for opsloop itself
 
 RUNS: sa.Table = WorkflowRun.__table__  # type: ignore[attr-defined]
 STEPS: sa.Table = StepRun.__table__  # type: ignore[attr-defined]
 AUDIT: sa.Table = AuditEntry.__table__  # type: ignore[attr-defined]
 DEFINITIONS: sa.Table = WorkflowDefinition.__table__  # type: ignore[attr-defined]
-
-SYSTEM = "opsloop"  # the actor in the audit log for what opsloop does by itself
 
 
 def new_run_id() -> str:

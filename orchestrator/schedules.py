@@ -22,6 +22,8 @@ from sqlalchemy.engine import Connection, Engine
 
 from orchestrator import runs
 from orchestrator.errors import NotFound, OrchestratorError
+from orchestrator.schedule_list import LISTED, LISTING, ScheduleView, schedule_view
+from orchestrator.schedule_list import list_schedules as list_schedules  # listed there
 from orchestrator.storage_retry import storage_attempts
 from orchestrator.workflow import cron
 from orchestrator.workflow.definitions import ScheduleSpec, Workflow
@@ -39,33 +41,6 @@ _SPEC_COLUMNS = ("workflow", "cron", "timezone", "params", "channel", "overlap",
 class HasCron(Protocol):
     cron: str
     timezone: str
-
-
-@dataclass(frozen=True)
-class ScheduleView:
-    """A schedule as listed: its definition, its next and last fire, and its state."""
-
-    id: str
-    workflow: str
-    cron: str
-    timezone: str
-    params: dict[str, Any]
-    channel: str | None
-    overlap: str
-    catchup_s: float
-    pause_after_failures: int | None
-    enabled: bool
-    paused: bool
-    paused_by: str | None
-    paused_reason: str | None
-    next_fire_at: datetime | None
-    last_fired_at: datetime | None
-    last_run_id: str | None
-    last_run_status: str | None
-    missed: int
-    failures_in_row: int
-    source: str | None
-    version: int
 
 
 @dataclass(frozen=True)
@@ -297,24 +272,15 @@ def _failures_in_row(conn: Connection, started_by: str, since: datetime | None, 
 # ---------------------------------------------------------------- reading
 
 
-def list_schedules(engine: Engine) -> list[ScheduleView]:
-    """Every schedule, those that fire soonest first, removed ones last."""
-    with read_transaction(engine) as conn:
-        rows = conn.execute(_LISTING).mappings().all()
-    views = [_view(row) for row in rows]
-    return sorted(views, key=lambda v: (not v.enabled, v.next_fire_at is None, v.next_fire_at
-                                        or datetime.min, v.id))  # fmt: skip
-
-
 def load(engine: Engine, schedule_id: str) -> ScheduleView:
     """One schedule; NotFound lists what there is."""
     with read_transaction(engine) as conn:
-        row = conn.execute(_LISTING.where(SCHEDULES.c.id == schedule_id)).mappings().first()
+        row = conn.execute(LISTING.where(LISTED.c.id == schedule_id)).mappings().first()
         if row is None:
             known = conn.execute(sa.select(SCHEDULES.c.id).order_by(SCHEDULES.c.id)).scalars()
             listed = ", ".join(known) or "none (add schedules: to a workflow file)"
             raise NotFound(f"no schedule {schedule_id!r}; schedules: {listed}")
-    return _view(row)
+    return schedule_view(row)
 
 
 def next_due(engine: Engine) -> datetime | None:
@@ -329,13 +295,3 @@ def due_filter() -> tuple[Any, ...]:
     """The schedules that may fire: from files, still in one, not paused."""
     return (SCHEDULES.c.kind == _FROM_FILES, SCHEDULES.c.enabled.is_(True),
             SCHEDULES.c.paused.is_(False))  # fmt: skip
-
-
-_LISTING = sa.select(SCHEDULES, runs.RUNS.c.status.label("last_run_status")).select_from(
-    SCHEDULES.outerjoin(runs.RUNS, runs.RUNS.c.id == SCHEDULES.c.last_run_id)
-)
-
-
-def _view(row: Mapping[str, Any]) -> ScheduleView:
-    names = ScheduleView.__dataclass_fields__
-    return ScheduleView(**{name: row[name] for name in names})

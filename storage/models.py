@@ -309,3 +309,15 @@ class Replica(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=200)  # leases.replica_id(): host/pid/incarnation
     started_at: datetime = _stamp()
     seen_at: datetime = _stamp(index=True)
+
+
+class ReportDay(SQLModel, table=True):
+    """One closed UTC day's counts of one table (`part`: runs, steps, gates) as JSON, for
+    reports (orchestrator/reports/rollup.py); triggers delete it when a row of that day
+    changes (migration 0018)."""
+
+    __tablename__ = "report_day"
+
+    day: str = Field(primary_key=True, max_length=10)
+    part: str = Field(primary_key=True, max_length=8)
+    figures: str = Field(sa_type=sa.Text)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+SYSTEM = "opsloop"  # the actor in the audit log (and answered_by) for what opsloop does itself
+
 
 class RunStatus(StrEnum):
     PENDING = "pending"

@@ -12,6 +12,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from bot.cli import main
+from storage.types import UtcDateTime
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -39,3 +40,45 @@ def test_audit_and_show_do_not_import_langgraph(db_url: str, tmp_path: Path) -> 
                               capture_output=True, text=True, timeout=120)  # fmt: skip
         last = done.stderr.strip().splitlines()[-1]
         assert last.endswith(" []"), (command, done.stderr)
+
+
+def test_report_and_schedules_do_not_import_the_models_or_the_scheduler(
+    db_url: str, tmp_path: Path
+) -> None:
+    """Before: both built the SQLModel models (pydantic) and imported APScheduler, which
+    `opsloop runs` does not (bench/cli_startup.py times them)."""
+    assert main(["db", "upgrade", "--database-url", db_url]) == 0
+    env = {**os.environ, "DATABASE_URL": db_url, "OPSLOOP_WORKFLOWS": str(tmp_path)}
+    for command in (["report"], ["report", "--since", "90d", "--json"], ["schedules"],
+                    ["schedules", "--json"]):  # fmt: skip
+        probe = (
+            f"import sys; from bot.cli import main; code = main({command!r}); "
+            "heavy = sorted(m for m in ('sqlmodel', 'apscheduler', 'storage.models', "
+            "'langgraph', 'alembic', 'orchestrator.engine') if m in sys.modules); "
+            "print(code, heavy, file=sys.stderr)"
+        )
+        done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        last = done.stderr.strip().splitlines()[-1]
+        assert last == "0 []", (command, done.stderr)
+
+
+def test_the_light_tables_of_reports_and_schedules_match_the_models() -> None:
+    from sqlmodel import SQLModel
+
+    import storage.models  # noqa: F401  (registers the tables)
+    from orchestrator import schedule_list
+    from orchestrator.reports import tables
+
+    models = SQLModel.metadata.tables
+    light = [tables.RUNS, tables.STEPS, tables.INTERACTIONS, tables.AUDIT, tables.SCHEDULES,
+             tables.REPORT_DAY, schedule_list.LISTED]  # fmt: skip
+    for table in light:
+        model = models[table.name]
+        for column in table.c:
+            kind = model.c[column.name].type
+            kind = getattr(kind, "impl", kind) if not isinstance(kind, UtcDateTime) else kind
+            mine = column.type if isinstance(column.type, UtcDateTime) else getattr(
+                column.type, "impl", column.type)  # fmt: skip
+            assert isinstance(mine, type(kind)) or isinstance(kind, type(mine)), (
+                table.name, column.name, mine, kind)  # fmt: skip

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 from orchestrator.access import AccessPolicy
 from orchestrator.gates import person_key
 from orchestrator.queries import open_interactions
-from orchestrator.runs import RUNS
+from orchestrator.reports.tables import RUNS
 from orchestrator.workflow.definitions import Approvers
 
 

@@ -11,54 +11,31 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from orchestrator.interactions import INTERACTIONS
+from orchestrator.reports.counts import Counts
 from orchestrator.reports.figures import GateFigures, ScheduleFires, Waiting
-from orchestrator.reports.sql import SORTED, nth_values, utc_day
-from orchestrator.reports.window import Window
-from orchestrator.runs import AUDIT, RUNS, SYSTEM
-from orchestrator.schedules import SCHEDULES
+from orchestrator.reports.sql import nth_by, nth_values, utc_day
+from orchestrator.reports.tables import AUDIT, INTERACTIONS, RUNS, SCHEDULES
+from orchestrator.reports.window import Window, unsought
 from storage.statuses import InteractionStatus as S
-
-_GATES = INTERACTIONS.join(RUNS, RUNS.c.id == INTERACTIONS.c.run_id)
-_BY_PERSON = sa.or_(INTERACTIONS.c.answered_by.is_(None), INTERACTIONS.c.answered_by != SYSTEM)
 
 
 def _count(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
     return sa.func.coalesce(sa.func.sum(sa.case((condition, 1), else_=0)), 0)
 
 
-def gate_figures(conn: Connection, window: Window) -> tuple[GateFigures, ...]:
-    """Per workflow: gates asked in the window by how they closed, decision p50/p90 (each
-    read off ix_interaction_workflow_decision)."""
-    status, took = INTERACTIONS.c.status, INTERACTIONS.c.decision_ms
-    workflow = INTERACTIONS.c.workflow
-    stmt = (
-        sa.select(
-            workflow, sa.func.count().label("asked"),
-            _count(sa.and_(status == S.APPROVED, _BY_PERSON)).label("approved"),
-            _count(sa.and_(status == S.REJECTED, _BY_PERSON)).label("rejected"),
-            _count(sa.and_(status.in_([S.DECIDED, S.SUBMITTED]), _BY_PERSON)).label("decided"),
-            _count(sa.and_(INTERACTIONS.c.answered_by == SYSTEM,
-                           status != S.CANCELLED)).label("by_deadline"),
-            _count(status == S.CANCELLED).label("cancelled"),
-            _count(status == S.PENDING).label("open"),
-        )
-        .where(window.gates()).group_by(workflow)
-    )  # fmt: skip
+def gate_figures(conn: Connection, window: Window, counted: Counts) -> tuple[GateFigures, ...]:
+    """Per workflow: gates asked in the window by how they closed (`counted`), the
+    auto-approvals (audit log), decision p50/p90 (each read off
+    ix_interaction_workflow_decision)."""
+    took, workflow = INTERACTIONS.c.decision_ms, INTERACTIONS.c.workflow
     figures: dict[str, dict[str, Any]] = defaultdict(dict)
-    for row in conn.execute(stmt).mappings():
-        figures[row["workflow"]].update({k: v for k, v in row.items() if k != "workflow"})
-    # Counted apart, from ix_interaction_decision alone: SQLite computes a virtual
-    # column it reads from the table, but not one it reads from an index.
-    timed = dict(conn.execute(
-        sa.select(workflow, sa.func.count(took)).where(window.gates()).group_by(workflow)
-    ).all())  # fmt: skip
+    for name, counts in counted.gates.items():
+        figures[name].update({k: v for k, v in counts.items() if k != "timed"})
     for name, n in _audited(conn, window, "gate.auto_approved"):
         figures[name]["auto_approved"] = n
-    named = [(w, n) for w, n in timed.items() if n]
-    asks = [([workflow == w, window.gates(seek=n <= SORTED)], n, p)
-            for w, n in named for p in (50, 90)]  # fmt: skip
-    values = iter(nth_values(conn, took, asks))
+    named = [(w, c["timed"]) for w, c in counted.gates.items() if c.get("timed")]
+    asks = [((w,), n, p) for w, n in named for p in (50, 90)]
+    values = iter(nth_by(conn, took, [workflow], lambda seek: window.gates(seek=seek), asks))
     for name, _ in named:
         figures[name].update(decision_p50_s=next(values) / 1000,
                              decision_p90_s=next(values) / 1000)  # fmt: skip
@@ -84,13 +61,13 @@ def decisions_per_day(conn: Connection, window: Window) -> dict[str, float | Non
     return {key: p50 / 1000 for (key, _), p50 in zip(counted, p50s, strict=True)}
 
 
-def decision_overall(conn: Connection, window: Window) -> float | None:
+def decision_overall(conn: Connection, window: Window, counted: Counts) -> float | None:
     """p50 of people's time to decision over every gate asked in the window."""
-    took = INTERACTIONS.c.decision_ms
-    n = conn.execute(sa.select(sa.func.count(took)).where(window.gates())).scalar() or 0
+    n = sum(c.get("timed", 0) for c in counted.gates.values())
     if not n:
         return None
-    [p50] = nth_values(conn, took, [([window.gates(seek=n <= SORTED)], n, 50)])
+    [p50] = nth_by(conn, INTERACTIONS.c.decision_ms, [], lambda seek: window.gates(seek=seek),
+                   [((), n, 50)])  # fmt: skip
     return p50 / 1000
 
 
@@ -115,13 +92,18 @@ def nudges(conn: Connection, window: Window) -> tuple[int, int]:
 def waiting_now(conn: Connection, window: Window, now: datetime) -> tuple[Waiting, ...]:
     """Every gate open now (whenever it was asked), oldest first."""
     i = INTERACTIONS.c
+    # The run's workflow looked up per open gate, and the gates found by status, then
+    # sorted: walking ix_interaction_created_at for its order read every gate ever asked,
+    # and PostgreSQL hashed every run to join them (50-100 ms at 100,000 runs).
+    workflow = sa.select(RUNS.c.workflow).where(RUNS.c.id == i.run_id).scalar_subquery()
     stmt = (
-        sa.select(i.id, i.run_id, RUNS.c.workflow, i.step_id, i.prompt, i.created_at,
+        sa.select(i.id, i.run_id, workflow.label("workflow"), i.step_id, i.prompt, i.created_at,
                   i.allowed_users, i.allowed_groups)
-        .select_from(_GATES)
-        .where(i.status == S.PENDING, window.of_workflows())
-        .order_by(i.created_at, i.id)
+        .where(i.status == S.PENDING)
+        .order_by(unsought(i.created_at), i.id)
     )  # fmt: skip
+    if window.workflows or window.audience is not None:
+        stmt = stmt.where(i.run_id.in_(sa.select(RUNS.c.id).where(window.of_workflows())))
     return tuple(
         Waiting(r["id"], r["run_id"], r["workflow"], r["step_id"], r["prompt"], r["created_at"],
                 round((now - r["created_at"]).total_seconds(), 3),

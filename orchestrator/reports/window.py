@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
-from orchestrator.interactions import INTERACTIONS
-from orchestrator.reports.audience import Audience
-from orchestrator.runs import RUNS, STEPS
+from orchestrator.reports.tables import INTERACTIONS, RUNS, STEPS
+
+if TYPE_CHECKING:  # the audience (access rules, open questions) only when a report has one
+    from orchestrator.reports.audience import Audience
 
 DEFAULT_SINCE = timedelta(days=7)
 MAX_SINCE = timedelta(days=3660)
