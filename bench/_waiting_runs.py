@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from orchestrator import interactions
 from orchestrator.engine import Orchestrator
 from orchestrator.workflow.loader import parse_workflow
-from storage import models
+from storage import checkpoint_models, models
 from storage.engine import create_engine
 from storage.schema import setup
 from storage.types import utcnow
@@ -44,7 +44,8 @@ steps:
     python: engine_tasks:noop
 """
 MODELS = (models.WorkflowRun, models.StepRun, models.Interaction, models.AuditEntry,
-          models.CheckpointRow, models.CheckpointBlobRow, models.CheckpointWriteRow)  # fmt: skip
+          checkpoint_models.CheckpointRow, checkpoint_models.CheckpointBlobRow,
+          checkpoint_models.CheckpointWriteRow)  # fmt: skip
 BATCH = 500  # runs copied per transaction
 
 
@@ -88,10 +89,11 @@ def _copy(engine: sa.Engine, template: str, new_ids: list[str], rng: random.Rand
             batch = []
             for new in new_ids:
                 swap = {template: new, gate["id"]: interactions.interaction_id(
-                    thread.replace(template, new), 0)}  # fmt: skip
+                    thread.replace(template, new), 1)}  # fmt: skip
                 for row in template_rows:
                     copy = {k: _swapped(v, swap) for k, v in row.items()
-                            if not (k == "id" and name in ("step_run", "audit_log"))}  # fmt: skip
+                            if not (k == "id" and name in ("step_run", "audit_log"))
+                            and tables[name].c[k].computed is None}  # fmt: skip
                     if name == "interaction":
                         copy["deadline"] = now + timedelta(seconds=rng.uniform(600, 3 * 86400))
                         copy["next_reminder_at"] = now + timedelta(seconds=rng.uniform(0, 3600))

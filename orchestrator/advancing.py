@@ -246,11 +246,17 @@ class Advancer:
                                 finished_at=None, attempts=claim["attempts"])  # fmt: skip
         self._run_step(run.id, step.id, thread_id, None, run)
 
-    def resume_step(self, run_id: str, step_id: str, thread_id: str,
-                    resume: Mapping[str, Any] | None) -> None:  # fmt: skip
-        """Run a step again on the pool: resumed with an answer, or restarted by recovery."""
+    def resume_step(
+        self, run_id: str, step_id: str, thread_id: str, resume: Mapping[str, Any] | None,
+        *, run: RunView | None = None, asked: str | None = None,
+    ) -> None:  # fmt: skip
+        """Run a step again on the pool: resumed with an answer, or restarted by recovery.
+        `run`: the run as just read (else the worker reads it); `asked`: the interaction
+        the answer closed, which the resumed step does not open again."""
         if not self.draining:  # else the answer is in the database, for the next start
-            self.submit(self._run_step, run_id, step_id, thread_id, resume)
+            if asked is not None:
+                self._runner.promise_asked(asked)
+            self.submit(self._run_step, run_id, step_id, thread_id, resume, run)
 
     def _run_step(
         self, run_id: str, step_id: str, thread_id: str,

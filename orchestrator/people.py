@@ -16,11 +16,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from orchestrator import answers, gates, interactions, leases, log_context, notices, runs
+from orchestrator import answers, gates, interactions, log_context, notices, resuming, runs
 from orchestrator.advancing import Advancer
 from orchestrator.horizon import DUE_SOON, Horizon
 from orchestrator.live import LiveRuns
-from orchestrator.protocol import InteractionView
+from orchestrator.protocol import InteractionView, RunView
 from orchestrator.runs import SYSTEM
 from orchestrator.services import Services
 from orchestrator.storage_retry import storage_attempts
@@ -28,7 +28,7 @@ from orchestrator.timers import Timers
 from storage.claims import claim
 from storage.engine import read_transaction, write_transaction
 from storage.models import Interaction
-from storage.statuses import InteractionStatus, RunStatus, StepStatus
+from storage.statuses import InteractionStatus, StepStatus
 
 # The answer to a crash-recovery question, for recovery.py to apply (the step is running).
 OnRecoveryAnswer = Callable[[Mapping[str, Any]], None]
@@ -55,9 +55,10 @@ class People:
         iid = pending.value["interaction_id"]
         for attempt in storage_attempts():
             with attempt, write_transaction(self._services.engine) as conn:
+                runs.bump_run(conn, run_id)  # the run's row first: see resuming.py
                 runs.set_step(
                     conn, run_id, step_id, expect=[StepStatus.RUNNING], status=StepStatus.WAITING,
-                    updated_at=self._services.clock.now(),
+                    updated_at=self._services.clock.now(), signal=False,
                 )  # fmt: skip
                 conn.execute(
                     sa.update(interactions.INTERACTIONS)
@@ -94,14 +95,28 @@ class People:
         self, iid: str, user: str, answer: Any, comment: str | None,
         params: Mapping[str, Any] | None,
     ) -> InteractionView:  # fmt: skip
-        row = answers.record_answer(self._services, iid, gates.person(user), answer, comment,
-                                    params)  # fmt: skip
+        # Draining: the step stays waiting, and the next start's sweep resumes it.
+        claim = None if self._advancer.draining else self._claim
+        done = answers.record_answer(self._services, iid, gates.person(user), answer, comment,
+                                     params, lock=self._advancer.run_lock,
+                                     on_close=claim)  # fmt: skip
+        row = done.row
         view = interactions.interaction_view(row)
-        self._services.front_end.interaction_updated(self._services.view(row["run_id"]), view)
+        self._services.front_end.interaction_updated(done.run, view)
         if row["status"] != InteractionStatus.PENDING:
             self.forget(iid)
-            self.resume_interaction(iid)
+            if done.closed is not None:
+                self._resume(row, done.closed)
+            else:  # its step was not waiting yet: park sees the answer, or this claims it
+                self.resume_interaction(iid)
         return view
+
+    def _claim(
+        self, conn: sa.Connection, row: Mapping[str, Any], run: RunView
+    ) -> resuming.Resumed | None:
+        """The answer closed the question: claim its step in the same transaction."""
+        now, replica = self._services.clock.now(), self._services.replica
+        return resuming.claim_step(conn, run, row["step_id"], now, replica)
 
     def resume_interaction(self, iid: str) -> None:
         """Continue the step behind a closed interaction, once, whoever calls."""
@@ -112,47 +127,30 @@ class People:
             return  # draining: the step stays waiting, and the next start's sweep resumes it
         # Under the run's lock: an advance pass that read the step as waiting would
         # otherwise settle the run as waiting after this made the step run again.
+        resumed = None
         with self._advancer.run_lock(row["run_id"]):
-            row, thread_id = self._claim_resume(iid)
-        if thread_id is None:
-            return
-        self._live.step_changed(row["run_id"], row["step_id"], status=StepStatus.RUNNING)
+            for attempt in storage_attempts():
+                with attempt, write_transaction(self._services.engine) as conn:
+                    run = runs.load_run(conn, row["run_id"], lock=True)
+                    resumed = None if run is None else self._claim(conn, row, run)
+        if resumed is not None:
+            self._resume(row, resumed)
+
+    def _resume(self, row: Mapping[str, Any], resumed: resuming.Resumed) -> None:
+        """Hand a claimed step its answer: it runs on the pool with the run as read."""
+        run = resumed.run
+        self._live.step_changed(run.id, resumed.step_id, fallback=run, status=StepStatus.RUNNING)
         if row["purpose"] == "recovery":
             self._on_recovery_answer(row)
             return
+        # The one interrupt pending in the step's thread: resumed by value, not by its id
+        # (which the commit that parked the step may have written after `row` was read).
         resolution = {
             "status": row["status"], "value": row["answer"], "by": row["answered_by"],
             "responses": row["responses"],
         }  # fmt: skip
-        self._advancer.resume_step(row["run_id"], row["step_id"], thread_id,
-                                   {row["interrupt_id"]: resolution})  # fmt: skip
-
-    def _claim_resume(self, iid: str) -> tuple[Mapping[str, Any], str | None]:
-        """Move the waiting step to running; its thread id, or None if another caller won."""
-        now = self._services.clock.now()
-        for attempt in storage_attempts():
-            with attempt, write_transaction(self._services.engine) as conn:
-                row = interactions.load_interaction(conn, iid)  # again: park may have set it
-                assert row is not None
-                run_id, step_id = row["run_id"], row["step_id"]
-                won = runs.set_step(
-                    conn, run_id, step_id, expect=[StepStatus.WAITING], status=StepStatus.RUNNING,
-                    updated_at=now, **leases.ownership(self._services.replica, now),
-                )  # fmt: skip
-                if won:
-                    # Read again after the UPDATE: on PostgreSQL it may have waited for the
-                    # commit that parked the step and set `interrupt_id`, which the first
-                    # read, made before that commit, did not see.
-                    row = interactions.load_interaction(conn, iid)
-                    assert row is not None
-                    runs.set_run(conn, run_id, expect=[RunStatus.WAITING],
-                                 status=RunStatus.RUNNING, updated_at=now)  # fmt: skip
-                thread_id = conn.execute(
-                    sa.select(runs.STEPS.c.thread_id).where(
-                        runs.STEPS.c.run_id == run_id, runs.STEPS.c.step_id == step_id
-                    )
-                ).scalar()
-        return row, thread_id if won else None
+        self._advancer.resume_step(run.id, resumed.step_id, resumed.thread_id, resolution,
+                                   run=run, asked=row["id"])  # fmt: skip
 
     # -- time ---------------------------------------------------------------------
 
