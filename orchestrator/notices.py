@@ -19,6 +19,9 @@ import sqlalchemy as sa
 log = logging.getLogger(__name__)
 CHANNEL = "opsloop"
 RECONNECT_S = 5.0
+# Sent by a trigger on audit_log (migration 0020) at the commit of anything audited: the
+# change feed has something new (orchestrator/changes.py). It names no sender.
+CHANGES = "changes"
 
 
 def notify(conn: sa.Connection, what: str, sender: str = "") -> None:
@@ -30,15 +33,26 @@ def notify(conn: sa.Connection, what: str, sender: str = "") -> None:
 class Listener:
     """Calls `handlers[what]` for each notice `what` another process sends (PostgreSQL)."""
 
-    def __init__(self, engine: sa.Engine, me: str, handlers: Mapping[str, Callable[[], None]]):
+    def __init__(
+        self, engine: sa.Engine, me: str, handlers: Mapping[str, Callable[[], None]] | None = None
+    ) -> None:
         self._engine = engine
         self._me = me  # this process's own notices are ignored: it acted already
-        self._handlers = dict(handlers)
+        self._handlers = dict(handlers or {})
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="opsloop-listen", daemon=True)
 
+    def on(self, what: str, handler: Callable[[], None]) -> None:
+        """Call `handler` for notice `what` too (before `start`)."""
+        self._handlers[what] = handler
+
+    @property
+    def listens(self) -> bool:
+        """Whether notices can come at all (PostgreSQL): else only the timers poll."""
+        return self._engine.dialect.name == "postgresql"
+
     def start(self) -> None:
-        if self._engine.dialect.name == "postgresql":
+        if self.listens and not self._thread.is_alive():
             self._thread.start()
 
     def stop(self) -> None:

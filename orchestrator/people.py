@@ -37,7 +37,7 @@ OnRecoveryAnswer = Callable[[Mapping[str, Any]], None]
 class People:
     def __init__(
         self, services: Services, live: LiveRuns, advancer: Advancer, timers: Timers,
-        on_recovery_answer: OnRecoveryAnswer,
+        on_recovery_answer: OnRecoveryAnswer, listener: notices.Listener | None = None,
     ) -> None:  # fmt: skip
         self._services = services
         self._live = live
@@ -45,7 +45,8 @@ class People:
         self._timers = timers
         self._on_recovery_answer = on_recovery_answer
         self._stopped = False  # a graceful stop: no timers armed any more
-        self._horizon = Horizon(services, timers, arm=self.watch, expire=self.expire)
+        self._horizon = Horizon(services, timers, arm=self.watch, expire=self.expire,
+                                listener=listener)  # fmt: skip
 
     # -- questions ----------------------------------------------------------------
 
