@@ -25,7 +25,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from storage.engine import read_transaction
+from storage.engine import read_transaction, single_reads
 from storage.models import AuditEntry
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ class ChangeFeed:
 
     def _read(self, where: sa.ColumnElement[bool], limit: int | None = None) -> list[Change]:
         cols = (AUDIT.c.id, AUDIT.c.action, AUDIT.c.run_id, AUDIT.c.interaction_id)
-        with read_transaction(self._engine) as conn:
+        with single_reads(self._engine) as conn:  # one statement: one round trip
             rows = conn.execute(sa.select(*cols).where(where).order_by(AUDIT.c.id).limit(limit))
             return [Change(*row) for row in rows]
 
