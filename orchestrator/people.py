@@ -22,6 +22,7 @@ from orchestrator.horizon import DUE_SOON, Horizon
 from orchestrator.live import LiveRuns
 from orchestrator.protocol import InteractionView, RunView
 from orchestrator.runs import SYSTEM
+from orchestrator.runstate import RunState
 from orchestrator.services import Services
 from orchestrator.storage_retry import storage_attempts
 from orchestrator.timers import Timers
@@ -45,6 +46,7 @@ class People:
         self._timers = timers
         self._on_recovery_answer = on_recovery_answer
         self._stopped = False  # a graceful stop: no timers armed any more
+        self._run_of: dict[str, str] = {}  # question -> run whose state `_claim` kept
         self._horizon = Horizon(services, timers, arm=self.watch, expire=self.expire,
                                 listener=listener)  # fmt: skip
 
@@ -98,9 +100,14 @@ class People:
     ) -> InteractionView:  # fmt: skip
         # Draining: the step stays waiting, and the next start's sweep resumes it.
         claim = None if self._advancer.draining else self._claim
-        done = answers.record_answer(self._services, iid, gates.person(user), answer, comment,
-                                     params, lock=self._advancer.run_lock,
-                                     on_close=claim)  # fmt: skip
+        try:
+            done = answers.record_answer(self._services, iid, gates.person(user), answer,
+                                         comment, params, lock=self._advancer.run_lock,
+                                         on_close=claim)  # fmt: skip
+        except BaseException:
+            self._live.memory.forget(self._run_of.pop(iid, ""))  # kept by `_claim`, not committed
+            raise
+        self._run_of.pop(iid, None)
         row = done.row
         view = interactions.interaction_view(row)
         self._services.front_end.interaction_updated(done.run, view)
@@ -115,9 +122,18 @@ class People:
     def _claim(
         self, conn: sa.Connection, row: Mapping[str, Any], run: RunView
     ) -> resuming.Resumed | None:
-        """The answer closed the question: claim its step in the same transaction."""
+        """The question closed: claim its step in the same transaction (under the run's
+        lock), and keep the run as claimed for the next pass, which then reads nothing
+        (if the transaction fails, the caller forgets it)."""
         now, replica = self._services.clock.now(), self._services.replica
-        return resuming.claim_step(conn, run, row["step_id"], now, replica)
+        resumed = resuming.claim_step(conn, run, row["step_id"], now, replica)
+        if resumed is not None:
+            state = RunState(
+                self._services.workflow_of(run), resumed.run, resumed.version, frozenset()
+            )
+            self._live.memory.keep(run.id, state)
+            self._run_of[row["id"]] = run.id
+        return resumed
 
     def resume_interaction(self, iid: str) -> None:
         """Continue the step behind a closed interaction, once, whoever calls."""
@@ -130,10 +146,16 @@ class People:
         # otherwise settle the run as waiting after this made the step run again.
         resumed = None
         with self._advancer.run_lock(row["run_id"]):
-            for attempt in storage_attempts():
-                with attempt, write_transaction(self._services.engine) as conn:
-                    run = runs.load_run(conn, row["run_id"], lock=True)
-                    resumed = None if run is None else self._claim(conn, row, run)
+            try:
+                for attempt in storage_attempts():
+                    with attempt, write_transaction(self._services.engine) as conn:
+                        run = runs.load_run(conn, row["run_id"], lock=True)
+                        resumed = None if run is None else self._claim(conn, row, run)
+            except BaseException:
+                self._live.memory.forget(row["run_id"])  # kept by `_claim`, not committed
+                raise
+            finally:
+                self._run_of.pop(iid, None)
         if resumed is not None:
             self._resume(row, resumed)
 

@@ -8,6 +8,10 @@ Now the answer's transaction reads the run once and claims the waiting step (wai
 running, owned by this process) with one UPDATE that returns its thread, and one that
 sets the run running and raises its version; what it read travels on with the step.
 
+The run was read with its row locked, so no change that raises its version committed
+since: the view after the claim is the run at the version the claim returns, and the
+next pass starts from it (`RunState`, runstate.py) instead of reading the run again.
+
 Lock order: the run's row first (`load_run(lock=True)`, FOR UPDATE on PostgreSQL), then
 the question, then the step, as `People.park` does; so an answer racing the commit that
 parks its step, or a cancel, waits for it instead of deadlocking.
@@ -51,7 +55,7 @@ _WAKE = (
         status=sa.case((_WAITING, RunStatus.RUNNING), else_=runs.RUNS.c.status),
         updated_at=sa.case((_WAITING, sa.bindparam("b_now")), else_=runs.RUNS.c.updated_at),
     )
-    .returning(runs.RUNS.c.status)
+    .returning(runs.RUNS.c.status, runs.RUNS.c.version)
 )
 
 
@@ -62,6 +66,7 @@ class Resumed:
     run: RunView
     step_id: str
     thread_id: str
+    version: int  # the run's, after the claim: `run` is the run at this version
 
 
 def claim_step(
@@ -82,6 +87,6 @@ def claim_step(
     ).first()
     if claimed is None:
         return None
-    status = conn.execute(_WAKE, {"b_run": run.id, "b_now": now}).scalar_one()
+    status, version = conn.execute(_WAKE, {"b_run": run.id, "b_now": now}).one()
     view = replace(run.with_step(step_id, status=StepStatus.RUNNING), status=status)
-    return Resumed(view, step_id, claimed[0] or "")
+    return Resumed(view, step_id, claimed[0] or "", version)
