@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import uuid
 from collections.abc import Mapping
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -49,11 +51,12 @@ MODELS = (models.WorkflowRun, models.StepRun, models.Interaction, models.AuditEn
 BATCH = 500  # runs copied per transaction
 
 
-def populate(url: str, count: int, seed: int = 7) -> list[str]:
-    """`count` runs of WORKFLOW waiting at their gate in the database at `url`; their ids."""
+def populate(url: str, count: int, seed: int = 7, code: Path | None = None) -> list[str]:
+    """`count` runs of WORKFLOW waiting at their gate in the database at `url`; their ids.
+    `code`: another checkout that will use the database: its schema revision, not ours."""
     engine = create_engine(url)
     try:
-        setup(engine)
+        setup(engine, "head" if code is None else head_of(code))
         if count == 0:
             return []
         orch = Orchestrator(engine, {"waiting": parse_workflow(WORKFLOW)}, max_workers=2)
@@ -70,6 +73,17 @@ def populate(url: str, count: int, seed: int = 7) -> list[str]:
         return ids
     finally:
         engine.dispose()
+
+
+def head_of(code: Path) -> str:
+    """The newest schema revision of the checkout at `code` (from its migration files)."""
+    revisions, parents = set(), set()
+    for file in (code / "storage" / "migrations" / "versions").glob("*.py"):
+        text = file.read_text()
+        revisions.update(re.findall(r'^revision = "(\w+)"', text, re.M))
+        parents.update(re.findall(r'^down_revision = "(\w+)"', text, re.M))
+    (head,) = revisions - parents
+    return head
 
 
 def _copy(engine: sa.Engine, template: str, new_ids: list[str], rng: random.Random) -> None:

@@ -56,7 +56,7 @@ def process_cpu(pid: int) -> float:
 
 def one_round(code: Path, mode: str, args: argparse.Namespace) -> dict[str, float]:
     with database_url("postgres", "bench-idle-") as url, tempfile.TemporaryDirectory() as tmp:
-        populate(url, args.waiting)
+        populate(url, args.waiting, code=code)
         flows = Path(tmp) / "workflows"
         flows.mkdir()
         (flows / "waiting.yaml").write_text(WORKFLOW)

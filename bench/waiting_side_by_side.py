@@ -199,7 +199,7 @@ def measure_ours(kind: str, args: argparse.Namespace, code: Path | None = None) 
     from _waiting_runs import populate
 
     with database_url(kind, "bench-side-") as url:
-        populate(url, args.waiting)
+        populate(url, args.waiting, code=code)
         app = f"bench-ours-{uuid.uuid4().hex[:6]}"
         child_url = f"{url}&application_name={app}" if kind == "postgres" else url
         return run_child(sys.executable, "ours", child_url, app if kind == "postgres" else "",
