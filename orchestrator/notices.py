@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 CHANNEL = "opsloop"
 RECONNECT_S = 5.0
 # Sent by a trigger on audit_log (migration 0020) at the commit of anything audited: the
-# change feed has something new (orchestrator/changes.py). It names no sender.
+# change feed has something new (orchestrator/changes.py). Its sender is the schema.
 CHANGES = "changes"
 
 
@@ -68,20 +68,30 @@ class Listener:
             try:
                 with psycopg.connect(*cargs, **{**cparams, "autocommit": True}) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
+                    row = conn.execute("SELECT current_schema()").fetchone()
+                    schema = row[0] if row else None
                     while not self._stop.is_set():
                         # Wake at the first notice (a timeout: a stop is seen within a quarter
                         # of a second), then take those that came with it: one call each.
                         got = list(conn.notifies(timeout=0.25, stop_after=1))
                         if got:
                             got += conn.notifies(timeout=0.01)
-                        wanted = {n.payload.partition(" ")[0] for n in got
-                                  if n.payload.partition(" ")[2] != self._me}  # fmt: skip
+                        wanted = {what for what, _, sender in
+                                  (n.payload.partition(" ") for n in got)
+                                  if self._wanted(what, sender, schema)}  # fmt: skip
                         for what in sorted(wanted):
                             self._call(what)
             except Exception:  # the database is away: the timers still poll; listen again
                 log.warning("not listening for notices; again in %g s", RECONNECT_S,
                             exc_info=True)  # fmt: skip
                 self._stop.wait(RECONNECT_S)
+
+    def _wanted(self, what: str, sender: str, schema: str | None) -> bool:
+        """Not this process's own notice; a change notice only from its own schema (the
+        channel is the database's: several opsloop schemas may share one database)."""
+        if what == CHANGES:
+            return sender == schema
+        return sender != self._me
 
     def _call(self, what: str) -> None:
         handler = self._handlers.get(what)

@@ -1,6 +1,6 @@
-"""PostgreSQL: every statement that adds audit entries sends NOTIFY opsloop 'changes', so a
-serving process reads the change feed (orchestrator/changes.py) at once instead of at its
-next poll. A trigger, not a statement the orchestrator sends: no round trip more on any
+"""PostgreSQL: every statement that adds audit entries sends NOTIFY opsloop 'changes <its
+schema>' (listeners in other schemas of the database ignore it), so a serving process
+reads the change feed (orchestrator/changes.py) at once instead of at its next poll. A trigger, not a statement the orchestrator sends: no round trip more on any
 path, and the same for every writer (another release's CLI included). PostgreSQL sends
 one notice per transaction however many entries it adds, at its commit. SQLite has no
 notices: its processes poll.
@@ -22,7 +22,8 @@ def upgrade() -> None:
         return
     op.execute(
         "CREATE OR REPLACE FUNCTION opsloop_audit_notify() RETURNS trigger LANGUAGE plpgsql AS "
-        "$$ BEGIN PERFORM pg_notify('opsloop', 'changes'); RETURN NULL; END $$"
+        "$$ BEGIN PERFORM pg_notify('opsloop', 'changes ' || current_schema()); RETURN NULL; "
+        "END $$"
     )
     op.execute(
         "CREATE TRIGGER audit_log_notify AFTER INSERT ON audit_log "
