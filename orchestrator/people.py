@@ -10,6 +10,7 @@ exactly once even if a person answers in the same instant or two replicas both f
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -46,7 +47,7 @@ class People:
         self._timers = timers
         self._on_recovery_answer = on_recovery_answer
         self._stopped = False  # a graceful stop: no timers armed any more
-        self._run_of: dict[str, str] = {}  # question -> run whose state `_claim` kept
+        self._kept = threading.local()  # .run_id: whose state this thread's `_claim` kept
         self._horizon = Horizon(services, timers, arm=self.watch, expire=self.expire,
                                 listener=listener)  # fmt: skip
 
@@ -100,14 +101,15 @@ class People:
     ) -> InteractionView:  # fmt: skip
         # Draining: the step stays waiting, and the next start's sweep resumes it.
         claim = None if self._advancer.draining else self._claim
+        self._kept.run_id = None
         try:
             done = answers.record_answer(self._services, iid, gates.person(user), answer,
                                          comment, params, lock=self._advancer.run_lock,
                                          on_close=claim)  # fmt: skip
         except BaseException:
-            self._live.memory.forget(self._run_of.pop(iid, ""))  # kept by `_claim`, not committed
+            if self._kept.run_id is not None:  # kept by `_claim`, not committed
+                self._live.memory.forget(self._kept.run_id)
             raise
-        self._run_of.pop(iid, None)
         row = done.row
         view = interactions.interaction_view(row)
         self._services.front_end.interaction_updated(done.run, view)
@@ -132,7 +134,7 @@ class People:
                 self._services.workflow_of(run), resumed.run, resumed.version, frozenset()
             )
             self._live.memory.keep(run.id, state)
-            self._run_of[row["id"]] = run.id
+            self._kept.run_id = run.id
         return resumed
 
     def resume_interaction(self, iid: str) -> None:
@@ -154,8 +156,6 @@ class People:
             except BaseException:
                 self._live.memory.forget(row["run_id"])  # kept by `_claim`, not committed
                 raise
-            finally:
-                self._run_of.pop(iid, None)
         if resumed is not None:
             self._resume(row, resumed)
 
