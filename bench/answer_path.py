@@ -93,6 +93,7 @@ def main() -> None:
         orch.start(recover=True, serving=True)
         time.sleep(2.0)
         counts, listing, latencies = [], [], []
+        cpu = time.process_time()  # this process's CPU, all threads
         for run_id, iid in gate_of.items():
             log.clear()
             start = time.monotonic()
@@ -104,11 +105,13 @@ def main() -> None:
             counts.append(len(before))
             latencies.append((at - start) * 1000)
             listing = [(round((t - start) * 1000, 2), who, what, t <= at) for t, who, what in log]
+        cpu = (time.process_time() - cpu) / len(gate_of) * 1000
         orch.close()
         engine.dispose()
     print(f"{args.database}: {len(counts)} answers; statements before the next step starts "
           f"(BEGIN/COMMIT included): median {statistics.median(counts)}, min {min(counts)}, "
-          f"max {max(counts)}; latency median {statistics.median(latencies):.1f} ms")  # fmt: skip
+          f"max {max(counts)}; latency median {statistics.median(latencies):.1f} ms; "
+          f"CPU per answer (the whole run, every thread) {cpu:.1f} ms")  # fmt: skip
     print("the last answer's statements (ms from decide(), thread, statement):")
     for ms, who, what, critical in listing:
         print(f"  {'' if critical else '(after) '}{ms:7.2f}  {who[:22]:22}  {what}")
