@@ -45,7 +45,7 @@ from tests.polling import until  # noqa: E402
 from tests.serve_process import CHANNEL  # noqa: E402
 from tests.slack_double import SlackDouble  # noqa: E402
 
-SETTLE_S = 8.0  # after start: recovery, first loads, the first sweep's work
+SETTLE_S = 40.0  # after start: recovery, first loads, the start-up sweeps (1,000 runs)
 
 
 def process_cpu(pid: int) -> float:
@@ -75,7 +75,7 @@ def one_round(code: Path, mode: str, args: argparse.Namespace) -> dict[str, floa
                            Path(tmp) / "warm.log", slack):  # fmt: skip
                     until(lambda: unsent(url) == 0, timeout=600, what="every message sent")
             with serve(code, mode, env, Path(tmp) / "serve.log", slack) as proc:
-                time.sleep(SETTLE_S)
+                time.sleep(args.settle)
                 before, pg_before = process_cpu(proc.pid), backend_cpu(app)
                 time.sleep(args.idle)
                 used, pg_after = process_cpu(proc.pid) - before, backend_cpu(app)
@@ -126,6 +126,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--code", type=Path, action="append")
     parser.add_argument("--modes", default="no-slack,slack")
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=SETTLE_S,
+        help="seconds after start before measuring (start-up work ends)",
+    )
     args = parser.parse_args()
     codes = [c.resolve() for c in (args.code or [BENCH.parent])]
     results: dict[tuple[str, str], list[dict[str, float]]] = {}
