@@ -1,9 +1,10 @@
 """PostgreSQL: every statement that adds audit entries sends NOTIFY opsloop 'changes <its
 schema>' (listeners in other schemas of the database ignore it), so a serving process
-reads the change feed (orchestrator/changes.py) at once instead of at its next poll. A trigger, not a statement the orchestrator sends: no round trip more on any
-path, and the same for every writer (another release's CLI included). PostgreSQL sends
-one notice per transaction however many entries it adds, at its commit. SQLite has no
-notices: its processes poll.
+reads the change feed (orchestrator/changes.py) at once instead of at its next poll. A
+trigger, not a statement the orchestrator sends: no round trip more on any path, and the
+same for every writer (another release's CLI included). PostgreSQL sends one notice per
+transaction however many entries it adds, at its commit. SQLite has no notices: its
+processes poll.
 
 Revision ID: 0020
 Revises: 0017
