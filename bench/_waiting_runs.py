@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import uuid
 from collections.abc import Mapping
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -26,7 +28,7 @@ import sqlalchemy as sa
 from orchestrator import interactions
 from orchestrator.engine import Orchestrator
 from orchestrator.workflow.loader import parse_workflow
-from storage import models
+from storage import checkpoint_models, models
 from storage.engine import create_engine
 from storage.schema import setup
 from storage.types import utcnow
@@ -44,15 +46,17 @@ steps:
     python: engine_tasks:noop
 """
 MODELS = (models.WorkflowRun, models.StepRun, models.Interaction, models.AuditEntry,
-          models.CheckpointRow, models.CheckpointBlobRow, models.CheckpointWriteRow)  # fmt: skip
+          checkpoint_models.CheckpointRow, checkpoint_models.CheckpointBlobRow,
+          checkpoint_models.CheckpointWriteRow)  # fmt: skip
 BATCH = 500  # runs copied per transaction
 
 
-def populate(url: str, count: int, seed: int = 7) -> list[str]:
-    """`count` runs of WORKFLOW waiting at their gate in the database at `url`; their ids."""
+def populate(url: str, count: int, seed: int = 7, code: Path | None = None) -> list[str]:
+    """`count` runs of WORKFLOW waiting at their gate in the database at `url`; their ids.
+    `code`: another checkout that will use the database: its schema revision, not ours."""
     engine = create_engine(url)
     try:
-        setup(engine)
+        setup(engine, "head" if code is None else head_of(code))
         if count == 0:
             return []
         orch = Orchestrator(engine, {"waiting": parse_workflow(WORKFLOW)}, max_workers=2)
@@ -69,6 +73,17 @@ def populate(url: str, count: int, seed: int = 7) -> list[str]:
         return ids
     finally:
         engine.dispose()
+
+
+def head_of(code: Path) -> str:
+    """The newest schema revision of the checkout at `code` (from its migration files)."""
+    revisions, parents = set(), set()
+    for file in (code / "storage" / "migrations" / "versions").glob("*.py"):
+        text = file.read_text()
+        revisions.update(re.findall(r'^revision = "(\w+)"', text, re.M))
+        parents.update(re.findall(r'^down_revision = "(\w+)"', text, re.M))
+    (head,) = revisions - parents
+    return head
 
 
 def _copy(engine: sa.Engine, template: str, new_ids: list[str], rng: random.Random) -> None:
@@ -88,10 +103,11 @@ def _copy(engine: sa.Engine, template: str, new_ids: list[str], rng: random.Rand
             batch = []
             for new in new_ids:
                 swap = {template: new, gate["id"]: interactions.interaction_id(
-                    thread.replace(template, new), 0)}  # fmt: skip
+                    thread.replace(template, new), 1)}  # fmt: skip
                 for row in template_rows:
                     copy = {k: _swapped(v, swap) for k, v in row.items()
-                            if not (k == "id" and name in ("step_run", "audit_log"))}  # fmt: skip
+                            if not (k == "id" and name in ("step_run", "audit_log"))
+                            and tables[name].c[k].computed is None}  # fmt: skip
                     if name == "interaction":
                         copy["deadline"] = now + timedelta(seconds=rng.uniform(600, 3 * 86400))
                         copy["next_reminder_at"] = now + timedelta(seconds=rng.uniform(0, 3600))

@@ -20,6 +20,11 @@ of one core, and separately that of the PostgreSQL backends serving it (found by
 
     .venv/bin/python bench/waiting_side_by_side.py [--waiting 1000] [--gates 200]
         [--idle 60] [--skip-sqlite] [--skip-dbos] [--dbos-python PATH] [--json PATH]
+        [--base /path/to/other/checkout] [--rounds N]
+
+`--base` measures another checkout too (the code before a change), `--rounds` repeats
+every system that many times, in turn (a different one first each round), and prints
+medians with the load average: the machine may be shared.
 
 `OPSLOOP_BENCH_CODE=/path/to/checkout` measures another checkout of opsloop (its
 processes run that code with this venv's packages).
@@ -172,32 +177,36 @@ def child_dbos(schema: str, app: str, waiting: int, gates: int, idle: float) -> 
         with done:
             done.wait_for(lambda wf=wf: wf in stamps, timeout=30)
         latencies.append(stamps[wf] - start)
-    DBOS.destroy()
-    return {**result, **summary(latencies[2:])}
+    # Printed before DBOS.destroy(), which was seen to hang for minutes with hundreds of
+    # workflows still waiting in recv(); the process then exits without it.
+    print(json.dumps({**result, **summary(latencies[2:])}), flush=True)
+    os._exit(0)
 
 
 # -- the parent ----------------------------------------------------------------------
 
 
-def run_child(python: str, *args: str) -> dict[str, Any]:
+def run_child(python: str, *args: str, code: Path | None = None) -> dict[str, Any]:
+    env = None if code is None else {**os.environ, "OPSLOOP_BENCH_CODE": str(code.resolve())}
     out = subprocess.run([python, __file__, "--child", *args], capture_output=True, text=True,
-                         cwd=ROOT, timeout=900)  # fmt: skip
+                         cwd=code or ROOT, timeout=900, env=env)  # fmt: skip
     if out.returncode != 0:
         raise RuntimeError(f"child {args[0]} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def measure_ours(kind: str, args: argparse.Namespace) -> dict[str, Any]:
+def measure_ours(kind: str, args: argparse.Namespace, code: Path | None = None) -> dict[str, Any]:
     sys.path[:0] = [str(ROOT), str(BENCH)]
     from _databases import database_url
     from _waiting_runs import populate
 
     with database_url(kind, "bench-side-") as url:
-        populate(url, args.waiting)
+        populate(url, args.waiting, code=code)
         app = f"bench-ours-{uuid.uuid4().hex[:6]}"
         child_url = f"{url}&application_name={app}" if kind == "postgres" else url
         return run_child(sys.executable, "ours", child_url, app if kind == "postgres" else "",
-                         str(args.waiting), str(args.gates), str(args.idle))  # fmt: skip
+                         str(args.waiting), str(args.gates), str(args.idle),
+                         code=code)  # fmt: skip
 
 
 def measure_dbos(args: argparse.Namespace) -> dict[str, Any] | None:
@@ -241,26 +250,40 @@ def main() -> None:
     parser.add_argument("--skip-sqlite", action="store_true")
     parser.add_argument("--dbos-python", default="/tmp/dbos-venv/bin/python")
     parser.add_argument("--skip-dbos", action="store_true")
+    parser.add_argument("--base", type=Path, help="another checkout, measured in each round too")
+    parser.add_argument("--rounds", type=int, default=1, help="each system once per round")
     parser.add_argument("--json", type=Path)
     args, _ = parser.parse_known_args()
-    rows = {"opsloop, PostgreSQL": measure_ours("postgres", args)}
-    print("opsloop, PostgreSQL:", rows["opsloop, PostgreSQL"], flush=True)
-    dbos = None if args.skip_dbos else measure_dbos(args)
-    if dbos is not None:
-        rows["DBOS, PostgreSQL"] = dbos
-        print("DBOS, PostgreSQL:", dbos, flush=True)
-    if not args.skip_sqlite:
-        rows["opsloop, SQLite"] = measure_ours("sqlite", args)
-    print(f"{args.waiting} waiting; idle {args.idle:g} s; {args.gates} answers, one at a time")
+    rows: dict[str, list[dict[str, Any]]] = {}
+    for n in range(args.rounds):
+        systems = [("opsloop, PostgreSQL", lambda: measure_ours("postgres", args))]
+        if args.base is not None:
+            systems.append((f"opsloop {args.base.name}, PostgreSQL",
+                            lambda: measure_ours("postgres", args, args.base)))  # fmt: skip
+        if not args.skip_dbos:
+            systems.append(("DBOS, PostgreSQL", lambda: measure_dbos(args)))
+        if not args.skip_sqlite:
+            systems.append(("opsloop, SQLite", lambda: measure_ours("sqlite", args)))
+        for name, measure in systems[n % len(systems) :] + systems[: n % len(systems)]:
+            got = measure()
+            if got is None:
+                continue
+            got["load"] = os.getloadavg()[0]
+            rows.setdefault(name, []).append(got)
+            print(f"round {n + 1}: {name}: {got}", flush=True)
+    print(f"{args.waiting} waiting; idle {args.idle:g} s; {args.gates} answers, one at a time; "
+          f"median of {args.rounds} round(s), systems in turn")  # fmt: skip
     print(
         "| system | answer -> next step p50 ms | p99 ms | idle CPU % (process) | "
-        "idle CPU % (its PostgreSQL backends) |"
+        "idle CPU % (its PostgreSQL backends) | load average |"
     )
-    print("|---|---|---|---|---|")
-    for name, r in rows.items():
+    print("|---|---|---|---|---|---|")
+    for name, runs in rows.items():
+        med = {k: statistics.median(r[k] for r in runs) for k in
+               ("p50_ms", "p99_ms", "idle_cpu_pct", "idle_pg_cpu_pct", "load")}  # fmt: skip
         print(
-            f"| {name} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['idle_cpu_pct']:.2f} | "
-            f"{r['idle_pg_cpu_pct']:.2f} |"
+            f"| {name} | {med['p50_ms']:.1f} | {med['p99_ms']:.1f} | {med['idle_cpu_pct']:.2f} | "
+            f"{med['idle_pg_cpu_pct']:.2f} | {med['load']:.1f} |"
         )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))

@@ -246,13 +246,24 @@ class Advancer:
                                 finished_at=None, attempts=claim["attempts"])  # fmt: skip
         self._run_step(run.id, step.id, thread_id, None, run)
 
-    def resume_step(self, run_id: str, step_id: str, thread_id: str,
-                    resume: Mapping[str, Any] | None, workflow: str) -> None:  # fmt: skip
+    def resume_step(
+        self, run_id: str, step_id: str, thread_id: str, resume: Mapping[str, Any] | None,
+        workflow: str, *, run: RunView | None = None, asked: str | None = None,
+    ) -> None:  # fmt: skip
         """Run a step again on the pool: resumed with an answer, or restarted by recovery;
-        within its workflow's share of the workers (else many answers took them all)."""
+        within its workflow's share of the workers (else many answers took them all).
+        `run`: the run as just read (else the worker reads it); `asked`: the interaction
+        the answer closed, which the resumed step does not open again."""
         if not self.draining:  # else the answer is in the database, for the next start
-            start = lambda: self.submit(self._run_step, run_id, step_id, thread_id, resume)  # noqa: E731
+            if asked is not None:
+                self._runner.promise_asked(asked)
+            now = [run]  # a step the share holds back reads the run when it starts
+
+            def start() -> None:
+                self.submit(self._run_step, run_id, step_id, thread_id, resume, now[0])
+
             self._share.admit(run_id, workflow, step_id, start)
+            now[0] = None
 
     def _run_step(
         self, run_id: str, step_id: str, thread_id: str,

@@ -1,8 +1,12 @@
-"""Recording a person's answer: permission, validation, one conditional UPDATE, audit."""
+"""Recording a person's answer: permission, validation, one conditional UPDATE, audit; and,
+when it closes the interaction, what the caller does in the same transaction (resuming.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -10,15 +14,31 @@ from sqlalchemy.engine import Connection
 
 from orchestrator import gates, interactions, runs
 from orchestrator.errors import AlreadyAnswered, InvalidAnswer, NotAllowed, NotFound
+from orchestrator.interactions import INTERACTIONS
+from orchestrator.protocol import RunView
 from orchestrator.services import Services
 from orchestrator.storage_retry import storage_attempts
 from orchestrator.workflow.params import coerce_value
 from storage.claims import claim
-from storage.engine import write_transaction
+from storage.engine import single_reads, write_transaction
 from storage.models import Interaction
 from storage.statuses import InteractionStatus
 
 MAX_TRIES = 50  # quorum answers that lose a race re-read and try again
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """An answer committed: the interaction and the run as its transaction left them, and
+    what `on_close` returned there (the answer closed the interaction)."""
+
+    row: Mapping[str, Any]
+    run: RunView
+    closed: Any = None
+
+
+# Called in the answer's transaction when it closes the interaction: (conn, row, run).
+OnClose = Callable[[Connection, Mapping[str, Any], RunView], Any]
 
 
 def record_answer(
@@ -28,50 +48,83 @@ def record_answer(
     answer: Any,
     comment: str | None,
     params: Mapping[str, Any] | None = None,
-) -> Mapping[str, Any]:
-    """Apply one answer; return the interaction row as it is afterwards."""
+    *,
+    lock: Callable[[str], AbstractContextManager[Any]] = lambda _run_id: nullcontext(),
+    on_close: OnClose | None = None,
+) -> Recorded:
+    """Apply one answer, holding `lock(run id)` around its transaction; what it committed."""
+    run_id = _run_of(services, iid)
     for _ in range(MAX_TRIES):
         now = services.clock.now()
         refused: NotAllowed | None = None
-        for attempt in storage_attempts():
-            with attempt, write_transaction(services.engine) as conn:
-                row = interactions.load_interaction(conn, iid)
-                if row is None:
-                    raise NotFound(f"no interaction {iid!r}; `opsloop pending` lists the open ones")
-                if row["status"] != InteractionStatus.PENDING:
-                    raise AlreadyAnswered(iid, row["status"], row["answered_by"])
-                requester = conn.execute(
-                    sa.select(runs.RUNS.c.started_by).where(runs.RUNS.c.id == row["run_id"])
-                ).scalar()
-                try:
-                    gates.check_allowed(row, user, requester, services.directory)
-                except NotAllowed as exc:
-                    refused = exc
-                    runs.audit(conn, user, "interaction.refused", now=now, run_id=row["run_id"],
-                               interaction_id=iid, reason=str(exc))  # fmt: skip
-                if refused is None:
-                    changes = _param_changes(services, conn, row, answer, params) if params else {}
-                    outcome = gates.apply_answer(row, user, answer, comment, now)
-                    if changes:  # the gate message shows the diff with the answer
-                        outcome.responses[-1]["changes"] = _diff(conn, row["run_id"], changes)
-                    values: dict[str, Any] = {
-                        "status": outcome.status, "responses": outcome.responses,
-                    }  # fmt: skip
-                    if outcome.closed:
-                        values.update(answer=outcome.answer, answered_by=user, answered_at=now)
-                    if claim(conn, Interaction, iid, expect=[InteractionStatus.PENDING],
-                             version=row["version"], values=values):  # fmt: skip
-                        runs.audit(conn, user, "interaction.answered", now=now,
-                                   run_id=row["run_id"], interaction_id=iid, answer=answer,
-                                   comment=comment, status=str(outcome.status))  # fmt: skip
-                        if changes:
-                            _change_params(conn, row["run_id"], user, iid, changes, now)
-                        updated = interactions.load_interaction(conn, iid)
-                        assert updated is not None
-                        return updated
+        with lock(run_id):
+            for attempt in storage_attempts():
+                with attempt, write_transaction(services.engine) as conn:
+                    # The run's row is locked first, as every transaction that changes a
+                    # run and its question does (resuming.py); read once, for the answer
+                    # and for what follows it.
+                    run = runs.load_run(conn, run_id, lock=True)
+                    row = interactions.load_interaction(conn, iid)
+                    if run is None or row is None:  # deleted meanwhile (db prune)
+                        raise NotFound(f"no interaction {iid!r}; `opsloop pending` lists "
+                                       "the open ones")  # fmt: skip
+                    if row["status"] != InteractionStatus.PENDING:
+                        raise AlreadyAnswered(iid, row["status"], row["answered_by"])
+                    try:
+                        gates.check_allowed(row, user, run.started_by, services.directory)
+                    except NotAllowed as exc:
+                        refused = exc
+                        runs.audit(conn, user, "interaction.refused", now=now, run_id=run_id,
+                                   interaction_id=iid, reason=str(exc))  # fmt: skip
+                    if refused is None:
+                        done = _apply(services, conn, row, run, user, answer, comment, params, now)
+                        if done is not None:
+                            closed = done.row["status"] != InteractionStatus.PENDING
+                            if closed and on_close is not None:
+                                return replace(done, closed=on_close(conn, done.row, done.run))
+                            return done
         if refused is not None:
             raise refused
     raise AlreadyAnswered(iid, "busy", None)
+
+
+def _run_of(services: Services, iid: str) -> str:
+    """The run of interaction `iid` (it never changes); NotFound if there is none."""
+    for attempt in storage_attempts():
+        with attempt, single_reads(services.engine) as conn:
+            run_id = conn.execute(
+                sa.select(INTERACTIONS.c.run_id).where(INTERACTIONS.c.id == iid)
+            ).scalar()
+    if run_id is None:
+        raise NotFound(f"no interaction {iid!r}; `opsloop pending` lists the open ones")
+    return run_id
+
+
+def _apply(
+    services: Services, conn: Connection, row: Mapping[str, Any], run: RunView, user: str,
+    answer: Any, comment: str | None, params: Mapping[str, Any] | None, now: datetime,
+) -> Recorded | None:  # fmt: skip
+    """Claim the interaction with the answer and audit it; None if another answer got to
+    it first (the caller reads it again)."""
+    iid = row["id"]
+    changes = _param_changes(services, conn, row, answer, params) if params else {}
+    outcome = gates.apply_answer(row, user, answer, comment, now)
+    if changes:  # the gate message shows the diff with the answer
+        outcome.responses[-1]["changes"] = _diff(conn, row["run_id"], changes)
+    values: dict[str, Any] = {"status": outcome.status, "responses": outcome.responses}
+    if outcome.closed:
+        values.update(answer=outcome.answer, answered_by=user, answered_at=now)
+    if not claim(conn, Interaction, iid, expect=[InteractionStatus.PENDING],
+                 version=row["version"], values=values):  # fmt: skip
+        return None
+    runs.audit(conn, user, "interaction.answered", now=now, run_id=row["run_id"],
+               interaction_id=iid, answer=answer, comment=comment,
+               status=str(outcome.status))  # fmt: skip
+    if changes:
+        after = _change_params(conn, row["run_id"], user, iid, changes, now)
+        run = replace(run, params=after)
+    # What the claim wrote, without reading it back.
+    return Recorded({**row, **values, "version": row["version"] + 1}, run)
 
 
 def _param_changes(
@@ -109,11 +162,13 @@ def _diff(conn: Connection, run_id: str, changes: Mapping[str, Any]) -> dict[str
 
 def _change_params(
     conn: Connection, run_id: str, user: str, iid: str, changes: Mapping[str, Any], now: Any
-) -> None:
+) -> dict[str, Any]:
+    """Apply `changes` to the run's params (audited); the params after."""
     before = conn.execute(sa.select(runs.RUNS.c.params).where(runs.RUNS.c.id == run_id)).scalar()
     after = {**(before or {}), **changes}
     if after == before:
-        return
+        return after
     conn.execute(sa.update(runs.RUNS).where(runs.RUNS.c.id == run_id).values(params=after))
     runs.audit(conn, user, "run.params_changed", now=now, run_id=run_id, interaction_id=iid,
                before={k: (before or {}).get(k) for k in changes}, after=dict(changes))  # fmt: skip
+    return after

@@ -5,7 +5,8 @@ opened, answered or expired) is audited in the transaction that makes it, whiche
 process made it: a CLI command, another replica, a schedule. So the audit log is a
 feed: a replica that reads the entries it has not seen yet learns of every such change,
 with one indexed query on the primary key. `serve` uses it to watch the questions other
-processes open (their deadlines and reminders) and to bring Slack up to date.
+processes open (their deadlines and reminders) and to bring Slack up to date: one
+`ChangeWatch` reads it for both.
 
 Ids come from a sequence taken before the commit, so on PostgreSQL an entry may become
 visible after one with a larger id: an id skipped over is looked for again for `GAP_S`
@@ -14,6 +15,7 @@ seconds (a rolled-back insert leaves a gap for good).
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -23,11 +25,13 @@ from datetime import timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from storage.engine import read_transaction
+from storage.engine import read_transaction, single_reads
 from storage.models import AuditEntry
 
+log = logging.getLogger(__name__)
 AUDIT: sa.Table = AuditEntry.__table__  # type: ignore[attr-defined]
 GAP_S = 10.0  # how long a missing id is waited for (a transaction that has not committed)
+NOTIFIED_POLL_S = 5.0  # PostgreSQL: polls only catch a lost notice (notices.py, migration 0020)
 BATCH = 500
 
 
@@ -90,7 +94,7 @@ class ChangeFeed:
 
     def _read(self, where: sa.ColumnElement[bool], limit: int | None = None) -> list[Change]:
         cols = (AUDIT.c.id, AUDIT.c.action, AUDIT.c.run_id, AUDIT.c.interaction_id)
-        with read_transaction(self._engine) as conn:
+        with single_reads(self._engine) as conn:  # one statement: one round trip
             rows = conn.execute(sa.select(*cols).where(where).order_by(AUDIT.c.id).limit(limit))
             return [Change(*row) for row in rows]
 
@@ -111,3 +115,65 @@ class ChangeFeed:
                 break
             self._missing.pop(nxt, None)
             self._floor = nxt
+
+
+Subscriber = Callable[[list[Change]], None]
+
+
+class ChangeWatch:
+    """The one reader of the change feed in a process, and the parts told of what it reads:
+    the question watch (question_watch.py) and, in `serve` with Slack, the reconciler
+    (bot/slack/reconciler.py). One indexed query per poll, however many subscribe.
+
+    Subscribe before `start()`: the feed starts at the end of the audit log, less the
+    longest `lookback` a subscriber asked for. `poll()` runs on a timer and, on PostgreSQL,
+    when a notice says the audit log grew (notices.py); a subscriber that raises is logged
+    and the others are still told.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.feed = ChangeFeed(engine)
+        self._subscribers: list[Subscriber] = []
+        self._lookback: timedelta | None = None
+        self._every_s = NOTIFIED_POLL_S
+        self._started = False
+        self._lock = threading.Lock()
+
+    def subscribe(
+        self, subscriber: Subscriber, lookback: timedelta | None = None, every_s: float = 1.0
+    ) -> None:
+        """Call `subscriber(changes)` after each poll that found some; it wants a poll at
+        least every `every_s` s where no notice comes."""
+        with self._lock:
+            self._subscribers.append(subscriber)
+            self._every_s = min(self._every_s, every_s)
+            if lookback is not None:
+                self._lookback = max(lookback, self._lookback or lookback)
+
+    def every_s(self, notified: bool) -> float:
+        """How often to poll: what the subscribers want, or, where a notice says that the
+        log grew (PostgreSQL), `NOTIFIED_POLL_S`: a fallback for a notice lost."""
+        with self._lock:
+            return NOTIFIED_POLL_S if notified else self._every_s
+
+    def start(self) -> None:
+        """Skip what the audit log already holds (but the lookback); once."""
+        with self._lock:
+            if self._started:
+                return
+            self._started = True
+            lookback = self._lookback
+        self.feed.start_at_end(lookback)
+
+    def poll(self) -> int:
+        """Read the feed once and tell every subscriber; how many changes were read."""
+        changes = self.feed.poll()
+        if changes:
+            with self._lock:
+                subscribers = list(self._subscribers)
+            for subscriber in subscribers:
+                try:
+                    subscriber(changes)
+                except Exception:  # the others are still told; the periodic sweeps catch up
+                    log.exception("a change subscriber failed on %d change(s)", len(changes))
+        return len(changes)

@@ -23,11 +23,13 @@ from sqlalchemy.engine import Engine
 from orchestrator import leases, runs, schedules, storage_retry
 from orchestrator.access import AccessPolicy
 from orchestrator.advancing import Advancer
+from orchestrator.changes import ChangeWatch
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.errors import AlreadyAnswered, OrchestratorError, RateLimited
 from orchestrator.execution import StepRunner
 from orchestrator.gatekeeper import Gatekeeper
 from orchestrator.live import LiveRuns
+from orchestrator.notices import CHANGES, Listener
 from orchestrator.people import People
 from orchestrator.protocol import (
     Directory,
@@ -98,18 +100,21 @@ class Orchestrator:
             on_pause=lambda run_id, step_id, pending: self._people.park(run_id, step_id, pending),
             on_finished=self._run_finished,
         )  # fmt: skip
+        # One reader of the audit log for the process (changes.py), woken by notices.
+        self.changes, self._listener = ChangeWatch(engine), Listener(engine, services.replica)
+        self._listener.on(CHANGES, self.changes.poll)
         self._people = People(
             services, self._live, self._advancer, self._timers,
             on_recovery_answer=lambda row: self._recovery.apply_answer(row),
+            listener=self._listener,
         )  # fmt: skip
-        self._recovery = Recovery(services, self._live, self._advancer, self._people)
+        self._recovery = Recovery(services, self._live, self._advancer, self._people,
+                                  self.changes)  # fmt: skip
         self._started = False
         self._left: set[tuple[str, str]] | None = None  # drained: steps still running then
         self._schedules = ScheduleTimer(
             services, self._timers, started=self._adopt, cancelled=self._cancelled_elsewhere
         )
-
-    # -- life cycle ----------------------------------------------------------
 
     def start(self, *, recover: bool = True, serving: bool = False) -> None:
         """Start the timers and, with `recover`, take over every unfinished run.
@@ -133,7 +138,7 @@ class Orchestrator:
         self._recovery.sweep()
         self._schedules.start(prune=serving)
         timers.every(self._wall_s(leases.LEASE.total_seconds()), "sweep", self.sweep)
-        timers.every(self._recovery.poll_s, "questions", self._recovery.watch_new)
+        timers.every(self.changes.every_s(self._listener.listens), "questions", self.changes.poll)
 
     def sweep(self) -> None:
         """Continue unfinished runs, watch every open question (recovery.py), and fire
@@ -197,8 +202,6 @@ class Orchestrator:
         """This process as step leases name it (host/pid/incarnation)."""
         return self._services.replica
 
-    # -- runs -----------------------------------------------------------------
-
     def workflow(self, name: str) -> Workflow:
         """The current version of workflow `name` (UnknownWorkflow lists the known ones)."""
         return self._services.versions.named(name)
@@ -244,8 +247,6 @@ class Orchestrator:
         """Block until the run is finished or nothing can move without a person."""
         return self._live.wait(run_id, timeout)
 
-    # -- people ---------------------------------------------------------------
-
     def decide(
         self, iid: str, user: str, answer: Any, comment: str | None = None,
         params: Mapping[str, Any] | None = None,
@@ -258,8 +259,6 @@ class Orchestrator:
         InvalidAnswer; none of them changes anything.
         """
         return self._people.decide(iid, user, answer, comment, params)
-
-    # -- operator commands ----------------------------------------------------
 
     def cancel(self, run_id: str, by: str) -> RunView:
         """Cancel a run: pending steps and open interactions close, processes are killed."""

@@ -56,6 +56,8 @@ class StepRunner:
         self._cancelled: set[str] = set()
         # A running python attempt's ctx.cancelled: a cancel tells the task (it cannot be killed).
         self._told: dict[tuple[str, str], threading.Event] = {}
+        # Interactions a resumed step finds already open: its ask() inserts nothing.
+        self._asked: set[str] = set()
 
     def execute(
         self, run_id: str, step_id: str, thread_id: str,
@@ -77,6 +79,7 @@ class StepRunner:
                 process_started=lambda proc: self.process_started(run_id, step_id, proc),
                 attempt_started=lambda n: self._live.step_changed(run_id, step_id, attempts=n),
                 task_started=lambda told: self._task_started(run_id, step_id, told),
+                opened=self._take_asked,
             )
             view = run
 
@@ -102,6 +105,19 @@ class StepRunner:
         if result.interrupt is not None:
             return StepEnd(StepStatus.WAITING, interrupt=result.interrupt)
         return StepEnd(StepStatus.SUCCEEDED, outputs=self._services.scrubber.value(result.outputs))
+
+    def promise_asked(self, iid: str) -> None:
+        """Promise that interaction `iid` exists (an answer closed it): the step that asked
+        it resumes without writing it again, as RetryingSaver.new_thread spares a read."""
+        with self._lock:
+            self._asked.add(iid)
+
+    def _take_asked(self, iid: str) -> bool:
+        with self._lock:
+            if iid in self._asked:
+                self._asked.discard(iid)
+                return True
+            return False
 
     def _failed(self, error: str, outputs: dict[str, Any] | None = None) -> StepEnd:
         """A failure as it is stored and posted: without the bot's secrets (secrets.py)."""

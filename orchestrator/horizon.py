@@ -45,6 +45,7 @@ class Horizon:
     def __init__(
         self, services: Services, timers: Timers, *,
         arm: Callable[[Mapping[str, Any]], None], expire: Callable[[str], None],
+        listener: Listener | None = None,
     ) -> None:  # fmt: skip
         self._services = services
         self._timers = timers
@@ -54,7 +55,8 @@ class Horizon:
         self._until: datetime | None = None  # None: not loading, every timer is armed
         self._stopped = False
         # PostgreSQL: another process opened a question due soon (people.park): load now.
-        self._listener = Listener(services.engine, services.replica, {DUE_SOON: self.load})
+        self._listener = listener or Listener(services.engine, services.replica)
+        self._listener.on(DUE_SOON, self.load)
 
     def covers(self, moment: datetime) -> bool:
         """Whether a timer at `moment` is held now (else a later load arms it)."""

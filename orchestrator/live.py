@@ -49,14 +49,17 @@ class LiveRuns:
             self._views.pop(run_id, None)
         self.memory.forget(run_id)
 
-    def step_changed(self, run_id: str, step_id: str, **committed: Any) -> None:
-        """Tell the front end about a change just committed: `committed` holds its values."""
+    def step_changed(
+        self, run_id: str, step_id: str, *, fallback: RunView | None = None, **committed: Any
+    ) -> None:
+        """Tell the front end about a change just committed: `committed` holds its values.
+        `fallback`: the run with that change, if the caller holds it (else it is read)."""
         with self._lock:
             run = self._latest.get(run_id)
             if run is not None:
                 run = self._latest[run_id] = run.with_step(step_id, **committed)
-        if run is None:  # not a run this process is advancing: read it
-            run = self._services.view(run_id)
+        if run is None:  # not a run this process is advancing
+            run = fallback or self._services.view(run_id)
         self._services.front_end.step_changed(run, run.step(step_id))
         self.notify()
 

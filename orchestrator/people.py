@@ -10,25 +10,27 @@ exactly once even if a person answers in the same instant or two replicas both f
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
-from orchestrator import answers, gates, interactions, leases, log_context, notices, runs
+from orchestrator import answers, gates, interactions, log_context, notices, resuming, runs
 from orchestrator.advancing import Advancer
 from orchestrator.horizon import DUE_SOON, Horizon
 from orchestrator.live import LiveRuns
-from orchestrator.protocol import InteractionView
+from orchestrator.protocol import InteractionView, RunView
 from orchestrator.runs import SYSTEM
+from orchestrator.runstate import RunState
 from orchestrator.services import Services
 from orchestrator.storage_retry import storage_attempts
 from orchestrator.timers import Timers
 from storage.claims import claim
 from storage.engine import read_transaction, write_transaction
 from storage.models import Interaction
-from storage.statuses import InteractionStatus, RunStatus, StepStatus
+from storage.statuses import InteractionStatus, StepStatus
 
 # The answer to a crash-recovery question, for recovery.py to apply (the step is running).
 OnRecoveryAnswer = Callable[[Mapping[str, Any]], None]
@@ -37,7 +39,7 @@ OnRecoveryAnswer = Callable[[Mapping[str, Any]], None]
 class People:
     def __init__(
         self, services: Services, live: LiveRuns, advancer: Advancer, timers: Timers,
-        on_recovery_answer: OnRecoveryAnswer,
+        on_recovery_answer: OnRecoveryAnswer, listener: notices.Listener | None = None,
     ) -> None:  # fmt: skip
         self._services = services
         self._live = live
@@ -45,7 +47,9 @@ class People:
         self._timers = timers
         self._on_recovery_answer = on_recovery_answer
         self._stopped = False  # a graceful stop: no timers armed any more
-        self._horizon = Horizon(services, timers, arm=self.watch, expire=self.expire)
+        self._kept = threading.local()  # .run_id: whose state this thread's `_claim` kept
+        self._horizon = Horizon(services, timers, arm=self.watch, expire=self.expire,
+                                listener=listener)  # fmt: skip
 
     # -- questions ----------------------------------------------------------------
 
@@ -55,9 +59,10 @@ class People:
         iid = pending.value["interaction_id"]
         for attempt in storage_attempts():
             with attempt, write_transaction(self._services.engine) as conn:
+                runs.bump_run(conn, run_id)  # the run's row first: see resuming.py
                 runs.set_step(
                     conn, run_id, step_id, expect=[StepStatus.RUNNING], status=StepStatus.WAITING,
-                    updated_at=self._services.clock.now(),
+                    updated_at=self._services.clock.now(), signal=False,
                 )  # fmt: skip
                 conn.execute(
                     sa.update(interactions.INTERACTIONS)
@@ -94,14 +99,43 @@ class People:
         self, iid: str, user: str, answer: Any, comment: str | None,
         params: Mapping[str, Any] | None,
     ) -> InteractionView:  # fmt: skip
-        row = answers.record_answer(self._services, iid, gates.person(user), answer, comment,
-                                    params)  # fmt: skip
+        # Draining: the step stays waiting, and the next start's sweep resumes it.
+        claim = None if self._advancer.draining else self._claim
+        self._kept.run_id = None
+        try:
+            done = answers.record_answer(self._services, iid, gates.person(user), answer,
+                                         comment, params, lock=self._advancer.run_lock,
+                                         on_close=claim)  # fmt: skip
+        except BaseException:
+            if self._kept.run_id is not None:  # kept by `_claim`, not committed
+                self._live.memory.forget(self._kept.run_id)
+            raise
+        row = done.row
         view = interactions.interaction_view(row)
-        self._services.front_end.interaction_updated(self._services.view(row["run_id"]), view)
+        self._services.front_end.interaction_updated(done.run, view)
         if row["status"] != InteractionStatus.PENDING:
             self.forget(iid)
-            self.resume_interaction(iid)
+            if done.closed is not None:
+                self._resume(row, done.closed)
+            else:  # its step was not waiting yet: park sees the answer, or this claims it
+                self.resume_interaction(iid)
         return view
+
+    def _claim(
+        self, conn: sa.Connection, row: Mapping[str, Any], run: RunView
+    ) -> resuming.Resumed | None:
+        """The question closed: claim its step in the same transaction (under the run's
+        lock), and keep the run as claimed for the next pass, which then reads nothing
+        (if the transaction fails, the caller forgets it)."""
+        now, replica = self._services.clock.now(), self._services.replica
+        resumed = resuming.claim_step(conn, run, row["step_id"], now, replica)
+        if resumed is not None:
+            state = RunState(
+                self._services.workflow_of(run), resumed.run, resumed.version, frozenset()
+            )
+            self._live.memory.keep(run.id, state)
+            self._kept.run_id = run.id
+        return resumed
 
     def resume_interaction(self, iid: str) -> None:
         """Continue the step behind a closed interaction, once, whoever calls."""
@@ -112,50 +146,34 @@ class People:
             return  # draining: the step stays waiting, and the next start's sweep resumes it
         # Under the run's lock: an advance pass that read the step as waiting would
         # otherwise settle the run as waiting after this made the step run again.
+        resumed = None
         with self._advancer.run_lock(row["run_id"]):
-            row, claimed = self._claim_resume(iid)
-        if claimed is None:
-            return
-        thread_id, workflow = claimed
-        self._live.step_changed(row["run_id"], row["step_id"], status=StepStatus.RUNNING)
+            try:
+                for attempt in storage_attempts():
+                    with attempt, write_transaction(self._services.engine) as conn:
+                        run = runs.load_run(conn, row["run_id"], lock=True)
+                        resumed = None if run is None else self._claim(conn, row, run)
+            except BaseException:
+                self._live.memory.forget(row["run_id"])  # kept by `_claim`, not committed
+                raise
+        if resumed is not None:
+            self._resume(row, resumed)
+
+    def _resume(self, row: Mapping[str, Any], resumed: resuming.Resumed) -> None:
+        """Hand a claimed step its answer: it runs on the pool with the run as read."""
+        run = resumed.run
+        self._live.step_changed(run.id, resumed.step_id, fallback=run, status=StepStatus.RUNNING)
         if row["purpose"] == "recovery":
             self._on_recovery_answer(row)
             return
+        # The one interrupt pending in the step's thread: resumed by value, not by its id
+        # (which the commit that parked the step may have written after `row` was read).
         resolution = {
             "status": row["status"], "value": row["answer"], "by": row["answered_by"],
             "responses": row["responses"],
         }  # fmt: skip
-        self._advancer.resume_step(row["run_id"], row["step_id"], thread_id,
-                                   {row["interrupt_id"]: resolution}, workflow)  # fmt: skip
-
-    def _claim_resume(self, iid: str) -> tuple[Mapping[str, Any], tuple[str, str] | None]:
-        """Move the waiting step to running; its thread id and the run's workflow (for its
-        share of the workers), or None if another caller won."""
-        now = self._services.clock.now()
-        for attempt in storage_attempts():
-            with attempt, write_transaction(self._services.engine) as conn:
-                row = interactions.load_interaction(conn, iid)  # again: park may have set it
-                assert row is not None
-                run_id, step_id = row["run_id"], row["step_id"]
-                won = runs.set_step(
-                    conn, run_id, step_id, expect=[StepStatus.WAITING], status=StepStatus.RUNNING,
-                    updated_at=now, **leases.ownership(self._services.replica, now),
-                )  # fmt: skip
-                if won:
-                    # Read again after the UPDATE: on PostgreSQL it may have waited for the
-                    # commit that parked the step and set `interrupt_id`, which the first
-                    # read, made before that commit, did not see.
-                    row = interactions.load_interaction(conn, iid)
-                    assert row is not None
-                    runs.set_run(conn, run_id, expect=[RunStatus.WAITING],
-                                 status=RunStatus.RUNNING, updated_at=now)  # fmt: skip
-                steps, run = runs.STEPS, runs.RUNS
-                thread_id, workflow = conn.execute(
-                    sa.select(steps.c.thread_id, run.c.workflow)
-                    .join_from(steps, run, run.c.id == steps.c.run_id)
-                    .where(steps.c.run_id == run_id, steps.c.step_id == step_id)
-                ).one()
-        return row, (thread_id, workflow) if won else None
+        self._advancer.resume_step(run.id, resumed.step_id, resumed.thread_id, resolution,
+                                   run.workflow, run=run, asked=row["id"])  # fmt: skip
 
     # -- time ---------------------------------------------------------------------
 

@@ -3,6 +3,7 @@ interactions."""
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from orchestrator import interactions, runs
@@ -10,6 +11,7 @@ from orchestrator.errors import NotFound
 from orchestrator.protocol import InteractionView, RunView
 from orchestrator.run_list import RunSummary, recent_runs
 from storage.engine import read_transaction
+from storage.statuses import RunStatus
 
 
 def run_view(engine: Engine, run_id: str) -> RunView:
@@ -25,6 +27,15 @@ def unfinished_runs(engine: Engine) -> list[str]:
     """Ids of every run that has not finished."""
     with read_transaction(engine) as conn:
         return runs.unfinished_run_ids(conn)
+
+
+def moving_runs(engine: Engine) -> list[str]:
+    """Ids of the unfinished runs that are not quietly waiting for a person (`waiting`:
+    no step runs; such a run changes only by answers and deadlines, which are audited)."""
+    moving = [str(s) for s in (RunStatus.PENDING, RunStatus.RUNNING)]
+    with read_transaction(engine) as conn:
+        rows = conn.execute(sa.select(runs.RUNS.c.id).where(runs.RUNS.c.status.in_(moving)))
+        return [row[0] for row in rows]
 
 
 def open_interactions(engine: Engine, run_id: str | None = None) -> list[InteractionView]:
@@ -43,6 +54,7 @@ def interaction(engine: Engine, iid: str) -> InteractionView | None:
 __all__ = [
     "RunSummary",
     "interaction",
+    "moving_runs",
     "open_interactions",
     "recent_runs",
     "run_view",

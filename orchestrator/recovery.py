@@ -22,10 +22,11 @@ import sqlalchemy as sa
 
 from orchestrator import gates, interactions, leases, replicas, runs
 from orchestrator.advancing import Advancer
+from orchestrator.changes import ChangeWatch
 from orchestrator.errors import OrchestratorError
 from orchestrator.live import LiveRuns
 from orchestrator.people import People
-from orchestrator.question_watch import POLL_S, QuestionWatch
+from orchestrator.question_watch import QuestionWatch
 from orchestrator.services import Services
 from orchestrator.storage_retry import storage_attempts
 from orchestrator.workflow.definitions import Step
@@ -39,20 +40,16 @@ class Recovery:
     """Takes over unfinished runs, answers recovery questions, and retries failed steps."""
 
     def __init__(
-        self, services: Services, live: LiveRuns, advancer: Advancer, people: People
-    ) -> None:
+        self, services: Services, live: LiveRuns, advancer: Advancer, people: People,
+        changes: ChangeWatch,
+    ) -> None:  # fmt: skip
         self._services = services
         self._live = live
         self._advancer = advancer
         self._people = people
         self._beating = False  # this process sweeps: it counts as a replica serving the db
-        self._questions = QuestionWatch(services.engine, people)
-        self.poll_s = POLL_S
+        self._questions = QuestionWatch(services.engine, people, changes)
         self._told: set[str] = set()  # runs that cannot continue, said once each
-
-    def watch_new(self) -> None:
-        """Watch the questions other processes opened since the last call (question_watch)."""
-        self._questions.poll()
 
     def sweep(self) -> None:
         """Continue unfinished runs: steps whose process is gone, answers not yet acted on.

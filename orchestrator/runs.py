@@ -291,15 +291,20 @@ _STEP_VIEWS = (
     .order_by(STEPS.c.id)
 )
 
+_RUN_VIEW_LOCKED = _RUN_VIEW.with_for_update()  # nothing on SQLite: its writers queue anyway
+
 # A run's step views by step id, each with the row version it was built from.
 ViewCache = dict[str, tuple[int, StepView]]
 
 
-def load_run(conn: Connection, run_id: str, cache: ViewCache | None = None) -> RunView | None:
+def load_run(
+    conn: Connection, run_id: str, cache: ViewCache | None = None, *, lock: bool = False
+) -> RunView | None:
     """The run as committed. With `cache` (kept by the caller across loads of this run),
     a step row whose version is unchanged reuses its view: every change to a step row
-    bumps its version, so a wide run's load parses only the rows that changed."""
-    row = conn.execute(_RUN_VIEW, {"run_id": run_id}).first()
+    bumps its version, so a wide run's load parses only the rows that changed. `lock`:
+    the run's row is locked until the transaction ends (orchestrator/resuming.py)."""
+    row = conn.execute(_RUN_VIEW_LOCKED if lock else _RUN_VIEW, {"run_id": run_id}).first()
     if row is None:
         return None
     run_id, workflow, status, params, started_by, channel, thread_ts, error, digest, created = row

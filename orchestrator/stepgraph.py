@@ -3,7 +3,8 @@ SQLModelSaver (steps that cannot pause run without one: `stepwork.can_pause`).
 
 The node calls the step's work; a gate (or a task that asks a person) calls
 `interrupt()`, which saves the pending question in the step's thread and ends
-the invocation. An answer resumes the same thread with `Command(resume=...)`:
+the invocation. An answer resumes the same thread with `Command(resume=answer)`
+(one interrupt is pending at a time, so by value rather than by interrupt id):
 LangGraph re-runs the node, and `interrupt()` returns the answer.
 """
 

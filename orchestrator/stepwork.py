@@ -40,6 +40,8 @@ class StepHooks:
     process_started: Callable[[subprocess.Popen], None]  # a shell step's process is up
     attempt_started: Callable[[int], None]  # attempt n (> 1) was recorded
     task_started: Callable[[threading.Event], None]  # a python attempt's ctx.cancelled
+    # Whether interaction `iid` is known to exist (an answer closed it): not written again.
+    opened: Callable[[str], bool] = lambda _iid: False
 
 
 def can_pause(step: Step) -> bool:
@@ -65,7 +67,7 @@ def work(
         if step.auto_approve_if and _auto_approved(services, run, step):
             return {"approved": True, "auto": True}
         spec = gates.gate_spec(step, lambda text: render_text(text, context))
-        resolution = ask(services, run, step, thread_id, 1, spec)
+        resolution = ask(services, run, step, thread_id, 1, spec, hooks.opened)
         return gates.step_outputs(step.kind, resolution)
     if isinstance(step.action, ReportAction):
         return run_report(services, run, step.id, step.action)
@@ -77,7 +79,7 @@ def work(
             services, run, step, thread_id, n,
             gates.ask_spec(
                 kind, message, options, [p.name for p in services.workflow_of(run).params]
-            ),
+            ), hooks.opened,
         ),
     )  # fmt: skip
 
@@ -136,12 +138,16 @@ def ask(
     thread_id: str,
     n: int,
     spec: Mapping[str, Any],
+    opened: Callable[[str], bool] = lambda _iid: False,
 ) -> Mapping[str, Any]:
     """Open an interaction (once, whatever re-runs) and pause until it closes.
 
     `spec` comes from `gates.gate_spec` or `gates.ask_spec`, so a gate step and
-    `ctx.ask` open the same interaction for the same options."""
+    `ctx.ask` open the same interaction for the same options. `opened(iid)`: the
+    interaction is known to exist (the step resumes with its answer): no write."""
     iid = interactions.interaction_id(thread_id, n)
+    if opened(iid):
+        return interrupt({"interaction_id": iid})
     now = services.clock.now()
     deadline = gates.deadline_at(now, spec.get("deadline_s"))
     every = spec.get("remind_every_s")

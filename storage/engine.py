@@ -171,3 +171,16 @@ def read_transaction(engine: Engine) -> Iterator[Connection]:
     """A read-only transaction (a consistent snapshot on both databases)."""
     with engine.connect() as conn, conn.begin():
         yield conn
+
+
+@contextmanager
+def single_reads(engine: Engine) -> Iterator[Connection]:
+    """Reads that need no snapshot in common (each statement stands on its own): without a
+    transaction on PostgreSQL, which spares the BEGIN and COMMIT round trips; a read
+    transaction on SQLite, where those cost nothing."""
+    if is_sqlite(engine):
+        with read_transaction(engine) as conn:
+            yield conn
+        return
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        yield conn

@@ -4,8 +4,10 @@ The front end (frontend.py) queues the messages for changes this process makes. 
 made anywhere else reach Slack through here: a run started by `opsloop run` (a process
 with no Slack token), an answer given with `opsloop decide`, a schedule fired or a
 deadline applied by another replica, a question asked by `opsloop resume`. The
-reconciler reads the audit log (orchestrator/changes.py: one indexed query per tick) for
-the runs that changed, and for each compares what Slack shows with the database:
+reconciler is told by the orchestrator's one reader of the audit log (orchestrator/
+changes.py: one indexed query per poll, shared with the question watch; at once on
+PostgreSQL, whose notices say when the log grew, and every `POLL_S` elsewhere) which
+runs changed, and for each compares what Slack shows with the database:
 
 - a run with a channel has a board; each of its questions has a gate message; each
   failed step attempt has its details in the thread (posts, by their outbox keys);
@@ -13,9 +15,11 @@ the runs that changed, and for each compares what Slack shows with the database:
   (its outbox row keeps what it showed: shown.py) gets an edit.
 
 Every request goes through the outbox with the keys the front end uses, so nothing is
-queued twice, whichever process or replica gets there first. At start and every
-`SWEEP_S` it also looks at every unfinished run: a step's progress is not audited, and
-this is what makes every open question have its message after any crash or restart.
+queued twice, whichever process or replica gets there first. At start it also looks at
+every unfinished run (what makes every open question have its message after any crash
+or restart), and every `SWEEP_S` at every unfinished run that is not quietly waiting for
+a person: a step's progress is not audited, but a run that only waits changes by answers
+and deadlines, which are; so a thousand runs waiting cost an idle `serve` nothing.
 """
 
 from __future__ import annotations
@@ -37,14 +41,14 @@ from bot.slack.outbox import OUTBOX
 from bot.slack.outbox_claims import free_dead_claims
 from bot.slack.shown import gate_shown, run_shown
 from orchestrator import interactions
-from orchestrator.changes import Change, ChangeFeed
+from orchestrator.changes import Change, ChangeWatch
 from orchestrator.errors import NotFound
-from orchestrator.queries import run_view, unfinished_runs
+from orchestrator.queries import moving_runs, run_view, unfinished_runs
 from storage.engine import read_transaction
 from storage.statuses import OutboxStatus, StepStatus
 
 log = logging.getLogger(__name__)
-POLL_S = 0.5  # how often the audit log is read
+POLL_S = 0.5  # how often the audit log is read where no notice says it grew (SQLite)
 SWEEP_S = 30.0  # how often every unfinished run is looked at too
 REPORT_S = 5.0  # how often messages that failed for good are looked for (outbox_failures)
 # At start, runs changed this long before the newest change are looked at again: what the
@@ -57,33 +61,49 @@ class Reconciler:
     """Queues what Slack is missing; `start()` it in `serve`, `stop()` it before the outbox."""
 
     def __init__(
-        self, engine: Engine, front: SlackFrontEnd, *, poll_s: float = POLL_S,
-        sweep_s: float = SWEEP_S,
+        self, engine: Engine, front: SlackFrontEnd, *, changes: ChangeWatch | None = None,
+        poll_s: float = POLL_S, sweep_s: float = SWEEP_S,
     ) -> None:  # fmt: skip
+        """`changes`: the orchestrator's reader of the audit log (`Orchestrator.changes`),
+        which polls it; without one (a reconciler on its own) this reads it itself."""
         self.engine, self.front = engine, front
         self.poll_s, self.sweep_s = poll_s, sweep_s
-        self.feed = ChangeFeed(engine)
-        self._retry: set[str] = set()  # runs a failed tick did not get to
+        self._own = changes is None  # this polls the feed itself
+        self.changes = ChangeWatch(engine) if changes is None else changes
+        self.changes.subscribe(self._seen, lookback=LOOKBACK, every_s=poll_s)
+        self._changed: dict[str, None] = {}  # runs told of and not reconciled yet, in order
+        self._guard = threading.Lock()
+        self._wake = threading.Event()
         self._nudges: list[Change] = []  # reminders and escalations not queued yet
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="opsloop-reconcile", daemon=True)
 
     def start(self) -> None:
-        self.feed.start_at_end(LOOKBACK)
+        self.changes.start()  # a no-op if the orchestrator started it (its first sweep)
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread.is_alive():
             self._thread.join(10.0)
 
+    def _seen(self, changes: list[Change]) -> None:
+        """The audit log's reader read `changes`: reconcile their runs on this thread."""
+        with self._guard:
+            self._changed.update(dict.fromkeys(c.run_id for c in changes if c.run_id))
+            self._nudges.extend(c for c in changes if is_nudge(c))
+        self._wake.set()
+
     def _loop(self) -> None:
         next_sweep = next_report = 0.0
+        waiting_too = True  # the first sweep looks at every unfinished run
         while not self._stop.is_set():
             try:
                 if time.monotonic() >= next_sweep:
                     next_sweep = time.monotonic() + self.sweep_s
-                    self.sweep()
+                    self.sweep(waiting=waiting_too)
+                    waiting_too = False
                 if time.monotonic() >= next_report:
                     next_report = time.monotonic() + REPORT_S
                     outbox_failures.report(self.front.outbox)
@@ -91,34 +111,42 @@ class Reconciler:
             except Exception:  # the database is away: keep the thread, try again soon
                 log.exception("reconciler: could not bring Slack up to date")
                 self._stop.wait(5.0)
-            self._stop.wait(self.poll_s)
+            # Woken by the reader (or by stop); else when a sweep or a report is due, or
+            # to poll the feed itself when it is its own reader.
+            due = min(next_sweep, next_report) - time.monotonic()
+            self._wake.wait(max(0.0, min(due, self.poll_s) if self._own else due))
+            self._wake.clear()
 
     def tick(self) -> int:
         """Reconcile the runs the audit log says changed; how many messages were asked for.
         A run that could not be reconciled (the database away) is tried again next tick."""
-        polled = self.feed.poll()
-        self._nudges.extend(c for c in polled if is_nudge(c))
-        changed = list(dict.fromkeys(
-            [*self._retry, *(c.run_id for c in polled if c.run_id)]))  # fmt: skip
-        self._retry = set()
+        if self._own:
+            self.changes.poll()  # tells `_seen`
+        with self._guard:
+            changed, self._changed = list(self._changed), {}
+            nudges, self._nudges = self._nudges, []
         asked = 0
         for n, run_id in enumerate(changed):
             try:
                 asked += self.reconcile(run_id)
             except Exception:
-                self._retry.update(changed[n:])
+                with self._guard:
+                    self._changed = {**dict.fromkeys(changed[n:]), **self._changed}
+                    self._nudges[:0] = nudges
                 raise
-        nudges, self._nudges = self._nudges, []
         try:
             return asked + post_nudges(self.engine, self.front, nudges)
         except Exception:
-            self._nudges[:0] = nudges
+            with self._guard:
+                self._nudges[:0] = nudges
             raise
 
-    def sweep(self) -> int:
-        """Reconcile every unfinished run (and free the outbox rows dead processes held)."""
+    def sweep(self, waiting: bool = True) -> int:
+        """Reconcile every unfinished run, or (`waiting=False`) every one that does not
+        only wait for a person; and free the outbox rows dead processes held."""
         free_dead_claims(self.front.outbox)
-        return sum(self.reconcile(run_id) for run_id in unfinished_runs(self.engine))
+        ids = unfinished_runs(self.engine) if waiting else moving_runs(self.engine)
+        return sum(self.reconcile(run_id) for run_id in ids)
 
     def reconcile(self, run_id: str) -> int:
         """Queue what one run's messages lack; how many posts or edits were asked for."""

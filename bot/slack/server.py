@@ -132,7 +132,7 @@ def build_bot(
         "/metrics": lambda: (200, CONTENT_TYPE, metrics.exposition()),
     })  # fmt: skip
     return Bot(orch, outbox, dispatcher, app, wsgi, work, intake, readiness, metrics,
-               Reconciler(engine, slack_front))  # fmt: skip
+               Reconciler(engine, slack_front, changes=orch.changes))  # fmt: skip
 
 
 @contextmanager

@@ -1,0 +1,142 @@
+"""What an answer costs before its step resumes, and the one reader of the audit log.
+
+Round trips are counted with an event listener on the real engine (SQLite and
+PostgreSQL); how long they take is measured by bench/answer_path.py and
+bench/waiting_side_by_side.py, never here.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+import sqlalchemy as sa
+
+from bot.slack.frontend import SlackFrontEnd
+from bot.slack.outbox import Outbox
+from bot.slack.reconciler import Reconciler
+from orchestrator import runs
+from orchestrator.changes import NOTIFIED_POLL_S, Change, ChangeWatch
+from orchestrator.clock import FakeClock
+from orchestrator.notices import CHANGES, Listener
+from orchestrator.queries import open_interactions
+from storage.engine import create_engine, write_transaction
+from storage.schema import setup
+from storage.types import utcnow
+from tests.orchestrators import running
+from tests.polling import until
+from tests.sample_workflows import GATED
+
+
+@contextmanager
+def statements(engine: sa.Engine) -> Iterator[list[tuple[str, str]]]:
+    """(thread name, statement) of every statement and commit sent while inside."""
+    seen: list[tuple[str, str]] = []
+
+    def statement(conn: object, cursor: object, sql: str, *rest: object) -> None:
+        seen.append((threading.current_thread().name, sql))
+
+    def commit(conn: sa.Connection) -> None:
+        if conn.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+            seen.append((threading.current_thread().name, "COMMIT"))
+
+    sa.event.listen(engine, "before_cursor_execute", statement)
+    sa.event.listen(engine, "commit", commit)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", statement)
+        sa.event.remove(engine, "commit", commit)
+
+
+def test_an_answer_claims_its_step_in_its_own_transaction_and_the_step_writes_no_question(
+    engine: sa.Engine,
+) -> None:
+    """The answer's transaction claims the waiting step (it used to commit, then read the
+    question three times, claim the step in a second transaction and read the run three
+    times); the resumed gate does not write its question again."""
+    with running(engine, GATED, clock=FakeClock()) as orch:
+        run_id = orch.start_run("gated", {"service": "api"}, started_by="U0OPS")
+        assert orch.wait(run_id, 30).status == "waiting"
+        [gate] = open_interactions(engine, run_id)
+        with statements(engine) as seen:
+            orch.decide(gate.id, "U0BOSS", "approve")
+            answered = [sql for who, sql in seen if who == threading.current_thread().name]
+            assert orch.wait(run_id, 30).status == "succeeded"
+        assert answered.count("COMMIT") == 1 + (engine.dialect.name == "sqlite"), answered
+        assert not [sql for who, sql in seen if sql.startswith("INSERT INTO interaction")]
+        step = orch.view(run_id).step("approve")
+        assert step.status == "succeeded"
+        assert step.outputs == {"approved": True, "approved_by": ["U0BOSS"]}
+
+
+def test_a_serving_process_reads_the_audit_log_once_for_the_question_watch_and_slack(
+    engine: sa.Engine,
+) -> None:
+    """`serve` used to read the change feed twice (the question watch and the reconciler,
+    each with its own reader): now one read tells both."""
+    with running(engine, GATED, recover=True) as serving:
+        reconciler = Reconciler(engine, SlackFrontEnd(Outbox(engine), "C0OPS"),
+                                changes=serving.changes)  # fmt: skip
+        told: list[list[Change]] = []
+        serving.changes.subscribe(told.append)
+        with running(engine, GATED) as cli:  # another process opens a question
+            run_id = cli.start_run("gated", {"service": "api"}, started_by="U0OPS")
+            assert cli.wait(run_id, 30).status == "waiting"
+        with statements(engine) as seen:
+            serving.changes.poll()
+        feed_reads = [sql for _, sql in seen if "FROM audit_log" in sql]
+        assert len(feed_reads) <= 1, feed_reads  # 0: the timer or a notice read it first
+        until(lambda: any(c.run_id == run_id for batch in told for c in batch),
+              what="the change to reach a subscriber")  # fmt: skip
+        assert reconciler.tick() == 2  # told too: the board and the gate message are missing
+
+
+def test_the_periodic_reconcile_sweep_leaves_runs_that_only_wait_to_the_change_feed(
+    engine: sa.Engine,
+) -> None:
+    """A thousand runs waiting for people cost an idle `serve` with Slack a sweep of every
+    one of them every 30 s (4 queries each); only the start-up sweep looks at them now."""
+    reconciler = Reconciler(engine, SlackFrontEnd(Outbox(engine), "C0OPS"))
+    with running(engine, GATED) as orch:
+        run_id = orch.start_run("gated", {"service": "api"}, started_by="U0OPS")
+        assert orch.wait(run_id, 30).status == "waiting"
+        assert reconciler.sweep(waiting=False) == 0
+        assert reconciler.sweep() == 2  # at start: its board and its gate message
+
+
+@pytest.mark.postgres
+def test_on_postgresql_an_audited_commit_wakes_the_reader_at_once(pg_url: str) -> None:
+    """A notice (migration 0020's trigger on audit_log) makes the reader poll: no timer
+    runs here, so only the notice can bring the change (serve's timer polls every 5 s on
+    PostgreSQL, a fallback for a lost notice)."""
+    engine = create_engine(pg_url)
+    setup(engine)
+    listener = Listener(engine, "U-test-replica")
+    try:
+        watch = ChangeWatch(engine)
+        told: list[Change] = []
+        watch.subscribe(told.extend)
+        listener.on(CHANGES, watch.poll)
+        watch.start()
+        listener.start()
+        assert watch.every_s(notified=listener.listens) == NOTIFIED_POLL_S
+        # The listener connects in its thread: audit until one entry comes through.
+        n = 0
+
+        def poked() -> bool:
+            nonlocal n
+            n += 1
+            with write_transaction(engine) as conn:
+                runs.audit(conn, "U0OPS", "test.poked", now=utcnow(), attempt=n)
+            try:  # the notice's poll: no timer polls here
+                return until(lambda: any(c.action == "test.poked" for c in told), timeout=1.0)
+            except AssertionError:  # not listening yet
+                return False
+
+        until(poked, timeout=20.0, what="a notice to wake the reader")
+    finally:
+        listener.stop()
+        engine.dispose()
