@@ -18,11 +18,11 @@ from slack_sdk.errors import SlackApiError
 from bot.plan import plan_text
 from bot.slack import commands as cmds
 from bot.slack import modals
-from bot.slack.answers import SORRY, Respond, mentions, run_exists, say
 from bot.slack.audit_blocks import render_audit
 from bot.slack.blocks import render_run_board
 from bot.slack.home import render_home
 from bot.slack.inbox import COMMAND, request_key, run_id_for
+from bot.slack.replies import SORRY, Respond, mentions, run_exists, say
 from bot.slack.report_blocks import render_report, render_week
 from bot.slack.schedule_blocks import render_next_fires, render_schedules
 from orchestrator.audit import RunVisibility, check_start, check_visible, run_trail

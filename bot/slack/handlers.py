@@ -15,9 +15,9 @@ from slack_sdk import WebClient
 
 from bot.settings import SlackSettings
 from bot.slack import commands as cmds
-from bot.slack.answers import Respond
 from bot.slack.command_handlers import CommandHandlers
 from bot.slack.interaction_handlers import InteractionHandlers
+from bot.slack.replies import Respond
 from orchestrator.engine import Orchestrator
 
 

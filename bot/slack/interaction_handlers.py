@@ -15,8 +15,8 @@ from typing import Any
 from slack_sdk import WebClient
 
 from bot.slack import ids, modals, submissions
-from bot.slack.answers import SORRY, Respond, mentions, run_exists, say
 from bot.slack.inbox import run_id_for
+from bot.slack.replies import SORRY, Respond, mentions, run_exists, say
 from bot.slack.schedule_blocks import render_schedules
 from orchestrator.engine import Orchestrator
 from orchestrator.errors import OrchestratorError
