@@ -230,10 +230,15 @@ def _close(
     now: datetime,
     error: str | None = None,
 ) -> None:
-    """A pending step that will not run: skipped, or failed because its `if` could not be read."""
-    if runs.set_step(conn, run_id, step_id, expect=[StepStatus.PENDING], status=status,
-                     error=error, finished_at=now, updated_at=now, signal=False):  # fmt: skip
-        done.set_step(step_id, status=status, error=error, finished_at=now)
+    """A pending step that will not run: skipped, or failed because its `if` could not be read.
+
+    If the step is no longer pending, the pass's state is wrong about it (a change that
+    did not raise the run's version): read again. Going on would decide the same step
+    again and again, in a loop that never commits and holds the run's lock."""
+    if not runs.set_step(conn, run_id, step_id, expect=[StepStatus.PENDING], status=status,
+                         error=error, finished_at=now, updated_at=now, signal=False):  # fmt: skip
+        raise StaleRun(run_id)
+    done.set_step(step_id, status=status, error=error, finished_at=now)
 
 
 def _set_run(conn: Connection, done: Pass, run_id: str, now: datetime, **values: Any) -> bool:
