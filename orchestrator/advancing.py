@@ -224,7 +224,7 @@ class Advancer:
                     # decided), and a close that loses reads again (scheduler._close);
                     # (3) count it as not running and start one step past `max_parallel`,
                     # which it could do in the moment before this claim as well: across
-                    # replicas, max_parallel holds per pass, not exactly (issue 16 notes).
+                    # replicas, max_parallel holds per pass, not exactly (docs/workflows.md).
                     won = runs.set_step(conn, run.id, step.id, expect=[StepStatus.PENDING],
                                         signal=False, **claim)  # fmt: skip
                     # A run its pass left running stays so (the pass counted this step
