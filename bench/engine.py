@@ -569,7 +569,9 @@ def row(r: Result) -> list[str]:
             f"cpu {extra['cpu_ms_per_step']:.1f} ms/step",
         )
     elif "per_step_ms" in extra:
-        notes.insert(0, f"{extra['per_step_ms']:.2f} ms/step")
+        cpu = extra.get("cpu_per_step_ms")
+        notes.insert(0, f"{extra['per_step_ms']:.2f} ms/step"
+                        + ("" if cpu is None else f", cpu {cpu:.2f} ms/step"))  # fmt: skip
     elif "doubling_ratio" in extra:
         notes = []
     elif "cpu_s" in extra:

@@ -10,6 +10,9 @@ both shapes. LangGraph's figure is the same DAG as one StateGraph, one node per 
 (no checkpointer, in memory, `max_concurrency=16`), measured in the same run.
 One untimed warm-up run of the first shape, then `--repeat` rounds that time each shape in
 turn (so every size sees the same database and the same load; 10,000 steps only once).
+Each row also gives the process's CPU per step (all threads): on a loaded machine the
+wall time is mostly waiting for a core, and CPU per step that stays flat as N grows is
+what says the engine's own work is linear.
 """
 
 from __future__ import annotations
@@ -61,12 +64,15 @@ def measure(bench: Any, kind: str, args: Any, prof: Any) -> list[Any]:
     shapes.append((f"chain{args.chain}", chain_tasks(bench.Task, args.chain)))
     texts = [bench.workflow_yaml(name, tasks) for name, tasks in shapes]
     samples: dict[str, list[float]] = {name: [] for name, _ in shapes}
+    cpus: dict[str, list[float]] = {name: [] for name, _ in shapes}
     with bench.orchestrator(kind, texts, prof) as (orch, front):
         bench.timed_run(orch, front, shapes[0][0])  # warm-up
         for r in range(args.repeat):  # round-robin: each size sees the same database and load
             for name, tasks in shapes:
                 if r == 0 or len(tasks) <= 5000:  # a 10,000-step run is timed once
+                    cpu = time.process_time()
                     samples[name].append(bench.timed_run(orch, front, name)[0])
+                    cpus[name].append(time.process_time() - cpu)
     for name, tasks in shapes:
         walls[name] = (statistics.median(samples[name]), samples[name], tasks)
     lang = {}
@@ -80,7 +86,8 @@ def measure(bench: Any, kind: str, args: Any, prof: Any) -> list[Any]:
         results.append(bench.Result(
             f"scaling: {shape} of {len(tasks)} no-op steps", kind, wall, "s",
             base, "LangGraph", LANGGRAPH_TARGET if base else None, samples,
-            {"per_step_ms": wall / len(tasks) * 1000},
+            {"per_step_ms": wall / len(tasks) * 1000,
+             "cpu_per_step_ms": statistics.median(cpus[name]) / len(tasks) * 1000},
         ))  # fmt: skip
     small, big = (f"fanout{n}" for n in (1000, 2000))
     if small in walls and big in walls:

@@ -215,6 +215,16 @@ class Advancer:
         try:
             for attempt in storage_attempts():
                 with attempt, write_transaction(self._services.engine) as conn:
+                    # No version raised (workers would queue behind passes on the run row).
+                    # Another replica's kept state (runstate.py) may still have the step
+                    # pending and ready, as it was in the moment after our pass queued it;
+                    # its next pass can (1) claim it: that UPDATE expects `pending` and
+                    # loses, and that pass drops its state; (2) skip or fail it: not on the
+                    # same inputs (an `if:` reads params and upstream steps, final when we
+                    # decided), and a close that loses reads again (scheduler._close);
+                    # (3) count it as not running and start one step past `max_parallel`,
+                    # which it could do in the moment before this claim as well: across
+                    # replicas, max_parallel holds per pass, not exactly (docs/workflows.md).
                     won = runs.set_step(conn, run.id, step.id, expect=[StepStatus.PENDING],
                                         signal=False, **claim)  # fmt: skip
                     # A run its pass left running stays so (the pass counted this step

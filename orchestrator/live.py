@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from typing import Any
 
 from orchestrator import runs
-from orchestrator.protocol import RunView
+from orchestrator.protocol import RunView, StepView
 from orchestrator.runstate import RunMemory
 from orchestrator.services import Services
 from storage.statuses import FINISHED_RUN, RunStatus, StepStatus
@@ -23,6 +24,9 @@ class LiveRuns:
         self._services = services
         self._lock = threading.Lock()
         self._latest: dict[str, RunView] = {}
+        # Per run, `_latest`'s step views as a list, patched in place: a change costs one
+        # tuple copy (C speed), not a RunView.with_step per step of a wide run.
+        self._lists: dict[str, list[StepView]] = {}
         self._views: dict[str, runs.ViewCache] = {}
         self._changed = threading.Condition()
         self.memory = RunMemory()  # each run's state between passes (runstate.py)
@@ -35,6 +39,7 @@ class LiveRuns:
     def track(self, run: RunView) -> None:
         """Keep `run` as the newest view of an active run; drop a finished one."""
         with self._lock:
+            self._lists.pop(run.id, None)
             if run.status in FINISHED_RUN:
                 self._latest.pop(run.id, None)
                 self._views.pop(run.id, None)
@@ -46,6 +51,7 @@ class LiveRuns:
         """Drop what this process keeps about a run that ended or was cancelled."""
         with self._lock:
             self._latest.pop(run_id, None)
+            self._lists.pop(run_id, None)
             self._views.pop(run_id, None)
         self.memory.forget(run_id)
 
@@ -56,8 +62,15 @@ class LiveRuns:
         `fallback`: the run with that change, if the caller holds it (else it is read)."""
         with self._lock:
             run = self._latest.get(run_id)
-            if run is not None:
-                run = self._latest[run_id] = run.with_step(step_id, **committed)
+            i = None if run is None else run.positions.get(step_id)
+            if run is not None and i is not None:
+                views = self._lists.get(run_id)
+                if views is None:
+                    views = self._lists[run_id] = list(run.steps)
+                views[i] = replace(views[i], **committed)
+                positions, run = run.positions, replace(run, steps=tuple(views))
+                run.__dict__["positions"] = positions  # the same steps in the same places
+                self._latest[run_id] = run
         if run is None:  # not a run this process is advancing
             run = fallback or self._services.view(run_id)
         self._services.front_end.step_changed(run, run.step(step_id))

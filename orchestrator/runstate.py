@@ -21,7 +21,7 @@ from typing import Any
 
 from orchestrator.errors import ExpressionError
 from orchestrator.planning import Readiness
-from orchestrator.protocol import RunView
+from orchestrator.protocol import RunView, StepView
 from orchestrator.workflow.definitions import Workflow
 from orchestrator.workflow.expressions import should_run
 from storage.statuses import FINISHED_STEP, StepStatus
@@ -35,7 +35,12 @@ class RunState:
     def __init__(
         self, wf: Workflow, run: RunView, version: int, inflight: AbstractSet[str]
     ) -> None:
-        self.wf, self.run, self.version = wf, run, version
+        self.wf, self.version = wf, version
+        # The step views in a list patched in place, made a RunView (one tuple copy) only
+        # when `run` is read: a RunView per change copied all N views (issue 16: 3 copies
+        # per step, the cost that still grew with the run's size).
+        self._run, self._views, self._fresh = run, list(run.steps), True
+        self._positions = run.positions
         self._order = {s.id: i for i, s in enumerate(wf.start_order)}
         self._dependents: dict[str, list[str]] = {}
         for step in wf.steps:
@@ -66,7 +71,11 @@ class RunState:
 
     def apply(self, step_id: str, **values: Any) -> None:
         """A committed change to one step."""
-        self.run = self.run.with_step(step_id, **values)
+        i = self._positions.get(step_id)
+        if i is None:
+            return
+        self._views[i] = replace(self._views[i], **values)
+        self._fresh = False
         old = self._status.get(step_id)
         new = values.get("status", old)
         if new == old or old is None:
@@ -89,9 +98,22 @@ class RunState:
 
     def set_fields(self, **values: Any) -> None:
         """A committed change to the run row (its status, error)."""
-        positions = self.run.positions
-        self.run = replace(self.run, **values)
-        self.run.__dict__["positions"] = positions  # the same steps in the same places
+        self._run = replace(self.run, **values)
+        self._run.__dict__["positions"] = self._positions  # the same steps in the same places
+
+    @property
+    def run(self) -> RunView:
+        """The run as this state has it now (built once per batch of changes)."""
+        if not self._fresh:
+            self._run = replace(self._run, steps=tuple(self._views))
+            self._run.__dict__["positions"] = self._positions
+            self._fresh = True
+        return self._run
+
+    @property
+    def status(self) -> str:
+        """The run's status (without building the view)."""
+        return self._run.status
 
     def hand(self, step_ids: list[str]) -> None:
         """Steps queued on this process's pool: their worker claims them."""
@@ -115,7 +137,7 @@ class RunState:
         fail: list[tuple[str, str]] = []
         taken: list[tuple[int, str]] = []
         decided: set[str] = set()
-        results = _Results(self.run)
+        results = _Results(self._views, self._positions)
         while self._heap and len(start) < room:
             entry = heapq.heappop(self._heap)
             step_id = entry[1]
@@ -124,7 +146,7 @@ class RunState:
             taken.append(entry)
             decided.add(step_id)
             try:
-                go = should_run(self.wf, step_id, self.run.params, results)
+                go = should_run(self.wf, step_id, self._run.params, results)
             except ExpressionError as exc:
                 fail.append((step_id, str(exc)))
                 continue
@@ -138,18 +160,18 @@ class RunState:
 class _Results(Mapping[str, Mapping[str, Any]]):
     """{step id: {"status", "outputs"}} as conditions read them, looked up per step."""
 
-    def __init__(self, run: RunView) -> None:
-        self._run = run
+    def __init__(self, views: list[StepView], positions: Mapping[str, int]) -> None:
+        self._views, self._positions = views, positions
 
     def __getitem__(self, step_id: str) -> Mapping[str, Any]:
-        view = self._run.step(step_id)
+        view = self._views[self._positions[step_id]]
         return {"status": view.status, "outputs": view.outputs or {}}
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._run.positions)
+        return iter(self._positions)
 
     def __len__(self) -> int:
-        return len(self._run.steps)
+        return len(self._views)
 
 
 class RunMemory:

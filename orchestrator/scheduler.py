@@ -59,11 +59,11 @@ class Pass:
     lost: bool = False  # a claim went to someone else: the state cannot say what they did
 
     def set_step(self, step_id: str, **values: Any) -> None:
-        """Record a committed change and apply it to `run` (and the state)."""
-        assert self.run is not None and self.state is not None
+        """Record a committed change and apply it to the state (`run` is brought up to date
+        when the pass ends: building it per change cost the run's size each time)."""
+        assert self.state is not None
         self.changed.append((step_id, values))
         self.state.apply(step_id, **values)
-        self.run = self.state.run
 
 
 def run_pass(
@@ -127,7 +127,7 @@ def run_pass(
                 done.changed.append((o.step_id, _finished_values(o)))
             else:
                 done.dropped.append(o.step_id)
-    if done.run.status in FINISHED_RUN:
+    if state.status in FINISHED_RUN:
         return _signal(conn, done, run_id, version)
     wf = state.wf
     while True:
@@ -143,7 +143,7 @@ def run_pass(
            ownership)  # fmt: skip
     done.queued = [wf.step(s) for s in start[free:]]
     state.hand([s.id for s in done.queued])
-    if done.claimed and done.run.status == RunStatus.WAITING:
+    if done.claimed and state.status == RunStatus.WAITING:
         _set_run(conn, done, run_id, now, status=RunStatus.RUNNING)
     if not ready.start:
         _settle(conn, done, run_id, wf, ready.active, ready.only_waiting, now)
@@ -170,6 +170,7 @@ def _signal(conn: Connection, done: Pass, run_id: str, version: int) -> Pass:
     decided, even to change nothing, may rest on an old view. One round trip either way."""
     if done.state is None:
         return done
+    done.run = done.state.run
     if done.changed or done.bumps:
         after = runs.bump_run(conn, run_id)
         expected = version + done.bumps + 1
@@ -229,10 +230,15 @@ def _close(
     now: datetime,
     error: str | None = None,
 ) -> None:
-    """A pending step that will not run: skipped, or failed because its `if` could not be read."""
-    if runs.set_step(conn, run_id, step_id, expect=[StepStatus.PENDING], status=status,
-                     error=error, finished_at=now, updated_at=now, signal=False):  # fmt: skip
-        done.set_step(step_id, status=status, error=error, finished_at=now)
+    """A pending step that will not run: skipped, or failed because its `if` could not be read.
+
+    If the step is no longer pending, the pass's state is wrong about it (a change that
+    did not raise the run's version): read again. Going on would decide the same step
+    again and again, in a loop that never commits and holds the run's lock."""
+    if not runs.set_step(conn, run_id, step_id, expect=[StepStatus.PENDING], status=status,
+                         error=error, finished_at=now, updated_at=now, signal=False):  # fmt: skip
+        raise StaleRun(run_id)
+    done.set_step(step_id, status=status, error=error, finished_at=now)
 
 
 def _set_run(conn: Connection, done: Pass, run_id: str, now: datetime, **values: Any) -> bool:
@@ -241,7 +247,6 @@ def _set_run(conn: Connection, done: Pass, run_id: str, now: datetime, **values:
         return False
     assert done.state is not None
     done.state.set_fields(**{k: v for k, v in values.items() if k in ("status", "error")})
-    done.run = done.state.run
     done.bumps += 1
     return True
 
@@ -256,13 +261,13 @@ def _settle(
     now: datetime,
 ) -> None:
     """Nothing can start: the run waits (for its steps or a person), or it is over."""
-    assert done.run is not None
+    assert done.state is not None
     if active:
         status = RunStatus.WAITING if only_waiting else RunStatus.RUNNING
-        if done.run.status != status:
+        if done.state.status != status:
             _set_run(conn, done, run_id, now, status=status)
         return
-    status, error = run_outcome(wf, done.run)
+    status, error = run_outcome(wf, done.state.run)
     if _set_run(conn, done, run_id, now, status=status, error=error, finished_at=now):
         runs.audit(conn, runs.SYSTEM, f"run.{status}", now=now, run_id=run_id)
         done.finished = True
