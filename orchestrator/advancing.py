@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from orchestrator import leases, log_context, passing, recording, runs, scheduler, stepwork
+from orchestrator import log_context, passing, recording, runs, scheduler, stepwork, worker_claims
 from orchestrator.execution import StepEnd, StepRunner
 from orchestrator.live import LiveRuns
 from orchestrator.passing import new_thread_id
@@ -27,7 +27,7 @@ from orchestrator.storable import storable
 from orchestrator.storage_retry import storage_attempts
 from orchestrator.workflow.definitions import Step
 from storage.engine import write_transaction
-from storage.statuses import FINISHED_RUN, RunStatus, StepStatus
+from storage.statuses import FINISHED_RUN, StepStatus
 
 log = logging.getLogger(__name__)
 OnPause = Callable[[str, str, Any], None]  # a paused step: run id, step id, its interrupt
@@ -209,29 +209,9 @@ class Advancer:
                 return
         thread_id = new_thread_id(run.id, step.id)
         now = self._services.clock.now()
-        ownership = leases.ownership(self._services.replica, now)
-        claim = scheduler.claim_values(step, thread_id, now, ownership)
-        won = False
+        won, claim = False, {}
         try:
-            for attempt in storage_attempts():
-                with attempt, write_transaction(self._services.engine) as conn:
-                    # No version raised (workers would queue behind passes on the run row).
-                    # Another replica's kept state (runstate.py) may still have the step
-                    # pending and ready, as it was in the moment after our pass queued it;
-                    # its next pass can (1) claim it: that UPDATE expects `pending` and
-                    # loses, and that pass drops its state; (2) skip or fail it: not on the
-                    # same inputs (an `if:` reads params and upstream steps, final when we
-                    # decided), and a close that loses reads again (scheduler._close);
-                    # (3) count it as not running and start one step past `max_parallel`,
-                    # which it could do in the moment before this claim as well: across
-                    # replicas, max_parallel holds per pass, not exactly (docs/workflows.md).
-                    won = runs.set_step(conn, run.id, step.id, expect=[StepStatus.PENDING],
-                                        signal=False, **claim)  # fmt: skip
-                    # A run its pass left running stays so (the pass counted this step
-                    # as running): one round trip less per queued step.
-                    if won and run.status != RunStatus.RUNNING:
-                        runs.set_run(conn, run.id, expect=[RunStatus.WAITING],
-                                     status=RunStatus.RUNNING, updated_at=now)  # fmt: skip
+            won, claim = worker_claims.claim_queued(self._services, run, step, thread_id, now)
         finally:
             if not won:  # cancelled meanwhile, another replica started it, or storage failed
                 self._memory.forget(run.id)
