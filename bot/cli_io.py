@@ -36,8 +36,9 @@ def print_json(value: Any) -> None:
 
 
 def open_reader(settings: Settings) -> Engine:
-    """The database for a command that only reads it: never written, never migrated;
-    refused with a hint when its schema is missing or not this release's."""
+    """The database for a command that reads it: never migrated (`opsloop report` may
+    write its cache of closed days, `report_day`; nothing else is written); refused with a
+    hint when its schema is missing or not this release's."""
     engine = create_engine(settings.database_url)
     check_schema(engine)
     return engine

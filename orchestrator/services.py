@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 from orchestrator import queries
 from orchestrator.access import AccessPolicy
 from orchestrator.clock import Clock
-from orchestrator.errors import UnknownWorkflow
+from orchestrator.errors import DefinitionError, UnknownWorkflow
 from orchestrator.protocol import Directory, FrontEnd, RunView
 from orchestrator.retrying_saver import RetryingSaver
 from orchestrator.secrets import Scrubber
@@ -46,10 +46,11 @@ class Services:
         return self.versions.of(run.workflow, run.digest)
 
     def known_workflow_of(self, run: RunView) -> Workflow | None:
-        """`workflow_of`, or None when neither its file nor a stored definition is left."""
+        """`workflow_of`, or None when neither its file nor a stored definition this release
+        can read is left (a text an older release's language wrote counts as gone)."""
         try:
             return self.workflow_of(run)
-        except UnknownWorkflow:
+        except (UnknownWorkflow, DefinitionError):
             return None
 
     def view(self, run_id: str) -> RunView:

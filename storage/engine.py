@@ -168,8 +168,14 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
 
 @contextmanager
 def read_transaction(engine: Engine) -> Iterator[Connection]:
-    """A read-only transaction (a consistent snapshot on both databases)."""
-    with engine.connect() as conn, conn.begin():
+    """A read-only transaction (a consistent snapshot on both databases: on PostgreSQL
+    REPEATABLE READ, where READ COMMITTED gives each statement its own snapshot)."""
+    if is_sqlite(engine):
+        with engine.connect() as conn, conn.begin():
+            yield conn
+        return
+    options = {"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
+    with engine.connect().execution_options(**options) as conn, conn.begin():
         yield conn
 
 

@@ -178,7 +178,8 @@ class SlackDelivery:
     def _thread_escalation(self, message: Message) -> Any:
         assert message.channel and message.run_id
         interaction = self.interaction(message.payload["interaction_id"])
-        assert interaction is not None
+        if interaction is None or interaction.status != "pending":
+            return {"skipped": "answered before the escalation went out"}
         to = interaction.escalate_to or {}
         content = blocks.render_reminder(self.run(message.run_id), interaction,
                                          escalate_to=[*to.get("users", ()),

@@ -34,8 +34,6 @@ from storage.engine import is_sqlite, read_transaction, write_transaction
 
 log = logging.getLogger(__name__)
 
-LOCK_TIMEOUT = "2s"  # PostgreSQL: how long a roll-up waits for writers before giving up
-
 
 def _count_gates(conn: Connection, window: Window) -> Days:
     days = count_gates(conn, window)
@@ -100,8 +98,9 @@ def _roll_up(engine: Engine, first: date, last: date, part: str) -> bool:
     try:
         with write_transaction(engine) as conn:
             if not is_sqlite(engine):  # SQLite: the write transaction already excludes writers
-                conn.execute(sa.text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
-                conn.execute(sa.text(f"LOCK TABLE {table} IN SHARE MODE"))
+                # NOWAIT: a lock request that waited would queue every later writer of
+                # the table (the whole engine) behind it; busy now, count this time.
+                conn.execute(sa.text(f"LOCK TABLE {table} IN SHARE MODE NOWAIT"))
             counted = count(conn, stretch)
             rows = [{"day": k, "part": part,
                      "figures": json.dumps(_dump(part, counted.get(k, Counts())))}
@@ -109,7 +108,7 @@ def _roll_up(engine: Engine, first: date, last: date, part: str) -> bool:
             conn.execute(sa.delete(REPORT_DAY).where(REPORT_DAY.c.day.in_(keys),
                                                      REPORT_DAY.c.part == part))  # fmt: skip
             conn.execute(sa.insert(REPORT_DAY), rows)
-    except sa.exc.DBAPIError as exc:  # read-only, or writers held the lock too long
+    except sa.exc.DBAPIError as exc:  # read-only, or a writer held the table just now
         log.info("report roll-up of %s..%s %s not kept, counted instead: %s",
                  first, last, part, exc.orig)  # fmt: skip
         return False
