@@ -161,6 +161,11 @@ class Advancer:
         if done.run is not None:
             self._act(done)
 
+    def handed(self, run_id: str) -> frozenset[str]:
+        """Steps of `run_id` this process dispatched or runs (a state kept for the run's
+        next pass counts them as running)."""
+        return self._inflight_of(run_id)
+
     def _inflight_of(self, run_id: str) -> frozenset[str]:
         with self._guard:
             return frozenset(step for rid, step in self._inflight if rid == run_id)

@@ -131,7 +131,10 @@ class People:
         resumed = resuming.claim_step(conn, run, row["step_id"], now, replica)
         if resumed is not None:
             state = RunState(
-                self._services.workflow_of(run), resumed.run, resumed.version, frozenset()
+                self._services.workflow_of(run),
+                resumed.run,
+                resumed.version,
+                self._advancer.handed(run.id),
             )
             self._live.memory.keep(run.id, state)
             self._kept.run_id = run.id

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -27,7 +28,7 @@ from storage.schema import setup
 from storage.types import utcnow
 from tests.orchestrators import running
 from tests.polling import until
-from tests.sample_workflows import GATED
+from tests.sample_workflows import GATED, blocking_shell
 
 
 @contextmanager
@@ -140,3 +141,72 @@ def test_on_postgresql_an_audited_commit_wakes_the_reader_at_once(pg_url: str) -
     finally:
         listener.stop()
         engine.dispose()
+
+
+def _handed_flow(tmp_path: Path) -> str:
+    def block(name: str) -> str:
+        return blocking_shell(tmp_path / f"{name}.started", tmp_path / f"{name}.go")
+
+    return f"""
+name: handed
+steps:
+  - id: ask
+    approval:
+      message: "ok?"
+      approvers: {{users: [U0BOSS]}}
+  - id: a1
+    shell: {block("a1")}
+  - id: a2
+    shell: {block("a2")}
+  - id: x
+    shell: {block("x")}
+"""
+
+
+@contextmanager
+def released(tmp_path: Path, *names: str) -> Iterator[None]:
+    """Every blocking step is let go on the way out (close() waits for running steps)."""
+    try:
+        yield
+    finally:
+        for name in names:
+            (tmp_path / f"{name}.go").touch()
+
+
+BARRIER = """
+name: barrier
+steps:
+  - id: one
+    shell: ["true"]
+"""
+
+
+def test_an_answer_keeps_the_steps_handed_to_workers_as_handed(
+    engine: sa.Engine, tmp_path: Path
+) -> None:
+    """x is queued on the pool (pending, in running_steps) when the answer comes. The
+    state the answer keeps (people._claim: RunState(..., frozenset())) forgets that it was
+    handed out, so the next pass queues x a second time; the second worker claim loses and
+    drops x from running_steps while x runs (drain() would then say nothing runs)."""
+    flows = (_handed_flow(tmp_path), BARRIER)
+    with (
+        running(engine, *flows, clock=FakeClock(), max_workers=2) as orch,
+        released(tmp_path, "a1", "a2", "x"),
+    ):
+        run_id = orch.start_run("handed", {}, started_by="U0OPS")
+        until(lambda: (tmp_path / "a1.started").exists() and (tmp_path / "a2.started").exists())
+        [gate] = until(lambda: open_interactions(engine, run_id))
+        assert orch.view(run_id).step("x").status == "pending"
+        assert (run_id, "x") in orch.running_steps()  # queued behind a1 and a2
+        orch.decide(gate.id, "U0BOSS", "approve")
+        (tmp_path / "a1.go").touch()  # its worker's pass, then x's first claim
+        until(lambda: (tmp_path / "x.started").exists())
+        (tmp_path / "a2.go").touch()  # the gate resumes, then whatever else was queued
+        until(lambda: orch.view(run_id).step("ask").status == "succeeded")
+        # The pool is FIFO with one free worker: once this run ends, all queued before it ran.
+        other = orch.start_run("barrier", {}, started_by="U0OPS")
+        assert orch.wait(other, 30).status == "succeeded"
+        assert orch.view(run_id).step("x").status == "running"
+        assert (run_id, "x") in orch.running_steps(), orch.running_steps()
+        (tmp_path / "x.go").touch()
+        assert orch.wait(run_id, 30).status == "succeeded"
