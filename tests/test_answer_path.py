@@ -23,9 +23,10 @@ from orchestrator.changes import NOTIFIED_POLL_S, Change, ChangeWatch
 from orchestrator.clock import FakeClock
 from orchestrator.notices import CHANGES, Listener
 from orchestrator.queries import open_interactions
-from storage.engine import create_engine, write_transaction
+from storage.engine import create_engine, normalize_url, write_transaction
 from storage.schema import setup
 from storage.types import utcnow
+from tests.conftest import PG_URL
 from tests.orchestrators import running
 from tests.polling import until
 from tests.sample_workflows import GATED, blocking_shell
@@ -140,6 +141,34 @@ def test_on_postgresql_an_audited_commit_wakes_the_reader_at_once(pg_url: str) -
         until(poked, timeout=20.0, what="a notice to wake the reader")
     finally:
         listener.stop()
+        engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_notice_names_the_audit_logs_schema_whatever_the_writers_search_path(
+    pg_url: str,
+) -> None:
+    """The trigger named `current_schema()`, the writing session's first search_path
+    entry: a writer that names the table with its schema (its search_path elsewhere) sent
+    a notice every listener ignored, so its change came only at the 5 s fallback poll."""
+    engine = create_engine(pg_url)
+    setup(engine)
+    with engine.connect() as conn:
+        schema = conn.execute(sa.text("SELECT current_schema()")).scalar_one()
+    plain = sa.create_engine(normalize_url(PG_URL))
+    try:
+        with plain.connect() as listening:
+            raw = listening.connection.driver_connection
+            raw.autocommit = True
+            raw.execute("LISTEN opsloop")
+            with plain.begin() as writer:  # search_path: the default, not opsloop's schema
+                writer.execute(sa.text(
+                    f'INSERT INTO "{schema}".audit_log (at, actor, action, detail) '
+                    "VALUES (now(), 'U0OPS', 'test.elsewhere', '{}')"))  # fmt: skip
+            payloads = [n.payload for n in raw.notifies(timeout=5, stop_after=1)]
+        assert payloads == [f"changes {schema}"]
+    finally:
+        plain.dispose()
         engine.dispose()
 
 

@@ -23,7 +23,7 @@ def upgrade() -> None:
         return
     op.execute(
         "CREATE OR REPLACE FUNCTION opsloop_audit_notify() RETURNS trigger LANGUAGE plpgsql AS "
-        "$$ BEGIN PERFORM pg_notify('opsloop', 'changes ' || current_schema()); RETURN NULL; "
+        "$$ BEGIN PERFORM pg_notify('opsloop', 'changes ' || TG_TABLE_SCHEMA); RETURN NULL; "
         "END $$"
     )
     op.execute(
