@@ -255,6 +255,9 @@ class Advancer:
             now = [run]  # a step the share holds back reads the run when it starts
 
             def start() -> None:
+                if self.draining:  # room came during a drain: left running to recovery
+                    self._share.release(run_id, step_id)
+                    return
                 self.submit(self._run_step, run_id, step_id, thread_id, resume, now[0])
 
             self._share.admit(run_id, workflow, step_id, start)

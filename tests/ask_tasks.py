@@ -63,6 +63,7 @@ def leak_token(ctx: Any) -> dict:
 # at once, and the event that lets them end.
 PAST_ANSWER: dict[str, int] = {}
 PEAK: dict[str, int] = {}
+STARTED: dict[str, int] = {}  # past the answer, in all
 RELEASE: dict[str, threading.Event] = {}
 _COUNTING = threading.Lock()
 
@@ -73,6 +74,7 @@ def ask_then_hold_worker(ctx: Any, params: dict) -> dict:
     key = params["key"]
     with _COUNTING:
         PAST_ANSWER[key] = PAST_ANSWER.get(key, 0) + 1
+        STARTED[key] = STARTED.get(key, 0) + 1
         PEAK[key] = max(PEAK.get(key, 0), PAST_ANSWER[key])
     try:
         RELEASE[key].wait(30)

@@ -161,6 +161,30 @@ def test_steps_resumed_by_answers_stay_within_the_share(engine: sa.Engine) -> No
         assert done.status == "succeeded" and ask_tasks.PEAK[key] == 2
 
 
+def test_a_resumed_step_the_share_held_back_does_not_start_in_a_drain(engine: sa.Engine) -> None:
+    """Answers past the share wait for room; a drain (SIGTERM) began, then the running
+    one ended and gave its room to the next, which started on the pool after drain()
+    had said nothing was left: the process exit then cut it off mid-step."""
+    key = uuid.uuid4().hex
+    ask_tasks.RELEASE[key] = threading.Event()
+    with running(engine, ASKING, max_workers=4,
+                 limits=StepLimits(workflow_workers=1)) as orch:  # fmt: skip
+        run_id = orch.start_run("asking", {"key": key}, started_by="U0RUN")
+        try:
+            asked = until(lambda: len(q := open_interactions(engine, run_id)) == 6 and q,
+                          what="every step to ask")  # fmt: skip
+            for question in asked:
+                orch.decide(question.id, "U0OPS", "approve")
+            until(lambda: ask_tasks.STARTED.get(key, 0) == 1, what="one step to resume")
+            orch.drain(0.1)
+        finally:
+            ask_tasks.RELEASE[key].set()
+        until(lambda: ask_tasks.PAST_ANSWER[key] == 0, what="the running step to end")
+        with pytest.raises(AssertionError):  # a second start would come within milliseconds
+            until(lambda: ask_tasks.STARTED[key] > 1, timeout=3.0)
+    assert ask_tasks.STARTED[key] == 1
+
+
 def test_a_run_cancelled_here_leaves_nothing_in_the_share() -> None:
     """The calls the advancer makes for a run cancelled here (or finished by another
     replica): granted, its steps end and are released, and no pass here finishes it, so
