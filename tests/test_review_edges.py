@@ -21,7 +21,8 @@ from orchestrator import runs
 from orchestrator.errors import DefinitionError
 from orchestrator.queries import interaction, open_interactions, run_view
 from orchestrator.reports import rollup
-from storage.engine import read_transaction, write_transaction
+from storage.engine import create_engine, read_transaction, write_transaction
+from storage.schema import setup
 from storage.statuses import SYSTEM
 from tests.orchestrators import running
 from tests.polling import until
@@ -68,12 +69,14 @@ def test_an_escalation_queued_before_the_answer_is_not_posted_after_it(
         assert texts == ["Approval needed: Ship api?"], f"nudged after the answer: {texts}"
 
 
-def test_a_roll_up_does_not_wait_for_writers_and_so_stalls_none(engine: sa.Engine) -> None:
+@pytest.mark.postgres
+def test_a_roll_up_does_not_wait_for_writers_and_so_stalls_none(pg_url: str) -> None:
     """A roll-up's SHARE lock request that waited behind an open writer queued every
     later writer of the table (the whole engine) behind it, for up to 2 s. Now it asks
-    with NOWAIT: busy, the day is counted live this time and kept by a later report."""
-    if engine.dialect.name != "postgresql":
-        pytest.skip("PostgreSQL's lock queue")
+    with NOWAIT: busy, the day is counted live this time and kept by a later report.
+    (PostgreSQL's lock queue; SQLite's roll-up is a write transaction like any other.)"""
+    engine = create_engine(pg_url)
+    setup(engine)
     day = date(2026, 1, 5)
     kept = sa.text("SELECT count(*) FROM report_day WHERE day = :day")
     holder = engine.connect()
@@ -107,6 +110,7 @@ def test_a_roll_up_does_not_wait_for_writers_and_so_stalls_none(engine: sa.Engin
     rollup.ensure(engine, [day])  # the writer is gone: kept now
     with engine.connect() as conn:
         assert conn.execute(kept, {"day": day.isoformat()}).scalar_one() == 3
+    engine.dispose()
 
 
 SIMPLE = """
