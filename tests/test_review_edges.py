@@ -1,6 +1,6 @@
-"""Edges a review found in the Slack nudges, the report roll-up and stored definitions:
-an escalation after its answer, writers stalled behind a roll-up's lock, a run nobody
-could cancel, and read transactions that were not one snapshot on PostgreSQL."""
+"""Edges a review found in the report roll-up and stored definitions: writers stalled
+behind a roll-up's lock, a run nobody could cancel, and read transactions that were not
+one snapshot on PostgreSQL. (Its escalation edge is in test_reconciler.py.)"""
 
 from __future__ import annotations
 
@@ -9,64 +9,14 @@ from datetime import date
 
 import pytest
 import sqlalchemy as sa
-from slack_double import SlackDouble
 
-from bot.slack.delivery import SlackDelivery, delivery_client
-from bot.slack.dispatcher import Dispatcher
-from bot.slack.frontend import SlackFrontEnd
-from bot.slack.outbox import Outbox
-from bot.slack.pacing import ChannelPacer
-from bot.slack.reconciler import Reconciler
-from orchestrator import runs
 from orchestrator.errors import DefinitionError
-from orchestrator.queries import interaction, open_interactions, run_view
 from orchestrator.reports import rollup
 from storage.engine import create_engine, read_transaction, write_transaction
 from storage.schema import setup
-from storage.statuses import SYSTEM
 from tests.orchestrators import running
 from tests.polling import until
 from tests.sample_workflows import GATED
-
-CHANNEL = "C0EDGES"
-
-
-def settle(dispatcher: Dispatcher) -> None:
-    while dispatcher.drain():
-        pass
-
-
-def test_an_escalation_queued_before_the_answer_is_not_posted_after_it(
-    engine: sa.Engine, slack: SlackDouble
-) -> None:
-    """post_nudges checks that the question is open when it queues the escalation, but
-    delivery (`_thread_escalation`) does not look again, unlike `_thread_reminder`: an
-    escalation still in the outbox when the question is answered (a Slack backlog, rate
-    limits, the 24 h lookback at start) is posted for an answered question."""
-    outbox = Outbox(engine)
-    front = SlackFrontEnd(outbox, CHANNEL)
-    client = delivery_client(slack.token, slack.api_url)
-    send = SlackDelivery(client, lambda r: run_view(engine, r), lambda i: interaction(engine, i))
-    dispatcher = Dispatcher(outbox, send, pacer=ChannelPacer(per_second=1000.0))
-    with running(engine, GATED) as orch:
-        run_id = orch.start_run("gated", {"service": "api"}, started_by="U0OPS")
-        orch.wait(run_id, 30)
-        [gate] = open_interactions(engine, run_id)
-        reconciler = Reconciler(engine, front)
-        reconciler.reconcile(run_id)
-        settle(dispatcher)
-        with write_transaction(engine) as conn:
-            runs.audit(conn, SYSTEM, "interaction.escalated", now=orch.clock.now(),
-                       run_id=run_id, interaction_id=gate.id)  # fmt: skip
-        reconciler.changes.start()
-        assert reconciler.tick() == 1  # queued: the question is open
-        orch.decide(gate.id, "U0BOSS", "approve")  # answered before Slack took it
-        assert orch.wait(run_id, 30).status == "succeeded"
-        settle(dispatcher)
-        [board] = slack.messages(CHANNEL)
-        texts = [m.text or "" for m in slack.thread(CHANNEL, board.ts)]
-        # GATED names nobody to escalate to, so the escalation renders as "Reminder: ...".
-        assert texts == ["Approval needed: Ship api?"], f"nudged after the answer: {texts}"
 
 
 @pytest.mark.postgres
