@@ -16,6 +16,7 @@ from bot.cli import main
 from bot.settings import Settings, SettingsError
 from orchestrator import leases, runs
 from orchestrator.clock import utcnow
+from orchestrator.engine import Orchestrator
 from orchestrator.queries import open_interactions
 from orchestrator.step_limits import StepLimits, WorkerShare
 from storage.engine import write_transaction
@@ -134,6 +135,14 @@ ASKING = "name: asking\nparams:\n  key: {type: string, required: true}\nsteps:\n
 )
 
 
+def answer_all_six(orch: Orchestrator, engine: sa.Engine, run_id: str) -> None:
+    """Wait until every step of ASKING asks, then approve all six at once."""
+    asked = until(lambda: len(q := open_interactions(engine, run_id)) == 6 and q,
+                  what="every step to ask")  # fmt: skip
+    for question in asked:
+        orch.decide(question.id, "U0OPS", "approve")
+
+
 def test_steps_resumed_by_answers_stay_within_the_share(engine: sa.Engine) -> None:
     """Six questions of one workflow answered at once: their steps, resumed outside any
     pass, took all four workers (the share counted only steps a pass started), and
@@ -144,10 +153,7 @@ def test_steps_resumed_by_answers_stay_within_the_share(engine: sa.Engine) -> No
                  limits=StepLimits(workflow_workers=2)) as orch:  # fmt: skip
         run_id = orch.start_run("asking", {"key": key}, started_by="U0RUN")
         try:
-            asked = until(lambda: len(q := open_interactions(engine, run_id)) == 6 and q,
-                          what="every step to ask")  # fmt: skip
-            for question in asked:
-                orch.decide(question.id, "U0OPS", "approve")
+            answer_all_six(orch, engine, run_id)
             until(lambda: ask_tasks.PAST_ANSWER.get(key, 0) >= 2, what="the share to be resumed")
             hello = orch.start_run("hello", {}, started_by="U0HI")
             run = until(lambda: (r := orch.view(hello)).status in FINISHED_RUN and r,
@@ -171,10 +177,7 @@ def test_a_resumed_step_the_share_held_back_does_not_start_in_a_drain(engine: sa
                  limits=StepLimits(workflow_workers=1)) as orch:  # fmt: skip
         run_id = orch.start_run("asking", {"key": key}, started_by="U0RUN")
         try:
-            asked = until(lambda: len(q := open_interactions(engine, run_id)) == 6 and q,
-                          what="every step to ask")  # fmt: skip
-            for question in asked:
-                orch.decide(question.id, "U0OPS", "approve")
+            answer_all_six(orch, engine, run_id)
             until(lambda: ask_tasks.STARTED.get(key, 0) == 1, what="one step to resume")
             orch.drain(0.1)
         finally:
