@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import threading
 import uuid
 from collections.abc import Mapping
 from datetime import timedelta
@@ -27,6 +28,7 @@ import sqlalchemy as sa
 
 from orchestrator import interactions
 from orchestrator.engine import Orchestrator
+from orchestrator.protocol import RunView, SilentFrontEnd
 from orchestrator.workflow.loader import parse_workflow
 from storage import checkpoint_models, models
 from storage.engine import create_engine
@@ -49,6 +51,19 @@ MODELS = (models.WorkflowRun, models.StepRun, models.Interaction, models.AuditEn
           checkpoint_models.CheckpointRow, checkpoint_models.CheckpointBlobRow,
           checkpoint_models.CheckpointWriteRow)  # fmt: skip
 BATCH = 500  # runs copied per transaction
+
+
+class Finished(SilentFrontEnd):
+    """A front end that records each run as it finishes (`runs`), notifying `changed`."""
+
+    def __init__(self) -> None:
+        self.runs: dict[str, RunView] = {}
+        self.changed = threading.Condition()
+
+    def run_finished(self, run: RunView) -> None:
+        with self.changed:
+            self.runs[run.id] = run
+            self.changed.notify_all()
 
 
 def populate(url: str, count: int, seed: int = 7, code: Path | None = None) -> list[str]:

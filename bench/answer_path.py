@@ -31,23 +31,11 @@ sys.path[:0] = [str(ROOT), str(BENCH)]
 
 import sqlalchemy as sa  # noqa: E402
 from _databases import database_url  # noqa: E402
-from _waiting_runs import WORKFLOW, populate  # noqa: E402
+from _waiting_runs import WORKFLOW, Finished, populate  # noqa: E402
 
 from orchestrator.engine import Orchestrator  # noqa: E402
-from orchestrator.protocol import RunView, SilentFrontEnd  # noqa: E402
 from orchestrator.workflow.loader import parse_workflow  # noqa: E402
 from storage.engine import create_engine  # noqa: E402
-
-
-class Finished(SilentFrontEnd):
-    def __init__(self) -> None:
-        self.runs: dict[str, RunView] = {}
-        self.changed = threading.Condition()
-
-    def run_finished(self, run: RunView) -> None:
-        with self.changed:
-            self.runs[run.id] = run
-            self.changed.notify_all()
 
 
 def short(sql: str) -> str:

@@ -93,22 +93,11 @@ def summary(latencies: list[float]) -> dict[str, float]:
 def child_ours(url: str, app: str | None, waiting: int, gates: int, idle: float) -> dict[str, Any]:
     sys.path[:0] = [str(ROOT), str(BENCH)]
     import sqlalchemy as sa
-    from _waiting_runs import WORKFLOW
+    from _waiting_runs import WORKFLOW, Finished
 
     from orchestrator.engine import Orchestrator
-    from orchestrator.protocol import RunView, SilentFrontEnd
     from orchestrator.workflow.loader import parse_workflow
     from storage.engine import create_engine
-
-    class Finished(SilentFrontEnd):
-        def __init__(self) -> None:
-            self.runs: dict[str, RunView] = {}
-            self.changed = threading.Condition()
-
-        def run_finished(self, run: RunView) -> None:
-            with self.changed:
-                self.runs[run.id] = run
-                self.changed.notify_all()
 
     engine = create_engine(url)
     with engine.connect() as conn:
