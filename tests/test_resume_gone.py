@@ -23,6 +23,7 @@ steps:
   - id: work
     shell: [sleep, "600"]
   - id: after
+    needs: [work]
     shell: ["true"]
 """
 
