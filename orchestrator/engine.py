@@ -203,7 +203,7 @@ class Orchestrator:
         return self._services.replica
 
     def workflow(self, name: str) -> Workflow:
-        """The current version of workflow `name` (UnknownWorkflow lists the known ones)."""
+        """The current version of workflow `name` (UnknownWorkflow names the nearest known one)."""
         return self._services.versions.named(name)
 
     def workflow_of(self, run: RunView) -> Workflow:

@@ -203,7 +203,14 @@ class Recovery:
         skipped or cancelled, and the `if: failure()` / `always()` handlers that ran after
         it (they run again, or are skipped, by how the retry goes)."""
         run = self._services.view(run_id)
-        wf = self._services.workflow_of(run)
+        wf = self._services.known_workflow_of(run)
+        if wf is None:  # the file and the stored definition are gone (docs/operations.md)
+            raise OrchestratorError(
+                f"run {run_id} cannot be retried: no workflow named {run.workflow!r} is left "
+                f"(neither its file nor the definition it started with); restore the workflow "
+                f"file the run started with, then retry (docs/operations.md, \"A run whose "
+                f"workflow is gone\")"
+            )
         failed = [s.step_id for s in run.steps if s.status == StepStatus.FAILED]
         targets = [step_id] if step_id else failed
         if step_id and step_id not in {s.step_id for s in run.steps}:

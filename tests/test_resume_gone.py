@@ -103,6 +103,12 @@ def test_resume_names_a_run_whose_workflow_is_gone_and_serve_serves_on(
     assert err.count(f"run {run_id} (workflow vanish) cannot continue") == 1, err  # not each sweep
     assert rows(engine) == before
 
+    retried = opsloop(env, "retry", run_id)  # refused, saying what to do
+    assert retried.returncode != 0
+    assert f"run {run_id} cannot be retried" in retried.stderr, retried.stderr
+    assert "restore the workflow file" in retried.stderr and "docs/operations.md" in retried.stderr
+    assert rows(engine) == before
+
     cancelled = opsloop(env, "cancel", run_id)  # what the message offers works
     assert cancelled.returncode == 0, cancelled.stderr
     with engine.connect() as conn:
