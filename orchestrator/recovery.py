@@ -208,8 +208,8 @@ class Recovery:
             raise OrchestratorError(
                 f"run {run_id} cannot be retried: no workflow named {run.workflow!r} is left "
                 f"(neither its file nor the definition it started with); restore the workflow "
-                f"file the run started with, then retry (docs/operations.md, \"A run whose "
-                f"workflow is gone\")"
+                f'file the run started with, then retry (docs/operations.md, "A run whose '
+                f'workflow is gone")'
             )
         failed = [s.step_id for s in run.steps if s.status == StepStatus.FAILED]
         targets = [step_id] if step_id else failed
