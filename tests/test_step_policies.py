@@ -119,8 +119,9 @@ def test_a_step_past_its_timeout_fails_and_its_process_is_gone(
         try:
             run_id = orch.start_run("timed", {"pidfile": str(pidfile), "key": key},
                                     started_by="U0RUN")  # fmt: skip
+            # The pid file shows the process ran; whether it is still alive when this thread
+            # next runs is up to load: its timeout (1 s) may have killed it already.
             pid = int(until(lambda: pidfile.exists() and pidfile.read_text().strip()))
-            assert process_alive(pid)
             run = finished(orch, run_id)
         finally:
             gate.set()  # the abandoned python task's thread may end now
