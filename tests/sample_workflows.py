@@ -44,7 +44,7 @@ steps:
   - id: gate
     approval:
       message: "ok?"
-      deadline: 1s  # long enough that `run` exits before it passes, even on a busy machine
+      deadline: 1s  # for a FakeClock: on the wall clock a busy machine can pass it mid-`run`
       on_deadline: reject
   - id: after
     needs: [gate]

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -159,10 +159,10 @@ def serving(
         engine.dispose()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def listening_port(process: subprocess.Popen[bytes], log: Path) -> int | None:
+    """The port the bot says it listens on (bound with PORT=0), once its log says so."""
+    found = re.search(r"listening on http://127\.0\.0\.1:(\d+)/", log.read_text(errors="replace"))
+    return int(found.group(1)) if found else None
 
 
 @contextmanager
@@ -170,15 +170,18 @@ def serving_http(
     slack: SlackDouble, db_url: str, flows: Path, log: Path, extra_env: dict[str, str] | None = None
 ) -> Iterator[tuple[Served, str]]:
     """The bot in HTTP mode, signed requests checked with SIGNING_SECRET; yields it and
-    its events URL once /healthz answers."""
-    port = free_port()
-    env = {"SLACK_APP_TOKEN": "", "SLACK_SIGNING_SECRET": SIGNING_SECRET, "PORT": str(port),
+    its events URL once /healthz answers. The bot binds PORT=0 and says which port it got:
+    a port picked free here and closed could be taken before the bot starts and binds it."""
+    env = {"SLACK_APP_TOKEN": "", "SLACK_SIGNING_SECRET": SIGNING_SECRET, "PORT": "0",
            "HOST": "127.0.0.1", **(extra_env or {})}  # fmt: skip
     process = start_bot(slack, db_url, flows, log, extra_env=env)
     engine = create_engine(db_url)
     served = Served(slack, process, engine, log)
-    base = f"http://127.0.0.1:{port}"
     try:
+        port = until(lambda: listening_port(process, log) or process.poll() is not None,
+                     timeout=START_S, what="the bot to say where it listens")  # fmt: skip
+        assert process.poll() is None, f"the bot exited:\n{served.output()}"
+        base = f"http://127.0.0.1:{port}"
         until(lambda: _healthy(base) or process.poll() is not None, timeout=START_S,
               what="the bot to listen")  # fmt: skip
         assert process.poll() is None, f"the bot exited:\n{served.output()}"

@@ -51,6 +51,10 @@ from websockets.http11 import Request, Response
 from websockets.sync.server import Server, ServerConnection, serve
 
 T = TypeVar("T")
+# How long the wait_for* helpers wait by default. They return as soon as what they wait for
+# arrives, so only a failing test waits this long; the bot on the other side is often
+# another process, which a loaded CI machine can stall for seconds (5-10 s was too close).
+WAIT_S = 30.0
 
 _JSON_FIELDS = ("blocks", "view", "attachments", "metadata", "files")
 
@@ -350,7 +354,7 @@ class SlackDouble:
             return list(self._responses.get(name, ()))
 
     def wait_for(
-        self, predicate: Callable[[list[Call]], T], *, timeout: float = 5.0, what: str = ""
+        self, predicate: Callable[[list[Call]], T], *, timeout: float = WAIT_S, what: str = ""
     ) -> T:
         """Wait until `predicate(calls)` is truthy and return it; AssertionError at `timeout`.
 
@@ -364,7 +368,7 @@ class SlackDouble:
         return self._wait(lambda: predicate(list(self._calls)), timeout,
                           what or str(predicate), detail=last_calls)  # fmt: skip
 
-    def wait_for_calls(self, method: str, count: int = 1, *, timeout: float = 5.0) -> list[Call]:
+    def wait_for_calls(self, method: str, count: int = 1, *, timeout: float = WAIT_S) -> list[Call]:
         """Wait until `count` successful calls of `method` arrived; return them."""
 
         def enough(calls: list[Call]) -> list[Call] | None:
@@ -380,7 +384,7 @@ class SlackDouble:
         with self._lock:
             return len(self._sockets)
 
-    def wait_for_socket(self, count: int = 1, *, timeout: float = 10.0) -> None:
+    def wait_for_socket(self, count: int = 1, *, timeout: float = WAIT_S) -> None:
         """Wait until `count` clients in all have connected and been greeted."""
         self._wait(lambda: self._connections >= count and self._sockets, timeout,
                    f"{count} Socket Mode connection(s)")  # fmt: skip
@@ -443,7 +447,7 @@ class SlackDouble:
         with self._lock:
             return [a for a in self._acks if envelope_id in (None, a.envelope_id)]
 
-    def wait_for_ack(self, envelope_id: str, *, timeout: float = 5.0) -> Ack:
+    def wait_for_ack(self, envelope_id: str, *, timeout: float = WAIT_S) -> Ack:
         """Wait for the client's ack of `envelope_id` and return it."""
         return self._wait(lambda: next(iter(self.acks(envelope_id)), None), timeout,
                           f"the ack of envelope {envelope_id}")  # fmt: skip

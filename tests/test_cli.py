@@ -37,7 +37,10 @@ def cli(
     db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> Cli:
     """Call `opsloop ARGS...` in-process; returns (exit code, stdout, stderr)."""
-    flows = workflow_dir(tmp_path, {"gated": GATED, "flaky": FLAKY, "expiring": EXPIRING})
+    # The CLI runs on the wall clock: a 1 s deadline could pass while `run` still runs on a
+    # loaded machine (the run then fails there); the test moves the deadline itself.
+    expiring = EXPIRING.replace("deadline: 1s", "deadline: 1h")
+    flows = workflow_dir(tmp_path, {"gated": GATED, "flaky": FLAKY, "expiring": expiring})
     return in_process_cli(db_url, flows, monkeypatch, capsys)
 
 
@@ -198,7 +201,7 @@ def test_resume_applies_a_deadline_that_passed_while_nobody_ran(cli, engine) -> 
     run = _json(out)
     assert code == 0 and run["status"] == "waiting"
     deadline = datetime.fromisoformat(run["pending"][0]["deadline"])
-    assert deadline > datetime.now(UTC)  # `run` exits long before it
+    assert deadline > datetime.now(UTC)  # `run` exits long before it (an hour)
     with engine.begin() as conn:  # ...and it passes while no process is up
         table = Interaction.__table__
         conn.execute(sa.update(table).where(table.c.run_id == run["run_id"])

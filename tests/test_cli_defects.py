@@ -199,7 +199,10 @@ def test_ctrl_c_says_what_runs_kills_it_and_resume_continues(
     (flows / "slow.yml").write_text(SLOW)
     env = {**os.environ, "DATABASE_URL": db_url, "OPSLOOP_WORKFLOWS": str(flows)}
     cli = _opsloop(["run", "slow", f"dir={tmp_path}", "--no-prompt"], env)
-    pid = int(until(lambda: (tmp_path / "pid").exists() and (tmp_path / "pid").read_text()))
+    # The CLI starts as a new process (imports, schema, then the step): 8-10 s on a loaded
+    # machine here, so the usual 60 s for a process start, not the default 20.
+    pid = int(until(lambda: (tmp_path / "pid").exists() and (tmp_path / "pid").read_text(),
+                    timeout=60, what="the step to write its pid"))  # fmt: skip
     cli.send_signal(signal.SIGINT)
     _, err = cli.communicate(timeout=60)  # before: went on until the step ended (600 s)
     assert cli.returncode == 130, err
@@ -216,7 +219,7 @@ def test_ctrl_c_at_a_prompt_does_not_send_you_to_resume(db_url: str, flows: Path
     (flows / "gated.yml").write_text(GATED)
     env = {**os.environ, "DATABASE_URL": db_url, "OPSLOOP_WORKFLOWS": str(flows)}
     cli = _opsloop(["run", "gated", "--prompt"], env, stdin=subprocess.PIPE)
-    until(lambda: _waits(db_url), what="the run to wait at its gate")
+    until(lambda: _waits(db_url), timeout=60, what="the run to wait at its gate")  # a new process
     cli.send_signal(signal.SIGINT)
     _, err = cli.communicate(timeout=60)
     assert cli.returncode == 130

@@ -53,7 +53,10 @@ def test_a_message_asked_twice_is_sent_once_and_edits_wait_for_their_post(
 
 
 def test_edits_coalesce_and_are_spaced(engine: sa.Engine) -> None:
-    outbox, send = Outbox(engine), Recorder()
+    # The outbox's clock stands still: on the wall clock, a drain more than EDIT_INTERVAL
+    # (1 s) after the last edit was sent (a loaded machine) would send the next one at once.
+    now = datetime.now(UTC)
+    outbox, send = Outbox(engine, clock=lambda: now), Recorder()
     outbox.post("board:r1", "board.post", channel="C1", run_id="r1")
     dispatcher = Dispatcher(outbox, send, poll_s=0.05)
     dispatcher.drain()
@@ -64,7 +67,7 @@ def test_edits_coalesce_and_are_spaced(engine: sa.Engine) -> None:
     outbox.edit("board-edit:r1", "board.update", channel="C1", run_id="r1", after="board:r1")
     dispatcher.drain()  # too soon after the last edit: it waits for EDIT_INTERVAL
     assert send.ids().count("board-edit:r1") == 1
-    outbox.clock = lambda: datetime.now(UTC) + timedelta(seconds=2)
+    outbox.clock = lambda: now + timedelta(seconds=2)
     dispatcher.drain()
     assert send.ids().count("board-edit:r1") == 2
 

@@ -91,7 +91,7 @@ def test_answers_ride_in_the_ack_and_a_refreshed_socket_keeps_serving(served: Se
 
     # Slack asks for a reconnect every few hours: the bot must fetch a new URL and carry on
     slack.push_disconnect()
-    slack.wait_for_socket(2, timeout=20)
+    slack.wait_for_socket(2)
     until(lambda: slack.socket_connections() == 1, what="the old socket to close")
     assert len(slack.calls("apps.connections.open", ok=True)) == 2
     refused = served.click(gate, ids.APPROVE, "U0EVE", reply="eve")
@@ -109,7 +109,7 @@ def test_a_dropped_socket_is_back_within_a_ping_interval(
     # not on the close itself; the database plays no part, so SQLite only
     with serving(slack, sqlite_url, flows, tmp_path / "bot.log") as served:
         slack.close_sockets()
-        slack.wait_for_socket(2, timeout=30)
+        slack.wait_for_socket(2, timeout=60)  # the next health check (10 s), then a connect
         assert len(slack.calls("apps.connections.open", ok=True)) == 2
         slack.wait_for_ack(served.command("run gated service=api"))  # on the new socket
         served.gate(served.run_id(), "Ship api?")
