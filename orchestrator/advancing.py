@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import weakref
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -20,7 +19,7 @@ from orchestrator.execution import StepEnd, StepRunner
 from orchestrator.live import LiveRuns
 from orchestrator.passing import new_thread_id
 from orchestrator.protocol import RunView
-from orchestrator.run_lock import RunLock
+from orchestrator.run_lock import RunLocks
 from orchestrator.services import Services
 from orchestrator.step_limits import WorkerShare
 from orchestrator.storable import storable
@@ -50,7 +49,7 @@ class Advancer:
         share = services.limits.workflow_workers  # held-back runs get a pass as it frees up
         self._share = WorkerShare(share, lambda run_id: self.submit(self.advance, run_id))
         self._guard = threading.Lock()
-        self._run_locks: weakref.WeakValueDictionary[str, RunLock] = weakref.WeakValueDictionary()
+        self.run_lock = RunLocks()  # run_lock(run_id): what a pass over the run holds
         # Steps this process dispatched and is still running: (run id, step id). A pass
         # counts them as running even if the view it read predates their claim.
         self._inflight: set[tuple[str, str]] = set()
@@ -334,13 +333,3 @@ class Advancer:
             if not self._closing:
                 raise
             log.debug("closing: %s%r left to the next sweep", fn.__name__, args[:2])
-
-    def run_lock(self, run_id: str) -> RunLock:
-        """The lock a pass over `run_id` holds; held to change a step a pass may also read."""
-        # Weakly held: a lock nobody holds or waits for is dropped, so a long-lived
-        # process does not keep one per run it ever saw.
-        with self._guard:
-            lock = self._run_locks.get(run_id)
-            if lock is None:
-                lock = self._run_locks[run_id] = RunLock()
-            return lock
