@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from orchestrator import log_context, passing, recording, runs, scheduler, stepwork, worker_claims
+from orchestrator import held_steps, log_context, passing, recording, scheduler, stepwork
 from orchestrator.execution import StepEnd, StepRunner
 from orchestrator.live import LiveRuns
 from orchestrator.passing import new_thread_id
@@ -23,9 +23,8 @@ from orchestrator.run_lock import RunLocks
 from orchestrator.services import Services
 from orchestrator.step_limits import WorkerShare
 from orchestrator.storable import storable
-from orchestrator.storage_retry import storage_attempts
+from orchestrator.worker_claims import claim_queued
 from orchestrator.workflow.definitions import Step
-from storage.engine import write_transaction
 from storage.statuses import FINISHED_RUN, StepStatus
 
 log = logging.getLogger(__name__)
@@ -215,7 +214,7 @@ class Advancer:
         now = self._services.clock.now()
         won, claim = False, {}
         try:
-            won, claim = worker_claims.claim_queued(self._services, run, step, thread_id, now)
+            won, claim = claim_queued(self._services, run, step, thread_id, now)
         finally:
             if not won:  # cancelled meanwhile, another replica started it, or storage failed
                 self._memory.forget(run.id)
@@ -246,30 +245,44 @@ class Advancer:
     ) -> None:  # fmt: skip
         """Run a step again on the pool: resumed with an answer, or restarted by recovery;
         within its workflow's share of the workers (else many answers took them all).
-        `run`: the run as just read (else the worker reads it); `asked`: the interaction
-        the answer closed, which the resumed step does not open again."""
-        if not self.draining:  # else the answer is in the database, for the next start
-            if asked is not None:
-                self._runner.promise_asked(asked)
-            now = [run]  # a step the share holds back reads the run when it starts
+        Past the share it is marked held (held_steps.py) before it waits for room, so a
+        crash meanwhile leaves it to be resumed, not questioned as if cut off mid-flight.
+        `run`: the run as just read (a held step reads it when it starts); `asked`: the
+        interaction the answer closed, which the resumed step does not open again."""
+        if asked is not None:
+            self._runner.promise_asked(asked)
+        if self._share.admit(run_id, workflow, step_id):
+            self._hand_resumed(run_id, step_id, thread_id, resume, run, held=False)
+            return
+        held_steps.hold(self._services, run_id, step_id, self._services.clock.now())
+        self._share.wait(run_id, workflow, step_id, lambda: self._hand_resumed(
+            run_id, step_id, thread_id, resume, None, held=True))  # fmt: skip
 
-            def start() -> None:
-                if self.draining:  # room came during a drain: left running to recovery
-                    self._share.release(run_id, step_id)
-                    return
-                self.submit(self._run_step, run_id, step_id, thread_id, resume, now[0])
-
-            self._share.admit(run_id, workflow, step_id, start)
-            now[0] = None
+    def _hand_resumed(
+        self, run_id: str, step_id: str, thread_id: str, resume: Mapping[str, Any] | None,
+        run: RunView | None, *, held: bool,
+    ) -> None:  # fmt: skip
+        """A resumed step the share admitted goes to a worker. In a drain it does not
+        start: it stays `running`, marked held, for the next start to resume."""
+        if not self.draining:
+            self.submit(self._run_step, run_id, step_id, thread_id, resume, run, held)
+            return
+        self._share.release(run_id, step_id)
+        if not held:
+            held_steps.hold(self._services, run_id, step_id, self._services.clock.now())
 
     def _run_step(
         self, run_id: str, step_id: str, thread_id: str,
-        resume: Mapping[str, Any] | None, run: RunView | None = None,
+        resume: Mapping[str, Any] | None, run: RunView | None = None, held: bool = False,
     ) -> None:  # fmt: skip
-        """On a worker: execute the step, leave how it ended for the next pass, advance."""
+        """On a worker: execute the step, leave how it ended for the next pass, advance.
+        A `held` step first loses its mark (committed before its code runs again); one
+        that stopped running here while it waited (cancelled) does not run."""
         try:
-            with log_context.bound(run_id=run_id, step_id=step_id):
-                end = self._runner.execute(run_id, step_id, thread_id, resume, run)
+            end = None
+            if not held or held_steps.start(self._services, run_id, step_id):
+                with log_context.bound(run_id=run_id, step_id=step_id):
+                    end = self._runner.execute(run_id, step_id, thread_id, resume, run)
             if end is not None and end.interrupt is not None:
                 self._on_pause(run_id, step_id, end.interrupt)
             elif end is not None:
@@ -295,24 +308,6 @@ class Advancer:
         outcome = scheduler.Outcome(step_id, end.status, now, error, outputs)
         with self._guard:
             self._outcomes.setdefault(run_id, []).append(outcome)
-
-    def finish_step(
-        self, run_id: str, step_id: str, status: StepStatus, *,
-        error: str | None = None, outputs: Mapping[str, Any] | None = None,
-    ) -> bool:  # fmt: skip
-        """Record a running step's end now (recovery's verdicts); False if it was not running."""
-        now = self._services.clock.now()
-        values, error = storable(outputs), storable(error)
-        for attempt in storage_attempts():
-            with attempt, write_transaction(self._services.engine) as conn:
-                done = runs.set_step(
-                    conn, run_id, step_id, expect=[StepStatus.RUNNING], status=status,
-                    error=error, outputs=values, finished_at=now, updated_at=now,
-                )  # fmt: skip
-        if done:
-            self._live.step_changed(run_id, step_id, status=status, error=error,
-                                    finished_at=now, outputs=values)  # fmt: skip
-        return done
 
     # -- the pool -----------------------------------------------------------------
 
