@@ -61,6 +61,7 @@ class Advancer:
         self._local = threading.local()  # .worker: this thread is one of the pool's
         self._closing = False
         self._idle = threading.Condition(self._guard)  # notified as steps and passes end
+        self._parking = 0  # steps that paused, being parked: a drain waits for them too
         self.draining = False  # a graceful stop: passes record results, nothing starts or resumes
         self._stopped = False  # after the grace period: no passes at all
 
@@ -71,12 +72,12 @@ class Advancer:
         self._pool.shutdown(wait=not self._stopped, cancel_futures=self._stopped)
 
     def drain(self, timeout: float) -> bool:
-        """Start no more steps; wait up to `timeout` s for running ones to end and be
-        recorded. True if none is left running."""
+        """Start no more steps; wait up to `timeout` s for those on the pool (resumed ones
+        too) to end and be recorded. True if none is left running."""
         deadline = time.monotonic() + timeout
         with self._guard:
             self.draining = True
-            while self._inflight or self._passing:
+            while self._inflight or self._passing or self._parking:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
@@ -143,7 +144,8 @@ class Advancer:
         """One scheduling pass (orchestrator/scheduler.py), then act on what it committed."""
         with self._guard:
             outcomes = self._outcomes.pop(run_id, [])
-            free = 0 if self.draining else self.max_workers - len(self._inflight)
+            # Queued and resumed steps count too: more of them than workers claims none.
+            free = 0 if self.draining else max(0, self.max_workers - len(self._inflight))
         try:
             grant = self._share.for_pass(run_id)  # what it grants and does not hand out
             commit = lambda o: passing.commit_pass(  # noqa: E731
@@ -262,9 +264,14 @@ class Advancer:
         self, run_id: str, step_id: str, thread_id: str, resume: Mapping[str, Any] | None,
         run: RunView | None, *, held: bool,
     ) -> None:  # fmt: skip
-        """A resumed step the share admitted goes to a worker. In a drain it does not
+        """A resumed step the share admitted goes to a worker; it counts as running here
+        (a drain waits for it, its lease is kept) until it ends. In a drain it does not
         start: it stays `running`, marked held, for the next start to resume."""
-        if not self.draining:
+        with self._guard:  # as drain() reads it: a step it does not wait for never starts
+            go = not self.draining
+            if go:
+                self._inflight.add((run_id, step_id))
+        if go:
             self.submit(self._run_step, run_id, step_id, thread_id, resume, run, held)
             return
         self._share.release(run_id, step_id)
@@ -277,21 +284,30 @@ class Advancer:
     ) -> None:  # fmt: skip
         """On a worker: execute the step, leave how it ended for the next pass, advance.
         A `held` step first loses its mark (committed before its code runs again); one
-        that stopped running here while it waited (cancelled) does not run."""
+        that stopped running here while it waited (cancelled) does not run. A pause is
+        parked once the step no longer counts here: an answer given already resumes it
+        inside `_on_pause`, and that run must not be uncounted by this one's end."""
+        end = None
         try:
-            end = None
             if not held or held_steps.start(self._services, run_id, step_id):
                 with log_context.bound(run_id=run_id, step_id=step_id):
                     end = self._runner.execute(run_id, step_id, thread_id, resume, run)
-            if end is not None and end.interrupt is not None:
-                self._on_pause(run_id, step_id, end.interrupt)
-            elif end is not None:
+            if end is not None and end.interrupt is None:
                 self._outcome(run_id, step_id, end)
         finally:
+            interrupt = None if end is None else end.interrupt
             with self._guard:
                 self._inflight.discard((run_id, step_id))
+                self._parking += interrupt is not None
                 self._idle.notify_all()
             self._share.release(run_id, step_id)
+        if interrupt is not None:
+            try:
+                self._on_pause(run_id, step_id, interrupt)
+            finally:
+                with self._guard:
+                    self._parking -= 1
+                    self._idle.notify_all()
         with log_context.bound(run_id=run_id):
             self.advance(run_id)
 

@@ -1,6 +1,6 @@
 """Steps resumed outside a pass (an answer, recovery) beside their workflow's share of the
 workers (issue 16): one that waits for room survives a crash as a step that had not
-started again."""
+started again, and a graceful stop waits for those running as for any other step."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import ask_tasks
 import sqlalchemy as sa
 
 from orchestrator import runs
+from orchestrator.clock import utcnow
 from orchestrator.engine import Orchestrator
 from orchestrator.queries import open_interactions, run_view
 from orchestrator.step_limits import StepLimits
@@ -97,6 +98,36 @@ def test_an_answered_step_waiting_for_room_is_resumed_after_a_crash_not_question
     finally:
         release.touch()
         o.close()
+
+
+ONE_ASK = "name: one-ask\nparams:\n  key: {type: string, required: true}\nsteps:\n" + (
+    "  - id: a\n    python: ask_tasks:ask_then_hold_worker\n"
+)
+
+
+def test_a_drain_waits_for_a_step_resumed_by_an_answer(engine: sa.Engine) -> None:
+    """A step resumed by an answer runs on the pool outside any pass: drain() did not
+    count it, said all had ended while it ran, and gave up its lease (another replica
+    could take it over and run it a second time)."""
+    key = uuid.uuid4().hex
+    ask_tasks.RELEASE[key] = threading.Event()
+    with running(engine, ONE_ASK, max_workers=4) as orch:
+        run_id = orch.start_run("one-ask", {"key": key}, started_by="U0RUN")
+        try:
+            (question,) = until(lambda: open_interactions(engine, run_id), what="the question")
+            orch.decide(question.id, "U0OPS", "approve")
+            until(lambda: ask_tasks.PAST_ANSWER.get(key) == 1, what="the step to resume")
+            assert orch.drain(0.1) is False  # it still runs
+            assert (run_id, "a") in orch.running_steps()
+            with read_transaction(engine) as conn:
+                lease = conn.execute(
+                    sa.select(runs.STEPS.c.lease_until).where(
+                        runs.STEPS.c.run_id == run_id, runs.STEPS.c.step_id == "a"
+                    )
+                ).scalar_one()
+            assert lease > utcnow()  # kept while it runs here
+        finally:
+            ask_tasks.RELEASE[key].set()
 
 
 TWO_WORKERS = "name: two-workers\nparams:\n  key: {type: string, required: true}\nsteps:\n" + (
