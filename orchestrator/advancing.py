@@ -61,7 +61,7 @@ class Advancer:
         self._local = threading.local()  # .worker: this thread is one of the pool's
         self._closing = False
         self._idle = threading.Condition(self._guard)  # notified as steps and passes end
-        self._parking = 0  # steps that paused, being parked: a drain waits for them too
+        self._ending = 0  # steps ended, not yet parked or passed over: a drain waits too
         self.draining = False  # a graceful stop: passes record results, nothing starts or resumes
         self._stopped = False  # after the grace period: no passes at all
 
@@ -77,7 +77,7 @@ class Advancer:
         deadline = time.monotonic() + timeout
         with self._guard:
             self.draining = True
-            while self._inflight or self._passing or self._parking:
+            while self._inflight or self._passing or self._ending:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
@@ -298,18 +298,17 @@ class Advancer:
             interrupt = None if end is None else end.interrupt
             with self._guard:
                 self._inflight.discard((run_id, step_id))
-                self._parking += interrupt is not None
-                self._idle.notify_all()
+                self._ending += 1
             self._share.release(run_id, step_id)
-        if interrupt is not None:
-            try:
+        try:
+            if interrupt is not None:
                 self._on_pause(run_id, step_id, interrupt)
-            finally:
-                with self._guard:
-                    self._parking -= 1
-                    self._idle.notify_all()
-        with log_context.bound(run_id=run_id):
-            self.advance(run_id)
+            with log_context.bound(run_id=run_id):
+                self.advance(run_id)  # the pass that records the outcome, or a later one
+        finally:
+            with self._guard:
+                self._ending -= 1
+                self._idle.notify_all()
 
     def _outcome(self, run_id: str, step_id: str, end: StepEnd) -> None:
         """Leave how a step ended for the next pass, which records it with what it unblocks.
