@@ -10,23 +10,21 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import weakref
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from orchestrator import log_context, passing, recording, runs, scheduler, stepwork, worker_claims
+from orchestrator import held_steps, log_context, passing, recording, scheduler, stepwork
 from orchestrator.execution import StepEnd, StepRunner
 from orchestrator.live import LiveRuns
 from orchestrator.passing import new_thread_id
 from orchestrator.protocol import RunView
-from orchestrator.run_lock import RunLock
+from orchestrator.run_lock import RunLocks
 from orchestrator.services import Services
 from orchestrator.step_limits import WorkerShare
 from orchestrator.storable import storable
-from orchestrator.storage_retry import storage_attempts
+from orchestrator.worker_claims import claim_queued
 from orchestrator.workflow.definitions import Step
-from storage.engine import write_transaction
 from storage.statuses import FINISHED_RUN, StepStatus
 
 log = logging.getLogger(__name__)
@@ -50,7 +48,7 @@ class Advancer:
         share = services.limits.workflow_workers  # held-back runs get a pass as it frees up
         self._share = WorkerShare(share, lambda run_id: self.submit(self.advance, run_id))
         self._guard = threading.Lock()
-        self._run_locks: weakref.WeakValueDictionary[str, RunLock] = weakref.WeakValueDictionary()
+        self.run_lock = RunLocks()  # run_lock(run_id): what a pass over the run holds
         # Steps this process dispatched and is still running: (run id, step id). A pass
         # counts them as running even if the view it read predates their claim.
         self._inflight: set[tuple[str, str]] = set()
@@ -63,6 +61,7 @@ class Advancer:
         self._local = threading.local()  # .worker: this thread is one of the pool's
         self._closing = False
         self._idle = threading.Condition(self._guard)  # notified as steps and passes end
+        self._ending = 0  # steps ended, not yet parked or passed over: a drain waits too
         self.draining = False  # a graceful stop: passes record results, nothing starts or resumes
         self._stopped = False  # after the grace period: no passes at all
 
@@ -73,12 +72,12 @@ class Advancer:
         self._pool.shutdown(wait=not self._stopped, cancel_futures=self._stopped)
 
     def drain(self, timeout: float) -> bool:
-        """Start no more steps; wait up to `timeout` s for running ones to end and be
-        recorded. True if none is left running."""
+        """Start no more steps; wait up to `timeout` s for those on the pool (resumed ones
+        too) to end and be recorded. True if none is left running."""
         deadline = time.monotonic() + timeout
         with self._guard:
             self.draining = True
-            while self._inflight or self._passing:
+            while self._inflight or self._passing or self._ending:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
@@ -145,7 +144,8 @@ class Advancer:
         """One scheduling pass (orchestrator/scheduler.py), then act on what it committed."""
         with self._guard:
             outcomes = self._outcomes.pop(run_id, [])
-            free = 0 if self.draining else self.max_workers - len(self._inflight)
+            # Queued and resumed steps count too: more of them than workers claims none.
+            free = 0 if self.draining else max(0, self.max_workers - len(self._inflight))
         try:
             grant = self._share.for_pass(run_id)  # what it grants and does not hand out
             commit = lambda o: passing.commit_pass(  # noqa: E731
@@ -216,7 +216,7 @@ class Advancer:
         now = self._services.clock.now()
         won, claim = False, {}
         try:
-            won, claim = worker_claims.claim_queued(self._services, run, step, thread_id, now)
+            won, claim = claim_queued(self._services, run, step, thread_id, now)
         finally:
             if not won:  # cancelled meanwhile, another replica started it, or storage failed
                 self._memory.forget(run.id)
@@ -247,41 +247,68 @@ class Advancer:
     ) -> None:  # fmt: skip
         """Run a step again on the pool: resumed with an answer, or restarted by recovery;
         within its workflow's share of the workers (else many answers took them all).
-        `run`: the run as just read (else the worker reads it); `asked`: the interaction
-        the answer closed, which the resumed step does not open again."""
-        if not self.draining:  # else the answer is in the database, for the next start
-            if asked is not None:
-                self._runner.promise_asked(asked)
-            now = [run]  # a step the share holds back reads the run when it starts
+        Past the share it is marked held (held_steps.py) before it waits for room, so a
+        crash meanwhile leaves it to be resumed, not questioned as if cut off mid-flight.
+        `run`: the run as just read (a held step reads it when it starts); `asked`: the
+        interaction the answer closed, which the resumed step does not open again."""
+        if asked is not None:
+            self._runner.promise_asked(asked)
+        if self._share.admit(run_id, workflow, step_id):
+            self._hand_resumed(run_id, step_id, thread_id, resume, run, held=False)
+            return
+        held_steps.hold(self._services, run_id, step_id, self._services.clock.now())
+        self._share.wait(run_id, workflow, step_id, lambda: self._hand_resumed(
+            run_id, step_id, thread_id, resume, None, held=True))  # fmt: skip
 
-            def start() -> None:
-                if self.draining:  # room came during a drain: left running to recovery
-                    self._share.release(run_id, step_id)
-                    return
-                self.submit(self._run_step, run_id, step_id, thread_id, resume, now[0])
-
-            self._share.admit(run_id, workflow, step_id, start)
-            now[0] = None
+    def _hand_resumed(
+        self, run_id: str, step_id: str, thread_id: str, resume: Mapping[str, Any] | None,
+        run: RunView | None, *, held: bool,
+    ) -> None:  # fmt: skip
+        """A resumed step the share admitted goes to a worker; it counts as running here
+        (a drain waits for it, its lease is kept) until it ends. In a drain it does not
+        start: it stays `running`, marked held, for the next start to resume."""
+        with self._guard:  # as drain() reads it: a step it does not wait for never starts
+            go = not self.draining
+            if go:
+                self._inflight.add((run_id, step_id))
+        if go:
+            self.submit(self._run_step, run_id, step_id, thread_id, resume, run, held)
+            return
+        self._share.release(run_id, step_id)
+        if not held:
+            held_steps.hold(self._services, run_id, step_id, self._services.clock.now())
 
     def _run_step(
         self, run_id: str, step_id: str, thread_id: str,
-        resume: Mapping[str, Any] | None, run: RunView | None = None,
+        resume: Mapping[str, Any] | None, run: RunView | None = None, held: bool = False,
     ) -> None:  # fmt: skip
-        """On a worker: execute the step, leave how it ended for the next pass, advance."""
+        """On a worker: execute the step, leave how it ended for the next pass, advance.
+        A `held` step first loses its mark (committed before its code runs again); one
+        that stopped running here while it waited (cancelled) does not run. A pause is
+        parked once the step no longer counts here: an answer given already resumes it
+        inside `_on_pause`, and that run must not be uncounted by this one's end."""
+        end = None
         try:
-            with log_context.bound(run_id=run_id, step_id=step_id):
-                end = self._runner.execute(run_id, step_id, thread_id, resume, run)
-            if end is not None and end.interrupt is not None:
-                self._on_pause(run_id, step_id, end.interrupt)
-            elif end is not None:
+            if not held or held_steps.start(self._services, run_id, step_id):
+                with log_context.bound(run_id=run_id, step_id=step_id):
+                    end = self._runner.execute(run_id, step_id, thread_id, resume, run)
+            if end is not None and end.interrupt is None:
                 self._outcome(run_id, step_id, end)
         finally:
+            interrupt = None if end is None else end.interrupt
             with self._guard:
                 self._inflight.discard((run_id, step_id))
-                self._idle.notify_all()
+                self._ending += 1
             self._share.release(run_id, step_id)
-        with log_context.bound(run_id=run_id):
-            self.advance(run_id)
+        try:
+            if interrupt is not None:
+                self._on_pause(run_id, step_id, interrupt)
+            with log_context.bound(run_id=run_id):
+                self.advance(run_id)  # the pass that records the outcome, or a later one
+        finally:
+            with self._guard:
+                self._ending -= 1
+                self._idle.notify_all()
 
     def _outcome(self, run_id: str, step_id: str, end: StepEnd) -> None:
         """Leave how a step ended for the next pass, which records it with what it unblocks.
@@ -296,24 +323,6 @@ class Advancer:
         outcome = scheduler.Outcome(step_id, end.status, now, error, outputs)
         with self._guard:
             self._outcomes.setdefault(run_id, []).append(outcome)
-
-    def finish_step(
-        self, run_id: str, step_id: str, status: StepStatus, *,
-        error: str | None = None, outputs: Mapping[str, Any] | None = None,
-    ) -> bool:  # fmt: skip
-        """Record a running step's end now (recovery's verdicts); False if it was not running."""
-        now = self._services.clock.now()
-        values, error = storable(outputs), storable(error)
-        for attempt in storage_attempts():
-            with attempt, write_transaction(self._services.engine) as conn:
-                done = runs.set_step(
-                    conn, run_id, step_id, expect=[StepStatus.RUNNING], status=status,
-                    error=error, outputs=values, finished_at=now, updated_at=now,
-                )  # fmt: skip
-        if done:
-            self._live.step_changed(run_id, step_id, status=status, error=error,
-                                    finished_at=now, outputs=values)  # fmt: skip
-        return done
 
     # -- the pool -----------------------------------------------------------------
 
@@ -334,13 +343,3 @@ class Advancer:
             if not self._closing:
                 raise
             log.debug("closing: %s%r left to the next sweep", fn.__name__, args[:2])
-
-    def run_lock(self, run_id: str) -> RunLock:
-        """The lock a pass over `run_id` holds; held to change a step a pass may also read."""
-        # Weakly held: a lock nobody holds or waits for is dropped, so a long-lived
-        # process does not keep one per run it ever saw.
-        with self._guard:
-            lock = self._run_locks.get(run_id)
-            if lock is None:
-                lock = self._run_locks[run_id] = RunLock()
-            return lock

@@ -60,9 +60,9 @@ class People:
         for attempt in storage_attempts():
             with attempt, write_transaction(self._services.engine) as conn:
                 runs.bump_run(conn, run_id)  # the run's row first: see resuming.py
-                runs.set_step(
+                runs.set_step(  # held_at: a hold's mark never outlives a question (held_steps.py)
                     conn, run_id, step_id, expect=[StepStatus.RUNNING], status=StepStatus.WAITING,
-                    updated_at=self._services.clock.now(), signal=False,
+                    updated_at=self._services.clock.now(), signal=False, held_at=None,
                 )  # fmt: skip
                 conn.execute(
                     sa.update(interactions.INTERACTIONS)

@@ -2,7 +2,10 @@
 
 A step found `running` was cut off mid-flight. Its LangGraph thread tells how far it got:
 - finished: its result was saved; record it (a finished step never runs again);
-- interrupted: it was pausing for a person; it waits again;
+- interrupted: it was pausing for a person; it waits again (or, answered, resumes). A
+  task resumed with its answer may have run on past it: a person decides, as below;
+  unless it was marked held (held_steps.py: it waited for room in its workflow's share,
+  and its code had not run again), then it resumes with its answer;
 - otherwise (no checkpoint, or one from before it finished) it may have done part of
   its work: it is run again if it is a gate or declared `idempotent: true`, and for
   any other step a person decides: retry, skip or fail. A step that cannot pause runs
@@ -28,6 +31,7 @@ from orchestrator.live import LiveRuns
 from orchestrator.people import People
 from orchestrator.question_watch import QuestionWatch
 from orchestrator.services import Services
+from orchestrator.storable import storable
 from orchestrator.storage_retry import storage_attempts
 from orchestrator.workflow.definitions import Step
 from storage.engine import dialect_insert, read_transaction, write_transaction
@@ -97,16 +101,15 @@ class Recovery:
         services = self._services
         run = services.view(run_id)
         wf = services.workflow_of(run)
-        threads: dict[str, str | None] = {}
+        threads: dict[str, tuple[str | None, bool]] = {}  # step: its thread, and if held
         if any(view.status == StepStatus.RUNNING for view in run.steps):  # usually none
+            steps = runs.STEPS
             with read_transaction(services.engine) as conn:
-                threads = dict(
-                    conn.execute(
-                        sa.select(runs.STEPS.c.step_id, runs.STEPS.c.thread_id).where(
-                            runs.STEPS.c.run_id == run_id
-                        )
-                    ).all()
-                )
+                rows = conn.execute(
+                    sa.select(steps.c.step_id, steps.c.thread_id, steps.c.held_at)
+                    .where(steps.c.run_id == run_id)
+                ).all()  # fmt: skip
+            threads = {step: (thread, held is not None) for step, thread, held in rows}
         for view in run.steps:
             if view.status == StepStatus.WAITING:
                 with read_transaction(services.engine) as conn:
@@ -116,18 +119,22 @@ class Recovery:
             elif view.status == StepStatus.RUNNING and leases.claim_orphan(
                 services.engine, services.replica, run_id, view.step_id, services.clock.now()
             ):
-                self._recover_step(run_id, wf.step(view.step_id), threads.get(view.step_id),
-                                   run.workflow)  # fmt: skip
+                thread, held = threads.get(view.step_id, (None, False))
+                self._recover_step(run_id, wf.step(view.step_id), thread, run.workflow, held)
         self._advancer.advance(run_id)
 
-    def _recover_step(self, run_id: str, step: Step, thread_id: str | None, workflow: str) -> None:
+    def _recover_step(
+        self, run_id: str, step: Step, thread_id: str | None, workflow: str, held: bool
+    ) -> None:
         graph = self._services.graph
         state, detail = graph.inspect(thread_id) if thread_id else ("new", None)
         if state == "finished":
             # Straight from the checkpoint: scrubbed as the normal path scrubs (execution.py).
             outputs = self._services.scrubber.value(detail)
-            self._advancer.finish_step(run_id, step.id, StepStatus.SUCCEEDED, outputs=outputs)
-        elif state == "interrupted" and not self._ran_on_after_answer(step, detail):
+            self._finish_step(run_id, step.id, StepStatus.SUCCEEDED, outputs=outputs)
+        elif state == "interrupted" and (held or not self._ran_on_after_answer(step, detail)):
+            # Held: it waited for room in its workflow's share and had not run on with its
+            # answer (held_steps.py); it parks and resumes with it, as from a question.
             self._people.park(run_id, step.id, detail)
         elif step.is_gate or step.idempotent:
             # The same thread id: a gate finds its interaction again instead of opening another.
@@ -151,6 +158,24 @@ class Recovery:
             and row["interrupt_id"] is not None
             and row["status"] != InteractionStatus.PENDING
         )
+
+    def _finish_step(
+        self, run_id: str, step_id: str, status: StepStatus, *,
+        error: str | None = None, outputs: Mapping[str, Any] | None = None,
+    ) -> bool:  # fmt: skip
+        """Record a running step's end now (recovery's verdicts); False if it was not running."""
+        now = self._services.clock.now()
+        values, error = storable(outputs), storable(error)
+        for attempt in storage_attempts():
+            with attempt, write_transaction(self._services.engine) as conn:
+                done = runs.set_step(
+                    conn, run_id, step_id, expect=[StepStatus.RUNNING], status=status,
+                    error=error, outputs=values, finished_at=now, updated_at=now,
+                )  # fmt: skip
+        if done:
+            self._live.step_changed(run_id, step_id, status=status, error=error,
+                                    finished_at=now, outputs=values)  # fmt: skip
+        return done
 
     def _ask(self, run_id: str, step_id: str, thread_id: str) -> None:
         """Ask a person whether a step cut off mid-flight runs again, is skipped or fails."""
@@ -195,7 +220,7 @@ class Recovery:
         else:
             status = StepStatus.SKIPPED if choice == "skip" else StepStatus.FAILED
             error = None if choice == "skip" else f"failed by {row['answered_by']} after a crash"
-            self._advancer.finish_step(run_id, step_id, status, error=error)
+            self._finish_step(run_id, step_id, status, error=error)
         self._advancer.advance(run_id)
 
     def retry(self, run_id: str, step_id: str | None, by: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import weakref
 
 
 class RunLock:
@@ -18,3 +19,20 @@ class RunLock:
 
     def __exit__(self, *exc: object) -> None:
         self._lock.release()
+
+
+class RunLocks:
+    """`locks(run_id)`: the lock a pass over `run_id` holds; held to change a step a pass
+    may also read. Weakly held: a lock nobody holds or waits for is dropped, so a
+    long-lived process does not keep one per run it ever saw."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: weakref.WeakValueDictionary[str, RunLock] = weakref.WeakValueDictionary()
+
+    def __call__(self, run_id: str) -> RunLock:
+        with self._guard:
+            lock = self._locks.get(run_id)
+            if lock is None:
+                lock = self._locks[run_id] = RunLock()
+            return lock

@@ -6,7 +6,8 @@ process stopped while /healthz stayed green (issue 16). Steps of a workflow past
 share stay `pending` (not queued on the pool), so other workflows' steps still start;
 when one of its steps ends, the runs it held back get a pass. A step resumed outside a
 pass (after an answer, or restarted by recovery) is already `running` in the database:
-past the share, it waits here for one of its workflow's steps to end, then starts.
+past the share, it is marked held there (held_steps.py: recovery resumes it, as one
+that had not started) and waits here for one of its workflow's steps to end.
 """
 
 from __future__ import annotations
@@ -61,18 +62,31 @@ class WorkerShare:
         with self._lock:
             return len(self._workflow)
 
-    def admit(self, run_id: str, workflow: str, step_id: str, start: Start) -> None:
-        """A step resumed outside a pass: `start()` now if its workflow has room (it counts
-        until `release`), else once one of the workflow's steps stops."""
-        if self._limit is not None:
-            with self._lock:
-                self._workflow[run_id] = workflow
-                running = self._running.setdefault(workflow, set())
-                if (run_id, step_id) not in running and len(running) >= self._limit:
-                    self._waiting.setdefault(workflow, deque()).append((run_id, step_id, start))
-                    return
-                running.add((run_id, step_id))
-        start()
+    def admit(self, run_id: str, workflow: str, step_id: str) -> bool:
+        """A step resumed outside a pass: True if its workflow has room now (it counts
+        until `release`: the caller starts it); False if not, and nothing is kept for it
+        (the caller marks it held, then hands it to `wait`)."""
+        if self._limit is None:
+            return True
+        with self._lock:
+            running = self._running.setdefault(workflow, set())
+            if (run_id, step_id) not in running and len(running) >= self._limit:
+                return False
+            self._workflow[run_id] = workflow
+            running.add((run_id, step_id))
+            return True
+
+    def wait(self, run_id: str, workflow: str, step_id: str, start: Start) -> None:
+        """A step `admit` refused: `start()` once one of its workflow's steps stops (it
+        then counts until `release`), or at once if room came since, in the order they
+        came. Apart from `admit`, so that `start` never comes before the caller's mark."""
+        with self._lock:
+            self._workflow[run_id] = workflow
+            self._running.setdefault(workflow, set())
+            self._waiting.setdefault(workflow, deque()).append((run_id, step_id, start))
+            starts = self._room(workflow)
+        for begin in starts:
+            begin()
 
     def _room(self, workflow: str) -> list[Start]:
         """Under the lock: resumes that fit now, counted as running (started after it)."""

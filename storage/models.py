@@ -105,6 +105,9 @@ class StepRun(SQLModel, table=True):
     # Which replica runs the step, and until when its claim holds.
     owner: str | None = Field(default=None, max_length=200)
     lease_until: datetime | None = _time()
+    # Set while a step resumed outside a pass (an answer, recovery) waits for room in its
+    # workflow's share, before its code runs again: recovery resumes it as not started.
+    held_at: datetime | None = _time()
     version: int = Field(default=0)
     started_at: datetime | None = _time()
     finished_at: datetime | None = _time()

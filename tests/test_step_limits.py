@@ -202,12 +202,12 @@ def test_a_run_cancelled_here_leaves_nothing_in_the_share() -> None:
         share.grant(run_id, "wf", ())  # the pass after the cancel: nothing ready
     assert share.tracked() == 0
     started: list[str] = []
-    share.admit("r", "wf", "x", lambda: started.append("x"))
-    share.admit("r", "wf", "y", lambda: started.append("y"))
-    share.admit("r", "wf", "z", lambda: started.append("z"))  # past the share: waits
-    assert started == ["x", "y"] and share.tracked() == 1
+    assert share.admit("r", "wf", "x") and share.admit("r", "wf", "y")  # room: start now
+    assert not share.admit("r", "wf", "z")  # past the share: nothing kept until `wait`
+    share.wait("r", "wf", "z", lambda: started.append("z"))
+    assert started == [] and share.tracked() == 1
     share.release("r", "x")
-    assert started == ["x", "y", "z"]
+    assert started == ["z"]
     share.release("r", "y")
     share.release("r", "z")
     assert share.tracked() == 0
