@@ -5,7 +5,9 @@ in the same transaction (`notify`; PostgreSQL delivers it at commit, never for a
 rollback). A serving process listens on a dedicated connection in a thread
 (`Listener`) and calls the handler named by the notice. Notices only make things
 sooner: every handler also runs on its own timer, so a lost notice (a dropped
-connection, SQLite, which has none) costs latency, never correctness.
+connection, SQLite, which has none) costs latency, never correctness. Each time the
+listener (re)connects it calls every handler once, for what was sent while it was not
+listening yet.
 """
 
 from __future__ import annotations
@@ -70,6 +72,10 @@ class Listener:
                     conn.execute(f"LISTEN {CHANNEL}")
                     row = conn.execute("SELECT current_schema()").fetchone()
                     schema = row[0] if row else None
+                    # A notice sent before LISTEN took effect (at start, or while the
+                    # connection was away) was sent to nobody: catch up once, now.
+                    for what in sorted(self._handlers):
+                        self._call(what)
                     while not self._stop.is_set():
                         # Wake at the first notice (a timeout: a stop is seen within a quarter
                         # of a second), then take those that came with it: one call each.
