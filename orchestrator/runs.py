@@ -117,8 +117,10 @@ def set_step(
     The run's `version` goes up with it, which tells the passes of every process that
     their view of the run is stale (orchestrator/runstate.py); `signal=False` only for
     the changes a pass makes or hears of itself (its own claims and outcomes)."""
-    stmt = _conditional_update(STEPS.name, ("run_id", "step_id"), tuple(values))
-    params = {"k0": run_id, "k1": step_id, "expect": [str(s) for s in expect]}
+    expected = [str(s) for s in expect]
+    single = len(expected) == 1  # an IN list is expanded at each execution: ~25 us more
+    stmt = _conditional_update(STEPS.name, ("run_id", "step_id"), tuple(values), single)
+    params = {"k0": run_id, "k1": step_id, "expect": expected[0] if single else expected}
     params.update((f"v_{k}", v) for k, v in values.items())
     changed = conn.execute(stmt, params).rowcount == 1
     if changed and signal:
