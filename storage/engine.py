@@ -169,6 +169,22 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
 
 
 @contextmanager
+def single_write(engine: Engine) -> Iterator[Connection]:
+    """For ONE write statement, atomic on its own. On PostgreSQL it runs without BEGIN and
+    COMMIT: the statement commits itself, as durably as a COMMIT would, before it returns
+    (two round trips fewer than write_transaction). On SQLite, a write transaction (the
+    file's writers' lock). A second statement would be a transaction of its own: use
+    write_transaction for more than one."""
+    if is_sqlite(engine):
+        with write_transaction(engine) as conn:
+            yield conn
+        return
+    options = {"isolation_level": "AUTOCOMMIT", "opsloop_write": True}
+    with engine.connect().execution_options(**options) as conn:
+        yield conn
+
+
+@contextmanager
 def read_transaction(engine: Engine) -> Iterator[Connection]:
     """A read-only transaction (a consistent snapshot on both databases: on PostgreSQL
     REPEATABLE READ, where READ COMMITTED gives each statement its own snapshot)."""
