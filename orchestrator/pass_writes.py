@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection
 
 from orchestrator import runs
 from orchestrator.runs import RUNS, STEPS
+from storage import prepared
 
 MAX_FUSED = 32  # step changes sent in one statement; a larger pass sends them as usual
 
@@ -75,7 +76,7 @@ class HeldWrites:
         for i, (expect, owner, step_id, values) in enumerate(rows):
             params.update({f"s{i}": step_id, f"e{i}": expect, f"o{i}": owner})
             params.update((f"v{i}_{k}", v) for k, v in values.items())
-        *counts, version = conn.execute(_fused(shape), params).one()
+        *counts, version = prepared.execute(conn, _fused(shape), params).one()
         if any(n != 1 for n in counts):
             raise StaleRun(self.run_id)
         return version
