@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection
 from orchestrator.interactions import INTERACTIONS, pending_interactions
 from orchestrator.protocol import RunView, StepView
 from orchestrator.workflow.definitions import Workflow
+from storage import prepared
 from storage.engine import dialect_insert
 from storage.models import AuditEntry, StepRun, WorkflowDefinition, WorkflowRun
 from storage.statuses import FINISHED_RUN, InteractionStatus, RunStatus, StepStatus
@@ -117,10 +118,12 @@ def set_step(
     The run's `version` goes up with it, which tells the passes of every process that
     their view of the run is stale (orchestrator/runstate.py); `signal=False` only for
     the changes a pass makes or hears of itself (its own claims and outcomes)."""
-    stmt = _conditional_update(STEPS.name, ("run_id", "step_id"), tuple(values))
-    params = {"k0": run_id, "k1": step_id, "expect": [str(s) for s in expect]}
+    expected = [str(s) for s in expect]
+    single = len(expected) == 1  # an IN list is expanded at each execution: ~25 us more
+    stmt = _conditional_update(STEPS.name, ("run_id", "step_id"), tuple(values), single)
+    params = {"k0": run_id, "k1": step_id, "expect": expected[0] if single else expected}
     params.update((f"v_{k}", v) for k, v in values.items())
-    changed = conn.execute(stmt, params).rowcount == 1
+    changed = prepared.execute(conn, stmt, params).rowcount == 1
     if changed and signal:
         bump_run(conn, run_id)
     return changed
@@ -128,11 +131,11 @@ def set_step(
 
 def bump_run(conn: Connection, run_id: str) -> int | None:
     """Raise the run's version (its steps changed); the new version."""
-    return conn.execute(_BUMP, {"run_id": run_id}).scalar()
+    return prepared.execute(conn, _BUMP, {"run_id": run_id}).scalar()
 
 
 def run_version(conn: Connection, run_id: str) -> int | None:
-    return conn.execute(_VERSION, {"run_id": run_id}).scalar()
+    return prepared.execute(conn, _VERSION, {"run_id": run_id}).scalar()
 
 
 _BUMP = (
@@ -171,7 +174,7 @@ def set_steps(
          **{f"v_{k}": v[k] for k in columns}}
         for step_id, v in changes.items()
     ]  # fmt: skip
-    return conn.execute(stmt, params).rowcount
+    return prepared.execute(conn, stmt, params).rowcount
 
 
 def cancelled_steps(conn: Connection, run_ids: Iterable[str]) -> set[tuple[str, str]]:
@@ -198,7 +201,7 @@ def set_run(conn: Connection, run_id: str, *, expect: Iterable[str], **values: A
     stmt = _conditional_update(RUNS.name, ("id",), tuple(values))
     params = {"k0": run_id, "expect": [str(s) for s in expect]}
     params.update((f"v_{k}", v) for k, v in values.items())
-    return conn.execute(stmt, params).rowcount == 1
+    return prepared.execute(conn, stmt, params).rowcount == 1
 
 
 @functools.cache

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from orchestrator import runs
+from orchestrator.pass_writes import HeldWrites, StaleRun
 from orchestrator.planning import run_outcome
 from orchestrator.protocol import RunView
 from orchestrator.runstate import Patch, RunState
@@ -57,6 +58,8 @@ class Pass:
     state: RunState | None = None  # the run's state after the pass; None: read it again
     bumps: int = 0  # run-row changes this pass made (each raised the run's version)
     lost: bool = False  # a claim went to someone else: the state cannot say what they did
+    # Step changes held back to go with the version bump (PostgreSQL, pass_writes.py).
+    held: HeldWrites | None = None
 
     def set_step(self, step_id: str, **values: Any) -> None:
         """Record a committed change and apply it to the state (`run` is brought up to date
@@ -104,14 +107,20 @@ def run_pass(
     else:
         for step_id, values in claims:
             state.apply(step_id, **values)
+        if conn.dialect.name == "postgresql":  # a kept state: its changes go with the bump
+            done.held = HeldWrites(run_id)
     version = state.version
     done.state, done.run = state, state.run
     # Fenced by owner: if another replica took a step over (this one stopped renewing its
     # lease), that replica's run of the step is the one that counts.
-    recorded = runs.set_steps(
-        conn, run_id, {o.step_id: {**_finished_values(o), "updated_at": o.at} for o in outcomes},
-        expect=StepStatus.RUNNING, owner=ownership["owner"],
-    )  # fmt: skip
+    finished = {o.step_id: {**_finished_values(o), "updated_at": o.at} for o in outcomes}
+    if done.held is not None:  # as if recorded; if one was not, the pass is made again
+        done.held.add(finished, expect=StepStatus.RUNNING, owner=ownership["owner"])
+        recorded = len(outcomes)
+    else:
+        recorded = runs.set_steps(
+            conn, run_id, finished, expect=StepStatus.RUNNING, owner=ownership["owner"]
+        )
     if recorded == len(outcomes):
         for o in outcomes:
             done.set_step(o.step_id, **_finished_values(o))
@@ -160,10 +169,6 @@ def _rebuild(
     return None if run is None else RunState(workflow_of(run), run, version, inflight)
 
 
-class StaleRun(Exception):
-    """Something else changed the run since the pass's state was read: roll back."""
-
-
 def _signal(conn: Connection, done: Pass, run_id: str, version: int) -> Pass:
     """Raise the run's version for other processes' passes, and check that nobody else
     raised it since `version` (the pass's state was read then): else what the pass
@@ -171,7 +176,10 @@ def _signal(conn: Connection, done: Pass, run_id: str, version: int) -> Pass:
     if done.state is None:
         return done
     done.run = done.state.run
-    if done.changed or done.bumps:
+    if done.held is not None and (done.changed or done.bumps):
+        after = done.held.bump(conn)  # the held step changes with it, in one statement
+        expected = version + done.bumps + 1
+    elif done.changed or done.bumps:
         after = runs.bump_run(conn, run_id)
         expected = version + done.bumps + 1
     else:
@@ -196,7 +204,11 @@ def _claim(
     """Mark `steps` running (pending -> running) in one round trip."""
     claims = {s.id: Claim(s, new_thread_id(s.id)) for s in steps}
     values = {s.id: claim_values(s, claims[s.id].thread_id, now, ownership) for s in steps}
-    won = runs.set_steps(conn, run_id, values, expect=StepStatus.PENDING)
+    if done.held is not None:  # as if won; if one was not, the pass is made again
+        done.held.add(values, expect=StepStatus.PENDING)
+        won = len(steps)
+    else:
+        won = runs.set_steps(conn, run_id, values, expect=StepStatus.PENDING)
     if won < len(steps):  # another replica or a cancel took some: keep ours
         done.lost = True
         ours = runs.steps_with_threads(conn, run_id, [c.thread_id for c in claims.values()])
@@ -235,6 +247,8 @@ def _close(
     If the step is no longer pending, the pass's state is wrong about it (a change that
     did not raise the run's version): read again. Going on would decide the same step
     again and again, in a loop that never commits and holds the run's lock."""
+    if done.held is not None:
+        done.held.flush(conn)
     if not runs.set_step(conn, run_id, step_id, expect=[StepStatus.PENDING], status=status,
                          error=error, finished_at=now, updated_at=now, signal=False):  # fmt: skip
         raise StaleRun(run_id)
@@ -242,6 +256,8 @@ def _close(
 
 
 def _set_run(conn: Connection, done: Pass, run_id: str, now: datetime, **values: Any) -> bool:
+    if done.held is not None:  # step rows before the run row, as every writer does
+        done.held.flush(conn)
     if not runs.set_run(conn, run_id, expect=[RunStatus.RUNNING, RunStatus.WAITING],
                         updated_at=now, **values):  # fmt: skip
         return False

@@ -5,6 +5,8 @@ to tell, and where LangGraph keeps a step's thread. Built once by the engine fac
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +19,7 @@ from orchestrator.errors import DefinitionError, UnknownWorkflow
 from orchestrator.protocol import Directory, FrontEnd, RunView
 from orchestrator.retrying_saver import RetryingSaver
 from orchestrator.secrets import Scrubber
+from orchestrator.step_env import basic_environment
 from orchestrator.step_limits import StepLimits
 from orchestrator.stepgraph import StepGraph
 from orchestrator.storage_retry import storage_attempts
@@ -40,6 +43,8 @@ class Services:
     # Cuts the bot's own secrets out of what steps report, before it is stored or posted.
     scrubber: Scrubber = field(default_factory=Scrubber)
     limits: StepLimits = field(default_factory=StepLimits)  # default timeout, workflow share
+    # The bot's PATH, HOME, LANG... as steps get them, taken once (step_env.py).
+    basics: Mapping[str, str] = field(default_factory=lambda: basic_environment(os.environ))
 
     def workflow_of(self, run: RunView) -> Workflow:
         """The workflow as `run` started with it (its file may have changed since)."""

@@ -71,7 +71,7 @@ def work(
         return gates.step_outputs(step.kind, resolution)
     if isinstance(step.action, ReportAction):
         return run_report(services, run, step.id, step.action)
-    env = step_environment(services.workflow_of(run), step, run.id)
+    env = step_environment(services.workflow_of(run), step, run.id, basics=services.basics)
     ctx = StepContext(
         run_id=run.id, step_id=step.id, params=run.params, env=env,
         needs={n: dict(run.step(n).outputs or {}) for n in step.needs},

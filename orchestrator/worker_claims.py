@@ -11,7 +11,7 @@ from orchestrator.protocol import RunView
 from orchestrator.services import Services
 from orchestrator.storage_retry import storage_attempts
 from orchestrator.workflow.definitions import Step
-from storage.engine import write_transaction
+from storage.engine import single_write, write_transaction
 from storage.statuses import RunStatus, StepStatus
 
 
@@ -23,8 +23,11 @@ def claim_queued(
     ownership = leases.ownership(services.replica, now)
     claim = scheduler.claim_values(step, thread_id, now, ownership)
     won = False
+    # A run its pass left running needs one statement, which on PostgreSQL commits itself:
+    # no BEGIN and COMMIT round trips for each step a worker starts.
+    one = run.status == RunStatus.RUNNING
     for attempt in storage_attempts():
-        with attempt, write_transaction(services.engine) as conn:
+        with attempt, (single_write if one else write_transaction)(services.engine) as conn:
             # No version raised (workers would queue behind passes on the run row).
             # Another replica's kept state (runstate.py) may still have the step pending
             # and ready, as it was in the moment after our pass queued it; its next pass
@@ -39,7 +42,7 @@ def claim_queued(
                                 signal=False, **claim)  # fmt: skip
             # A run its pass left running stays so (the pass counted this step as
             # running): one round trip less per queued step.
-            if won and run.status != RunStatus.RUNNING:
+            if won and not one:
                 runs.set_run(conn, run.id, expect=[RunStatus.WAITING],
                              status=RunStatus.RUNNING, updated_at=now)  # fmt: skip
     return won, claim

@@ -181,6 +181,28 @@ steps:
         step_environment(workflow, workflow.step("a"), "r-1", {"PATH": "/bin"})
 
 
+PRINT_ENV = """
+name: print_env
+steps:
+  - id: show
+    shell: ["sh", "-c", "echo lc=$LC_OPSLOOP_PROBE token=$SLACK_BOT_TOKEN"]
+"""
+
+
+def test_a_shell_step_gets_the_basics_taken_when_the_orchestrator_was_built(
+    engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The basics are taken from the bot's environment once (walking it cost ~50 us a
+    step), never its secrets."""
+    monkeypatch.setenv("LC_OPSLOOP_PROBE", "at-start")
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-not-for-steps")
+    with running(engine, PRINT_ENV) as orch:
+        monkeypatch.setenv("LC_OPSLOOP_PROBE", "changed-later")
+        run = orch.wait(orch.start_run("print_env", {}, started_by="U0RUN"), timeout=30)
+    assert run.status == "succeeded", run.steps[0].error
+    assert run.steps[0].outputs["stdout"].strip() == "lc=at-start token="
+
+
 def test_the_scrubber_cuts_the_bots_secrets_out_of_text_and_json() -> None:
     url = "postgresql://opsloop:p%40ss-word@db/ops"
     scrubber = Scrubber(secret_values({"SLACK_BOT_TOKEN": "xoxb-123456", "SLACK_CHANNEL": "C0"},

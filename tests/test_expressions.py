@@ -391,3 +391,37 @@ def test_fuzz_compile_and_evaluate(text, context):
         assert condition.evaluate(context) in (True, False)
     except ExpressionError as err:
         assert err.message
+
+
+class _Watched(dict):
+    """Results that remember which steps were read."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.read: set[str] = set()
+
+    def get(self, key, default=None):
+        self.read.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key):
+        self.read.add(key)
+        return super().__getitem__(key)
+
+
+def test_an_if_reads_the_steps_it_names_and_its_needs_not_the_whole_run():
+    """Deciding one step's `if:` read every step of the run: a fan-out of N steps that
+    each had an `if:` cost N²."""
+    lines = ["name: wide", "steps:", "  - id: root", '    shell: ["true"]']
+    for i in range(200):
+        lines += [f"  - id: s{i}", '    shell: ["true"]', "    needs: [root]",
+                  "    if: steps.root.outputs.go == 1"]  # fmt: skip
+    lines += ["  - id: cleanup", '    shell: ["true"]', "    needs: [root]", "    if: failure()"]
+    wide = parse_workflow("\n".join(lines) + "\n")
+    results = _Watched({"root": {"status": "succeeded", "outputs": {"go": 1}}})
+    results.update({f"s{i}": {"status": "pending"} for i in range(199)})
+    assert should_run(wide, "s199", {}, results)
+    assert results.read == {"root"}
+    results.read.clear()
+    assert not should_run(wide, "cleanup", {}, results)  # failure(): upstream only
+    assert results.read == {"root"}

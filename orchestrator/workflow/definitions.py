@@ -192,6 +192,18 @@ class Workflow:
     def by_id(self) -> dict[str, Step]:  # a run's passes look steps up by id, per step
         return {s.id: s for s in self.steps}
 
+    @cached_property
+    def positions(self) -> dict[str, int]:  # file order, for lists of step ids
+        return {s.id: i for i, s in enumerate(self.steps)}
+
+    def position(self, step_id: str) -> int:
+        """Where `step_id` is in the file (0 first)."""
+        return self.positions[step_id]
+
+    @cached_property
+    def needs_graph(self) -> dict[str, tuple[str, ...]]:
+        return {s.id: s.needs for s in self.steps}
+
     def step(self, step_id: str) -> Step:
         """The step called `step_id`; KeyError if there is none."""
         if (step := self.by_id.get(step_id)) is None:
@@ -215,4 +227,4 @@ class Workflow:
 
     def upstream(self, step_id: str) -> frozenset[str]:
         """Ids of every step that `step_id` needs, directly or through other steps."""
-        return frozenset(transitive_needs({s.id: s.needs for s in self.steps}, step_id))
+        return frozenset(transitive_needs(self.needs_graph, step_id))

@@ -22,7 +22,7 @@ import functools
 import json
 import operator
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -174,25 +174,58 @@ def build_context(
     step_id: str,
     params: Mapping[str, Any],
     results: Mapping[str, Mapping[str, Any]],
-) -> dict[str, Any]:
-    """The evaluation context of `step_id`, from {step id: {"status", "outputs"}} results."""
-    steps = {}
-    for step in workflow.steps:
-        result = results.get(step.id, {})
-        status = str(result.get("status") or "pending")  # plain text, also for StrEnums
-        steps[step.id] = {
-            "status": status,
-            "outcome": step_outcome(status, step.continue_on_error),
-            "outputs": dict(result.get("outputs") or {}),
+) -> Mapping[str, Any]:
+    """The evaluation context of `step_id`, from {step id: {"status", "outputs"}} results.
+
+    Built as it is read: a step's entry when a reference or a status function reads it,
+    `upstream` when failure() asks. Building all of it cost the run's size per `if:`,
+    so a wide fan-out whose steps each had an `if:` cost N²."""
+    return _Context(workflow, step_id, params, results)
+
+
+class _Context(Mapping[str, Any]):
+    """{"params", "steps", "needs", "upstream"} of one step, each made when first read."""
+
+    def __init__(self, workflow: Workflow, step_id: str, params: Mapping[str, Any],
+                 results: Mapping[str, Mapping[str, Any]]) -> None:  # fmt: skip
+        self._workflow, self._step_id, self._made = workflow, step_id, {}
+        self._make: dict[str, Callable[[], Any]] = {
+            "params": lambda: dict(params),
+            "steps": lambda: _Steps(workflow, results),
+            "needs": lambda: list(workflow.step(step_id).needs),
+            "upstream": lambda: sorted(workflow.upstream(step_id), key=workflow.position),
         }
-    ancestors = workflow.upstream(step_id)
-    upstream = [s.id for s in workflow.steps if s.id in ancestors]
-    return {
-        "params": dict(params),
-        "steps": steps,
-        "needs": list(workflow.step(step_id).needs),
-        "upstream": upstream,
-    }
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self._made:
+            self._made[key] = self._make[key]()
+        return self._made[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._make)
+
+    def __len__(self) -> int:
+        return len(self._make)
+
+
+class _Steps(Mapping[str, Mapping[str, Any]]):
+    """{step id: {"status", "outcome", "outputs"}} for every step of the workflow."""
+
+    def __init__(self, workflow: Workflow, results: Mapping[str, Mapping[str, Any]]) -> None:
+        self._workflow, self._results = workflow, results
+
+    def __getitem__(self, step_id: str) -> Mapping[str, Any]:
+        step = self._workflow.by_id[step_id]
+        result = self._results.get(step_id, {})
+        status = str(result.get("status") or "pending")  # plain text, also for StrEnums
+        return {"status": status, "outcome": step_outcome(status, step.continue_on_error),
+                "outputs": dict(result.get("outputs") or {})}  # fmt: skip
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._workflow.by_id)
+
+    def __len__(self) -> int:
+        return len(self._workflow.by_id)
 
 
 def should_run(
