@@ -98,7 +98,7 @@ def probe(db_url: str, tmp_path: Path, seed: int) -> None:
         """Start a run, and answer a random open gate."""
         procs = [opsloop(db_url, flows, "run", "gated", "service=api")]
         open_ = sorted(i for i, s in gates(engine).items() if s == "pending" and i not in asked)
-        if open_ and rng.random() < 0.7:
+        if open_ and (rng.random() < 0.7 or not asked):  # answer one at least: both kinds
             iid, answer = rng.choice(open_), rng.choice(["approve", "reject"])
             asked.add(iid)
             procs.append(opsloop(db_url, flows, "decide", iid, answer, "--as", "U0BOSS"))
