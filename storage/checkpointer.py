@@ -128,6 +128,22 @@ class SQLModelSaver(BaseCheckpointSaver[str]):
                 conn.execute(self._inserts.checkpoint, row)
         return checkpoint_config(row["thread_id"], row["checkpoint_ns"], row["checkpoint_id"])
 
+    def put_on(
+        self,
+        conn: Connection,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        """`put` in the caller's transaction: the checkpoint commits (or not) with what else
+        `conn` writes (a gate finished by its answer, orchestrator/stepgraph.py)."""
+        row, blobs = put_rows(self.serde, config, checkpoint, metadata, new_versions)
+        if blobs:
+            conn.execute(self._inserts.blobs, blobs)
+        conn.execute(self._inserts.checkpoint, row)
+        return checkpoint_config(row["thread_id"], row["checkpoint_ns"], row["checkpoint_id"])
+
     def put_writes(
         self,
         config: RunnableConfig,
@@ -193,6 +209,19 @@ class SQLModelSaver(BaseCheckpointSaver[str]):
             if row is None:
                 return None
             return queries.hydrate(conn, self.serde, [row])[0]
+
+    def head(
+        self, conn: Connection, thread_id: str
+    ) -> tuple[RunnableConfig, Checkpoint, CheckpointMetadata] | None:
+        """The thread's newest checkpoint, read on `conn` in one query: its config, the
+        checkpoint with only its inline channel values (not its blobs, nor its pending
+        writes), its metadata. Enough to build the checkpoint that follows it."""
+        row = queries.find_checkpoint(conn, {"configurable": {"thread_id": thread_id}})
+        if row is None:
+            return None
+        skeleton = self.serde.loads_typed((row.type, row.checkpoint))
+        config = checkpoint_config(row.thread_id, row.checkpoint_ns, row.checkpoint_id)
+        return config, skeleton, row.metadata
 
     def list(
         self,
