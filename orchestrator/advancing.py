@@ -15,22 +15,24 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from orchestrator import log_context, passing, recording, runs, scheduler, stepwork, worker_claims
+from sqlalchemy.engine import Connection
+
+from orchestrator import log_context, passing, recording, scheduler, stepwork, worker_claims
 from orchestrator.execution import StepEnd, StepRunner
 from orchestrator.live import LiveRuns
 from orchestrator.passing import new_thread_id
 from orchestrator.protocol import RunView
 from orchestrator.run_lock import RunLock
+from orchestrator.runstate import RunState
 from orchestrator.services import Services
 from orchestrator.step_limits import WorkerShare
 from orchestrator.storable import storable
-from orchestrator.storage_retry import storage_attempts
 from orchestrator.workflow.definitions import Step
-from storage.engine import write_transaction
 from storage.statuses import FINISHED_RUN, StepStatus
 
 log = logging.getLogger(__name__)
 OnPause = Callable[[str, str, Any], None]  # a paused step: run id, step id, its interrupt
+Settle = Callable[[bool], None]  # a pass made in another's transaction: did it commit?
 
 
 class Advancer:
@@ -166,6 +168,24 @@ class Advancer:
         next pass counts them as running)."""
         return self._inflight_of(run_id)
 
+    def pass_within(self, conn: Connection, run_id: str, state: RunState) -> Settle:
+        """A pass over `run_id` in the caller's transaction, from `state` (the run as it
+        left it); call what it returns with whether that transaction committed."""
+        with self._guard:
+            free = 0 if self.draining else self.max_workers - len(self._inflight)
+        grant = self._share.for_pass(run_id)
+        done = passing.pass_within(conn, self._services, self._live, run_id, state,
+                                   self._inflight_of, free, grant)  # fmt: skip
+
+        def settle(committed: bool) -> None:
+            handed = [c.step.id for c in done.claimed] + [s.id for s in done.queued]
+            grant.settle(handed if committed else (), failed=not committed)
+            if committed and done.run is not None:
+                self._act(done)
+                self._live.notify()
+
+        return settle
+
     def _inflight_of(self, run_id: str) -> frozenset[str]:
         with self._guard:
             return frozenset(step for rid, step in self._inflight if rid == run_id)
@@ -296,24 +316,6 @@ class Advancer:
         outcome = scheduler.Outcome(step_id, end.status, now, error, outputs)
         with self._guard:
             self._outcomes.setdefault(run_id, []).append(outcome)
-
-    def finish_step(
-        self, run_id: str, step_id: str, status: StepStatus, *,
-        error: str | None = None, outputs: Mapping[str, Any] | None = None,
-    ) -> bool:  # fmt: skip
-        """Record a running step's end now (recovery's verdicts); False if it was not running."""
-        now = self._services.clock.now()
-        values, error = storable(outputs), storable(error)
-        for attempt in storage_attempts():
-            with attempt, write_transaction(self._services.engine) as conn:
-                done = runs.set_step(
-                    conn, run_id, step_id, expect=[StepStatus.RUNNING], status=status,
-                    error=error, outputs=values, finished_at=now, updated_at=now,
-                )  # fmt: skip
-        if done:
-            self._live.step_changed(run_id, step_id, status=status, error=error,
-                                    finished_at=now, outputs=values)  # fmt: skip
-        return done
 
     # -- the pool -----------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from orchestrator.live import LiveRuns
 from orchestrator.people import People
 from orchestrator.question_watch import QuestionWatch
 from orchestrator.services import Services
+from orchestrator.storable import storable
 from orchestrator.storage_retry import storage_attempts
 from orchestrator.workflow.definitions import Step
 from storage.engine import dialect_insert, read_transaction, write_transaction
@@ -126,7 +127,7 @@ class Recovery:
         if state == "finished":
             # Straight from the checkpoint: scrubbed as the normal path scrubs (execution.py).
             outputs = self._services.scrubber.value(detail)
-            self._advancer.finish_step(run_id, step.id, StepStatus.SUCCEEDED, outputs=outputs)
+            self._finish_step(run_id, step.id, StepStatus.SUCCEEDED, outputs=outputs)
         elif state == "interrupted" and not self._ran_on_after_answer(step, detail):
             self._people.park(run_id, step.id, detail)
         elif step.is_gate or step.idempotent:
@@ -195,8 +196,27 @@ class Recovery:
         else:
             status = StepStatus.SKIPPED if choice == "skip" else StepStatus.FAILED
             error = None if choice == "skip" else f"failed by {row['answered_by']} after a crash"
-            self._advancer.finish_step(run_id, step_id, status, error=error)
+            self._finish_step(run_id, step_id, status, error=error)
         self._advancer.advance(run_id)
+
+    def _finish_step(
+        self, run_id: str, step_id: str, status: StepStatus, *,
+        error: str | None = None, outputs: Mapping[str, Any] | None = None,
+    ) -> bool:  # fmt: skip
+        """Record a running step's end now (a verdict of recovery's); False if it was not
+        running. The run's next pass goes on from it."""
+        now = self._services.clock.now()
+        values, error = storable(outputs), storable(error)
+        for attempt in storage_attempts():
+            with attempt, write_transaction(self._services.engine) as conn:
+                done = runs.set_step(
+                    conn, run_id, step_id, expect=[StepStatus.RUNNING], status=status,
+                    error=error, outputs=values, finished_at=now, updated_at=now,
+                )  # fmt: skip
+        if done:
+            self._live.step_changed(run_id, step_id, status=status, error=error,
+                                    finished_at=now, outputs=values)  # fmt: skip
+        return done
 
     def retry(self, run_id: str, step_id: str | None, by: str) -> None:
         """Reset a failed step (or every failed one) and every step after it: those it left
