@@ -10,7 +10,6 @@ exactly once even if a person answers in the same instant or two replicas both f
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,7 +30,6 @@ from storage.engine import read_transaction, write_transaction
 from storage.models import Interaction
 from storage.statuses import InteractionStatus, StepStatus
 
-log = logging.getLogger(__name__)
 # The answer to a crash-recovery question, for recovery.py to apply (the step is running).
 OnRecoveryAnswer = Callable[[Mapping[str, Any]], None]
 
@@ -100,23 +98,14 @@ class People:
     ) -> InteractionView:  # fmt: skip
         # Draining: the step stays waiting, and the next start's sweep resumes it.
         claim = None if self._advancer.draining else self._claim()
-        try:
-            try:
-                done = answers.record_answer(self._services, iid, gates.person(user), answer,
-                                             comment, params, lock=self._advancer.run_lock,
-                                             on_close=claim)  # fmt: skip
-            except resuming.PassFailed:  # rolled back: answered again, the pass after it
-                log.exception("answering %s again without its pass", iid)
-                assert claim is not None
-                claim.rolled_back()
-                claim.inline = False
-                done = answers.record_answer(self._services, iid, gates.person(user), answer,
-                                             comment, params, lock=self._advancer.run_lock,
-                                             on_close=claim)  # fmt: skip
-        except BaseException:
-            if claim is not None:
-                claim.rolled_back()
-            raise
+        run_id = None if claim is None else claim.prefetch(iid)
+
+        def record() -> answers.Recorded:
+            return answers.record_answer(self._services, iid, gates.person(user), answer,
+                                         comment, params, lock=self._advancer.run_lock,
+                                         on_close=claim, run_id=run_id)  # fmt: skip
+
+        done = record() if claim is None else claim.tried(record)
         row = done.row
         view = interactions.interaction_view(row)
         self._services.front_end.interaction_updated(done.run, view)
@@ -142,23 +131,17 @@ class People:
             return  # draining: the step stays waiting, and the next start's sweep resumes it
         # Under the run's lock: an advance pass that read the step as waiting would
         # otherwise settle the run as waiting after this made the step run again.
-        resumed, claim = None, self._claim()
-        with self._advancer.run_lock(row["run_id"]):
-            try:
-                for attempt in storage_attempts():
-                    with attempt, write_transaction(self._services.engine) as conn:
-                        run = runs.load_run(conn, row["run_id"], lock=True)
-                        resumed = None if run is None else claim(conn, row, run)
-            except resuming.PassFailed:  # rolled back: the pass follows the commit instead
-                log.exception("resuming %s again without its pass", iid)
-                claim.rolled_back()
-                claim.inline = False
-                with write_transaction(self._services.engine) as conn:
+        claim = self._claim()
+
+        def claimed() -> resuming.Resumed | None:
+            for attempt in storage_attempts():
+                with attempt, write_transaction(self._services.engine) as conn:
                     run = runs.load_run(conn, row["run_id"], lock=True)
                     resumed = None if run is None else claim(conn, row, run)
-            except BaseException:
-                claim.rolled_back()
-                raise
+            return resumed
+
+        with self._advancer.run_lock(row["run_id"]):
+            resumed = claim.tried(claimed)
         if resumed is not None:
             self._resume(row, resumed, claim)
 

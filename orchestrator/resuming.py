@@ -26,15 +26,15 @@ parks its step, or a cancel, waits for it instead of deadlocking.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from orchestrator import gates, leases, runs
+from orchestrator import gates, interactions, leases, runs
 from orchestrator.advancing import Advancer, Settle
 from orchestrator.errors import StepFailed
 from orchestrator.live import LiveRuns
@@ -42,10 +42,15 @@ from orchestrator.protocol import RunView
 from orchestrator.runstate import RunState
 from orchestrator.services import Services
 from orchestrator.storable import storable
+from orchestrator.storage_retry import storage_attempts
 from orchestrator.workflow.definitions import Step
+from storage import checkpoint_queries
+from storage.checkpointer import Head
+from storage.engine import single_reads
 from storage.statuses import RunStatus, StepStatus
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _CLAIM = (
     sa.update(runs.STEPS)
@@ -96,6 +101,22 @@ _FINISH = (
 )
 
 
+_ASKED, _CHECKPOINTS = interactions.INTERACTIONS, checkpoint_queries.CHECKPOINTS
+# A question's run, and the newest checkpoint of its step's thread (NULLs if none).
+_QUESTION_HEAD = (
+    sa.select(_ASKED.c.run_id, *checkpoint_queries.ROW_COLUMNS)
+    .select_from(
+        _ASKED.outerjoin(runs.STEPS, (runs.STEPS.c.run_id == _ASKED.c.run_id)
+                         & (runs.STEPS.c.step_id == _ASKED.c.step_id))
+        .outerjoin(_CHECKPOINTS, (_CHECKPOINTS.c.thread_id == runs.STEPS.c.thread_id)
+                   & (_CHECKPOINTS.c.checkpoint_ns == ""))
+    )
+    .where(_ASKED.c.id == sa.bindparam("iid"))
+    .order_by(_CHECKPOINTS.c.checkpoint_id.desc())
+    .limit(1)
+)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Resumed:
     """A step claimed to resume: the run as the claim left it, and the step's thread.
@@ -141,7 +162,7 @@ def resolution(row: Mapping[str, Any]) -> dict[str, Any]:
 
 def finish_gate(
     conn: Connection, services: Services, run: RunView, step: Step, row: Mapping[str, Any],
-    now: datetime,
+    now: datetime, head: Head | None = None,
 ) -> Resumed | None:  # fmt: skip
     """Record a waiting gate as ended by its closed question `row`, the way the pass after
     its resume would have, and wake the run; None if it was not waiting.
@@ -171,7 +192,7 @@ def finish_gate(
         return None
     thread_id = finished[0] or ""
     if outputs is not None and thread_id:  # what the node returned, as LangGraph keeps it
-        services.graph.finish(conn, thread_id, outputs)
+        services.graph.finish(conn, thread_id, outputs, head)
     status, version = conn.execute(_WAKE, {"b_run": run.id, "b_now": now}).one()
     values = {**ended, "finished_at": now}
     view = replace(run.with_step(step.id, **values), status=status)
@@ -187,7 +208,7 @@ class StepClaim:
     """What the transaction that closes a question does to its step, for one answer (all
     its tries): claim it to resume, or end it if it is a gate and, `inline`, make the
     run's next pass in that transaction too, so the step after the gate is claimed in the
-    answer's commit. Called as `answers.OnClose`; then `committed()` or `rolled_back()`."""
+    answer's commit. Called as `answers.OnClose` within `tried`; then `committed()`."""
 
     def __init__(
         self, services: Services, live: LiveRuns, advancer: Advancer, *, inline: bool = True
@@ -196,6 +217,19 @@ class StepClaim:
         self.inline = inline
         self._kept: str | None = None  # the run whose state a try kept for its next pass
         self._settle: Settle | None = None  # the pass a try made in its transaction
+        self._head: Head | None = None  # the step's newest checkpoint, read before
+
+    def prefetch(self, iid: str) -> str | None:
+        """The run of question `iid` (None: no such question), read before the answer's
+        transaction in one query with its step's newest checkpoint, which a gate's
+        finished checkpoint follows: read here, not in the transaction."""
+        for attempt in storage_attempts():
+            with attempt, single_reads(self._services.engine) as conn:
+                row = conn.execute(_QUESTION_HEAD, {"iid": iid}).first()
+        if row is None:
+            return None
+        self._head = None if row.checkpoint_id is None else self._services.saver.head_of(row)
+        return row.run_id
 
     def __call__(self, conn: Connection, row: Mapping[str, Any], run: RunView) -> Resumed | None:
         self.rolled_back()  # a try before this one did not commit
@@ -204,7 +238,7 @@ class StepClaim:
         step = wf.step(row["step_id"])
         gate = row["purpose"] == "gate" and step.is_gate  # its answer is its result
         if gate:
-            resumed = finish_gate(conn, services, run, step, row, now)
+            resumed = finish_gate(conn, services, run, step, row, now, self._head)
         else:
             resumed = claim_step(conn, run, step.id, now, services.replica)
         if resumed is None:
@@ -220,6 +254,24 @@ class StepClaim:
         except Exception as exc:
             raise PassFailed(f"run {run.id}: the pass after gate {step.id} failed") from exc
         return resumed
+
+    def tried(self, commit: Callable[[], T]) -> T:
+        """`commit()`, the transaction this claim is called in; if the pass made there
+        failed (it was rolled back), `commit()` again without it: the answer counts once
+        either way, and the run's next pass follows the commit. What a try that did not
+        commit kept is forgotten."""
+        try:
+            try:
+                return commit()
+            except PassFailed:
+                log.exception("the pass in the answer's transaction failed; answering "
+                              "again without it")  # fmt: skip
+                self.rolled_back()
+                self.inline = False
+                return commit()
+        except BaseException:
+            self.rolled_back()
+            raise
 
     def committed(self) -> bool:
         """The transaction committed: act on its pass (start what it claimed); False if it

@@ -24,7 +24,7 @@ from langgraph.graph import START, StateGraph
 from langgraph.types import Command, Interrupt
 from sqlalchemy.engine import Connection
 
-from storage.checkpointer import SQLModelSaver
+from storage.checkpointer import Head, SQLModelSaver
 
 NODE, OUTPUTS = "step", "outputs"
 TRIGGER = f"branch:to:{NODE}"  # the channel that makes the node run
@@ -73,7 +73,9 @@ class StepGraph:
             return StepResult(None, pending[0])
         return StepResult(result.get("outputs") or {}, None)
 
-    def finish(self, conn: Connection, thread_id: str, outputs: dict[str, Any]) -> bool:
+    def finish(
+        self, conn: Connection, thread_id: str, outputs: dict[str, Any], head: Head | None = None
+    ) -> bool:
         """Record, in the caller's transaction, that the step's node returned `outputs` after
         its interrupt: the checkpoint LangGraph's resume writes when the node ends (the
         node ran once more and wrote `outputs`), built without running the graph. False
@@ -82,16 +84,19 @@ class StepGraph:
         For a gate this is the whole resume: after `interrupt()` returns the answer, its
         node only turns it into outputs (`gates.step_outputs`). LangGraph's own resume
         costs three reads, its loop on two threads and two writes in autocommit; this is
-        one read and the same two writes, which commit with the step's row, so the thread
+        at most one read and one write, which commit with the step's row, so the thread
         says finished exactly when the step does (recovery reads it for running steps).
-        tests/test_gate_finish.py holds it to what LangGraph's resume writes."""
-        head = self.saver.head(conn, thread_id)
+        tests/test_gate_finish.py holds it to what LangGraph's resume writes. `head`: the
+        thread's newest checkpoint if the caller read it already (it never changes while
+        the step waits)."""
+        if head is None or head[0]["configurable"]["thread_id"] != thread_id:
+            head = self.saver.head(conn, thread_id)
         if head is None:
             return False
         config, parent, metadata = head
         step = int(metadata.get("step", -1)) + 1
         checkpoint, new_versions = _after_node(parent, outputs, step, self.saver.get_next_version)
-        self.saver.put_on(conn, config, checkpoint, {"source": "loop", "step": step,
+        self.saver.put_last(conn, config, checkpoint, {"source": "loop", "step": step,
                                                      "parents": {}}, new_versions)  # fmt: skip
         return True
 
