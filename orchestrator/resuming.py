@@ -180,7 +180,6 @@ def finish_gate(
         outputs: dict[str, Any] | None = gates.step_outputs(step.kind, resolution(row))
         error = None
     except StepFailed as exc:
-        log.warning("step %s of run %s failed: %s", step.id, run.id, exc)
         outputs, error = None, str(exc)
     status = StepStatus.FAILED if outputs is None else StepStatus.SUCCEEDED
     ended = {"status": status, "outputs": storable(scrub.value(outputs)),
@@ -193,6 +192,8 @@ def finish_gate(
     thread_id = finished[0] or ""
     if outputs is not None and thread_id:  # what the node returned, as LangGraph keeps it
         services.graph.finish(conn, thread_id, outputs, head)
+    elif error is not None:
+        log.warning("step %s of run %s failed: %s", step.id, run.id, error)
     status, version = conn.execute(_WAKE, {"b_run": run.id, "b_now": now}).one()
     values = {**ended, "finished_at": now}
     view = replace(run.with_step(step.id, **values), status=status)
