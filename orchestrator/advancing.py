@@ -11,8 +11,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+
+from sqlalchemy.engine import Connection
 
 from orchestrator import held_steps, log_context, passing, recording, scheduler, stepwork
 from orchestrator.execution import StepEnd, StepRunner
@@ -20,8 +21,10 @@ from orchestrator.live import LiveRuns
 from orchestrator.passing import new_thread_id
 from orchestrator.protocol import RunView
 from orchestrator.run_lock import RunLocks
+from orchestrator.runstate import RunState
 from orchestrator.services import Services
 from orchestrator.step_limits import WorkerShare
+from orchestrator.step_pool import StepPool
 from orchestrator.storable import storable
 from orchestrator.worker_claims import claim_queued
 from orchestrator.workflow.definitions import Step
@@ -29,6 +32,7 @@ from storage.statuses import FINISHED_RUN, StepStatus
 
 log = logging.getLogger(__name__)
 OnPause = Callable[[str, str, Any], None]  # a paused step: run id, step id, its interrupt
+Settle = Callable[[bool], None]  # a pass made in another's transaction: did it commit?
 
 
 class Advancer:
@@ -44,7 +48,7 @@ class Advancer:
         self._on_pause = on_pause
         self._on_finished = on_finished  # a run ended in a pass: tell, count schedule failures
         self.max_workers = max_workers
-        self._pool = ThreadPoolExecutor(max_workers, thread_name_prefix="opsloop-step")
+        self._pool = StepPool(max_workers)
         share = services.limits.workflow_workers  # held-back runs get a pass as it frees up
         self._share = WorkerShare(share, lambda run_id: self.submit(self.advance, run_id))
         self._guard = threading.Lock()
@@ -58,8 +62,6 @@ class Advancer:
         self._passing: set[str] = set()
         self._pass_wanted: set[str] = set()
         self._memory = live.memory
-        self._local = threading.local()  # .worker: this thread is one of the pool's
-        self._closing = False
         self._idle = threading.Condition(self._guard)  # notified as steps and passes end
         self._ending = 0  # steps ended, not yet parked or passed over: a drain waits too
         self.draining = False  # a graceful stop: passes record results, nothing starts or resumes
@@ -68,8 +70,7 @@ class Advancer:
     def close(self) -> None:
         """Let running work finish (not after a drain: a python step cannot be killed); what
         it would start next is left to the database (a later process's sweep continues it)."""
-        self._closing = True
-        self._pool.shutdown(wait=not self._stopped, cancel_futures=self._stopped)
+        self._pool.close(wait=not self._stopped)
 
     def drain(self, timeout: float) -> bool:
         """Start no more steps; wait up to `timeout` s for those on the pool (resumed ones
@@ -112,7 +113,7 @@ class Advancer:
             if run_id in self._passing:
                 return
             self._passing.add(run_id)
-        on_worker, handed_off = getattr(self._local, "worker", False), False
+        on_worker, handed_off = self._pool.on_worker, False
         try:
             while self._take_pass(run_id, handed_off):
                 with self.run_lock(run_id):
@@ -165,6 +166,24 @@ class Advancer:
         """Steps of `run_id` this process dispatched or runs (a state kept for the run's
         next pass counts them as running)."""
         return self._inflight_of(run_id)
+
+    def pass_within(self, conn: Connection, run_id: str, state: RunState) -> Settle:
+        """A pass over `run_id` in the caller's transaction, from `state` (the run as it
+        left it); call what it returns with whether that transaction committed."""
+        with self._guard:
+            free = 0 if self.draining else max(0, self.max_workers - len(self._inflight))
+        grant = self._share.for_pass(run_id)
+        done = passing.pass_within(conn, self._services, self._live, run_id, state,
+                                   self._inflight_of, free, grant)  # fmt: skip
+
+        def settle(committed: bool) -> None:
+            handed = [c.step.id for c in done.claimed] + [s.id for s in done.queued]
+            grant.settle(handed if committed else (), failed=not committed)
+            if committed and done.run is not None:
+                self._act(done)
+                self._live.notify()
+
+        return settle
 
     def _inflight_of(self, run_id: str) -> frozenset[str]:
         with self._guard:
@@ -324,22 +343,6 @@ class Advancer:
         with self._guard:
             self._outcomes.setdefault(run_id, []).append(outcome)
 
-    # -- the pool -----------------------------------------------------------------
-
     def submit(self, fn: Callable[..., None], *args: Any) -> None:
-        """Run `fn(*args)` on the step pool; what it raises is logged, not lost in a future
-        (the run stays as its last commit left it, and the next sweep picks it up)."""
-
-        def logged() -> None:
-            self._local.worker = True
-            try:
-                fn(*args)
-            except Exception:
-                log.exception("%s%r failed on the step pool", fn.__name__, args[:2])
-
-        try:
-            self._pool.submit(logged)
-        except RuntimeError:  # the pool is shut down
-            if not self._closing:
-                raise
-            log.debug("closing: %s%r left to the next sweep", fn.__name__, args[:2])
+        """Run `fn(*args)` on the step pool (step_pool.py): failures logged, not lost."""
+        self._pool.submit(fn, *args)

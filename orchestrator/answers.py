@@ -51,9 +51,11 @@ def record_answer(
     *,
     lock: Callable[[str], AbstractContextManager[Any]] = lambda _run_id: nullcontext(),
     on_close: OnClose | None = None,
+    run_id: str | None = None,
 ) -> Recorded:
-    """Apply one answer, holding `lock(run id)` around its transaction; what it committed."""
-    run_id = _run_of(services, iid)
+    """Apply one answer, holding `lock(run id)` around its transaction; what it committed.
+    `run_id`: the interaction's run, if the caller read it (it never changes)."""
+    run_id = run_id or _run_of(services, iid)
     for _ in range(MAX_TRIES):
         now = services.clock.now()
         refused: NotAllowed | None = None

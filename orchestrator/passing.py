@@ -10,11 +10,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 
+from sqlalchemy.engine import Connection
+
 from orchestrator import leases, scheduler
 from orchestrator.live import LiveRuns
 from orchestrator.runs import ViewCache
 from orchestrator.runstate import RunState
 from orchestrator.services import Services
+from orchestrator.step_limits import PassGrants
 from orchestrator.storage_retry import storage_attempts
 from storage.engine import write_transaction
 from storage.statuses import FINISHED_RUN
@@ -65,4 +68,28 @@ def commit_pass(
             kept = done.state
     finally:
         memory.keep(run_id, kept)
+    return done
+
+
+def pass_within(
+    conn: Connection, services: Services, live: LiveRuns, run_id: str, state: RunState,
+    inflight_of: Callable[[str], frozenset[str]], free: int, grant: PassGrants,
+) -> scheduler.Pass:  # fmt: skip
+    """One pass over `run_id` in the caller's transaction, from `state`: the run as that
+    transaction read it (the run's row locked) and changed it. The state it leaves is
+    kept for the next pass; if the transaction does not commit, the caller forgets it
+    and settles `grant` (here if the pass itself fails)."""
+    now = services.clock.now()
+    try:
+        done = scheduler.run_pass(
+            conn, run_id, services.workflow_of, (), state=state, claims=(),
+            inflight=lambda: inflight_of(run_id), free=free, now=now,
+            ownership=leases.ownership(services.replica, now),
+            new_thread_id=lambda step_id: new_thread_id(run_id, step_id), grant=grant,
+        )  # fmt: skip
+    except BaseException:
+        grant.settle((), failed=True)
+        raise
+    finished = done.run is None or done.run.status in FINISHED_RUN
+    live.memory.keep(run_id, None if finished else done.state)
     return done

@@ -10,7 +10,6 @@ exactly once even if a person answers in the same instant or two replicas both f
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,9 +20,8 @@ from orchestrator import answers, gates, interactions, log_context, notices, res
 from orchestrator.advancing import Advancer
 from orchestrator.horizon import DUE_SOON, Horizon
 from orchestrator.live import LiveRuns
-from orchestrator.protocol import InteractionView, RunView
+from orchestrator.protocol import InteractionView
 from orchestrator.runs import SYSTEM
-from orchestrator.runstate import RunState
 from orchestrator.services import Services
 from orchestrator.storage_retry import storage_attempts
 from orchestrator.timers import Timers
@@ -47,7 +45,6 @@ class People:
         self._timers = timers
         self._on_recovery_answer = on_recovery_answer
         self._stopped = False  # a graceful stop: no timers armed any more
-        self._kept = threading.local()  # .run_id: whose state this thread's `_claim` kept
         self._horizon = Horizon(services, timers, arm=self.watch, expire=self.expire,
                                 listener=listener)  # fmt: skip
 
@@ -100,45 +97,30 @@ class People:
         params: Mapping[str, Any] | None,
     ) -> InteractionView:  # fmt: skip
         # Draining: the step stays waiting, and the next start's sweep resumes it.
-        claim = None if self._advancer.draining else self._claim
-        self._kept.run_id = None
-        try:
-            done = answers.record_answer(self._services, iid, gates.person(user), answer,
+        claim = None if self._advancer.draining else self._claim()
+        run_id = None if claim is None else claim.prefetch(iid)
+
+        def record() -> answers.Recorded:
+            return answers.record_answer(self._services, iid, gates.person(user), answer,
                                          comment, params, lock=self._advancer.run_lock,
-                                         on_close=claim)  # fmt: skip
-        except BaseException:
-            if self._kept.run_id is not None:  # kept by `_claim`, not committed
-                self._live.memory.forget(self._kept.run_id)
-            raise
+                                         on_close=claim, run_id=run_id)  # fmt: skip
+
+        done = record() if claim is None else claim.tried(record)
         row = done.row
         view = interactions.interaction_view(row)
         self._services.front_end.interaction_updated(done.run, view)
         if row["status"] != InteractionStatus.PENDING:
             self.forget(iid)
             if done.closed is not None:
-                self._resume(row, done.closed)
+                assert claim is not None
+                self._resume(row, done.closed, claim)
             else:  # its step was not waiting yet: park sees the answer, or this claims it
                 self.resume_interaction(iid)
         return view
 
-    def _claim(
-        self, conn: sa.Connection, row: Mapping[str, Any], run: RunView
-    ) -> resuming.Resumed | None:
-        """The question closed: claim its step in the same transaction (under the run's
-        lock), and keep the run as claimed for the next pass, which then reads nothing
-        (if the transaction fails, the caller forgets it)."""
-        now, replica = self._services.clock.now(), self._services.replica
-        resumed = resuming.claim_step(conn, run, row["step_id"], now, replica)
-        if resumed is not None:
-            state = RunState(
-                self._services.workflow_of(run),
-                resumed.run,
-                resumed.version,
-                self._advancer.handed(run.id),
-            )
-            self._live.memory.keep(run.id, state)
-            self._kept.run_id = run.id
-        return resumed
+    def _claim(self) -> resuming.StepClaim:
+        """What the transaction that closes a question does to its step (resuming.py)."""
+        return resuming.StepClaim(self._services, self._live, self._advancer)
 
     def resume_interaction(self, iid: str) -> None:
         """Continue the step behind a closed interaction, once, whoever calls."""
@@ -149,34 +131,42 @@ class People:
             return  # draining: the step stays waiting, and the next start's sweep resumes it
         # Under the run's lock: an advance pass that read the step as waiting would
         # otherwise settle the run as waiting after this made the step run again.
-        resumed = None
-        with self._advancer.run_lock(row["run_id"]):
-            try:
-                for attempt in storage_attempts():
-                    with attempt, write_transaction(self._services.engine) as conn:
-                        run = runs.load_run(conn, row["run_id"], lock=True)
-                        resumed = None if run is None else self._claim(conn, row, run)
-            except BaseException:
-                self._live.memory.forget(row["run_id"])  # kept by `_claim`, not committed
-                raise
-        if resumed is not None:
-            self._resume(row, resumed)
+        claim = self._claim()
 
-    def _resume(self, row: Mapping[str, Any], resumed: resuming.Resumed) -> None:
-        """Hand a claimed step its answer: it runs on the pool with the run as read."""
+        def claimed() -> resuming.Resumed | None:
+            for attempt in storage_attempts():
+                with attempt, write_transaction(self._services.engine) as conn:
+                    run = runs.load_run(conn, row["run_id"], lock=True)
+                    resumed = None if run is None else claim(conn, row, run)
+            return resumed
+
+        with self._advancer.run_lock(row["run_id"]):
+            resumed = claim.tried(claimed)
+        if resumed is not None:
+            self._resume(row, resumed, claim)
+
+    def _resume(
+        self, row: Mapping[str, Any], resumed: resuming.Resumed, claim: resuming.StepClaim
+    ) -> None:
+        """Hand a claimed step its answer: it runs on the pool with the run as read. A gate
+        ended by its answer (`resumed.finished`): what follows it was claimed in the same
+        commit and starts now (or the run's next pass is made here)."""
         run = resumed.run
+        if resumed.finished is not None:
+            self._live.step_changed(run.id, resumed.step_id, fallback=run, **resumed.finished)
+            if not claim.committed():
+                self._advancer.advance(run.id)
+            return
+        claim.committed()
         self._live.step_changed(run.id, resumed.step_id, fallback=run, status=StepStatus.RUNNING)
         if row["purpose"] == "recovery":
             self._on_recovery_answer(row)
             return
         # The one interrupt pending in the step's thread: resumed by value, not by its id
         # (which the commit that parked the step may have written after `row` was read).
-        resolution = {
-            "status": row["status"], "value": row["answer"], "by": row["answered_by"],
-            "responses": row["responses"],
-        }  # fmt: skip
-        self._advancer.resume_step(run.id, resumed.step_id, resumed.thread_id, resolution,
-                                   run.workflow, run=run, asked=row["id"])  # fmt: skip
+        self._advancer.resume_step(run.id, resumed.step_id, resumed.thread_id,
+                                   resuming.resolution(row), run.workflow, run=run,
+                                   asked=row["id"])  # fmt: skip
 
     # -- time ---------------------------------------------------------------------
 

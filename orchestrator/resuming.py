@@ -12,6 +12,12 @@ The run was read with its row locked, so no change that raises its version commi
 since: the view after the claim is the run at the version the claim returns, and the
 next pass starts from it (`RunState`, runstate.py) instead of reading the run again.
 
+A gate goes further (`finish_gate`): its answer is its result, so the answer's
+transaction records the gate as ended, writes its thread's finished checkpoint, and
+makes the run's next pass, which claims the step after the gate: one commit from the
+answer to that step's start, where LangGraph's resume of the gate and a pass of its
+own took two more commits, three checkpoint reads and two hand-offs between threads.
+
 Lock order: the run's row first (`load_run(lock=True)`, FOR UPDATE on PostgreSQL), then
 the question, then the step, as `People.park` does; so an answer racing the commit that
 parks its step, or a cancel, waits for it instead of deadlocking.
@@ -19,15 +25,32 @@ parks its step, or a cancel, waits for it instead of deadlocking.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from orchestrator import leases, runs
+from orchestrator import gates, interactions, leases, runs
+from orchestrator.advancing import Advancer, Settle
+from orchestrator.errors import StepFailed
+from orchestrator.live import LiveRuns
 from orchestrator.protocol import RunView
+from orchestrator.runstate import RunState
+from orchestrator.services import Services
+from orchestrator.storable import storable
+from orchestrator.storage_retry import storage_attempts
+from orchestrator.workflow.definitions import Step
+from storage import checkpoint_queries
+from storage.checkpointer import Head
+from storage.engine import single_reads
 from storage.statuses import RunStatus, StepStatus
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _CLAIM = (
     sa.update(runs.STEPS)
@@ -59,14 +82,52 @@ _WAKE = (
 )
 
 
+_FINISH = (
+    sa.update(runs.STEPS)
+    .where(
+        runs.STEPS.c.run_id == sa.bindparam("b_run"),
+        runs.STEPS.c.step_id == sa.bindparam("b_step"),
+        runs.STEPS.c.status == StepStatus.WAITING,
+    )
+    .values(
+        status=sa.bindparam("b_status"),
+        outputs=sa.bindparam("b_outputs"),
+        error=sa.bindparam("b_error"),
+        finished_at=sa.bindparam("b_now"),
+        updated_at=sa.bindparam("b_now"),
+        version=runs.STEPS.c.version + 1,
+    )
+    .returning(runs.STEPS.c.thread_id)
+)
+
+
+_ASKED, _CHECKPOINTS = interactions.INTERACTIONS, checkpoint_queries.CHECKPOINTS
+# A question's run, and the newest checkpoint of its step's thread (NULLs if none).
+_QUESTION_HEAD = (
+    sa.select(_ASKED.c.run_id, *checkpoint_queries.ROW_COLUMNS)
+    .select_from(
+        _ASKED.outerjoin(runs.STEPS, (runs.STEPS.c.run_id == _ASKED.c.run_id)
+                         & (runs.STEPS.c.step_id == _ASKED.c.step_id))
+        .outerjoin(_CHECKPOINTS, (_CHECKPOINTS.c.thread_id == runs.STEPS.c.thread_id)
+                   & (_CHECKPOINTS.c.checkpoint_ns == ""))
+    )
+    .where(_ASKED.c.id == sa.bindparam("iid"))
+    .order_by(_CHECKPOINTS.c.checkpoint_id.desc())
+    .limit(1)
+)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Resumed:
-    """A step claimed to resume: the run as the claim left it, and the step's thread."""
+    """A step claimed to resume: the run as the claim left it, and the step's thread.
+    `finished`: the step ended in the claim (a gate: see `finish_gate`), with these
+    values; nothing is left to resume."""
 
     run: RunView
     step_id: str
     thread_id: str
     version: int  # the run's, after the claim: `run` is the run at this version
+    finished: dict[str, Any] | None = None
 
 
 def claim_step(
@@ -90,3 +151,142 @@ def claim_step(
     status, version = conn.execute(_WAKE, {"b_run": run.id, "b_now": now}).one()
     view = replace(run.with_step(step_id, status=StepStatus.RUNNING), status=status)
     return Resumed(view, step_id, claimed[0] or "", version)
+
+
+def resolution(row: Mapping[str, Any]) -> dict[str, Any]:
+    """What a closed question resumes its step with (`interrupt()` returns it). By value:
+    one interrupt is pending in the step's thread at a time."""
+    return {"status": row["status"], "value": row["answer"], "by": row["answered_by"],
+            "responses": row["responses"]}  # fmt: skip
+
+
+def finish_gate(
+    conn: Connection, services: Services, run: RunView, step: Step, row: Mapping[str, Any],
+    now: datetime, head: Head | None = None,
+) -> Resumed | None:  # fmt: skip
+    """Record a waiting gate as ended by its closed question `row`, the way the pass after
+    its resume would have, and wake the run; None if it was not waiting.
+
+    A gate's node does nothing after `interrupt()` returns but turn the answer into
+    outputs (`gates.step_outputs`), so running it again in LangGraph (three reads, its
+    loop on two threads, two writes, then a pass in its own transaction to record it)
+    only delayed the next step. Now the answer's transaction records the step and its
+    thread's finished checkpoint together (`StepGraph.finish`): a crash leaves both or
+    neither. A gate that says no fails, and its thread stays at its interrupt, as
+    LangGraph leaves a node that raised. The run is `running` after this commit, so a
+    sweep continues it if this process dies before its next pass."""
+    scrub = services.scrubber
+    try:
+        outputs: dict[str, Any] | None = gates.step_outputs(step.kind, resolution(row))
+        error = None
+    except StepFailed as exc:
+        outputs, error = None, str(exc)
+    status = StepStatus.FAILED if outputs is None else StepStatus.SUCCEEDED
+    ended = {"status": status, "outputs": storable(scrub.value(outputs)),
+             "error": storable(scrub.text(error) if error else None)}  # fmt: skip
+    params = {"b_run": run.id, "b_step": step.id, "b_now": now, "b_status": status,
+              "b_outputs": ended["outputs"], "b_error": ended["error"]}  # fmt: skip
+    finished = conn.execute(_FINISH, params).first()
+    if finished is None:
+        return None
+    thread_id = finished[0] or ""
+    if outputs is not None and thread_id:  # what the node returned, as LangGraph keeps it
+        services.graph.finish(conn, thread_id, outputs, head)
+    elif error is not None:
+        log.warning("step %s of run %s failed: %s", step.id, run.id, error)
+    status, version = conn.execute(_WAKE, {"b_run": run.id, "b_now": now}).one()
+    values = {**ended, "finished_at": now}
+    view = replace(run.with_step(step.id, **values), status=status)
+    return Resumed(view, step.id, thread_id, version, finished=values)
+
+
+class PassFailed(Exception):
+    """The pass made in an answer's transaction failed (the transaction is rolled back):
+    the caller answers again without it, and the pass follows the commit."""
+
+
+class StepClaim:
+    """What the transaction that closes a question does to its step, for one answer (all
+    its tries): claim it to resume, or end it if it is a gate and, `inline`, make the
+    run's next pass in that transaction too, so the step after the gate is claimed in the
+    answer's commit. Called as `answers.OnClose` within `tried`; then `committed()`."""
+
+    def __init__(
+        self, services: Services, live: LiveRuns, advancer: Advancer, *, inline: bool = True
+    ) -> None:
+        self._services, self._live, self._advancer = services, live, advancer
+        self.inline = inline
+        self._kept: str | None = None  # the run whose state a try kept for its next pass
+        self._settle: Settle | None = None  # the pass a try made in its transaction
+        self._head: Head | None = None  # the step's newest checkpoint, read before
+
+    def prefetch(self, iid: str) -> str | None:
+        """The run of question `iid` (None: no such question), read before the answer's
+        transaction in one query with its step's newest checkpoint, which a gate's
+        finished checkpoint follows: read here, not in the transaction."""
+        for attempt in storage_attempts():
+            with attempt, single_reads(self._services.engine) as conn:
+                row = conn.execute(_QUESTION_HEAD, {"iid": iid}).first()
+        if row is None:
+            return None
+        self._head = None if row.checkpoint_id is None else self._services.saver.head_of(row)
+        return row.run_id
+
+    def __call__(self, conn: Connection, row: Mapping[str, Any], run: RunView) -> Resumed | None:
+        self.rolled_back()  # a try before this one did not commit
+        services = self._services
+        now, wf = services.clock.now(), services.workflow_of(run)
+        step = wf.step(row["step_id"])
+        gate = row["purpose"] == "gate" and step.is_gate  # its answer is its result
+        if gate:
+            resumed = finish_gate(conn, services, run, step, row, now, self._head)
+        else:
+            resumed = claim_step(conn, run, step.id, now, services.replica)
+        if resumed is None:
+            return None
+        # The run as claimed: the next pass starts from it and reads nothing.
+        state = RunState(wf, resumed.run, resumed.version, self._advancer.handed(run.id))
+        self._kept = run.id
+        if not (gate and self.inline):
+            self._live.memory.keep(run.id, state)
+            return resumed
+        try:
+            self._settle = self._advancer.pass_within(conn, run.id, state)
+        except Exception as exc:
+            raise PassFailed(f"run {run.id}: the pass after gate {step.id} failed") from exc
+        return resumed
+
+    def tried(self, commit: Callable[[], T]) -> T:
+        """`commit()`, the transaction this claim is called in; if the pass made there
+        failed (it was rolled back), `commit()` again without it: the answer counts once
+        either way, and the run's next pass follows the commit. What a try that did not
+        commit kept is forgotten."""
+        try:
+            try:
+                return commit()
+            except PassFailed:
+                log.exception("the pass in the answer's transaction failed; answering "
+                              "again without it")  # fmt: skip
+                self.rolled_back()
+                self.inline = False
+                return commit()
+        except BaseException:
+            self.rolled_back()
+            raise
+
+    def committed(self) -> bool:
+        """The transaction committed: act on its pass (start what it claimed); False if it
+        made none (the caller has the run advanced)."""
+        settle, self._settle, self._kept = self._settle, None, None
+        if settle is not None:
+            settle(True)
+        return settle is not None
+
+    def rolled_back(self) -> None:
+        """The transaction did not commit: forget what its try kept and granted."""
+        if self._settle is not None:
+            self._settle(False)
+            self._settle = None
+        if self._kept is not None:
+            self._live.memory.forget(self._kept)
+            self._kept = None

@@ -60,13 +60,17 @@ def put_rows(
     checkpoint: Checkpoint,
     metadata: CheckpointMetadata,
     new_versions: ChannelVersions,
+    *,
+    inline_all: bool = False,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The checkpoint row, and the blob rows of the channels named in `new_versions`."""
+    """The checkpoint row, and the blob rows of the channels named in `new_versions`.
+    `inline_all`: every value in the row, no blob row (a thread's last checkpoint, whose
+    values no later checkpoint shares)."""
     conf = config["configurable"]
     thread_id = str(conf["thread_id"])
     ns = conf.get("checkpoint_ns", "")
     values = checkpoint["channel_values"]
-    inline = {k: v for k, v in values.items() if is_inline(v)}
+    inline = {k: v for k, v in values.items() if inline_all or is_inline(v)}
     blobs = [
         {
             "thread_id": thread_id,

@@ -45,8 +45,18 @@ from storage.engine import create_engine, read_transaction, single_reads, write_
 from storage.schema import setup as setup_schema
 from storage.sqlite_writer import SqliteWriter
 
-__all__ = ["BLOBS", "CHECKPOINTS", "LIST_BATCH", "PRUNE_STRATEGIES", "WRITES", "SQLModelSaver"]
+__all__ = [
+    "BLOBS",
+    "CHECKPOINTS",
+    "LIST_BATCH",
+    "PRUNE_STRATEGIES",
+    "WRITES",
+    "Head",
+    "SQLModelSaver",
+]
 
+# A checkpoint to build the next one on: its config, itself without its blob values, metadata.
+Head = tuple[RunnableConfig, Checkpoint, CheckpointMetadata]
 # Checkpoints hydrated (blobs + writes loaded) per round trip while listing.
 LIST_BATCH = 64
 PRUNE_STRATEGIES = ("keep_latest", "delete")
@@ -128,6 +138,21 @@ class SQLModelSaver(BaseCheckpointSaver[str]):
                 conn.execute(self._inserts.checkpoint, row)
         return checkpoint_config(row["thread_id"], row["checkpoint_ns"], row["checkpoint_id"])
 
+    def put_last(
+        self,
+        conn: Connection,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        """`put` of a thread's last checkpoint, in the caller's transaction: it commits (or
+        not) with what else `conn` writes (a gate ended by its answer, stepgraph.py). No
+        later checkpoint shares its values, so they stay in its row: one write, no blobs."""
+        row, _ = put_rows(self.serde, config, checkpoint, metadata, new_versions, inline_all=True)
+        conn.execute(self._inserts.checkpoint, row)
+        return checkpoint_config(row["thread_id"], row["checkpoint_ns"], row["checkpoint_id"])
+
     def put_writes(
         self,
         config: RunnableConfig,
@@ -193,6 +218,19 @@ class SQLModelSaver(BaseCheckpointSaver[str]):
             if row is None:
                 return None
             return queries.hydrate(conn, self.serde, [row])[0]
+
+    def head(self, conn: Connection, thread_id: str) -> Head | None:
+        """The thread's newest checkpoint, read on `conn` in one query: its config, the
+        checkpoint with only its inline channel values (not its blobs, nor its pending
+        writes), its metadata. Enough to build the checkpoint that follows it."""
+        row = queries.find_checkpoint(conn, {"configurable": {"thread_id": thread_id}})
+        return None if row is None else self.head_of(row)
+
+    def head_of(self, row: Any) -> Head:
+        """`head` of a checkpoint row its caller read (the columns of `queries.ROW_COLUMNS`)."""
+        skeleton = self.serde.loads_typed((row.type, row.checkpoint))
+        config = checkpoint_config(row.thread_id, row.checkpoint_ns, row.checkpoint_id)
+        return config, skeleton, row.metadata
 
     def list(
         self,

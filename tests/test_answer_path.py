@@ -23,6 +23,8 @@ from orchestrator.changes import NOTIFIED_POLL_S, Change, ChangeWatch
 from orchestrator.clock import FakeClock
 from orchestrator.notices import CHANGES, Listener
 from orchestrator.queries import open_interactions
+from orchestrator.stepgraph import StepGraph
+from storage.checkpointer import SQLModelSaver
 from storage.engine import create_engine, normalize_url, write_transaction
 from storage.schema import setup
 from storage.types import utcnow
@@ -53,12 +55,21 @@ def statements(engine: sa.Engine) -> Iterator[list[tuple[str, str]]]:
         sa.event.remove(engine, "commit", commit)
 
 
-def test_an_answer_claims_its_step_in_its_own_transaction_and_the_step_writes_no_question(
+def _thread_of(engine: sa.Engine, run_id: str, step_id: str) -> str:
+    step = runs.STEPS
+    with engine.connect() as conn:
+        return conn.execute(sa.select(step.c.thread_id).where(
+            step.c.run_id == run_id, step.c.step_id == step_id)).scalar_one()  # fmt: skip
+
+
+def test_an_answer_ends_its_gate_and_claims_the_next_step_in_its_own_transaction(
     engine: sa.Engine,
 ) -> None:
-    """The answer's transaction claims the waiting step (it used to commit, then read the
-    question three times, claim the step in a second transaction and read the run three
-    times); the resumed gate does not write its question again."""
+    """The answer's transaction ends the gate (its answer is its result), writes the gate's
+    finished checkpoint and claims the step after it: one commit from the answer to that
+    step's start. It used to claim the gate to resume, then a worker resumed it in
+    LangGraph (three checkpoint reads, two writes) and another pass claimed the next step;
+    before that, the answer committed and the question and run were read again."""
     with running(engine, GATED, clock=FakeClock()) as orch:
         run_id = orch.start_run("gated", {"service": "api"}, started_by="U0OPS")
         assert orch.wait(run_id, 30).status == "waiting"
@@ -68,10 +79,76 @@ def test_an_answer_claims_its_step_in_its_own_transaction_and_the_step_writes_no
             answered = [sql for who, sql in seen if who == threading.current_thread().name]
             assert orch.wait(run_id, 30).status == "succeeded"
         assert answered.count("COMMIT") == 1 + (engine.dialect.name == "sqlite"), answered
+        commit = max(i for i, sql in enumerate(answered) if sql == "COMMIT")  # the answer's
+        ship = [i for i, sql in enumerate(answered)
+                if sql.startswith("UPDATE step_run") and " thread_id=" in sql]  # fmt: skip
+        assert len(ship) == 1 and ship[0] < commit, answered  # the next step's claim
         assert not [sql for who, sql in seen if sql.startswith("INSERT INTO interaction")]
+        # No LangGraph resume: it read the checkpoint's values and pending writes too.
+        assert not [sql for who, sql in seen if "FROM checkpoint_" in sql]
         step = orch.view(run_id).step("approve")
         assert step.status == "succeeded"
         assert step.outputs == {"approved": True, "approved_by": ["U0BOSS"]}
+        thread_id = _thread_of(engine, run_id, "approve")
+        assert StepGraph(SQLModelSaver(engine)).inspect(thread_id) == ("finished", step.outputs)
+
+
+def test_a_rejected_gate_fails_in_the_answers_transaction_and_its_thread_stays_paused(
+    engine: sa.Engine,
+) -> None:
+    """A gate that says no fails with the reason, and what needs it is skipped, as when
+    LangGraph resumed it; its thread stays at its interrupt, as LangGraph leaves a node
+    that raised."""
+    with running(engine, GATED, clock=FakeClock()) as orch:
+        run_id = orch.start_run("gated", {"service": "api"}, started_by="U0OPS")
+        assert orch.wait(run_id, 30).status == "waiting"
+        [gate] = open_interactions(engine, run_id)
+        orch.decide(gate.id, "U0BOSS", "reject", comment="not today")
+        run = orch.wait(run_id, 30)
+        assert run.status == "failed"
+        assert run.step("approve").status == "failed"
+        assert run.step("approve").error == "rejected by U0BOSS: not today"
+        assert run.step("ship").status == "skipped"
+        thread_id = _thread_of(engine, run_id, "approve")
+        assert StepGraph(SQLModelSaver(engine)).inspect(thread_id)[0] == "interrupted"
+
+
+@pytest.mark.postgres
+def test_an_answer_whose_pass_fails_is_recorded_and_the_pass_follows_its_commit(
+    pg_url: str,
+) -> None:
+    """The pass made in the answer's transaction fails (here PostgreSQL refuses the claim
+    of the step after the gate, once): the transaction is rolled back, the answer is
+    recorded again without it, and the run's next pass, after the commit, starts the step.
+    Without that, the person's answer failed with the pass's error."""
+    engine = create_engine(pg_url)
+    setup(engine)
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "CREATE SEQUENCE refused; "
+            "CREATE FUNCTION refuse_once() RETURNS trigger AS $$ BEGIN "
+            "IF NEW.step_id = 'ship' AND NEW.status = 'running' AND nextval('refused') = 1 "
+            "THEN RAISE EXCEPTION 'refused once'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql; "
+            "CREATE TRIGGER refuse_once BEFORE UPDATE ON step_run "
+            "FOR EACH ROW EXECUTE FUNCTION refuse_once()"))  # fmt: skip
+    try:
+        with running(engine, GATED, clock=FakeClock()) as orch:
+            run_id = orch.start_run("gated", {"service": "api"}, started_by="U0OPS")
+            assert orch.wait(run_id, 30).status == "waiting"
+            [gate] = open_interactions(engine, run_id)
+            orch.decide(gate.id, "U0BOSS", "approve")
+            run = orch.wait(run_id, 30)
+            assert run.status == "succeeded", run
+            assert run.step("approve").outputs == {"approved": True, "approved_by": ["U0BOSS"]}
+            with engine.connect() as conn:
+                refused = conn.execute(sa.text("SELECT last_value FROM refused")).scalar()
+                answered = conn.execute(sa.text(
+                    "SELECT count(*) FROM audit_log WHERE action = 'interaction.answered'"
+                )).scalar()  # fmt: skip
+            assert refused >= 2  # refused once, then let through
+            assert answered == 1  # counted once
+    finally:
+        engine.dispose()
 
 
 def test_a_serving_process_reads_the_audit_log_once_for_the_question_watch_and_slack(
