@@ -80,8 +80,8 @@ def test_an_answer_ends_its_gate_and_claims_the_next_step_in_its_own_transaction
             assert orch.wait(run_id, 30).status == "succeeded"
         assert answered.count("COMMIT") == 1 + (engine.dialect.name == "sqlite"), answered
         commit = max(i for i, sql in enumerate(answered) if sql == "COMMIT")  # the answer's
-        ship = [i for i, sql in enumerate(answered)
-                if sql.startswith("UPDATE step_run") and " thread_id=" in sql]  # fmt: skip
+        ship = [i for i, sql in enumerate(answered)  # PostgreSQL: fused in a CTE (pass_writes)
+                if "UPDATE step_run" in sql and " thread_id=" in sql]  # fmt: skip
         assert len(ship) == 1 and ship[0] < commit, answered  # the next step's claim
         assert not [sql for who, sql in seen if sql.startswith("INSERT INTO interaction")]
         # No LangGraph resume: it read the checkpoint's values and pending writes too.
