@@ -306,20 +306,20 @@ class Advancer:
         that stopped running here while it waited (cancelled) does not run. A pause is
         parked once the step no longer counts here: an answer given already resumes it
         inside `_on_pause`, and that run must not be uncounted by this one's end."""
-        end = None
-        try:
-            if not held or held_steps.start(self._services, run_id, step_id):
-                with log_context.bound(run_id=run_id, step_id=step_id):
-                    end = self._runner.execute(run_id, step_id, thread_id, resume, run)
-            if end is not None and end.interrupt is None:
-                self._outcome(run_id, step_id, end)
-        finally:
-            interrupt = None if end is None else end.interrupt
-            with self._guard:
-                self._inflight.discard((run_id, step_id))
-                self._ending += 1
-            self._share.release(run_id, step_id)
-        try:
+        end, interrupt = None, None
+        try:  # a failure anywhere still uncounts it (else every later drain timed out)
+            try:
+                if not held or held_steps.start(self._services, run_id, step_id):
+                    with log_context.bound(run_id=run_id, step_id=step_id):
+                        end = self._runner.execute(run_id, step_id, thread_id, resume, run)
+                if end is not None and end.interrupt is None:
+                    self._outcome(run_id, step_id, end)
+            finally:
+                interrupt = None if end is None else end.interrupt
+                with self._guard:
+                    self._inflight.discard((run_id, step_id))
+                    self._ending += 1
+                self._share.release(run_id, step_id)
             if interrupt is not None:
                 self._on_pause(run_id, step_id, interrupt)
             with log_context.bound(run_id=run_id):

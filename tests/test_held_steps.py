@@ -191,3 +191,45 @@ def test_a_step_held_at_a_graceful_stop_resumes_at_the_next_start_with_no_questi
     with running(engine, TWO_WORKERS, max_workers=4, limits=limits, recover=True) as orch:
         assert orch.wait(run_id, 30).status == "succeeded"
         assert ask_tasks.STARTED[key] == 2 and open_interactions(engine, run_id) == []
+
+
+def _refuse_unholding(engine: sa.Engine) -> None:
+    """Clearing a held step's mark fails (not a passing failure: not retried)."""
+    with engine.begin() as conn:
+        if engine.dialect.name == "sqlite":
+            conn.execute(sa.text(
+                "CREATE TRIGGER refuse_unhold BEFORE UPDATE ON step_run "
+                "WHEN OLD.held_at IS NOT NULL AND NEW.held_at IS NULL "
+                "BEGIN SELECT RAISE(ABORT, 'refused'); END"))  # fmt: skip
+            return
+        conn.execute(sa.text(
+            "CREATE FUNCTION refuse_unhold() RETURNS trigger AS $$ BEGIN "
+            "IF OLD.held_at IS NOT NULL AND NEW.held_at IS NULL "
+            "THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql; "
+            "CREATE TRIGGER refuse_unhold BEFORE UPDATE ON step_run "
+            "FOR EACH ROW EXECUTE FUNCTION refuse_unhold()"))  # fmt: skip
+
+
+def test_a_drain_ends_after_a_held_step_failed_to_start(engine: sa.Engine) -> None:
+    """A held step whose start raised (storage refused to clear its mark) counted as
+    ending for good: every later drain() waited out its whole timeout and said steps
+    were left running, though none ran. It stays held in the database, for recovery."""
+    key = uuid.uuid4().hex
+    ask_tasks.RELEASE[key] = threading.Event()
+    limits = StepLimits(workflow_workers=1)
+    with running(engine, TWO_WORKERS, max_workers=4, limits=limits) as orch:
+        run_id = orch.start_run("two-workers", {"key": key}, started_by="U0RUN")
+        try:
+            asked = until(lambda: len(q := open_interactions(engine, run_id)) == 2 and q,
+                          what="both questions")  # fmt: skip
+            orch.decide(asked[0].id, "U0OPS", "approve")
+            until(lambda: ask_tasks.STARTED.get(key) == 1, what="the first to run on")
+            orch.decide(asked[1].id, "U0OPS", "approve")
+            assert _held(engine, run_id) == {asked[1].step_id}
+            _refuse_unholding(engine)
+        finally:
+            ask_tasks.RELEASE[key].set()
+        until(lambda: not orch.running_steps(), what="the first to end, the held one to fail")
+        assert orch.drain(10) is True
+        assert _held(engine, run_id) == {asked[1].step_id}  # left to recovery
+        assert ask_tasks.STARTED.get(key) == 1
