@@ -42,10 +42,7 @@ class Advancer:
         self, services: Services, live: LiveRuns, runner: StepRunner, *,
         max_workers: int, on_pause: OnPause, on_finished: Callable[[RunView], None],
     ) -> None:  # fmt: skip
-        self._services = services
-        self._live = live
-        self._runner = runner
-        self._on_pause = on_pause
+        self._services, self._live, self._runner, self._on_pause = services, live, runner, on_pause
         self._on_finished = on_finished  # a run ended in a pass: tell, count schedule failures
         self.max_workers = max_workers
         self._pool = StepPool(max_workers)
@@ -63,7 +60,7 @@ class Advancer:
         self._pass_wanted: set[str] = set()
         self._memory = live.memory
         self._idle = threading.Condition(self._guard)  # notified as steps and passes end
-        self._ending = 0  # steps ended, not yet parked or passed over: a drain waits too
+        self._ending = 0  # steps ended, not yet passed over; answers' passes not settled
         self.draining = False  # a graceful stop: passes record results, nothing starts or resumes
         self._stopped = False  # after the grace period: no passes at all
 
@@ -170,20 +167,33 @@ class Advancer:
     def pass_within(self, conn: Connection, run_id: str, state: RunState) -> Settle:
         """A pass over `run_id` in the caller's transaction, from `state` (the run as it
         left it); call what it returns with whether that transaction committed."""
-        with self._guard:
+        with self._guard:  # a drain waits for it to settle, as for a pass of its own
             free = 0 if self.draining else max(0, self.max_workers - len(self._inflight))
+            self._ending += 1
         grant = self._share.for_pass(run_id)
-        done = passing.pass_within(conn, self._services, self._live, run_id, state,
-                                   self._inflight_of, free, grant)  # fmt: skip
+        try:
+            done = passing.pass_within(conn, self._services, self._live, run_id, state,
+                                       self._inflight_of, free, grant)  # fmt: skip
+        except BaseException:
+            self._ended()
+            raise
 
         def settle(committed: bool) -> None:
-            handed = [c.step.id for c in done.claimed] + [s.id for s in done.queued]
-            grant.settle(handed if committed else (), failed=not committed)
-            if committed and done.run is not None:
-                self._act(done)
-                self._live.notify()
+            try:
+                handed = [c.step.id for c in done.claimed] + [s.id for s in done.queued]
+                grant.settle(handed if committed else (), failed=not committed)
+                if committed and done.run is not None:
+                    self._act(done)
+                    self._live.notify()
+            finally:
+                self._ended()
 
         return settle
+
+    def _ended(self) -> None:
+        with self._guard:
+            self._ending -= 1
+            self._idle.notify_all()
 
     def _inflight_of(self, run_id: str) -> frozenset[str]:
         with self._guard:
@@ -244,16 +254,9 @@ class Advancer:
                 self._share.release(run.id, step.id)
         if not won:
             return
-        self._memory.claimed(
-            run.id,
-            step.id,
-            {
-                "status": StepStatus.RUNNING,
-                "started_at": now,
-                "finished_at": None,
-                "attempts": claim["attempts"],
-            },
-        )
+        self._memory.claimed(run.id, step.id, {"status": StepStatus.RUNNING, "started_at": now,
+                                               "finished_at": None,
+                                               "attempts": claim["attempts"]})  # fmt: skip
         if stepwork.can_pause(step):
             self._services.saver.new_thread(thread_id)
         self._live.step_changed(run.id, step.id, status=StepStatus.RUNNING, started_at=now,
@@ -325,9 +328,7 @@ class Advancer:
             with log_context.bound(run_id=run_id):
                 self.advance(run_id)  # the pass that records the outcome, or a later one
         finally:
-            with self._guard:
-                self._ending -= 1
-                self._idle.notify_all()
+            self._ended()
 
     def _outcome(self, run_id: str, step_id: str, end: StepEnd) -> None:
         """Leave how a step ended for the next pass, which records it with what it unblocks.
