@@ -185,7 +185,9 @@ PRINT_ENV = """
 name: print_env
 steps:
   - id: show
-    shell: ["sh", "-c", "echo lc=$LC_OPSLOOP_PROBE token=$SLACK_BOT_TOKEN"]
+    env: {DEPLOY: {from_env: PROBE_DEPLOY_TOKEN}}
+    shell: ["sh", "-c", "echo lc=$LC_OPSLOOP_PROBE token=$SLACK_BOT_TOKEN db=$DATABASE_URL
+      secret=$OPSLOOP_PROBE_SECRET deploy=$DEPLOY"]
 """
 
 
@@ -193,14 +195,20 @@ def test_a_shell_step_gets_the_basics_taken_when_the_orchestrator_was_built(
     engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The basics are taken from the bot's environment once (walking it cost ~50 us a
-    step), never its secrets."""
+    step), never its secrets; a `from_env` variable is still read when the step starts
+    (docs/security.md)."""
     monkeypatch.setenv("LC_OPSLOOP_PROBE", "at-start")
     monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-not-for-steps")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://not-for-steps@db/ops")
+    monkeypatch.setenv("OPSLOOP_PROBE_SECRET", "not-for-steps")
+    monkeypatch.setenv("PROBE_DEPLOY_TOKEN", "at-start")
     with running(engine, PRINT_ENV) as orch:
         monkeypatch.setenv("LC_OPSLOOP_PROBE", "changed-later")
+        monkeypatch.setenv("PROBE_DEPLOY_TOKEN", "at-step-start")  # rotated meanwhile
         run = orch.wait(orch.start_run("print_env", {}, started_by="U0RUN"), timeout=30)
     assert run.status == "succeeded", run.steps[0].error
-    assert run.steps[0].outputs["stdout"].strip() == "lc=at-start token="
+    assert run.steps[0].outputs["stdout"].split() == [
+        "lc=at-start", "token=", "db=", "secret=", "deploy=at-step-start"]  # fmt: skip
 
 
 def test_the_scrubber_cuts_the_bots_secrets_out_of_text_and_json() -> None:
