@@ -52,13 +52,15 @@ from storage.statuses import RunStatus, StepStatus
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+# The step whose question was answered, still waiting: claimed to resume, or ended (a gate).
+_WAITING_STEP = (
+    runs.STEPS.c.run_id == sa.bindparam("b_run"),
+    runs.STEPS.c.step_id == sa.bindparam("b_step"),
+    runs.STEPS.c.status == StepStatus.WAITING,
+)
 _CLAIM = (
     sa.update(runs.STEPS)
-    .where(
-        runs.STEPS.c.run_id == sa.bindparam("b_run"),
-        runs.STEPS.c.step_id == sa.bindparam("b_step"),
-        runs.STEPS.c.status == StepStatus.WAITING,
-    )
+    .where(*_WAITING_STEP)
     .values(
         status=StepStatus.RUNNING,
         updated_at=sa.bindparam("b_now"),
@@ -84,11 +86,7 @@ _WAKE = (
 
 _FINISH = (
     sa.update(runs.STEPS)
-    .where(
-        runs.STEPS.c.run_id == sa.bindparam("b_run"),
-        runs.STEPS.c.step_id == sa.bindparam("b_step"),
-        runs.STEPS.c.status == StepStatus.WAITING,
-    )
+    .where(*_WAITING_STEP)
     .values(
         status=sa.bindparam("b_status"),
         outputs=sa.bindparam("b_outputs"),

@@ -9,6 +9,7 @@ import sys
 import threading
 import uuid
 from pathlib import Path
+from typing import Any
 
 import ask_tasks
 import sqlalchemy as sa
@@ -144,17 +145,24 @@ def test_a_held_step_loses_its_mark_before_its_code_runs(engine: sa.Engine) -> N
     with running(engine, TWO_WORKERS, max_workers=4, limits=limits) as orch:
         run_id = orch.start_run("two-workers", {"key": key}, started_by="U0RUN")
         try:
-            asked = until(lambda: len(q := open_interactions(engine, run_id)) == 2 and q,
-                          what="both questions")  # fmt: skip
-            orch.decide(asked[0].id, "U0OPS", "approve")
-            until(lambda: ask_tasks.STARTED.get(key) == 1, what="the first to run on")
-            orch.decide(asked[1].id, "U0OPS", "approve")
+            asked = _answer_both(orch, engine, run_id, key)
             assert _held(engine, run_id) == {asked[1].step_id}  # waits for room, marked
         finally:
             ask_tasks.RELEASE[key].set()
         until(lambda: ask_tasks.STARTED.get(key) == 2, what="the held step to run on")
         assert _held(engine, run_id) == set()
         assert orch.wait(run_id, 30).status == "succeeded"
+
+
+def _answer_both(orch: Orchestrator, engine: sa.Engine, run_id: str, key: str) -> list[Any]:
+    """Answer both questions of TWO_WORKERS, the second once the first runs on: with a
+    share of one worker, the second waits for room. The questions, in order."""
+    asked = until(lambda: len(q := open_interactions(engine, run_id)) == 2 and q,
+                  what="both questions")  # fmt: skip
+    orch.decide(asked[0].id, "U0OPS", "approve")
+    until(lambda: ask_tasks.STARTED.get(key) == 1, what="the first to run on")
+    orch.decide(asked[1].id, "U0OPS", "approve")
+    return asked
 
 
 def _held(engine: sa.Engine, run_id: str) -> set[str]:
@@ -177,11 +185,7 @@ def test_a_step_held_at_a_graceful_stop_resumes_at_the_next_start_with_no_questi
     with running(engine, TWO_WORKERS, max_workers=4, limits=limits) as orch:
         run_id = orch.start_run("two-workers", {"key": key}, started_by="U0RUN")
         try:
-            asked = until(lambda: len(q := open_interactions(engine, run_id)) == 2 and q,
-                          what="both questions")  # fmt: skip
-            orch.decide(asked[0].id, "U0OPS", "approve")
-            until(lambda: ask_tasks.STARTED.get(key) == 1, what="the first to run on")
-            orch.decide(asked[1].id, "U0OPS", "approve")
+            _answer_both(orch, engine, run_id, key)
             orch.drain(0.1)
         finally:
             ask_tasks.RELEASE[key].set()
@@ -220,11 +224,7 @@ def test_a_drain_ends_after_a_held_step_failed_to_start(engine: sa.Engine) -> No
     with running(engine, TWO_WORKERS, max_workers=4, limits=limits) as orch:
         run_id = orch.start_run("two-workers", {"key": key}, started_by="U0RUN")
         try:
-            asked = until(lambda: len(q := open_interactions(engine, run_id)) == 2 and q,
-                          what="both questions")  # fmt: skip
-            orch.decide(asked[0].id, "U0OPS", "approve")
-            until(lambda: ask_tasks.STARTED.get(key) == 1, what="the first to run on")
-            orch.decide(asked[1].id, "U0OPS", "approve")
+            asked = _answer_both(orch, engine, run_id, key)
             assert _held(engine, run_id) == {asked[1].step_id}
             _refuse_unholding(engine)
         finally:
