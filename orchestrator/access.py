@@ -62,6 +62,10 @@ class AccessPolicy:
             return f"{workflow.name} may only be run from {where}"
         return None
 
+    def startable(self, user: str, workflows: Iterable[Workflow], channel: str | None) -> list[str]:
+        """The names of `workflows` that `user` may start (from Slack `channel`)."""
+        return [w.name for w in workflows if self.run_refusal(user, w, channel) is None]
+
     def may_change(self, user: str, requester: str, workflow: Workflow | None, what: str) -> bool:
         """Whether `user` may cancel (`what="cancel"`) or retry (`"retry"`) a run. A
         scheduled run has no person behind it: whoever manages schedules stands in. A run

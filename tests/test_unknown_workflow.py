@@ -20,7 +20,9 @@ from tests.slack_double import SlackDouble
 CHANNEL = "C0OPS"
 MANY = {f"service-{n:02}": f'name: service-{n:02}\nsteps:\n  - id: go\n    shell: ["true"]\n'
         for n in range(40)}  # fmt: skip
-FLOWS = {**MANY, "deploy": 'name: deploy\nsteps:\n  - id: go\n    shell: ["true"]\n'}
+FLOWS = {**MANY, "deploy": 'name: deploy\nsteps:\n  - id: go\n    shell: ["true"]\n',
+         "payroll-export": "name: payroll-export\naccess:\n  run: {users: [U0LEAD]}\n"
+                           'steps:\n  - id: go\n    shell: ["true"]\n'}  # fmt: skip
 
 
 @pytest.fixture
@@ -43,6 +45,19 @@ def test_ops_run_and_report_of_an_unknown_name_suggest_one_and_point_to_list(
     far = harness.reply("far")["text"]
     assert "no workflow named 'zzqqx'" in far and "did you mean" not in far
     assert "`/ops list`" in far and "service-" not in far
+
+
+def test_a_near_name_is_suggested_only_to_those_who_may_run_it(harness: Harness) -> None:
+    for text, user, reply in (("run payroll-exprot", "U0ALICE", "alice-run"),
+                              ("plan payroll-exprot", "U0ALICE", "alice-plan"),
+                              ("run payroll-exprot", "U0LEAD", "lead-run")):  # fmt: skip
+        assert harness.command(text, user=user, reply=reply)[0] == 200
+    for reply in ("alice-run", "alice-plan"):
+        said = harness.reply(reply)["text"]
+        assert "no workflow named 'payroll-exprot'" in said and "payroll-export" not in said
+    assert "did you mean 'payroll-export'?" in harness.reply("lead-run")["text"]
+    assert harness.command("list", user="U0ALICE", reply="alice-list")[0] == 200
+    assert "payroll-export" not in harness.reply("alice-list")["text"]
 
 
 def test_an_app_home_slack_refuses_is_logged_with_slacks_error(

@@ -35,6 +35,7 @@ from orchestrator.reports.audience import person_audience
 from orchestrator.reports.build import build_report
 from orchestrator.reports.figures import Report
 from orchestrator.reports.window import DEFAULT_SINCE
+from orchestrator.workflow.definitions import Workflow
 from orchestrator.workflow.params import missing_required
 
 log = logging.getLogger(__name__)
@@ -68,8 +69,8 @@ class CommandHandlers:
                 self._run(name, params, body, respond)
             case cmds.ListWorkflows():
                 where = body.get("channel_id")
-                lines = [f"• `{w.name}`: {w.description}" for w in self.orch.workflows.values()
-                         if self.orch.access.run_refusal(user, w, where) is None]  # fmt: skip
+                mine = self.orch.access.startable(user, self.orch.workflows.values(), where)
+                lines = [f"• `{n}`: {self.orch.workflows[n].description}" for n in mine]
                 say(respond, "\n".join(lines) or "There is no workflow you may run here.")
             case cmds.Status(run_id=None) | cmds.Runs():
                 rows = self._visible_runs(user, body.get("channel_id"))
@@ -95,7 +96,8 @@ class CommandHandlers:
                                   run_id, body.get("channel_id"))  # fmt: skip
                 say(respond, **render_audit(run_id, trail))
             case cmds.Plan(workflow=name, params=params):
-                shown = plan_text(self.orch.workflow(name), params, self.orch.clock.now())
+                workflow = self._workflow(name, user, body.get("channel_id"))
+                shown = plan_text(workflow, params, self.orch.clock.now())
                 say(respond, f"```{shown}```")
             case cmds.Schedules():
                 shown = render_schedules(
@@ -104,7 +106,7 @@ class CommandHandlers:
                 say(respond, shown["text"], blocks=shown["blocks"])
             case cmds.ShowReport(since_s=since_s, workflows=names):
                 for name in names:
-                    self.orch.workflow(name)  # UnknownWorkflow if there is none
+                    self._workflow(name, user, body.get("channel_id"))
                 shown = render_report(self._report(user, body.get("channel_id"), since_s, names))
                 say(respond, shown["text"], blocks=shown["blocks"])
             case _:
@@ -113,7 +115,7 @@ class CommandHandlers:
     def _run(
         self, name: str, params: Mapping[str, Any], body: Mapping[str, Any], respond: Respond
     ) -> None:
-        workflow = self.orch.workflow(name)
+        workflow = self._workflow(name, body["user_id"], body.get("channel_id"))
         if missing_required(workflow, params):
             check_start(self.orch.engine, self.orch.access, self.orch.clock.now(),
                         body["user_id"], workflow, body["channel_id"])  # fmt: skip
@@ -126,6 +128,15 @@ class CommandHandlers:
             self.orch.start_run(name, params, started_by=body["user_id"], front_end="slack",
                                 channel=body["channel_id"], run_id=run_id)  # fmt: skip
         say(respond, f"Started `{name}` run `{run_id}`; its status board is in this channel.")
+
+    def _workflow(self, name: str, user: str, where: str | None) -> Workflow:
+        """The workflow `name`, or UnknownWorkflow naming a near one only among those
+        `user` may start from `where` (a name never leaks to whom `/ops list` hides it)."""
+        try:
+            return self.orch.workflow(name)
+        except UnknownWorkflow:
+            mine = self.orch.access.startable(user, self.orch.workflows.values(), where)
+            raise UnknownWorkflow(name, mine) from None
 
     def _visible_runs(self, user: str, where: str | None, limit: int = 10) -> list[RunSummary]:
         """The newest runs `user` may see (access.py), at most `limit`."""
