@@ -1,5 +1,6 @@
 """Recording a person's answer: permission, validation, one conditional UPDATE, audit; and,
-when it closes the interaction, what the caller does in the same transaction (resuming.py)."""
+when it closes the interaction, what the caller does in the same transaction (resuming.py),
+which sends the answer's writes (answer_writes.py) with its own."""
 
 from __future__ import annotations
 
@@ -13,15 +14,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from orchestrator import gates, interactions, runs
+from orchestrator.answer_writes import AnswerWrites, ClaimLost
 from orchestrator.errors import AlreadyAnswered, InvalidAnswer, NotAllowed, NotFound
 from orchestrator.interactions import INTERACTIONS
 from orchestrator.protocol import RunView
 from orchestrator.services import Services
 from orchestrator.storage_retry import storage_attempts
 from orchestrator.workflow.params import coerce_value
-from storage.claims import claim
 from storage.engine import single_reads, write_transaction
-from storage.models import Interaction
 from storage.statuses import InteractionStatus
 
 MAX_TRIES = 50  # quorum answers that lose a race re-read and try again
@@ -37,8 +37,11 @@ class Recorded:
     closed: Any = None
 
 
-# Called in the answer's transaction when it closes the interaction: (conn, row, run).
-OnClose = Callable[[Connection, Mapping[str, Any], RunView], Any]
+# Called in the answer's transaction when it closes the interaction: (conn, row, run,
+# writes). `writes`: the answer's own, not sent yet: the callee sends them (alone or with
+# its own writes) and raises ClaimLost, having written nothing, if their claim lost; None:
+# sent already.
+OnClose = Callable[[Connection, Mapping[str, Any], RunView, AnswerWrites | None], Any]
 
 
 def record_answer(
@@ -52,10 +55,15 @@ def record_answer(
     lock: Callable[[str], AbstractContextManager[Any]] = lambda _run_id: nullcontext(),
     on_close: OnClose | None = None,
     run_id: str | None = None,
+    row: Mapping[str, Any] | None = None,
 ) -> Recorded:
     """Apply one answer, holding `lock(run id)` around its transaction; what it committed.
-    `run_id`: the interaction's run, if the caller read it (it never changes)."""
+    `run_id`: the interaction's run, if the caller read it (it never changes). `row`: the
+    interaction, if the caller read it: the first try answers from it if it is pending
+    (its claim holds it to the version read: if it changed, the claim loses and the next
+    try reads it again), sparing a read in the transaction."""
     run_id = run_id or _run_of(services, iid)
+    read = row if row is not None and row["status"] == InteractionStatus.PENDING else None
     for _ in range(MAX_TRIES):
         now = services.clock.now()
         refused: NotAllowed | None = None
@@ -66,7 +74,8 @@ def record_answer(
                     # run and its question does (resuming.py); read once, for the answer
                     # and for what follows it.
                     run = runs.load_run(conn, run_id, lock=True)
-                    row = interactions.load_interaction(conn, iid)
+                    row = interactions.load_interaction(conn, iid) if read is None else read
+                    read = None  # any later try reads it again
                     if run is None or row is None:  # deleted meanwhile (db prune)
                         raise NotFound(f"no interaction {iid!r}; `opsloop pending` lists "
                                        "the open ones")  # fmt: skip
@@ -79,11 +88,9 @@ def record_answer(
                         runs.audit(conn, user, "interaction.refused", now=now, run_id=run_id,
                                    interaction_id=iid, reason=str(exc))  # fmt: skip
                     if refused is None:
-                        done = _apply(services, conn, row, run, user, answer, comment, params, now)
+                        done = _apply(services, conn, row, run, user, answer, comment, params,
+                                      now, on_close)  # fmt: skip
                         if done is not None:
-                            closed = done.row["status"] != InteractionStatus.PENDING
-                            if closed and on_close is not None:
-                                return replace(done, closed=on_close(conn, done.row, done.run))
                             return done
         if refused is not None:
             raise refused
@@ -105,9 +112,10 @@ def _run_of(services: Services, iid: str) -> str:
 def _apply(
     services: Services, conn: Connection, row: Mapping[str, Any], run: RunView, user: str,
     answer: Any, comment: str | None, params: Mapping[str, Any] | None, now: datetime,
+    on_close: OnClose | None,
 ) -> Recorded | None:  # fmt: skip
-    """Claim the interaction with the answer and audit it; None if another answer got to
-    it first (the caller reads it again)."""
+    """Claim the interaction with the answer and audit it, and call `on_close` if that
+    closed it; None if another answer got to it first (the caller reads it again)."""
     iid = row["id"]
     changes = _param_changes(services, conn, row, answer, params) if params else {}
     outcome = gates.apply_answer(row, user, answer, comment, now)
@@ -116,17 +124,24 @@ def _apply(
     values: dict[str, Any] = {"status": outcome.status, "responses": outcome.responses}
     if outcome.closed:
         values.update(answer=outcome.answer, answered_by=user, answered_at=now)
-    if not claim(conn, Interaction, iid, expect=[InteractionStatus.PENDING],
-                 version=row["version"], values=values):  # fmt: skip
+    detail = {"answer": answer, "comment": comment, "status": str(outcome.status)}
+    writes = AnswerWrites(iid, row["version"], values, {
+        "at": now, "actor": user, "action": "interaction.answered", "run_id": row["run_id"],
+        "interaction_id": iid, "detail": detail})  # fmt: skip
+    # What the claim writes, without reading it back.
+    after = {**row, **values, "version": row["version"] + 1}
+    if outcome.closed and on_close is not None and not changes:
+        try:  # sent by on_close, with what it writes
+            return Recorded(after, run, on_close(conn, after, run, writes))
+        except ClaimLost:
+            return None
+    if not writes.send(conn):
         return None
-    runs.audit(conn, user, "interaction.answered", now=now, run_id=row["run_id"],
-               interaction_id=iid, answer=answer, comment=comment,
-               status=str(outcome.status))  # fmt: skip
     if changes:
-        after = _change_params(conn, row["run_id"], user, iid, changes, now)
-        run = replace(run, params=after)
-    # What the claim wrote, without reading it back.
-    return Recorded({**row, **values, "version": row["version"] + 1}, run)
+        run = replace(run, params=_change_params(conn, row["run_id"], user, iid, changes, now))
+    if outcome.closed and on_close is not None:
+        return Recorded(after, run, on_close(conn, after, run, None))
+    return Recorded(after, run)
 
 
 def _param_changes(
