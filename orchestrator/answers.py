@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from orchestrator import gates, interactions, runs
+from orchestrator import gates, interactions, locked_run, runs
 from orchestrator.answer_writes import AnswerWrites, ClaimLost
 from orchestrator.errors import AlreadyAnswered, InvalidAnswer, NotAllowed, NotFound
 from orchestrator.interactions import INTERACTIONS
@@ -73,7 +73,7 @@ def record_answer(
                     # The run's row is locked first, as every transaction that changes a
                     # run and its question does (resuming.py); read once, for the answer
                     # and for what follows it.
-                    run = runs.load_run(conn, run_id, lock=True)
+                    run = locked_run.load_locked(conn, run_id)
                     row = interactions.load_interaction(conn, iid) if read is None else read
                     read = None  # any later try reads it again
                     if run is None or row is None:  # deleted meanwhile (db prune)
