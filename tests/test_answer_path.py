@@ -316,3 +316,16 @@ def test_an_answer_keeps_the_steps_handed_to_workers_as_handed(
         assert (run_id, "x") in orch.running_steps(), orch.running_steps()
         (tmp_path / "x.go").touch()
         assert orch.wait(run_id, 30).status == "succeeded"
+
+
+def test_a_run_no_schedule_started_ends_without_a_schedule_transaction(engine: sa.Engine) -> None:
+    """Counting a schedule's failures in a row opened a transaction for every run that
+    ended, to read who started it, which the run's view holds: in bench/answer_path.py it
+    ran beside the next answer. Only a schedule's runs count now."""
+    with running(engine, GATED, clock=FakeClock()) as orch:
+        run_id = orch.start_run("gated", {"service": "api"}, started_by="U0OPS")
+        assert orch.wait(run_id, 30).status == "waiting"
+        with statements(engine) as seen:
+            orch.cancel(run_id, "U0OPS")  # ends the run in this thread, its listeners too
+            mine = [sql for who, sql in seen if who == threading.current_thread().name]
+        assert not [sql for sql in mine if sql.startswith("SELECT workflow_run.started_by")]
