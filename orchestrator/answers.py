@@ -5,7 +5,7 @@ which sends the answer's writes (answer_writes.py) with its own."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -18,6 +18,7 @@ from orchestrator.answer_writes import AnswerWrites, ClaimLost
 from orchestrator.errors import AlreadyAnswered, InvalidAnswer, NotAllowed, NotFound
 from orchestrator.interactions import INTERACTIONS
 from orchestrator.protocol import RunView
+from orchestrator.run_lock import RunLock
 from orchestrator.services import Services
 from orchestrator.storage_retry import storage_attempts
 from orchestrator.workflow.params import coerce_value
@@ -44,6 +45,10 @@ class Recorded:
 OnClose = Callable[[Connection, Mapping[str, Any], RunView, AnswerWrites | None], Any]
 
 
+# Reads the question and its run (the run's row locked) in the answer's transaction.
+Read = Callable[[Connection], "tuple[Mapping[str, Any], RunView] | None"]
+
+
 def record_answer(
     services: Services,
     iid: str,
@@ -52,21 +57,28 @@ def record_answer(
     comment: str | None,
     params: Mapping[str, Any] | None = None,
     *,
-    lock: Callable[[str], AbstractContextManager[Any]] = lambda _run_id: nullcontext(),
+    lock: Callable[[str], RunLock] = lambda _run_id: RunLock(),
     on_close: OnClose | None = None,
     run_id: str | None = None,
     row: Mapping[str, Any] | None = None,
+    read: Read | None = None,
 ) -> Recorded:
     """Apply one answer, holding `lock(run id)` around its transaction; what it committed.
     `run_id`: the interaction's run, if the caller read it (it never changes). `row`: the
     interaction, if the caller read it: the first try answers from it if it is pending
     (its claim holds it to the version read: if it changed, the claim loses and the next
-    try reads it again), sparing a read in the transaction."""
+    try reads it again), sparing a read in the transaction. `read`: the first try reads
+    the question and its run with it, nothing before its transaction, and takes the run's
+    lock then if it is free (else that try ends, having written nothing)."""
+    if read is not None:
+        done, run_id = _first_try(services, iid, user, answer, comment, params, lock,
+                                  on_close, read)  # fmt: skip
+        if done is not None:
+            return done
     run_id = run_id or _run_of(services, iid)
-    read = row if row is not None and row["status"] == InteractionStatus.PENDING else None
+    given = row if row is not None and row["status"] == InteractionStatus.PENDING else None
     for _ in range(MAX_TRIES):
         now = services.clock.now()
-        refused: NotAllowed | None = None
         with lock(run_id):
             for attempt in storage_attempts():
                 with attempt, write_transaction(services.engine) as conn:
@@ -74,27 +86,64 @@ def record_answer(
                     # run and its question does (resuming.py); read once, for the answer
                     # and for what follows it.
                     run = locked_run.load_locked(conn, run_id)
-                    row = interactions.load_interaction(conn, iid) if read is None else read
-                    read = None  # any later try reads it again
-                    if run is None or row is None:  # deleted meanwhile (db prune)
-                        raise NotFound(f"no interaction {iid!r}; `opsloop pending` lists "
-                                       "the open ones")  # fmt: skip
-                    if row["status"] != InteractionStatus.PENDING:
-                        raise AlreadyAnswered(iid, row["status"], row["answered_by"])
-                    try:
-                        gates.check_allowed(row, user, run.started_by, services.directory)
-                    except NotAllowed as exc:
-                        refused = exc
-                        runs.audit(conn, user, "interaction.refused", now=now, run_id=run_id,
-                                   interaction_id=iid, reason=str(exc))  # fmt: skip
-                    if refused is None:
-                        done = _apply(services, conn, row, run, user, answer, comment, params,
-                                      now, on_close)  # fmt: skip
-                        if done is not None:
-                            return done
+                    row = interactions.load_interaction(conn, iid) if given is None else given
+                    given = None  # any later try reads it again
+                    done, refused = _answer(services, conn, iid, row, run, user, answer,
+                                            comment, params, now, on_close)  # fmt: skip
+                    if done is not None:
+                        return done
         if refused is not None:
             raise refused
     raise AlreadyAnswered(iid, "busy", None)
+
+
+def _first_try(
+    services: Services, iid: str, user: str, answer: Any, comment: str | None,
+    params: Mapping[str, Any] | None, lock: Callable[[str], RunLock], on_close: OnClose | None,
+    read: Read,
+) -> tuple[Recorded | None, str | None]:  # fmt: skip
+    """The answer's first try, from what `read` reads in its transaction: what it recorded
+    (None: nothing, try again as usual), and the question's run (None: no such question).
+    The run's lock is taken after the run's row, so only if it is free: a thread holding
+    it may be waiting for that row."""
+    now = services.clock.now()
+    for attempt in storage_attempts():
+        # `held` is released after the transaction ends.
+        with attempt, ExitStack() as held, write_transaction(services.engine) as conn:
+            asked = read(conn)
+            if asked is None:
+                return None, None
+            row, run = asked
+            run_lock = lock(run.id)
+            if not run_lock.acquire(blocking=False):
+                return None, run.id
+            held.callback(run_lock.release)
+            done, refused = _answer(services, conn, iid, row, run, user, answer, comment,
+                                    params, now, on_close)  # fmt: skip
+    if refused is not None:
+        raise refused
+    return done, run.id
+
+
+def _answer(
+    services: Services, conn: Connection, iid: str, row: Mapping[str, Any] | None,
+    run: RunView | None, user: str, answer: Any, comment: str | None,
+    params: Mapping[str, Any] | None, now: datetime, on_close: OnClose | None,
+) -> tuple[Recorded | None, NotAllowed | None]:  # fmt: skip
+    """Answer question `row` of `run` (the run's row locked) in `conn`'s transaction: what
+    it recorded (None if another answer got to it first), or why `user` may not answer
+    (the refusal is audited)."""
+    if run is None or row is None:  # deleted meanwhile (db prune)
+        raise NotFound(f"no interaction {iid!r}; `opsloop pending` lists the open ones")
+    if row["status"] != InteractionStatus.PENDING:
+        raise AlreadyAnswered(iid, row["status"], row["answered_by"])
+    try:
+        gates.check_allowed(row, user, run.started_by, services.directory)
+    except NotAllowed as exc:
+        runs.audit(conn, user, "interaction.refused", now=now, run_id=run.id,
+                   interaction_id=iid, reason=str(exc))  # fmt: skip
+        return None, exc
+    return _apply(services, conn, row, run, user, answer, comment, params, now, on_close), None
 
 
 def _run_of(services: Services, iid: str) -> str:

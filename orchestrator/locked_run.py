@@ -19,11 +19,11 @@ from orchestrator import runs
 from orchestrator.protocol import RunView, StepView
 from orchestrator.runs import RUNS, STEPS
 
-_RUN_COLUMNS = ("id", "workflow", "status", "params", "started_by", "channel", "thread_ts",
+RUN_COLUMNS = ("id", "workflow", "status", "params", "started_by", "channel", "thread_ts",
                 "error", "definition_hash", "created_at")  # fmt: skip
-_STEP_COLUMNS = ("step_id", "status", "attempts", "started_at", "finished_at", "error")
+STEP_COLUMNS = ("step_id", "status", "attempts", "started_at", "finished_at", "error")
 _LOCKED = (
-    sa.select(*(RUNS.c[c] for c in _RUN_COLUMNS), *(STEPS.c[c] for c in _STEP_COLUMNS),
+    sa.select(*(RUNS.c[c] for c in RUN_COLUMNS), *(STEPS.c[c] for c in STEP_COLUMNS),
               sa.cast(STEPS.c.outputs, sa.Text))  # parsed here, as runs.load_run does
     .select_from(RUNS.outerjoin(STEPS, STEPS.c.run_id == RUNS.c.id))
     .where(RUNS.c.id == sa.bindparam("run_id"))
@@ -41,8 +41,8 @@ def load_locked(conn: Connection, run_id: str) -> RunView | None:
         return None
     run_id, workflow, status, params, started_by, channel, thread_ts, error, digest, created = rows[
         0
-    ][: len(_RUN_COLUMNS)]
-    steps = tuple(_step(*row[len(_RUN_COLUMNS) :]) for row in rows if row.step_id is not None)
+    ][: len(RUN_COLUMNS)]
+    steps = tuple(step_view(*row[len(RUN_COLUMNS) :]) for row in rows if row.step_id is not None)
     return RunView(
         id=run_id, workflow=workflow, status=status, params=params, started_by=started_by,
         channel=channel, thread_ts=thread_ts, error=error, steps=steps, digest=digest,
@@ -50,10 +50,11 @@ def load_locked(conn: Connection, run_id: str) -> RunView | None:
     )  # fmt: skip
 
 
-def _step(
+def step_view(
     step_id: str, status: str, attempts: int, started_at: datetime | None,
     finished_at: datetime | None, error: str | None, outputs: str | None,
 ) -> StepView:  # fmt: skip
+    """A step's view from its columns (STEP_COLUMNS, then its outputs as JSON text)."""
     return StepView(
         step_id=step_id, kind="", status=status, attempts=attempts, started_at=started_at,
         finished_at=finished_at, error=error,

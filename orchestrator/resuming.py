@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from orchestrator import gate_writes, gates, interactions, leases, runs
+from orchestrator import answer_reads, gate_writes, gates, leases, runs
 from orchestrator.advancing import Advancer, Settle
 from orchestrator.answer_writes import AnswerWrites, ClaimLost
 from orchestrator.errors import StepFailed
@@ -45,7 +45,7 @@ from orchestrator.services import Services
 from orchestrator.storable import storable
 from orchestrator.storage_retry import storage_attempts
 from orchestrator.workflow.definitions import Step
-from storage import checkpoint_queries, prepared
+from storage import prepared
 from storage.checkpointer import Head
 from storage.engine import single_reads
 from storage.statuses import RunStatus, StepStatus
@@ -98,22 +98,6 @@ _FINISH = (
     )
     .returning(runs.STEPS.c.thread_id)
 )
-
-
-_ASKED, _CHECKPOINTS = interactions.INTERACTIONS, checkpoint_queries.CHECKPOINTS
-# A question, and the newest checkpoint of its step's thread (NULLs if none).
-_QUESTION_HEAD = (
-    sa.select(_ASKED, *checkpoint_queries.ROW_COLUMNS)
-    .select_from(
-        _ASKED.outerjoin(runs.STEPS, (runs.STEPS.c.run_id == _ASKED.c.run_id)
-                         & (runs.STEPS.c.step_id == _ASKED.c.step_id))
-        .outerjoin(_CHECKPOINTS, (_CHECKPOINTS.c.thread_id == runs.STEPS.c.thread_id)
-                   & (_CHECKPOINTS.c.checkpoint_ns == ""))
-    )
-    .where(_ASKED.c.id == sa.bindparam("iid"))
-    .order_by(_CHECKPOINTS.c.checkpoint_id.desc())
-    .limit(1)
-)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -260,18 +244,37 @@ class StepClaim:
 
     def prefetch(self, iid: str) -> Mapping[str, Any] | None:
         """Question `iid` (None: no such question), read before the answer's transaction
-        in one query with its step's newest checkpoint, which a gate's finished checkpoint
-        follows: read here, not in the transaction (which answers from this row if it is
-        still the question's version)."""
+        with its step's newest checkpoint, which a gate's finished checkpoint follows
+        (answer_reads.py; the transaction answers from this row if it is still the
+        question's version)."""
         for attempt in storage_attempts():
             with attempt, single_reads(self._services.engine) as conn:
-                result = conn.execute(_QUESTION_HEAD, {"iid": iid})
-                names, row = result.keys(), result.first()
-        if row is None:
+                asked = answer_reads.read_question(conn, iid)
+        if asked is None:
             return None
-        self._head = None if row.checkpoint_id is None else self._services.saver.head_of(row)
-        values = dict(zip(names, row, strict=True))
-        return {column.name: values[column.name] for column in _ASKED.c}
+        head = asked.head_row
+        self._head = None if head is None else self._services.saver.head_of(head)
+        return asked.row
+
+    def reader(
+        self, iid: str
+    ) -> Callable[[Connection], tuple[Mapping[str, Any], RunView] | None] | None:
+        """On PostgreSQL, what the answer's first try reads in its transaction instead of
+        `prefetch` before it: question `iid`, its run (the row locked) and its step's
+        newest checkpoint, in one statement (answer_reads.py). None on SQLite, where a
+        read before the transaction costs no round trip."""
+        if self._services.engine.dialect.name != "postgresql":
+            return None
+
+        def read(conn: Connection) -> tuple[Mapping[str, Any], RunView] | None:
+            asked = answer_reads.read_asked(conn, iid)
+            if asked is None or asked.run is None:
+                return None
+            head = asked.head_row
+            self._head = None if head is None else self._services.saver.head_of(head)
+            return asked.row, asked.run
+
+        return read
 
     def __call__(
         self, conn: Connection, row: Mapping[str, Any], run: RunView,
