@@ -17,10 +17,12 @@ transaction records the gate as ended, writes its thread's finished checkpoint, 
 makes the run's next pass, which claims the step after the gate: one commit from the
 answer to that step's start, where LangGraph's resume of the gate and a pass of its
 own took two more commits, three checkpoint reads and two hand-offs between threads.
+On PostgreSQL the gate's writes go with the answer's in one statement (gate_writes.py).
 
-Lock order: the run's row first (`load_run(lock=True)`, FOR UPDATE on PostgreSQL), then
-the question, then the step, as `People.park` does; so an answer racing the commit that
-parks its step, or a cancel, waits for it instead of deadlocking.
+Lock order: the run's row first (FOR UPDATE on PostgreSQL: `locked_run.py`, or the
+answer's first read, `answer_reads.py`), then the question, then the step, as
+`People.park` does; so an answer racing the commit that parks its step, or a cancel,
+waits for it instead of deadlocking.
 """
 
 from __future__ import annotations
