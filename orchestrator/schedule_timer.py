@@ -75,7 +75,7 @@ class ScheduleTimer:
     def run_finished(self, run: RunView) -> None:
         """Count a scheduled run's failures; a schedule that pauses says so in its channel."""
         if not run.started_by.startswith(schedules.ACTOR_PREFIX):
-            return  # not a schedule's run: nothing to count (and no transaction to open)
+            return  # a person's run: no transaction spent finding that out
         notice = schedules.run_finished(self._services.engine, run.id, self._services.clock.now())
         if notice is not None:
             self._services.front_end.schedule_paused(notice.schedule_id, notice.channel,
