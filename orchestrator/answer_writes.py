@@ -64,7 +64,14 @@ class AnswerWrites:
 
 @functools.cache
 def claim_update(columns: tuple[str, ...]) -> sa.Update:
-    """UPDATE interaction SET <columns>, version + 1 WHERE pending at the version read."""
+    """UPDATE interaction SET <columns>, version + 1 WHERE pending at the version read:
+    built once, sent as it is (storage/prepared.py)."""
+    return new_claim_update(columns)
+
+
+def new_claim_update(columns: tuple[str, ...]) -> sa.Update:
+    """`claim_update`, built anew: a statement to build on (a CTE) must not be one that is
+    also executed, whose memoized attributes (its exported columns) its copies keep."""
     table = INTERACTIONS
     values: dict[str, Any] = {c: sa.bindparam(f"q_{c}", type_=table.c[c].type) for c in columns}
     return (

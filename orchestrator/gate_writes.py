@@ -75,7 +75,7 @@ def send(
 @functools.cache
 def _statement(claimed: tuple[str, ...], with_checkpoint: bool) -> sa.Select:
     """Built once per shape: building a statement costs more than running it."""
-    q = answer_writes.claim_update(claimed).returning(sa.literal_column("id")).cte("q")
+    q = answer_writes.new_claim_update(claimed).returning(sa.literal_column("id")).cte("q")
     a = (
         sa.insert(AUDIT)
         .from_select(answer_writes.AUDIT_COLUMNS, answer_writes.audit_values().select_from(q))
