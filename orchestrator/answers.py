@@ -1,10 +1,11 @@
 """Recording a person's answer: permission, validation, one conditional UPDATE, audit; and,
-when it closes the interaction, what the caller does in the same transaction (resuming.py)."""
+when it closes the interaction, what the caller does in the same transaction (resuming.py),
+which sends the answer's writes (answer_writes.py) with its own."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -12,16 +13,16 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from orchestrator import gates, interactions, runs
+from orchestrator import gates, interactions, locked_run, runs
+from orchestrator.answer_writes import AnswerWrites, ClaimLost
 from orchestrator.errors import AlreadyAnswered, InvalidAnswer, NotAllowed, NotFound
 from orchestrator.interactions import INTERACTIONS
 from orchestrator.protocol import RunView
+from orchestrator.run_lock import RunLock
 from orchestrator.services import Services
 from orchestrator.storage_retry import storage_attempts
 from orchestrator.workflow.params import coerce_value
-from storage.claims import claim
 from storage.engine import single_reads, write_transaction
-from storage.models import Interaction
 from storage.statuses import InteractionStatus
 
 MAX_TRIES = 50  # quorum answers that lose a race re-read and try again
@@ -37,8 +38,15 @@ class Recorded:
     closed: Any = None
 
 
-# Called in the answer's transaction when it closes the interaction: (conn, row, run).
-OnClose = Callable[[Connection, Mapping[str, Any], RunView], Any]
+# Called in the answer's transaction when it closes the interaction: (conn, row, run,
+# writes). `writes`: the answer's own, not sent yet: the callee sends them (alone or with
+# its own writes) and raises ClaimLost, having written nothing, if their claim lost; None:
+# sent already.
+OnClose = Callable[[Connection, Mapping[str, Any], RunView, AnswerWrites | None], Any]
+
+
+# Reads the question and its run (the run's row locked) in the answer's transaction.
+Read = Callable[[Connection], "tuple[Mapping[str, Any], RunView] | None"]
 
 
 def record_answer(
@@ -49,45 +57,93 @@ def record_answer(
     comment: str | None,
     params: Mapping[str, Any] | None = None,
     *,
-    lock: Callable[[str], AbstractContextManager[Any]] = lambda _run_id: nullcontext(),
+    lock: Callable[[str], RunLock] = lambda _run_id: RunLock(),
     on_close: OnClose | None = None,
     run_id: str | None = None,
+    row: Mapping[str, Any] | None = None,
+    read: Read | None = None,
 ) -> Recorded:
     """Apply one answer, holding `lock(run id)` around its transaction; what it committed.
-    `run_id`: the interaction's run, if the caller read it (it never changes)."""
+    `run_id`: the interaction's run, if the caller read it (it never changes). `row`: the
+    interaction, if the caller read it: the first try answers from it if it is pending
+    (its claim holds it to the version read: if it changed, the claim loses and the next
+    try reads it again), sparing a read in the transaction. `read`: the first try reads
+    the question and its run with it, nothing before its transaction, and takes the run's
+    lock then if it is free (else that try ends, having written nothing)."""
+    if read is not None:
+        done, run_id = _first_try(services, iid, user, answer, comment, params, lock,
+                                  on_close, read)  # fmt: skip
+        if done is not None:
+            return done
     run_id = run_id or _run_of(services, iid)
+    given = row if row is not None and row["status"] == InteractionStatus.PENDING else None
     for _ in range(MAX_TRIES):
         now = services.clock.now()
-        refused: NotAllowed | None = None
         with lock(run_id):
             for attempt in storage_attempts():
                 with attempt, write_transaction(services.engine) as conn:
                     # The run's row is locked first, as every transaction that changes a
                     # run and its question does (resuming.py); read once, for the answer
                     # and for what follows it.
-                    run = runs.load_run(conn, run_id, lock=True)
-                    row = interactions.load_interaction(conn, iid)
-                    if run is None or row is None:  # deleted meanwhile (db prune)
-                        raise NotFound(f"no interaction {iid!r}; `opsloop pending` lists "
-                                       "the open ones")  # fmt: skip
-                    if row["status"] != InteractionStatus.PENDING:
-                        raise AlreadyAnswered(iid, row["status"], row["answered_by"])
-                    try:
-                        gates.check_allowed(row, user, run.started_by, services.directory)
-                    except NotAllowed as exc:
-                        refused = exc
-                        runs.audit(conn, user, "interaction.refused", now=now, run_id=run_id,
-                                   interaction_id=iid, reason=str(exc))  # fmt: skip
-                    if refused is None:
-                        done = _apply(services, conn, row, run, user, answer, comment, params, now)
-                        if done is not None:
-                            closed = done.row["status"] != InteractionStatus.PENDING
-                            if closed and on_close is not None:
-                                return replace(done, closed=on_close(conn, done.row, done.run))
-                            return done
+                    run = locked_run.load_locked(conn, run_id)
+                    row = interactions.load_interaction(conn, iid) if given is None else given
+                    given = None  # any later try reads it again
+                    done, refused = _answer(services, conn, iid, row, run, user, answer,
+                                            comment, params, now, on_close)  # fmt: skip
+                    if done is not None:
+                        return done
         if refused is not None:
             raise refused
     raise AlreadyAnswered(iid, "busy", None)
+
+
+def _first_try(
+    services: Services, iid: str, user: str, answer: Any, comment: str | None,
+    params: Mapping[str, Any] | None, lock: Callable[[str], RunLock], on_close: OnClose | None,
+    read: Read,
+) -> tuple[Recorded | None, str | None]:  # fmt: skip
+    """The answer's first try, from what `read` reads in its transaction: what it recorded
+    (None: nothing, try again as usual), and the question's run (None: no such question).
+    The run's lock is taken after the run's row, so only if it is free: a thread holding
+    it may be waiting for that row."""
+    now = services.clock.now()
+    for attempt in storage_attempts():
+        # `held` is released after the transaction ends.
+        with attempt, ExitStack() as held, write_transaction(services.engine) as conn:
+            asked = read(conn)
+            if asked is None:
+                return None, None
+            row, run = asked
+            run_lock = lock(run.id)
+            if not run_lock.acquire(blocking=False):
+                return None, run.id
+            held.callback(run_lock.release)
+            done, refused = _answer(services, conn, iid, row, run, user, answer, comment,
+                                    params, now, on_close)  # fmt: skip
+    if refused is not None:
+        raise refused
+    return done, run.id
+
+
+def _answer(
+    services: Services, conn: Connection, iid: str, row: Mapping[str, Any] | None,
+    run: RunView | None, user: str, answer: Any, comment: str | None,
+    params: Mapping[str, Any] | None, now: datetime, on_close: OnClose | None,
+) -> tuple[Recorded | None, NotAllowed | None]:  # fmt: skip
+    """Answer question `row` of `run` (the run's row locked) in `conn`'s transaction: what
+    it recorded (None if another answer got to it first), or why `user` may not answer
+    (the refusal is audited)."""
+    if run is None or row is None:  # deleted meanwhile (db prune)
+        raise NotFound(f"no interaction {iid!r}; `opsloop pending` lists the open ones")
+    if row["status"] != InteractionStatus.PENDING:
+        raise AlreadyAnswered(iid, row["status"], row["answered_by"])
+    try:
+        gates.check_allowed(row, user, run.started_by, services.directory)
+    except NotAllowed as exc:
+        runs.audit(conn, user, "interaction.refused", now=now, run_id=run.id,
+                   interaction_id=iid, reason=str(exc))  # fmt: skip
+        return None, exc
+    return _apply(services, conn, row, run, user, answer, comment, params, now, on_close), None
 
 
 def _run_of(services: Services, iid: str) -> str:
@@ -105,9 +161,10 @@ def _run_of(services: Services, iid: str) -> str:
 def _apply(
     services: Services, conn: Connection, row: Mapping[str, Any], run: RunView, user: str,
     answer: Any, comment: str | None, params: Mapping[str, Any] | None, now: datetime,
+    on_close: OnClose | None,
 ) -> Recorded | None:  # fmt: skip
-    """Claim the interaction with the answer and audit it; None if another answer got to
-    it first (the caller reads it again)."""
+    """Claim the interaction with the answer and audit it, and call `on_close` if that
+    closed it; None if another answer got to it first (the caller reads it again)."""
     iid = row["id"]
     changes = _param_changes(services, conn, row, answer, params) if params else {}
     outcome = gates.apply_answer(row, user, answer, comment, now)
@@ -116,17 +173,24 @@ def _apply(
     values: dict[str, Any] = {"status": outcome.status, "responses": outcome.responses}
     if outcome.closed:
         values.update(answer=outcome.answer, answered_by=user, answered_at=now)
-    if not claim(conn, Interaction, iid, expect=[InteractionStatus.PENDING],
-                 version=row["version"], values=values):  # fmt: skip
+    detail = {"answer": answer, "comment": comment, "status": str(outcome.status)}
+    writes = AnswerWrites(iid, row["version"], values, {
+        "at": now, "actor": user, "action": "interaction.answered", "run_id": row["run_id"],
+        "interaction_id": iid, "detail": detail})  # fmt: skip
+    # What the claim writes, without reading it back.
+    after = {**row, **values, "version": row["version"] + 1}
+    if outcome.closed and on_close is not None and not changes:
+        try:  # sent by on_close, with what it writes
+            return Recorded(after, run, on_close(conn, after, run, writes))
+        except ClaimLost:
+            return None
+    if not writes.send(conn):
         return None
-    runs.audit(conn, user, "interaction.answered", now=now, run_id=row["run_id"],
-               interaction_id=iid, answer=answer, comment=comment,
-               status=str(outcome.status))  # fmt: skip
     if changes:
-        after = _change_params(conn, row["run_id"], user, iid, changes, now)
-        run = replace(run, params=after)
-    # What the claim wrote, without reading it back.
-    return Recorded({**row, **values, "version": row["version"] + 1}, run)
+        run = replace(run, params=_change_params(conn, row["run_id"], user, iid, changes, now))
+    if outcome.closed and on_close is not None:
+        return Recorded(after, run, on_close(conn, after, run, None))
+    return Recorded(after, run)
 
 
 def _param_changes(

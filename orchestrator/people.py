@@ -98,12 +98,14 @@ class People:
     ) -> InteractionView:  # fmt: skip
         # Draining: the step stays waiting, and the next start's sweep resumes it.
         claim = None if self._advancer.draining else self._claim()
-        run_id = None if claim is None else claim.prefetch(iid)
+        read = None if claim is None else claim.reader(iid)  # PostgreSQL: in its transaction
+        asked = None if claim is None or read is not None else claim.prefetch(iid)
 
         def record() -> answers.Recorded:
             return answers.record_answer(self._services, iid, gates.person(user), answer,
                                          comment, params, lock=self._advancer.run_lock,
-                                         on_close=claim, run_id=run_id)  # fmt: skip
+                                         on_close=claim, run_id=asked and asked["run_id"],
+                                         row=asked, read=read)  # fmt: skip
 
         done = record() if claim is None else claim.tried(record)
         row = done.row

@@ -17,10 +17,12 @@ transaction records the gate as ended, writes its thread's finished checkpoint, 
 makes the run's next pass, which claims the step after the gate: one commit from the
 answer to that step's start, where LangGraph's resume of the gate and a pass of its
 own took two more commits, three checkpoint reads and two hand-offs between threads.
+On PostgreSQL the gate's writes go with the answer's in one statement (gate_writes.py).
 
-Lock order: the run's row first (`load_run(lock=True)`, FOR UPDATE on PostgreSQL), then
-the question, then the step, as `People.park` does; so an answer racing the commit that
-parks its step, or a cancel, waits for it instead of deadlocking.
+Lock order: the run's row first (FOR UPDATE on PostgreSQL: `locked_run.py`, or the
+answer's first read, `answer_reads.py`), then the question, then the step, as
+`People.park` does; so an answer racing the commit that parks its step, or a cancel,
+waits for it instead of deadlocking.
 """
 
 from __future__ import annotations
@@ -34,8 +36,9 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from orchestrator import gates, interactions, leases, runs
+from orchestrator import answer_reads, gate_writes, gates, leases, runs
 from orchestrator.advancing import Advancer, Settle
+from orchestrator.answer_writes import AnswerWrites, ClaimLost
 from orchestrator.errors import StepFailed
 from orchestrator.live import LiveRuns
 from orchestrator.protocol import RunView
@@ -44,7 +47,7 @@ from orchestrator.services import Services
 from orchestrator.storable import storable
 from orchestrator.storage_retry import storage_attempts
 from orchestrator.workflow.definitions import Step
-from storage import checkpoint_queries
+from storage import prepared
 from storage.checkpointer import Head
 from storage.engine import single_reads
 from storage.statuses import RunStatus, StepStatus
@@ -99,22 +102,6 @@ _FINISH = (
 )
 
 
-_ASKED, _CHECKPOINTS = interactions.INTERACTIONS, checkpoint_queries.CHECKPOINTS
-# A question's run, and the newest checkpoint of its step's thread (NULLs if none).
-_QUESTION_HEAD = (
-    sa.select(_ASKED.c.run_id, *checkpoint_queries.ROW_COLUMNS)
-    .select_from(
-        _ASKED.outerjoin(runs.STEPS, (runs.STEPS.c.run_id == _ASKED.c.run_id)
-                         & (runs.STEPS.c.step_id == _ASKED.c.step_id))
-        .outerjoin(_CHECKPOINTS, (_CHECKPOINTS.c.thread_id == runs.STEPS.c.thread_id)
-                   & (_CHECKPOINTS.c.checkpoint_ns == ""))
-    )
-    .where(_ASKED.c.id == sa.bindparam("iid"))
-    .order_by(_CHECKPOINTS.c.checkpoint_id.desc())
-    .limit(1)
-)  # fmt: skip
-
-
 @dataclass(frozen=True)
 class Resumed:
     """A step claimed to resume: the run as the claim left it, and the step's thread.
@@ -134,7 +121,8 @@ def claim_step(
     """Move `step_id` waiting -> running for this process; None if it was not waiting
     (another caller resumed it, or the commit that parks it has not come yet)."""
     owned = leases.ownership(replica, now)
-    claimed = conn.execute(
+    claimed = prepared.execute(
+        conn,
         _CLAIM,
         {
             "b_run": run.id,
@@ -146,7 +134,7 @@ def claim_step(
     ).first()
     if claimed is None:
         return None
-    status, version = conn.execute(_WAKE, {"b_run": run.id, "b_now": now}).one()
+    status, version = prepared.execute(conn, _WAKE, {"b_run": run.id, "b_now": now}).one()
     view = replace(run.with_step(step_id, status=StepStatus.RUNNING), status=status)
     return Resumed(view, step_id, claimed[0] or "", version)
 
@@ -160,7 +148,7 @@ def resolution(row: Mapping[str, Any]) -> dict[str, Any]:
 
 def finish_gate(
     conn: Connection, services: Services, run: RunView, step: Step, row: Mapping[str, Any],
-    now: datetime, head: Head | None = None,
+    now: datetime, head: Head | None = None, writes: AnswerWrites | None = None,
 ) -> Resumed | None:  # fmt: skip
     """Record a waiting gate as ended by its closed question `row`, the way the pass after
     its resume would have, and wake the run; None if it was not waiting.
@@ -172,7 +160,9 @@ def finish_gate(
     thread's finished checkpoint together (`StepGraph.finish`): a crash leaves both or
     neither. A gate that says no fails, and its thread stays at its interrupt, as
     LangGraph leaves a node that raised. The run is `running` after this commit, so a
-    sweep continues it if this process dies before its next pass."""
+    sweep continues it if this process dies before its next pass. `writes`: the answer's
+    own, not sent yet: sent here first (on PostgreSQL in one statement with the rest,
+    gate_writes.py); ClaimLost, with nothing written, if their claim lost."""
     scrub = services.scrubber
     try:
         outputs: dict[str, Any] | None = gates.step_outputs(step.kind, resolution(row))
@@ -182,20 +172,56 @@ def finish_gate(
     status = StepStatus.FAILED if outputs is None else StepStatus.SUCCEEDED
     ended = {"status": status, "outputs": storable(scrub.value(outputs)),
              "error": storable(scrub.text(error) if error else None)}  # fmt: skip
-    params = {"b_run": run.id, "b_step": step.id, "b_now": now, "b_status": status,
+    if writes is not None and conn.dialect.name == "postgresql":
+        done = _send_with(conn, services, writes, run, step, ended, outputs, now, head)
+    else:
+        if writes is not None and not writes.send(conn):
+            raise ClaimLost(writes.iid)
+        done = _finish(conn, services, run, step, ended, outputs, now, head)
+    if done is None:
+        return None
+    thread_id, status, version = done
+    if error is not None:
+        log.warning("step %s of run %s failed: %s", step.id, run.id, error)
+    values = {**ended, "finished_at": now}
+    view = replace(run.with_step(step.id, **values), status=status)
+    return Resumed(view, step.id, thread_id, version, finished=values)
+
+
+def _finish(
+    conn: Connection, services: Services, run: RunView, step: Step, ended: Mapping[str, Any],
+    outputs: dict[str, Any] | None, now: datetime, head: Head | None,
+) -> tuple[str, str, int] | None:  # fmt: skip
+    """End the gate, write its checkpoint, wake the run: (thread, run status, version)."""
+    params = {"b_run": run.id, "b_step": step.id, "b_now": now, "b_status": ended["status"],
               "b_outputs": ended["outputs"], "b_error": ended["error"]}  # fmt: skip
-    finished = conn.execute(_FINISH, params).first()
+    finished = prepared.execute(conn, _FINISH, params).first()
     if finished is None:
         return None
     thread_id = finished[0] or ""
     if outputs is not None and thread_id:  # what the node returned, as LangGraph keeps it
         services.graph.finish(conn, thread_id, outputs, head)
-    elif error is not None:
-        log.warning("step %s of run %s failed: %s", step.id, run.id, error)
-    status, version = conn.execute(_WAKE, {"b_run": run.id, "b_now": now}).one()
-    values = {**ended, "finished_at": now}
-    view = replace(run.with_step(step.id, **values), status=status)
-    return Resumed(view, step.id, thread_id, version, finished=values)
+    status, version = prepared.execute(conn, _WAKE, {"b_run": run.id, "b_now": now}).one()
+    return thread_id, status, version
+
+
+def _send_with(
+    conn: Connection, services: Services, writes: AnswerWrites, run: RunView, step: Step,
+    ended: Mapping[str, Any], outputs: dict[str, Any] | None, now: datetime, head: Head | None,
+) -> tuple[str, str, int] | None:  # fmt: skip
+    """`_finish` with the answer's writes, in one statement (gate_writes.py)."""
+    checkpoint = None
+    if outputs is not None and head is not None:
+        checkpoint = services.graph.finished_row(outputs, head)
+    sent = gate_writes.send(conn, writes, run.id, step.id, ended, now, checkpoint)
+    if not sent.claimed:
+        raise ClaimLost(writes.iid)
+    if sent.thread_id is None:  # not waiting: the answer alone is recorded
+        return None
+    if outputs is not None and sent.thread_id and not sent.checkpointed:
+        services.graph.finish(conn, sent.thread_id, outputs)  # `head` was not its thread's
+    assert sent.status is not None and sent.version is not None
+    return sent.thread_id, sent.status, sent.version
 
 
 class PassFailed(Exception):
@@ -218,27 +244,54 @@ class StepClaim:
         self._settle: Settle | None = None  # the pass a try made in its transaction
         self._head: Head | None = None  # the step's newest checkpoint, read before
 
-    def prefetch(self, iid: str) -> str | None:
-        """The run of question `iid` (None: no such question), read before the answer's
-        transaction in one query with its step's newest checkpoint, which a gate's
-        finished checkpoint follows: read here, not in the transaction."""
+    def prefetch(self, iid: str) -> Mapping[str, Any] | None:
+        """Question `iid` (None: no such question), read before the answer's transaction
+        with its step's newest checkpoint, which a gate's finished checkpoint follows
+        (answer_reads.py; the transaction answers from this row if it is still the
+        question's version)."""
         for attempt in storage_attempts():
             with attempt, single_reads(self._services.engine) as conn:
-                row = conn.execute(_QUESTION_HEAD, {"iid": iid}).first()
-        if row is None:
+                asked = answer_reads.read_question(conn, iid)
+        if asked is None:
             return None
-        self._head = None if row.checkpoint_id is None else self._services.saver.head_of(row)
-        return row.run_id
+        head = asked.head_row
+        self._head = None if head is None else self._services.saver.head_of(head)
+        return asked.row
 
-    def __call__(self, conn: Connection, row: Mapping[str, Any], run: RunView) -> Resumed | None:
+    def reader(
+        self, iid: str
+    ) -> Callable[[Connection], tuple[Mapping[str, Any], RunView] | None] | None:
+        """On PostgreSQL, what the answer's first try reads in its transaction instead of
+        `prefetch` before it: question `iid`, its run (the row locked) and its step's
+        newest checkpoint, in one statement (answer_reads.py). None on SQLite, where a
+        read before the transaction costs no round trip."""
+        if self._services.engine.dialect.name != "postgresql":
+            return None
+
+        def read(conn: Connection) -> tuple[Mapping[str, Any], RunView] | None:
+            asked = answer_reads.read_asked(conn, iid)
+            if asked is None or asked.run is None:
+                return None
+            head = asked.head_row
+            self._head = None if head is None else self._services.saver.head_of(head)
+            return asked.row, asked.run
+
+        return read
+
+    def __call__(
+        self, conn: Connection, row: Mapping[str, Any], run: RunView,
+        writes: AnswerWrites | None = None,
+    ) -> Resumed | None:  # fmt: skip
         self.rolled_back()  # a try before this one did not commit
         services = self._services
         now, wf = services.clock.now(), services.workflow_of(run)
         step = wf.step(row["step_id"])
         gate = row["purpose"] == "gate" and step.is_gate  # its answer is its result
         if gate:
-            resumed = finish_gate(conn, services, run, step, row, now, self._head)
+            resumed = finish_gate(conn, services, run, step, row, now, self._head, writes)
         else:
+            if writes is not None and not writes.send(conn):
+                raise ClaimLost(writes.iid)
             resumed = claim_step(conn, run, step.id, now, services.replica)
         if resumed is None:
             return None

@@ -20,6 +20,13 @@ class RunLock:
     def __exit__(self, *exc: object) -> None:
         self._lock.release()
 
+    def acquire(self, blocking: bool = True) -> bool:
+        """Take the lock (`blocking` False: only if it is free); True if taken."""
+        return self._lock.acquire(blocking)
+
+    def release(self) -> None:
+        self._lock.release()
+
 
 class RunLocks:
     """`locks(run_id)`: the lock a pass over `run_id` holds; held to change a step a pass

@@ -93,12 +93,17 @@ class StepGraph:
             head = self.saver.head(conn, thread_id)
         if head is None:
             return False
+        self.saver.put_row(conn, self.finished_row(outputs, head))
+        return True
+
+    def finished_row(self, outputs: dict[str, Any], head: Head) -> dict[str, Any]:
+        """The checkpoint row `finish` writes after `head` (a thread paused at its
+        interrupt), for a caller that writes it with its own statement (gate_writes.py)."""
         config, parent, metadata = head
         step = int(metadata.get("step", -1)) + 1
         checkpoint, new_versions = _after_node(parent, outputs, step, self.saver.get_next_version)
-        self.saver.put_last(conn, config, checkpoint, {"source": "loop", "step": step,
-                                                     "parents": {}}, new_versions)  # fmt: skip
-        return True
+        return self.saver.last_row(config, checkpoint, {"source": "loop", "step": step,
+                                                        "parents": {}}, new_versions)  # fmt: skip
 
     def inspect(self, thread_id: str) -> tuple[str, Any]:
         """Where a step's thread stands: ("new"|"interrupted"|"finished"|"unfinished", detail)."""

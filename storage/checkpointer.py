@@ -39,6 +39,7 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 from sqlalchemy.engine import Connection, Engine
 
 from storage import checkpoint_queries as queries
+from storage import prepared
 from storage.checkpoint_queries import BLOBS, CHECKPOINTS, WRITES, Inserts
 from storage.checkpoint_rows import checkpoint_config, put_rows, replaces_writes, write_rows
 from storage.engine import create_engine, read_transaction, single_reads, write_transaction
@@ -138,20 +139,23 @@ class SQLModelSaver(BaseCheckpointSaver[str]):
                 conn.execute(self._inserts.checkpoint, row)
         return checkpoint_config(row["thread_id"], row["checkpoint_ns"], row["checkpoint_id"])
 
-    def put_last(
+    def last_row(
         self,
-        conn: Connection,
         config: RunnableConfig,
         checkpoint: Checkpoint,
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
-    ) -> RunnableConfig:
-        """`put` of a thread's last checkpoint, in the caller's transaction: it commits (or
-        not) with what else `conn` writes (a gate ended by its answer, stepgraph.py). No
-        later checkpoint shares its values, so they stay in its row: one write, no blobs."""
+    ) -> dict[str, Any]:
+        """The row of a thread's last checkpoint, for `put_row` in the caller's transaction:
+        it commits (or not) with what else that transaction writes (a gate ended by its
+        answer, stepgraph.py). No later checkpoint shares its values, so they stay in its
+        row: one write, no blobs."""
         row, _ = put_rows(self.serde, config, checkpoint, metadata, new_versions, inline_all=True)
-        conn.execute(self._inserts.checkpoint, row)
-        return checkpoint_config(row["thread_id"], row["checkpoint_ns"], row["checkpoint_id"])
+        return row
+
+    def put_row(self, conn: Connection, row: dict[str, Any]) -> None:
+        """Write a checkpoint row (`last_row`'s) in the caller's transaction."""
+        prepared.execute(conn, self._inserts.checkpoint, row)
 
     def put_writes(
         self,

@@ -316,3 +316,48 @@ def test_an_answer_keeps_the_steps_handed_to_workers_as_handed(
         assert (run_id, "x") in orch.running_steps(), orch.running_steps()
         (tmp_path / "x.go").touch()
         assert orch.wait(run_id, 30).status == "succeeded"
+
+
+def test_a_run_no_schedule_started_ends_without_a_schedule_transaction(engine: sa.Engine) -> None:
+    """Counting a schedule's failures in a row opened a transaction for every run that
+    ended, to read who started it, which the run's view holds: in bench/answer_path.py it
+    ran beside the next answer. Only a schedule's runs count now."""
+    with running(engine, GATED, clock=FakeClock()) as orch:
+        run_id = orch.start_run("gated", {"service": "api"}, started_by="U0OPS")
+        assert orch.wait(run_id, 30).status == "waiting"
+        with statements(engine) as seen:
+            orch.cancel(run_id, "U0OPS")  # ends the run in this thread, its listeners too
+            mine = [sql for who, sql in seen if who == threading.current_thread().name]
+        assert not [sql for sql in mine if sql.startswith("SELECT workflow_run.started_by")]
+
+
+@pytest.mark.postgres
+def test_an_answer_whose_runs_lock_is_taken_answers_again_under_it(pg_url: str) -> None:
+    """On PostgreSQL the answer's first try reads the question and locks the run's row
+    before it takes the run's lock in this process, so only if that lock is free: a pass
+    holding it may be waiting for that row. If it is taken, the try ends having written
+    nothing and the answer is made as before, under the lock: recorded once."""
+    engine = create_engine(pg_url)
+    setup(engine)
+    with running(engine, GATED, clock=FakeClock()) as orch:
+        run_id = orch.start_run("gated", {"service": "api"}, started_by="U0OPS")
+        assert orch.wait(run_id, 30).status == "waiting"
+        [gate] = open_interactions(engine, run_id)
+        held = orch._advancer.run_lock(run_id)
+        with statements(engine) as seen, held:
+            answering = threading.Thread(target=orch.decide, args=(gate.id, "U0BOSS", "approve"),
+                                         name="answering")  # fmt: skip
+            answering.start()
+            until(lambda: ("answering", "COMMIT") in seen)  # the first try gave up
+            mine = [sql for who, sql in seen if who == "answering"]
+            assert not [sql for sql in mine if sql.startswith(("UPDATE", "INSERT", "WITH"))]
+        answering.join(30)
+        run = orch.wait(run_id, 30)
+        assert run.status == "succeeded", run
+        assert run.step("approve").outputs == {"approved": True, "approved_by": ["U0BOSS"]}
+        with engine.connect() as conn:
+            answered = conn.execute(sa.text(
+                "SELECT count(*) FROM audit_log WHERE action = 'interaction.answered'"
+            )).scalar()  # fmt: skip
+        assert answered == 1
+    engine.dispose()
