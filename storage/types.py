@@ -61,7 +61,7 @@ class UtcDateTime(sa.types.TypeDecorator[datetime]):
 
         def process(value: Any) -> Any:
             if value.__class__ is datetime and value.tzinfo is UTC:
-                return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+                return value.isoformat(" ", "microseconds")[:-6]  # without "+00:00"
             return long_way(value)
 
         same = all(process(v) == long_way(v) for v in _SAMPLES)
