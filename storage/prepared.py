@@ -13,6 +13,7 @@ when the engine has listeners or the connection is not in a transaction yet.
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -85,7 +86,9 @@ class _Compiled:
         self.plan = tuple((n, processors[n], fixed.get(n, _REQUIRED)) for n in self.names)
         # Rows the driver returns are what SQLAlchemy would return (no column of a type
         # that converts what it reads), so the statement may go to the driver directly.
-        columns = getattr(statement, "exported_columns", ())
+        # Read on a copy: SQLAlchemy memoizes them on the statement, and a statement built
+        # on this one (`.returning(...)`, then a CTE) would keep the memo: no columns.
+        columns = getattr(copy.copy(statement), "exported_columns", ())
         self.plain_rows = all(
             c.type.dialect_impl(dialect).result_processor(dialect, None) is None for c in columns
         )

@@ -160,3 +160,17 @@ def test_a_lost_connection_is_invalidated_with_the_pool(pg_url: str) -> None:
         assert _status(engine, run_id, "b") == "running"
     finally:
         engine.dispose()
+
+
+def test_a_prepared_statement_can_still_be_built_on(engine: Engine) -> None:
+    """What prepared.execute reads of a statement (its result columns) leaves the statement
+    as it was: a RETURNING copy of it, made into a CTE, still has its column."""
+    stmt = (
+        sa.update(runs.STEPS)
+        .where(runs.STEPS.c.run_id == sa.bindparam("r"))
+        .values(updated_at=sa.bindparam("u", type_=runs.STEPS.c.updated_at.type))
+    )
+    with write_transaction(engine) as conn:
+        assert prepared.execute(conn, stmt, {"r": "no-such-run", "u": NOW}).rowcount == 0
+    cte = stmt.returning(runs.STEPS.c.step_id).cte("q")
+    assert list(cte.c.keys()) == ["step_id"]
