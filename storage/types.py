@@ -8,6 +8,7 @@ session's zone. Either way a caller gets `datetime` with `tzinfo=UTC`. It is
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +18,13 @@ from sqlalchemy.engine import Dialect
 
 # JSON everywhere, JSONB on PostgreSQL (indexable, compact).
 JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
+
+
+_SAMPLES = (
+    datetime(2026, 12, 6, 17, 40, 14, 15996, tzinfo=UTC),
+    datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),  # no microseconds
+    datetime(999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),  # a three-digit year
+)
 
 
 def utcnow() -> datetime:
@@ -40,6 +48,24 @@ class UtcDateTime(sa.types.TypeDecorator[datetime]):
         value = value.astimezone(UTC)
         # SQLite stores the text as given: keep one form so ordering and equality hold.
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
+        """SQLAlchemy's processing (process_bind_param, then the SQLite text), with a
+        shortcut on SQLite for the usual value, an aware UTC datetime: its text written in
+        one call (each step binds several; ~2.5 us each the long way). The shortcut is used
+        only if it writes what the long way writes (checked here, once per dialect)."""
+        generic = super().bind_processor(dialect)
+        if dialect.name != "sqlite" or generic is None:
+            return generic
+        long_way = generic
+
+        def process(value: Any) -> Any:
+            if value.__class__ is datetime and value.tzinfo is UTC:
+                return value.isoformat(" ", "microseconds")[:-6]  # without "+00:00"
+            return long_way(value)
+
+        same = all(process(v) == long_way(v) for v in _SAMPLES)
+        return process if same else generic
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:

@@ -8,9 +8,13 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Engine
 
 from storage.models import AuditEntry
+from storage.types import UtcDateTime
 
 AUDIT: sa.Table = AuditEntry.__table__  # type: ignore[attr-defined]
 INDIA = timezone(timedelta(hours=5, minutes=30))
@@ -112,3 +116,36 @@ def test_the_stored_form_is_what_the_old_column_type_wrote(engine: Engine) -> No
                 sa.text("SELECT at = :m FROM audit_log WHERE actor = :a"), {"m": moment, "a": actor}
             ).scalars()
             assert list(stored) == [True, True]
+
+
+class _Stamp(datetime):
+    """A datetime subclass (what a time-faking library hands out)."""
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.datetimes(min_value=datetime(2, 1, 1), max_value=datetime(9998, 12, 31),
+                 timezones=st.sampled_from([UTC, INDIA, NEW_YORK_WINTER]) | st.none()),
+    st.booleans(),
+)  # fmt: skip
+def test_sqlite_binds_a_timestamp_as_sqlalchemy_would(moment: datetime, subclass: bool) -> None:
+    """UtcDateTime's shortcut for an aware UTC datetime on SQLite writes the text that
+    SQLAlchemy's own processing (process_bind_param, then SQLite's DATETIME) writes, and
+    anything else takes that processing: the same text, the same errors."""
+    dialect = sqlite.dialect()
+    kind = UtcDateTime().dialect_impl(dialect)
+    fast = kind.bind_processor(dialect)
+    long_way = sa.types.TypeDecorator.bind_processor(kind, dialect)
+    assert fast is not None and long_way is not None
+    assert "UtcDateTime.bind_processor" in fast.__qualname__  # the shortcut is in use
+    if subclass:
+        moment = _Stamp.combine(moment.date(), moment.timetz())
+    for value in (moment, moment.astimezone(UTC) if moment.tzinfo else moment):
+        if value.tzinfo is None:
+            with pytest.raises(ValueError, match="naive datetime"):
+                fast(value)
+        else:
+            assert fast(value) == long_way(value)
+    assert fast(None) is None
+    with pytest.raises(TypeError, match="takes a datetime"):
+        fast("2030-01-07 09:00:00")
