@@ -11,8 +11,11 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def until(condition: Callable[[], T], timeout: float = 20.0, what: str = "") -> T:
-    """Return `condition()`'s first truthy value; AssertionError after `timeout` seconds."""
+def until(condition: Callable[[], T], timeout: float = 60.0, what: str = "") -> T:
+    """Return `condition()`'s first truthy value; AssertionError after `timeout` seconds.
+
+    A deadline, not a speed check: generous, as CI runs the suite on two loaded cores and a
+    passing test never waits it out."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
