@@ -255,7 +255,7 @@ def test_a_gate_for_a_group_takes_its_members_and_refuses_everyone_else(
             with pytest.raises(NotAllowed, match=f"{outsider} may not answer .* group S0ONCALL"):
                 orch.decide(iid, outsider, "approve")
         assert interaction(orch, iid)["status"] == "pending"
-        assert orch.wait(run_id, timeout=20).status == "waiting"
+        assert orch.wait(run_id, timeout=60).status == "waiting"
         orch.decide(iid, "U0MEMBER", "approve")
         run = finished(orch, run_id)
     assert run.status == "succeeded"
@@ -419,7 +419,7 @@ def test_one_person_approving_twice_counts_once_toward_a_quorum(engine: sa.Engin
         for spelled in ("u0same", "U0SAME "):  # the same person, spelled differently
             with pytest.raises(InvalidAnswer, match="already approved"):
                 orch.decide(iid, spelled, "approve")
-        assert orch.wait(run_id, timeout=20).status == "waiting"
+        assert orch.wait(run_id, timeout=60).status == "waiting"
         orch.decide(iid, "U0OTHER", "approve")
         run = finished(orch, run_id)
         with pytest.raises(AlreadyAnswered, match="approved by U0OTHER"):
