@@ -202,7 +202,16 @@ def _take_late_words(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `opsloop` console script."""
+    """Entry point of the `opsloop` console script (argv None: the process's own arguments,
+    and the logging set-up stays for what logs while the process exits). Called in-process
+    with `argv` (the demo, tests), it leaves logging as it found it."""
+    if argv is None:
+        return _main(argv)
+    with logging_setup.restored():
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     _take_late_words(parser, args, extra)

@@ -18,7 +18,8 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterable, Mapping
+import warnings
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -33,6 +34,8 @@ LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 MASK = "[redacted]"
 HANDLER_NAME = "opsloop"
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s%(ids)s"
+# Per-request chatter from libraries would drown the bot's own lines at INFO.
+NOISY = ("alembic", "apscheduler", "slack_bolt", "slack_sdk", "waitress", "urllib3")
 
 
 class Redact(logging.Filter):
@@ -118,11 +121,31 @@ def configure(
         root.removeHandler(old)  # configured twice (the demo runs commands): one handler
     root.addHandler(handler)
     root.setLevel(level)
-    # Per-request chatter from libraries would drown the bot's own lines at INFO.
     quiet = logging.DEBUG if root.level == logging.DEBUG else logging.WARNING
-    for noisy in ("alembic", "apscheduler", "slack_bolt", "slack_sdk", "waitress", "urllib3"):
+    for noisy in NOISY:
         logging.getLogger(noisy).setLevel(quiet)
     logging.captureWarnings(True)
+
+
+@contextlib.contextmanager
+def restored() -> Iterator[None]:
+    """Inside, `configure` may be called; on exit logging is as it was before: the root's
+    handlers and level, the NOISY loggers' levels, where warnings go. For the CLI called
+    in-process (the demo, tests), which must not change the logging of its caller."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    levels = {name: logging.getLogger(name).level for name in NOISY}
+    show = warnings.showwarning
+    try:
+        yield
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        for name, was in levels.items():
+            logging.getLogger(name).setLevel(was)
+        if warnings.showwarning is not show:
+            logging.captureWarnings(False)  # forgets what it saved, for a later True
+            warnings.showwarning = show
 
 
 class _Stderr:

@@ -13,6 +13,7 @@ docs/operations.md lists every metric.
 
 from __future__ import annotations
 
+import logging
 import platform
 import threading
 from collections import OrderedDict
@@ -46,6 +47,8 @@ RUN_BUCKETS = (1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
 # Waiting for a worker or a fire: milliseconds when all is well, minutes when not.
 DELAY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15, 60, 300, 900, 3600)
 DECISION_BUCKETS = (10, 30, 60, 300, 900, 1800, 3600, 4 * 3600, 24 * 3600, 3 * 24 * 3600)
+
+log = logging.getLogger(__name__)
 
 
 class Metrics:
@@ -99,8 +102,8 @@ class Metrics:
 
     @contextmanager
     def served(self, host: str, port: int | None) -> Iterator[None]:
-        """/metrics on a port of its own while inside (OPSLOOP_METRICS_PORT; None: not);
-        SettingsError if the port is taken."""
+        """/metrics on a port of its own while inside (OPSLOOP_METRICS_PORT; None: not; 0:
+        any free port), saying where; SettingsError if the port is taken."""
         if port is None:
             yield
             return
@@ -111,6 +114,7 @@ class Metrics:
                 f"OPSLOOP_METRICS_PORT: port {port} on {host} cannot be used ({exc.strerror}); "
                 "choose a free one"
             ) from None
+        log.info("metrics on http://%s:%s/metrics", host, server.server_port)
         try:
             yield
         finally:

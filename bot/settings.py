@@ -29,7 +29,7 @@ class Settings:
     admins: str = ""  # OPSLOOP_ADMINS="U0LEAD,S0SRE": manage every run (orchestrator/access.py)
     rate_limit: str = ""  # OPSLOOP_RATE_LIMIT="20/min": starts per person (rate_limit.py)
     shutdown_grace: float = 30.0  # OPSLOOP_SHUTDOWN_GRACE: s running steps get on SIGTERM
-    metrics_port: int | None = None  # OPSLOOP_METRICS_PORT: /metrics on a port of its own
+    metrics_port: int | None = None  # OPSLOOP_METRICS_PORT: /metrics on a port of its own; 0: any
     step_timeout: float | None = 3600.0  # OPSLOOP_STEP_TIMEOUT: steps without `timeout`
     workflow_workers: int = 12  # OPSLOOP_WORKFLOW_WORKERS: one workflow's share of the pool
 
@@ -51,9 +51,10 @@ class Settings:
         if not _seconds(grace, 0, 3600):
             raise SettingsError(f"OPSLOOP_SHUTDOWN_GRACE={grace!r} must be seconds from 0 to 3600")
         metrics_port = env.get("OPSLOOP_METRICS_PORT", "")
-        if metrics_port and not (metrics_port.isdigit() and 1 <= int(metrics_port) <= 65535):
+        if metrics_port and not (metrics_port.isdigit() and 0 <= int(metrics_port) <= 65535):
             raise SettingsError(
-                f"OPSLOOP_METRICS_PORT={metrics_port!r} must be a port number (1-65535), or unset"
+                f"OPSLOOP_METRICS_PORT={metrics_port!r} must be a port number (1-65535), "
+                "0 for any free port, or unset"
             )
         return cls(
             metrics_port=int(metrics_port) if metrics_port else None,

@@ -15,6 +15,7 @@ import threading
 import uuid
 from collections.abc import Collection
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -49,9 +50,21 @@ def dead_here(owner: str) -> bool:
         os.kill(int(pid), 0)
     except ProcessLookupError:
         return True
-    except PermissionError:  # alive, someone else's
+    except PermissionError:  # someone else's: alive, unless a zombie
+        pass
+    return _zombie(int(pid))
+
+
+def _zombie(pid: int) -> bool:
+    """Dead, its exit status not collected: a replica whose parent is gone too, under an
+    init that does not reap orphans (some containers' pid 1), stays so for good."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:  # gone since
+        return True
+    except OSError:  # no /proc here: alive, as far as we can tell; the lease decides
         return False
-    return False
+    return stat.rpartition(")")[2].split()[:1] in (["Z"], ["X"])  # after "pid (command)"
 
 
 def claim_orphan(engine: Engine, me: str, run_id: str, step_id: str, now: datetime) -> bool:

@@ -108,7 +108,7 @@ OVERLAPS: dict[str, dict[str, int]] = {}
 def overlapping(params: dict) -> dict:
     """Count how many calls for params["key"] run at once (`now`, `peak`, `calls`).
 
-    A call holds until params["limit"] calls have overlapped (at most 5 s), then a moment
+    A call holds until params["limit"] calls have overlapped (at most 20 s), then a moment
     longer, in which a call beyond the limit would show up in `peak`.
     """
     key, limit = params["key"], params["limit"]
@@ -118,7 +118,7 @@ def overlapping(params: dict) -> dict:
         seen["calls"] += 1
         seen["peak"] = max(seen["peak"], seen["now"])
         OVERLAP.notify_all()
-        OVERLAP.wait_for(lambda: seen["peak"] >= limit, timeout=5)
+        OVERLAP.wait_for(lambda: seen["peak"] >= limit, timeout=20)
         OVERLAP.wait_for(lambda: seen["peak"] > limit, timeout=0.2)
         seen["now"] -= 1
         OVERLAP.notify_all()

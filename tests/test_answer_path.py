@@ -242,7 +242,7 @@ def test_a_notice_names_the_audit_logs_schema_whatever_the_writers_search_path(
                 writer.execute(sa.text(
                     f'INSERT INTO "{schema}".audit_log (at, actor, action, detail) '
                     "VALUES (now(), 'U0OPS', 'test.elsewhere', '{}')"))  # fmt: skip
-            payloads = [n.payload for n in raw.notifies(timeout=5, stop_after=1)]
+            payloads = [n.payload for n in raw.notifies(timeout=30, stop_after=1)]
         assert payloads == [f"changes {schema}"]
     finally:
         plain.dispose()

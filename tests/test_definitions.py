@@ -770,7 +770,7 @@ def _run(workflow: Workflow, raw: dict, answers: dict[str, dict]) -> dict[str, d
                 outputs = _call(step.action.target, params, needs)
             elif isinstance(step.action, ShellAction):
                 argv = render_argv(step.action.argv, context)
-                done = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=True)
+                done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True)
                 outputs = {"exit_code": done.returncode, "stdout": done.stdout}
             else:
                 render_text(step.action.message, context)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -10,6 +13,7 @@ import engine_tasks
 import sqlalchemy as sa
 
 from orchestrator.engine import Orchestrator
+from orchestrator.leases import dead_here
 from orchestrator.queries import open_interactions
 from orchestrator.workflow.loader import parse_workflow
 from storage.engine import create_engine
@@ -124,3 +128,20 @@ def test_a_replica_whose_step_was_taken_over_cannot_record_its_result(
     finally:
         engine_tasks.GATES[key].set()
         stalled.close()
+
+
+def test_an_owner_that_died_and_was_not_reaped_is_dead() -> None:
+    """A zombie answers signal 0 as a live process does; its steps need not wait out the
+    lease (here pid 1 does not reap orphans: such a replica stays a zombie for good)."""
+    host = socket.gethostname()
+    child = subprocess.Popen(["sleep", "60"])
+    try:
+        assert not dead_here(f"{host}/{child.pid}/0a1b2c3d")
+        child.kill()
+        # dead and left unreaped: WNOWAIT looks without collecting the exit status
+        until(lambda: os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT),
+              what="the child to die")  # fmt: skip
+        assert dead_here(f"{host}/{child.pid}/0a1b2c3d")
+    finally:
+        child.kill()
+        child.wait()

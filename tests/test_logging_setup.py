@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import sys
+import warnings
 from collections.abc import Iterator
 
 import pytest
@@ -20,11 +22,8 @@ SIGNING = "signing-secret-abcdef"
 
 @pytest.fixture
 def restore_root() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
+    with logging_setup.restored():
+        yield
 
 
 def configured(env: dict[str, str], default: str = "INFO") -> io.StringIO:
@@ -73,12 +72,31 @@ def test_a_bad_level_or_format_is_a_settings_error(restore_root: None) -> None:
 
 
 def test_the_cli_is_quiet_at_its_default_level(
-    restore_root: None, capsys: pytest.CaptureFixture[str], tmp_path: object
-) -> None:
-    assert main(["db", "--database-url", f"sqlite:///{tmp_path}/x.db", "status"]) in (0, 1)
+    restore_root: None, capsys: pytest.CaptureFixture[str], tmp_path: object,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    logging.getLogger().setLevel(logging.DEBUG)
+    # as the console script runs it: the process's arguments, the set-up kept
+    monkeypatch.setattr(sys, "argv", ["opsloop", "db", "--database-url",
+                                      f"sqlite:///{tmp_path}/x.db", "status"])  # fmt: skip
+    assert main() in (0, 1)
     logging.getLogger("opsloop.test").info("not for a person at a terminal")
     assert "not for a person" not in capsys.readouterr().err
     assert logging.getLogger().level == logging.WARNING
+
+
+def test_the_cli_called_in_process_leaves_logging_as_it_found_it(tmp_path: object) -> None:
+    """The demo and the tests call main(argv) in-process: a root logger left at WARNING
+    with a handler on stderr, libraries silenced and warnings logged would follow every
+    later test."""
+    root, noisy = logging.getLogger(), logging.getLogger("apscheduler")
+    with logging_setup.restored():  # whatever this test changes, the next one is spared
+        root.setLevel(logging.INFO)
+        noisy.setLevel(logging.INFO)
+        before = (list(root.handlers), root.level, noisy.level, warnings.showwarning)
+        assert main(["db", "--database-url", f"sqlite:///{tmp_path}/x.db", "status"]) in (0, 1)
+        after = (list(root.handlers), root.level, noisy.level, warnings.showwarning)
+    assert after == before
 
 
 def test_settings_reprs_print_no_secret() -> None:

@@ -8,7 +8,9 @@ own parser, and each value compared with the database and the Slack double's rec
 from __future__ import annotations
 
 import json
+import logging
 import platform
+import re
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -20,7 +22,7 @@ import pytest
 import sqlalchemy as sa
 
 from bot.metrics import DatabaseCollector, Metrics, ObservedFrontEnd
-from bot.settings import SettingsError
+from bot.settings import Settings, SettingsError
 from bot.slack import ids
 from bot.slack.delivery import web_client
 from bot.slack.outbox import Outbox
@@ -309,3 +311,24 @@ def test_every_metric_is_in_the_operations_guide(engine: sa.Engine) -> None:
     names = {f.name + ("_total" if f.type == "counter" else "") for f in families}
     assert len(names) > 20
     assert [n for n in sorted(names) if f"| `{n}` |" not in guide] == []
+
+
+def test_metrics_port_0_takes_a_free_port_and_logs_which(caplog: pytest.LogCaptureFixture) -> None:
+    settings = Settings.from_env({"OPSLOOP_METRICS_PORT": "0"})
+    assert settings.metrics_port == 0  # refused before: "must be a port number (1-65535)"
+    for wrong in ("-1", "65536", "http"):
+        with pytest.raises(SettingsError, match="0 for any free port"):
+            Settings.from_env({"OPSLOOP_METRICS_PORT": wrong})
+    with (
+        caplog.at_level(logging.INFO, logger="bot.metrics"),
+        Metrics().served("127.0.0.1", settings.metrics_port),
+    ):
+        port = metrics_port_logged(caplog.text)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as r:
+            assert b"# TYPE opsloop_runs_started_total counter" in r.read()
+
+
+def metrics_port_logged(text: str) -> int:
+    [port] = re.findall(r"metrics on http://127\.0\.0\.1:(\d+)/metrics", text)
+    assert int(port) != 0
+    return int(port)

@@ -15,6 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from tests.polling import until
+from tests.serve_process import serving_headless
 
 ROOT = Path(__file__).resolve().parent.parent
 VANISH = """
@@ -84,22 +85,14 @@ def test_resume_names_a_run_whose_workflow_is_gone_and_serve_serves_on(
     assert rows(engine) == before  # nothing changed, nothing half-done
 
     env.update(OPSLOOP_CLOCK_SPEED="30")  # a sweep every second
-    serve = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--no-slack"], env=env,
-                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True)  # fmt: skip
-    try:
+    with serving_headless(env, tmp_path / "serve.log") as serve:
         seen = until(lambda: sweeps(engine), timeout=60, what="serve's first sweep")
         for _ in range(3):
             seen = until(lambda s=seen: (t := sweeps(engine)) and t > s and t, timeout=60,
                          what="serve's next sweep")  # fmt: skip
-        assert serve.poll() is None
-        serve.send_signal(signal.SIGTERM)
-        _, err = serve.communicate(timeout=60)
-    finally:
-        if serve.poll() is None:
-            serve.kill()
-            serve.communicate()
-    assert serve.returncode == 0, err
+        assert serve.process.poll() is None, serve.output()
+        assert serve.terminate() == 0, serve.output()
+    err = serve.output()
     assert err.count(f"run {run_id} (workflow vanish) cannot continue") == 1, err  # not each sweep
     assert rows(engine) == before
 

@@ -46,7 +46,7 @@ def test_a_roll_up_does_not_wait_for_writers_and_so_stalls_none(pg_url: str) -> 
                 seen_queued.append(probe.execute(queued).scalar_one())
                 return not report.is_alive()
 
-            until(gave_up, timeout=10, what="the roll-up to give up instead of waiting")
+            until(gave_up, timeout=60, what="the roll-up to give up instead of waiting")
         assert not any(seen_queued), "the roll-up queued for its lock: every writer waits"
         with engine.connect() as writer, writer.begin():
             writer.execute(sa.text("SET LOCAL statement_timeout = '500ms'"))

@@ -18,7 +18,7 @@ from storage.engine import create_engine
 from storage.schema import setup
 from tests.polling import until
 from tests.sample_workflows import workflow_dir
-from tests.serve_process import launch, serve_env
+from tests.serve_process import serve_env, serving_headless
 
 SPEED = "20"
 TICK = """
@@ -48,21 +48,17 @@ def test_two_replicas_and_a_sigkill_fire_each_minute_exactly_once(
     env = serve_env(pg_url, workflow_dir(tmp_path, {"tick": TICK}), {"OPSLOOP_CLOCK_SPEED": SPEED})
     engine = create_engine(pg_url)
     setup(engine)
-    first, second = (launch(["serve", "--no-slack"], env, tmp_path / f"{n}.log") for n in (1, 2))
-    try:
+    with (
+        serving_headless(env, tmp_path / "1.log") as first,
+        serving_headless(env, tmp_path / "2.log") as second,
+    ):
         until(lambda: fired(engine) >= 3, timeout=120, what="three fires by two replicas")
         until(lambda: random.random() < 0.2, timeout=10)  # a random moment for the kill
-        first.send_signal(signal.SIGKILL)
-        first.wait(30)
+        first.process.send_signal(signal.SIGKILL)
+        first.exited(30)
         seen = fired(engine)
         until(lambda: fired(engine) >= seen + 3, timeout=120, what="three fires by the survivor")
-        second.send_signal(signal.SIGTERM)
-        assert second.wait(60) == 0, (tmp_path / "2.log").read_text(errors="replace")
-    finally:
-        for proc in (first, second):
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        assert second.terminate() == 0, second.output()
     (schedule,) = list_schedules(engine)
     with engine.connect() as conn:
         ids = set(conn.execute(sa.text(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -18,6 +17,7 @@ from storage.models import Interaction, Schedule
 from tests.polling import until
 from tests.sample_workflows import EXPIRING
 from tests.scraped import Samples, parsed, value
+from tests.serve_process import metrics_port, serving_headless
 
 ROOT = Path(__file__).resolve().parent.parent
 NIGHTLY = """
@@ -54,23 +54,19 @@ def test_serve_without_slack_fires_due_schedules_and_deadlines(
     with engine.begin() as conn:  # time passes while no process is up
         conn.execute(sa.update(Schedule.__table__).values(next_fire_at=past))
         conn.execute(sa.update(Interaction.__table__).values(deadline=past))
-    proc = serve_no_slack(env)
-    try:
 
-        def statuses() -> dict[str, str]:
-            with engine.connect() as conn:
-                rows = conn.execute(sa.text("SELECT started_by, status FROM workflow_run"))
-                return dict(rows.all())
+    def statuses() -> dict[str, str]:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT started_by, status FROM workflow_run"))
+            return dict(rows.all())
 
+    with serving_headless(env, tmp_path / "serve.log") as serve:
         until(lambda: statuses().get("schedule:nightly/every-night") == "succeeded",
               timeout=60, what="the schedule's run")  # fmt: skip
         until(lambda: statuses().get("U0OPS") == "failed", timeout=60,
               what="the deadline's reject")  # fmt: skip
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
-    finally:
-        stop(proc)
-    assert proc.returncode == 0, err
+        assert serve.terminate() == 0, serve.output()
+    out = serve.output()
     assert "without Slack" in out and "stopped" in out
     assert "schedule:nightly/every-night" in out  # it says what it does
 
@@ -96,24 +92,15 @@ def test_sigterm_lets_a_running_step_finish_and_a_restart_asks_nobody(
         with engine.connect() as conn:
             return conn.execute(sa.text("SELECT status FROM step_run")).scalar()
 
-    first = serve_no_slack(env)
-    try:
+    with serving_headless(env, tmp_path / "first.log") as first:
         until(lambda: step_status() == "running", timeout=60, what="the step to run")
-        first.send_signal(signal.SIGTERM)
+        first.process.send_signal(signal.SIGTERM)
         release.touch()  # the step ends within the grace period
-        _, err = first.communicate(timeout=60)
-    finally:
-        stop(first)
-    assert first.returncode == 0, err
+        assert first.exited() == 0, first.output()
     assert step_status() == "succeeded" and count.read_text() == "ran\n"
-    second = serve_no_slack(env)
-    try:
-        until(lambda: second.stdout is not None and "without Slack" in second.stdout.readline(),
-              timeout=60, what="the restarted serve")  # fmt: skip
-        second.send_signal(signal.SIGTERM)
-        second.communicate(timeout=60)
-    finally:
-        stop(second)
+    with serving_headless(env, tmp_path / "second.log") as second:
+        until(lambda: second.says("without Slack"), timeout=60, what="the restarted serve")
+        assert second.terminate() == 0, second.output()
     with engine.connect() as conn:
         asked = conn.execute(sa.text("SELECT count(*) FROM interaction")).scalar()
     assert (asked, count.read_text()) == (0, "ran\n")  # recorded once, nobody asked
@@ -123,42 +110,28 @@ def test_serve_without_slack_exports_metrics_on_its_own_port(db_url: str, tmp_pa
     flows = tmp_path / "workflows"
     flows.mkdir()
     (flows / "nightly.yml").write_text(NIGHTLY)
-    with socket.socket() as probe:  # a free port
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    # Any free port, which serve logs: a port picked free here and closed could be taken
+    # before serve binds it.
     env = {**os.environ, "DATABASE_URL": db_url, "OPSLOOP_WORKFLOWS": str(flows),
-           "OPSLOOP_METRICS_PORT": str(port)}  # fmt: skip
+           "OPSLOOP_METRICS_PORT": "0"}  # fmt: skip
 
-    def scraped() -> Samples | None:
+    def scraped(port: int) -> Samples | None:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
                 return parsed(r.read())
         except OSError:
             return None
 
-    proc = serve_no_slack(env)
-    try:
-        m = until(lambda: (m := scraped()) and value(m, "opsloop_replicas_alive") == 1 and m,
+    with serving_headless(env, tmp_path / "serve.log") as serve:
+        port = until(lambda: metrics_port(serve.log) or serve.process.poll() is not None,
+                     timeout=60, what="serve to say where /metrics is")  # fmt: skip
+        assert serve.process.poll() is None, serve.output()
+        m = until(lambda: (m := scraped(port)) and value(m, "opsloop_replicas_alive") == 1 and m,
                   timeout=60, what="/metrics on OPSLOOP_METRICS_PORT")  # fmt: skip
         assert any(name == "opsloop_build_info" for name, _ in m)
+        env["OPSLOOP_METRICS_PORT"] = str(port)
         taken = opsloop(env, "serve", "--no-slack")  # the port is in use: one line, exit 2
         assert taken.returncode == 2, taken.stderr
         assert taken.stderr.startswith(f"opsloop: OPSLOOP_METRICS_PORT: port {port} on ")
         assert len(taken.stderr.strip().splitlines()) == 1
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        stop(proc)
-    assert proc.returncode == 0, err
-
-
-def serve_no_slack(env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--no-slack"], env=env,
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)  # fmt: skip
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.kill()
-        proc.communicate()
+        assert serve.terminate() == 0, serve.output()

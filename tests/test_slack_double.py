@@ -252,7 +252,7 @@ def test_wait_for_returns_when_the_call_arrives(slack):
     client = client_for(slack)
     later = threading.Timer(0.05, client.chat_postMessage, kwargs={"channel": "C0", "text": "hi"})
     later.start()
-    (call,) = slack.wait_for_calls("chat.postMessage", timeout=5)
+    (call,) = slack.wait_for_calls("chat.postMessage", timeout=30)
     assert call.params["text"] == "hi"
     later.join()
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from tests.polling import until
-from tests.serve_process import CHANNEL, ROOT, Served, serving
+from tests.serve_process import CHANNEL, ROOT, Served, serving, serving_headless
 from tests.slack_double import Message, SlackDouble
 
 NAG = """
@@ -72,21 +71,12 @@ def test_reminders_and_escalations_fired_without_slack_are_posted_once(
     run_id = json.loads(started.stdout)["run_id"]
 
     # One minute is a second here: reminders every second, the escalation after two.
-    headless = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--no-slack"],
-                                env=env_of(db_url, flows, OPSLOOP_CLOCK_SPEED="60"), cwd=ROOT,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                text=True)  # fmt: skip
-    try:
+    fast = env_of(db_url, flows, OPSLOOP_CLOCK_SPEED="60")
+    with serving_headless(fast, tmp_path / "headless.log") as headless:
         until(lambda: audited(engine, "interaction.escalated") == 1
               and audited(engine, "interaction.reminded") >= 2, timeout=60,
               what="serve --no-slack to remind twice and escalate")  # fmt: skip
-        headless.send_signal(signal.SIGTERM)
-        _, err = headless.communicate(timeout=60)
-    finally:
-        if headless.poll() is None:
-            headless.kill()
-            headless.communicate()
-    assert headless.returncode == 0, err
+        assert headless.terminate() == 0, headless.output()
 
     with SlackDouble() as slack:
         for n in range(2):  # the second start posts nothing again

@@ -20,7 +20,9 @@ from tests.serve_process import CHANNEL, ROOT, Served, serving
 from tests.slack_double import Message, SlackDouble
 
 PROMPT = "Ship api?"
-SOON_S = 10.0  # "within a few seconds" on a busy machine: the bot reads the log twice a second
+# A deadline, not a bound: the bot reads the log twice a second, so it takes well under a
+# second when the machine is idle; how soon is for bench/, not for a test on a loaded CI box.
+SOON_S = 60.0
 
 
 def opsloop(db_url: str, flows: Path, *args: str) -> dict:
