@@ -25,7 +25,6 @@ from orchestrator.runstate import RunState
 from orchestrator.services import Services
 from orchestrator.step_limits import WorkerShare
 from orchestrator.step_pool import StepPool
-from orchestrator.storable import storable
 from orchestrator.worker_claims import claim_queued
 from orchestrator.workflow.definitions import Step
 from storage.statuses import FINISHED_RUN, StepStatus
@@ -110,9 +109,12 @@ class Advancer:
             if run_id in self._passing:
                 return
             self._passing.add(run_id)
-        on_worker, handed_off = self._pool.on_worker, False
+        on_worker, handed_off, again = self._pool.on_worker, False, False
         try:
             while self._take_pass(run_id, handed_off):
+                if again:  # a step kept for this worker starts now, not after this pass
+                    self._pool.hand_kept()
+                again = True
                 with self.run_lock(run_id):
                     self._pass(run_id)
                 handed_off = not on_worker
@@ -215,7 +217,9 @@ class Advancer:
         for started in done.claimed:
             if stepwork.can_pause(started.step):
                 self._services.saver.new_thread(started.thread_id)
-            self.submit(self._run_step, run.id, started.step.id, started.thread_id, None, run)
+            args = (run.id, started.step.id, started.thread_id, None, run)
+            if not self._pool.keep(self._run_step, *args):  # the worker passing runs it next
+                self.submit(self._run_step, *args)
         for step in done.queued:
             self._dispatch(run, step)
         if done.finished:
@@ -331,16 +335,9 @@ class Advancer:
             self._ended()
 
     def _outcome(self, run_id: str, step_id: str, end: StepEnd) -> None:
-        """Leave how a step ended for the next pass, which records it with what it unblocks.
-
-        Until that pass commits (a few milliseconds), a crash finds the step `running`.
-        A step that ran in its LangGraph thread has its result in its checkpoint, and
-        recovery records it from there. A step that ran without a graph counts as cut
-        off mid-flight, as a crash a moment earlier would have left it: it runs again if
-        it is idempotent, and otherwise a person decides (recovery.py)."""
-        outputs, error = storable(end.outputs), storable(end.error)  # NUL wedged PostgreSQL
-        now = self._services.clock.now()
-        outcome = scheduler.Outcome(step_id, end.status, now, error, outputs)
+        """Leave how a step ended for the next pass (recording.outcome_of says what a
+        crash before that pass commits finds)."""
+        outcome = recording.outcome_of(step_id, end, self._services.clock.now())
         with self._guard:
             self._outcomes.setdefault(run_id, []).append(outcome)
 
