@@ -66,6 +66,7 @@ class RunState:
         # Pending in the view but handed to a worker here, which claims it: counts as running.
         self._handed = {s for s in inflight if self._status.get(s) == StepStatus.PENDING}
         self._ready: set[str] = set()  # pending, needs finished, not handed out
+        self.short = False  # readiness() left ready steps for want of a worker
         self._heap: list[tuple[int, str]] = []  # the same, in start order (stale entries too)
         for step_id, status in self._status.items():
             if status == StepStatus.PENDING:
@@ -133,17 +134,19 @@ class RunState:
             self._ready.discard(step_id)
             self._handed.add(step_id)
 
-    def readiness(self) -> Readiness:
+    def readiness(self, workers: int | None = None) -> Readiness:
         """What the pass may do now, costing the steps it decides, not the run: ready
         steps start longest chain ahead first (`Workflow.start_order`), within the
-        workflow's max_parallel.
+        workflow's max_parallel and the `workers` free for them.
 
         Ready steps are taken in start order until the free room is filled; the rest
         are decided by later passes, as slots free up (so a skip behind a full run of
-        `max_parallel` steps is recorded when one ends)."""
+        `max_parallel` steps is recorded when one ends). `short`: ready steps were left
+        for want of a worker (taking them all each pass cost the run's size again)."""
         running = self._counts[StepStatus.RUNNING] + len(self._handed)
         waiting = self._counts[StepStatus.WAITING] > 0
         room = (self.wf.max_parallel or len(self.wf.steps)) - running
+        room = room if workers is None or workers >= room else workers
         start: list[str] = []
         skip: list[str] = []
         fail: list[tuple[str, str]] = []
@@ -165,6 +168,7 @@ class RunState:
             (start if go else skip).append(step_id)
         for entry in taken:  # still pending until the pass commits what it decided
             heapq.heappush(self._heap, entry)
+        self.short = room == workers and len(self._ready) > len(decided)
         active = running > 0 or waiting
         return Readiness(tuple(start), tuple(skip), active, waiting and running == 0, tuple(fail))
 

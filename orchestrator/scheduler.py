@@ -141,7 +141,7 @@ def run_pass(
         return _signal(conn, done, run_id, version)
     wf = state.wf
     while True:
-        ready = state.readiness()
+        ready = state.readiness(free)
         for step_id in ready.skip:
             _close(conn, done, run_id, step_id, StepStatus.SKIPPED, now)
         for step_id, error in ready.fail:
@@ -150,12 +150,12 @@ def run_pass(
             break
     # As many as there are free workers: a step claimed is run at once, and the pass that
     # records one that ends claims the next (a step of a wide run costs no claim of its own).
-    start, done.short = ready.start[:free], len(ready.start) > free
-    start = start if grant is None else grant(wf.name, start)  # step_limits.py
+    done.short = state.short
+    start = ready.start if grant is None else grant(wf.name, ready.start)  # step_limits.py
     _claim(conn, done, run_id, [wf.step(s) for s in start], now, new_thread_id, ownership)
     if done.claimed and state.status == RunStatus.WAITING:
         _set_run(conn, done, run_id, now, status=RunStatus.RUNNING)
-    if not ready.start:
+    if not (ready.start or done.short):  # a step that waits for a worker is to come
         _settle(conn, done, run_id, wf, ready.active, ready.only_waiting, now)
     return _signal(conn, done, run_id, version)
 
