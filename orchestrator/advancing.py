@@ -18,16 +18,12 @@ from sqlalchemy.engine import Connection
 from orchestrator import held_steps, log_context, passing, recording, scheduler, stepwork
 from orchestrator.execution import StepEnd, StepRunner
 from orchestrator.live import LiveRuns
-from orchestrator.passing import new_thread_id
 from orchestrator.protocol import RunView
 from orchestrator.run_lock import RunLocks
 from orchestrator.runstate import RunState
 from orchestrator.services import Services
 from orchestrator.step_limits import WorkerShare
 from orchestrator.step_pool import StepPool
-from orchestrator.storable import storable
-from orchestrator.worker_claims import claim_queued
-from orchestrator.workflow.definitions import Step
 from storage.statuses import FINISHED_RUN, StepStatus
 
 log = logging.getLogger(__name__)
@@ -58,7 +54,9 @@ class Advancer:
         # Runs a thread is making passes over, and runs that need one more pass.
         self._passing: set[str] = set()
         self._pass_wanted: set[str] = set()
-        self._memory = live.memory
+        # Runs with ready steps left pending for want of a free worker, in the order they
+        # came: a pass that leaves workers free gives them a pass (scheduler.Pass.short).
+        self._short: dict[str, None] = {}
         self._idle = threading.Condition(self._guard)  # notified as steps and passes end
         self._ending = 0  # steps ended, not yet passed over; answers' passes not settled
         self.draining = False  # a graceful stop: passes record results, nothing starts or resumes
@@ -110,9 +108,12 @@ class Advancer:
             if run_id in self._passing:
                 return
             self._passing.add(run_id)
-        on_worker, handed_off = self._pool.on_worker, False
+        on_worker, handed_off, again = self._pool.on_worker, False, False
         try:
             while self._take_pass(run_id, handed_off):
+                if again:  # a step kept for this worker starts now, not after this pass
+                    self._pool.hand_kept()
+                again = True
                 with self.run_lock(run_id):
                     self._pass(run_id)
                 handed_off = not on_worker
@@ -142,7 +143,7 @@ class Advancer:
         """One scheduling pass (orchestrator/scheduler.py), then act on what it committed."""
         with self._guard:
             outcomes = self._outcomes.pop(run_id, [])
-            # Queued and resumed steps count too: more of them than workers claims none.
+            # Resumed steps count too: more of them than workers claims none.
             free = 0 if self.draining else max(0, self.max_workers - len(self._inflight))
         try:
             grant = self._share.for_pass(run_id)  # what it grants and does not hand out
@@ -155,9 +156,24 @@ class Advancer:
             with self._guard:  # not recorded: the next pass tries again
                 self._outcomes.setdefault(run_id, [])[:0] = outcomes
             raise
-        grant.settle([c.step.id for c in done.claimed] + [s.id for s in done.queued])
+        grant.settle([c.step.id for c in done.claimed])
         if done.run is not None:
             self._act(done)
+        self._want_workers(run_id, done.short, free - len(done.claimed))
+
+    def _want_workers(self, run_id: str, short: bool, left: int) -> None:
+        """`run_id` has steps waiting for a worker (`short`) or not; `left` workers its
+        pass did not take go to the runs that wait, a pass each, in the order they came."""
+        with self._guard:
+            if short:
+                self._short[run_id] = None
+            else:
+                self._short.pop(run_id, None)
+            woken = [r for r in self._short if r != run_id][: max(left, 0)]
+            for other in woken:
+                del self._short[other]
+        for other in woken:
+            self.submit(self.advance, other)
 
     def handed(self, run_id: str) -> frozenset[str]:
         """Steps of `run_id` this process dispatched or runs (a state kept for the run's
@@ -180,11 +196,13 @@ class Advancer:
 
         def settle(committed: bool) -> None:
             try:
-                handed = [c.step.id for c in done.claimed] + [s.id for s in done.queued]
+                handed = [c.step.id for c in done.claimed]
                 grant.settle(handed if committed else (), failed=not committed)
                 if committed and done.run is not None:
                     self._act(done)
                     self._live.notify()
+                if committed and done.short:
+                    self._want_workers(run_id, True, 0)
             finally:
                 self._ended()
 
@@ -215,53 +233,14 @@ class Advancer:
         for started in done.claimed:
             if stepwork.can_pause(started.step):
                 self._services.saver.new_thread(started.thread_id)
-            self.submit(self._run_step, run.id, started.step.id, started.thread_id, None, run)
-        for step in done.queued:
-            self._dispatch(run, step)
+            args = (run.id, started.step.id, started.thread_id, None, run)
+            if not self._pool.keep(self._run_step, *args):  # the worker passing runs it next
+                self.submit(self._run_step, *args)
         if done.finished:
             self._share.forget(run.id)
             self._on_finished(run)
 
     # -- steps --------------------------------------------------------------------
-
-    def _dispatch(self, run: RunView, step: Step) -> None:
-        """Queue a ready step on the pool. It stays `pending` in the database until a worker
-        picks it up and claims it, so a step still queued at a crash is simply started
-        again, and its time counts from when it really started."""
-        with self._guard:
-            self._inflight.add((run.id, step.id))
-        self.submit(self._start, run, step)
-
-    def _start(self, run: RunView, step: Step) -> None:
-        """On a worker: claim the step pending -> running, then run it."""
-        with self._guard:
-            if self.draining:  # stays pending: whoever runs the run next starts it
-                self._memory.forget(run.id)
-                self._inflight.discard((run.id, step.id))
-                self._share.release(run.id, step.id)
-                self._idle.notify_all()
-                return
-        thread_id = new_thread_id(run.id, step.id)
-        now = self._services.clock.now()
-        won, claim = False, {}
-        try:
-            won, claim = claim_queued(self._services, run, step, thread_id, now)
-        finally:
-            if not won:  # cancelled meanwhile, another replica started it, or storage failed
-                self._memory.forget(run.id)
-                with self._guard:
-                    self._inflight.discard((run.id, step.id))
-                self._share.release(run.id, step.id)
-        if not won:
-            return
-        self._memory.claimed(run.id, step.id, {"status": StepStatus.RUNNING, "started_at": now,
-                                               "finished_at": None,
-                                               "attempts": claim["attempts"]})  # fmt: skip
-        if stepwork.can_pause(step):
-            self._services.saver.new_thread(thread_id)
-        self._live.step_changed(run.id, step.id, status=StepStatus.RUNNING, started_at=now,
-                                finished_at=None, attempts=claim["attempts"])  # fmt: skip
-        self._run_step(run.id, step.id, thread_id, None, run)
 
     def resume_step(
         self, run_id: str, step_id: str, thread_id: str, resume: Mapping[str, Any] | None,
@@ -331,16 +310,9 @@ class Advancer:
             self._ended()
 
     def _outcome(self, run_id: str, step_id: str, end: StepEnd) -> None:
-        """Leave how a step ended for the next pass, which records it with what it unblocks.
-
-        Until that pass commits (a few milliseconds), a crash finds the step `running`.
-        A step that ran in its LangGraph thread has its result in its checkpoint, and
-        recovery records it from there. A step that ran without a graph counts as cut
-        off mid-flight, as a crash a moment earlier would have left it: it runs again if
-        it is idempotent, and otherwise a person decides (recovery.py)."""
-        outputs, error = storable(end.outputs), storable(end.error)  # NUL wedged PostgreSQL
-        now = self._services.clock.now()
-        outcome = scheduler.Outcome(step_id, end.status, now, error, outputs)
+        """Leave how a step ended for the next pass (recording.outcome_of says what a
+        crash before that pass commits finds)."""
+        outcome = recording.outcome_of(step_id, end, self._services.clock.now())
         with self._guard:
             self._outcomes.setdefault(run_id, []).append(outcome)
 

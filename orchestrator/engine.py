@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from orchestrator import leases, runs, schedules, storage_retry
+from orchestrator import leases, runs, schedules, starting, storage_retry
 from orchestrator.access import AccessPolicy
 from orchestrator.advancing import Advancer
 from orchestrator.changes import ChangeWatch
@@ -221,23 +221,18 @@ class Orchestrator:
         self._gate.check_start(started_by, wf, channel if front_end == "slack" else None)
         values = coerce_params(wf, params)
         run_id, now = run_id or runs.new_run_id(), self.clock.now()
-        try:
-            self._insert_run(wf, run_id, values, started_by, front_end, channel, rerun_of, now)
+        new = starting.NewRun(wf, run_id, values, started_by, front_end, channel, rerun_of, now)
+        try:  # with its first pass, in one transaction (starting.py)
+            view, settle = starting.start(self._services, self._advancer, self._live, new,
+                                          self._rate_limit)  # fmt: skip
         except RateLimited as exc:
             self._gate.refuse(started_by, "run", str(exc), workflow=wf.name, error=exc)
-        self._kick(run_id)
+        self._services.front_end.run_started(view)
+        if settle is None:
+            self._advancer.advance(run_id)
+        else:
+            settle(True)
         return run_id
-
-    def _insert_run(
-        self, wf: Workflow, run_id: str, values: Mapping[str, Any], started_by: str,
-        front_end: str, channel: str | None, rerun_of: str | None, now: datetime,
-    ) -> None:  # fmt: skip
-        for attempt in storage_retry.storage_attempts():
-            with attempt, write_transaction(self.engine) as conn:
-                if self._rate_limit is not None:
-                    self._rate_limit.check(conn, started_by, now)
-                runs.insert_started(conn, wf, run_id, values, started_by, front_end, channel,
-                                    rerun_of, now)  # fmt: skip
 
     def view(self, run_id: str) -> RunView:
         """The run as committed now; NotFound for an unknown id."""

@@ -14,7 +14,7 @@ from typing import Any
 
 from orchestrator import runs
 from orchestrator.protocol import RunView, StepView
-from orchestrator.runstate import RunMemory
+from orchestrator.runstate import RunMemory, patched
 from orchestrator.services import Services
 from storage.statuses import FINISHED_RUN, RunStatus, StepStatus
 
@@ -67,7 +67,7 @@ class LiveRuns:
                 views = self._lists.get(run_id)
                 if views is None:
                     views = self._lists[run_id] = list(run.steps)
-                views[i] = replace(views[i], **committed)
+                views[i] = patched(views[i], committed)
                 positions, run = run.positions, replace(run, steps=tuple(views))
                 run.__dict__["positions"] = positions  # the same steps in the same places
                 self._latest[run_id] = run

@@ -13,16 +13,31 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import datetime
 from typing import TypeVar
 
 from orchestrator import runs
+from orchestrator.execution import StepEnd
 from orchestrator.scheduler import Outcome
 from orchestrator.services import Services
+from orchestrator.storable import storable
 from storage.engine import write_transaction
 from storage.statuses import StepStatus
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+def outcome_of(step_id: str, end: StepEnd, now: datetime) -> Outcome:
+    """How a step ended, as the next pass records it with what it unblocks.
+
+    Until that pass commits (a few milliseconds), a crash finds the step `running`.
+    A step that ran in its LangGraph thread has its result in its checkpoint, and
+    recovery records it from there. A step that ran without a graph counts as cut
+    off mid-flight, as a crash a moment earlier would have left it: it runs again if
+    it is idempotent, and otherwise a person decides (recovery.py)."""
+    outputs, error = storable(end.outputs), storable(end.error)  # NUL wedged PostgreSQL
+    return Outcome(step_id, end.status, now, error, outputs)
 
 
 def commit_outcomes(

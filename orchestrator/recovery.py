@@ -11,7 +11,7 @@ A step found `running` was cut off mid-flight. Its LangGraph thread tells how fa
   any other step a person decides: retry, skip or fail. A step that cannot pause runs
   without a graph, so it never has a checkpoint and always takes this branch: until
   the pass that records its result commits, it is not finished. A step is marked
-  running only by the worker about to run it (a step still queued at a crash is
+  running only when a worker is free to run it (a step waiting for one at a crash is
   `pending`).
 """
 

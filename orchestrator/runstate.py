@@ -16,7 +16,7 @@ import threading
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from collections.abc import Set as AbstractSet
-from dataclasses import replace
+from dataclasses import fields, replace
 from typing import Any
 
 from orchestrator.errors import ExpressionError
@@ -27,6 +27,18 @@ from orchestrator.workflow.expressions import should_run
 from storage.statuses import FINISHED_STEP, StepStatus
 
 Patch = tuple[str, dict[str, Any]]  # a step id and the values a worker committed for it
+_STEP_FIELDS = frozenset(f.name for f in fields(StepView))
+
+
+def patched(view: StepView, values: Mapping[str, Any]) -> StepView:
+    """`dataclasses.replace(view, **values)` without its per-call work (field walk,
+    __init__): a view is patched two or three times per step (issue 16's profile)."""
+    if not values.keys() <= _STEP_FIELDS:
+        return replace(view, **values)  # says which name is wrong
+    new = object.__new__(StepView)
+    new.__dict__.update(view.__dict__)
+    new.__dict__.update(values)
+    return new
 
 
 class RunState:
@@ -54,6 +66,7 @@ class RunState:
         # Pending in the view but handed to a worker here, which claims it: counts as running.
         self._handed = {s for s in inflight if self._status.get(s) == StepStatus.PENDING}
         self._ready: set[str] = set()  # pending, needs finished, not handed out
+        self.short = False  # readiness() left ready steps for want of a worker
         self._heap: list[tuple[int, str]] = []  # the same, in start order (stale entries too)
         for step_id, status in self._status.items():
             if status == StepStatus.PENDING:
@@ -74,7 +87,7 @@ class RunState:
         i = self._positions.get(step_id)
         if i is None:
             return
-        self._views[i] = replace(self._views[i], **values)
+        self._views[i] = patched(self._views[i], values)
         self._fresh = False
         old = self._status.get(step_id)
         new = values.get("status", old)
@@ -121,17 +134,19 @@ class RunState:
             self._ready.discard(step_id)
             self._handed.add(step_id)
 
-    def readiness(self) -> Readiness:
+    def readiness(self, workers: int | None = None) -> Readiness:
         """What the pass may do now, costing the steps it decides, not the run: ready
         steps start longest chain ahead first (`Workflow.start_order`), within the
-        workflow's max_parallel.
+        workflow's max_parallel and the `workers` free for them.
 
         Ready steps are taken in start order until the free room is filled; the rest
         are decided by later passes, as slots free up (so a skip behind a full run of
-        `max_parallel` steps is recorded when one ends)."""
+        `max_parallel` steps is recorded when one ends). `short`: ready steps were left
+        for want of a worker (taking them all each pass cost the run's size again)."""
         running = self._counts[StepStatus.RUNNING] + len(self._handed)
         waiting = self._counts[StepStatus.WAITING] > 0
         room = (self.wf.max_parallel or len(self.wf.steps)) - running
+        room = room if workers is None or workers >= room else workers
         start: list[str] = []
         skip: list[str] = []
         fail: list[tuple[str, str]] = []
@@ -153,6 +168,7 @@ class RunState:
             (start if go else skip).append(step_id)
         for entry in taken:  # still pending until the pass commits what it decided
             heapq.heappush(self._heap, entry)
+        self.short = room == workers and len(self._ready) > len(decided)
         active = running > 0 or waiting
         return Readiness(tuple(start), tuple(skip), active, waiting and running == 0, tuple(fail))
 

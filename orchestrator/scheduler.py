@@ -51,7 +51,8 @@ class Pass:
     run: RunView | None = None  # the run as the pass left it (None: no such run)
     changed: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # step, values
     claimed: list[Claim] = field(default_factory=list)  # marked running: submit them now
-    queued: list[Step] = field(default_factory=list)  # ready, but no worker is free
+    # Ready steps left pending for want of a free worker: a pass claims them as one frees.
+    short: bool = False
     # Steps whose outcome was not recorded: cancelled, or taken over by another replica.
     dropped: list[str] = field(default_factory=list)
     finished: bool = False  # the run ended in this pass
@@ -92,11 +93,11 @@ def run_pass(
     `inflight()` (steps handed to workers here) count as running whatever was read. A
     pass that changes the run raises its version; if that shows that something else
     changed the run since `state` was read, the pass raises `StaleRun` (the caller rolls
-    it back and passes again from a fresh read). At most `free` steps are claimed, the
-    rest come back as `queued`. `cache` is the run's step views from earlier loads
-    (`runs.load_run`). `done.state` is the state the pass leaves (None: read it again).
-    `grant` keeps one workflow within its share of the workers (step_limits.py): steps
-    it holds back stay pending and ready.
+    it back and passes again from a fresh read). At most `free` steps are claimed (a worker
+    each); the rest stay pending and ready (`done.short`). `cache` is the run's step views
+    from earlier loads (`runs.load_run`). `done.state` is the state the pass leaves (None:
+    read it again). `grant` keeps one workflow within its share of the workers
+    (step_limits.py): steps it holds back stay pending and ready.
     """
     done = Pass()
     outcomes = list(outcomes)
@@ -140,21 +141,21 @@ def run_pass(
         return _signal(conn, done, run_id, version)
     wf = state.wf
     while True:
-        ready = state.readiness()
+        ready = state.readiness(free)
         for step_id in ready.skip:
             _close(conn, done, run_id, step_id, StepStatus.SKIPPED, now)
         for step_id, error in ready.fail:
             _close(conn, done, run_id, step_id, StepStatus.FAILED, now, error)
         if not (ready.skip or ready.fail):
             break
+    # As many as there are free workers: a step claimed is run at once, and the pass that
+    # records one that ends claims the next (a step of a wide run costs no claim of its own).
+    done.short = state.short
     start = ready.start if grant is None else grant(wf.name, ready.start)  # step_limits.py
-    _claim(conn, done, run_id, [wf.step(s) for s in start[:free]], now, new_thread_id,
-           ownership)  # fmt: skip
-    done.queued = [wf.step(s) for s in start[free:]]
-    state.hand([s.id for s in done.queued])
+    _claim(conn, done, run_id, [wf.step(s) for s in start], now, new_thread_id, ownership)
     if done.claimed and state.status == RunStatus.WAITING:
         _set_run(conn, done, run_id, now, status=RunStatus.RUNNING)
-    if not ready.start:
+    if not (ready.start or done.short):  # a step that waits for a worker is to come
         _settle(conn, done, run_id, wf, ready.active, ready.only_waiting, now)
     return _signal(conn, done, run_id, version)
 

@@ -149,3 +149,8 @@ def cooperative(params: dict, ctx: object) -> dict:
 def not_a_number() -> dict:
     """Outputs PostgreSQL's JSON refuses (NaN); SQLite stores them."""
     return {"ratio": float("nan")}
+
+
+def thread_name() -> dict:
+    """Which thread ran the step."""
+    return {"thread": threading.current_thread().name}

@@ -290,10 +290,12 @@ steps:
 def test_an_answer_keeps_the_steps_handed_to_workers_as_handed(
     engine: sa.Engine, tmp_path: Path
 ) -> None:
-    """x is queued on the pool (pending, in running_steps) when the answer comes. The
-    state the answer keeps (people._claim: RunState(..., frozenset())) forgets that it was
-    handed out, so the next pass queues x a second time; the second worker claim loses and
-    drops x from running_steps while x runs (drain() would then say nothing runs)."""
+    """x waits for a worker (pending) when the answer comes. The state the answer keeps
+    (people._claim: RunState(..., frozenset())) once forgot that x was queued on the pool,
+    so the next pass queued it a second time; the second worker claim lost and dropped x
+    from running_steps while x ran (drain() would then say nothing runs). Steps are no
+    longer queued (a pass claims one as a worker frees): x starts once, and counts while
+    it runs."""
     flows = (_handed_flow(tmp_path), BARRIER)
     with (
         running(engine, *flows, clock=FakeClock(), max_workers=2) as orch,
@@ -303,7 +305,7 @@ def test_an_answer_keeps_the_steps_handed_to_workers_as_handed(
         until(lambda: (tmp_path / "a1.started").exists() and (tmp_path / "a2.started").exists())
         [gate] = until(lambda: open_interactions(engine, run_id))
         assert orch.view(run_id).step("x").status == "pending"
-        assert (run_id, "x") in orch.running_steps()  # queued behind a1 and a2
+        assert (run_id, "x") not in orch.running_steps()  # waits for a1 or a2 to end
         orch.decide(gate.id, "U0BOSS", "approve")
         (tmp_path / "a1.go").touch()  # its worker's pass, then x's first claim
         until(lambda: (tmp_path / "x.started").exists())

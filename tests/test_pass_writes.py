@@ -5,12 +5,11 @@ no COMMIT); a held change that loses makes the pass again."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from types import SimpleNamespace
 
 import pytest
 import sqlalchemy as sa
 
-from orchestrator import leases, runs, scheduler, worker_claims
+from orchestrator import leases, runs, scheduler
 from orchestrator.runstate import RunState
 from orchestrator.workflow.loader import parse_workflow
 from storage.engine import create_engine, read_transaction, write_transaction
@@ -126,28 +125,3 @@ def test_a_result_whose_step_was_cancelled_meanwhile_is_dropped(engine: sa.Engin
     done = p.committed(first.state, [p.ended("a")])
     assert done.dropped == ["a"] and done.claimed == []
     assert p.statuses() == {"a": "cancelled", "b": "skipped", "c": "skipped"}
-
-
-@pytest.mark.postgres
-def test_a_workers_claim_on_postgresql_is_one_statement_that_commits_itself(pg_url: str) -> None:
-    """A worker's claim of a queued step was BEGIN, UPDATE, COMMIT: three round trips
-    per step of a fan-out; one UPDATE commits itself as durably."""
-    engine = create_engine(pg_url)
-    setup(engine)
-    try:
-        p = Passes(engine)
-        first = p.once(None, [])
-        assert first.run is not None and first.run.status == "running"
-        commits: list[object] = []
-
-        def commit(conn: object) -> None:
-            commits.append(conn)
-
-        sa.event.listen(engine, "commit", commit)
-        here = SimpleNamespace(engine=engine, replica="test-replica")
-        won, _claim = worker_claims.claim_queued(here, first.run, WF.step("b"), "t-b", p.now)  # type: ignore[arg-type]
-        sa.event.remove(engine, "commit", commit)
-        assert won and commits == []
-        assert p.statuses()["b"] == "running"  # read by another connection: committed
-    finally:
-        engine.dispose()
