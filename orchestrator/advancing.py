@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
+from itertools import islice
 from typing import Any
 
 from sqlalchemy.engine import Connection
@@ -169,7 +170,16 @@ class Advancer:
                 self._short[run_id] = None
             else:
                 self._short.pop(run_id, None)
-            woken = [r for r in self._short if r != run_id][: max(left, 0)]
+            # Not the whole list per pass: thousands of runs may wait for a worker.
+            woken = list(islice((r for r in self._short if r != run_id), max(left, 0)))
+            # A worker freed while this pass was made went to no run if the pass that freed
+            # it ended before `run_id` was put here: then it goes to `run_id` now.
+            free = 0 if self.draining else self.max_workers - len(self._inflight)
+            again = short and free > len(woken)
+            if again and run_id in self._passing:  # its passing thread makes one more
+                self._pass_wanted.add(run_id)
+            elif again:
+                woken.append(run_id)
             for other in woken:
                 del self._short[other]
         for other in woken:

@@ -150,8 +150,11 @@ def run_pass(
             break
     # As many as there are free workers: a step claimed is run at once, and the pass that
     # records one that ends claims the next (a step of a wide run costs no claim of its own).
-    done.short = state.short
     start = ready.start if grant is None else grant(wf.name, ready.start)  # step_limits.py
+    # A run its workflow's share holds back gets its pass from the share as one of its steps
+    # ends: a worker freed elsewhere would be held back again (two such runs woke each
+    # other in a loop of passes).
+    done.short = state.short and len(start) == len(ready.start)
     _claim(conn, done, run_id, [wf.step(s) for s in start], now, new_thread_id, ownership)
     if done.claimed and state.status == RunStatus.WAITING:
         _set_run(conn, done, run_id, now, status=RunStatus.RUNNING)

@@ -91,7 +91,7 @@ class StepPool:
                 fn, args = task
                 try:
                     fn(*args)
-                except Exception:
+                except BaseException:  # SystemExit from a step too: the thread lives on
                     log.exception("%s%r failed on the step pool", fn.__name__, args[:2])
                 task, self._local.kept = self._local.kept, None
                 if task is not None and self._dropping:

@@ -37,25 +37,34 @@ def _chain(n: int) -> str:
 
 @contextmanager
 def counted_writes(engine: sa.Engine) -> Iterator[list[str]]:
-    """Every write transaction (a statement that commits itself counts as one)."""
+    """Every transaction that wrote (a statement that commits itself counts as one), told
+    by its statements: storage/engine.py no longer marks write transactions."""
     writes: list[str] = []
 
-    def begin(conn: sa.Connection) -> None:
-        if conn.get_execution_options().get("opsloop_write"):
+    def execute(conn: sa.Connection, _cursor: object, statement: str, *_args: object) -> None:
+        words = statement.lstrip().upper()
+        if not words.startswith(("INSERT", "UPDATE", "DELETE", "WITH")):
+            return
+        if conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+            writes.append("statement")
+        else:
+            conn.info["counted_write"] = True
+
+    def commit(conn: sa.Connection) -> None:
+        if conn.info.pop("counted_write", False):
             writes.append("transaction")
 
-    def execute(conn: sa.Connection, *_args: object) -> None:
-        options = conn.get_execution_options()
-        if options.get("opsloop_write") and options.get("isolation_level") == "AUTOCOMMIT":
-            writes.append("statement")
+    def rollback(conn: sa.Connection) -> None:
+        conn.info.pop("counted_write", None)
 
-    sa.event.listen(engine, "begin", begin)
-    sa.event.listen(engine, "before_cursor_execute", execute)
+    listeners = (("before_cursor_execute", execute), ("commit", commit), ("rollback", rollback))
+    for name, listener in listeners:
+        sa.event.listen(engine, name, listener)
     try:
         yield writes
     finally:
-        sa.event.remove(engine, "begin", begin)
-        sa.event.remove(engine, "before_cursor_execute", execute)
+        for name, listener in listeners:
+            sa.event.remove(engine, name, listener)
 
 
 def test_a_wide_runs_step_is_claimed_with_the_end_of_the_one_before(engine: sa.Engine) -> None:
@@ -66,7 +75,7 @@ def test_a_wide_runs_step_is_claimed_with_the_end_of_the_one_before(engine: sa.E
     with running(engine, _fanout(6), max_workers=1) as orch, counted_writes(engine) as writes:
         run_id = orch.start_run("wide", {}, started_by="U0OPS")
         assert orch.wait(run_id, 30).status == "succeeded"
-        assert len(writes) <= 2 + 6, writes
+        assert 0 < len(writes) <= 2 + 6, writes
 
 
 def test_a_chains_next_step_runs_on_the_worker_that_claimed_it(engine: sa.Engine) -> None:
