@@ -363,3 +363,34 @@ def test_an_answer_whose_runs_lock_is_taken_answers_again_under_it(pg_url: str) 
             )).scalar()  # fmt: skip
         assert answered == 1
     engine.dispose()
+
+
+def test_an_answer_stores_the_runs_wake_up_time_as_every_other_timestamp(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """SQLite keeps a timestamp as the text it is given: UtcDateTime writes one form (UTC,
+    no offset) so that ordering and equality hold. The answer's wake-up of its run wrote
+    the run's updated_at without that type (sqlite3's own adapter: "...+00:00")."""
+    engine = create_engine(sqlite_url)
+    setup(engine)
+    block = blocking_shell(tmp_path / "ship.started", tmp_path / "ship.go")
+    flow = "name: asked\nsteps:\n  - id: approve\n    approval:\n      message: ok?\n"
+    flow += "      approvers: {users: [U0BOSS]}\n  - id: ship\n    needs: approve\n"
+    flow += f"    shell: {block}\n"
+    try:
+        with running(engine, flow, clock=FakeClock()) as orch:
+            try:
+                run_id = orch.start_run("asked", {}, started_by="U0OPS")
+                assert orch.wait(run_id, 30).status == "waiting"
+                [gate] = open_interactions(engine, run_id)
+                orch.decide(gate.id, "U0BOSS", "approve")
+                until(lambda: (tmp_path / "ship.started").exists(), what="the step after the gate")
+                with engine.connect() as conn:
+                    stored = conn.exec_driver_sql(
+                        "SELECT updated_at FROM workflow_run WHERE id = ?", (run_id,)
+                    ).scalar_one()
+                assert "+" not in stored and stored[19] == ".", stored  # "...HH:MM:SS.ffffff"
+            finally:
+                (tmp_path / "ship.go").touch()
+    finally:
+        engine.dispose()
