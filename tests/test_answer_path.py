@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,8 @@ import sqlalchemy as sa
 from bot.slack.frontend import SlackFrontEnd
 from bot.slack.outbox import Outbox
 from bot.slack.reconciler import Reconciler
-from orchestrator import runs
+from orchestrator import gate_writes, runs
+from orchestrator.answer_writes import AnswerWrites
 from orchestrator.changes import NOTIFIED_POLL_S, Change, ChangeWatch
 from orchestrator.clock import FakeClock
 from orchestrator.notices import CHANGES, Listener
@@ -392,5 +394,28 @@ def test_an_answer_stores_the_runs_wake_up_time_as_every_other_timestamp(
                 assert "+" not in stored and stored[19] == ".", stored  # "...HH:MM:SS.ffffff"
             finally:
                 (tmp_path / "ship.go").touch()
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres
+def test_the_answers_one_statement_refuses_a_naive_time_as_every_timestamp_does(
+    pg_url: str,
+) -> None:
+    """UtcDateTime refuses a naive datetime (PostgreSQL would read it in the session's
+    zone). The gate's end and the run's wake-up share one time parameter, and the untyped
+    one (inside a CASE) was the one bound: a naive time went through unchecked."""
+    engine = create_engine(pg_url)
+    try:
+        setup(engine)
+        aware = datetime(2030, 1, 7, 9, 0, tzinfo=UTC)
+        writes = AnswerWrites(
+            "no-such-question", 1, {"status": "answered"},
+            {"at": aware, "actor": "U0BOSS", "action": "approve", "run_id": "r",
+             "interaction_id": "no-such-question", "detail": {}},
+        )  # fmt: skip
+        ended = {"status": "succeeded", "outputs": {}, "error": None}
+        with pytest.raises(ValueError, match="naive"), write_transaction(engine) as conn:
+            gate_writes.send(conn, writes, "r", "s", ended, aware.replace(tzinfo=None), None)
     finally:
         engine.dispose()
