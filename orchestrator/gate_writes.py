@@ -93,12 +93,14 @@ def _statement(claimed: tuple[str, ...], with_checkpoint: bool) -> sa.Select:
         .cte("g")
     )  # fmt: skip
     waiting = RUNS.c.status == RunStatus.WAITING
+    # Typed: prepared binds one parameter per name, and a CASE gives its bind no type.
+    g_now = sa.bindparam("g_now", type_=RUNS.c.updated_at.type)
     w = (
         sa.update(RUNS)
         .where(RUNS.c.id == sa.bindparam("g_run"), sa.exists(sa.select(g.c.thread_id)))
         .values(version=RUNS.c.version + 1,
                 status=sa.case((waiting, RunStatus.RUNNING), else_=RUNS.c.status),
-                updated_at=sa.case((waiting, sa.bindparam("g_now")), else_=RUNS.c.updated_at))
+                updated_at=sa.case((waiting, g_now), else_=RUNS.c.updated_at))
         .returning(RUNS.c.status, RUNS.c.version)
         .cte("w")
     )  # fmt: skip

@@ -46,13 +46,18 @@ def dead_here(owner: str) -> bool:
     pid = rest.partition("/")[0]
     if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
         return False
+    return _gone(int(pid)) or _zombie(int(pid))
+
+
+def _gone(pid: int) -> bool:
+    """No process has this pid (signal 0 finds none)."""
     try:
-        os.kill(int(pid), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return True
     except PermissionError:  # someone else's: alive, unless a zombie
         pass
-    return _zombie(int(pid))
+    return False
 
 
 def _zombie(pid: int) -> bool:
@@ -60,10 +65,8 @@ def _zombie(pid: int) -> bool:
     init that does not reap orphans (some containers' pid 1), stays so for good."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:  # gone since
-        return True
-    except OSError:  # no /proc here: alive, as far as we can tell; the lease decides
-        return False
+    except OSError:  # no /proc here (macOS, BSD), hidden (hidepid=2), or gone since: only
+        return _gone(pid)  # signal 0 tells which; alive as far as we can tell, the lease decides
     return stat.rpartition(")")[2].split()[:1] in (["Z"], ["X"])  # after "pid (command)"
 
 

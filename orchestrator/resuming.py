@@ -81,7 +81,10 @@ _WAKE = (
     .values(
         version=runs.RUNS.c.version + 1,
         status=sa.case((_WAITING, RunStatus.RUNNING), else_=runs.RUNS.c.status),
-        updated_at=sa.case((_WAITING, sa.bindparam("b_now")), else_=runs.RUNS.c.updated_at),
+        updated_at=sa.case(
+            (_WAITING, sa.bindparam("b_now", type_=runs.RUNS.c.updated_at.type)),
+            else_=runs.RUNS.c.updated_at,
+        ),
     )
     .returning(runs.RUNS.c.status, runs.RUNS.c.version)
 )

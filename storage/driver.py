@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from typing import Any, NoReturn
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Dialect, Engine
 
 
 def plain(engine: Engine) -> bool:
@@ -35,8 +35,15 @@ def plain(engine: Engine) -> bool:
     return not (
         events.before_cursor_execute or events.after_cursor_execute or events.commit
         or events.rollback or len(events.begin) > _OWN_BEGIN_LISTENERS.get(engine.dialect.name, 0)
-        or engine.dialect.dispatch.handle_error or engine.logger.isEnabledFor(logging.INFO)
+        or engine.logger.isEnabledFor(logging.INFO) or _dialect_listened(engine.dialect)
     )  # fmt: skip
+
+
+def _dialect_listened(dialect: Dialect) -> bool:
+    # A dialect's execution events see (or replace) every statement SQLAlchemy sends.
+    events = dialect.dispatch
+    return bool(events.handle_error or events.do_execute or events.do_executemany
+                or events.do_execute_no_params)  # fmt: skip
 
 
 # storage.engine's own "begin" listener on SQLite sends BEGIN, nothing anyone observes.

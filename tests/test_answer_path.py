@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,8 @@ import sqlalchemy as sa
 from bot.slack.frontend import SlackFrontEnd
 from bot.slack.outbox import Outbox
 from bot.slack.reconciler import Reconciler
-from orchestrator import runs
+from orchestrator import gate_writes, runs
+from orchestrator.answer_writes import AnswerWrites
 from orchestrator.changes import NOTIFIED_POLL_S, Change, ChangeWatch
 from orchestrator.clock import FakeClock
 from orchestrator.notices import CHANGES, Listener
@@ -363,3 +365,57 @@ def test_an_answer_whose_runs_lock_is_taken_answers_again_under_it(pg_url: str) 
             )).scalar()  # fmt: skip
         assert answered == 1
     engine.dispose()
+
+
+def test_an_answer_stores_the_runs_wake_up_time_as_every_other_timestamp(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """SQLite keeps a timestamp as the text it is given: UtcDateTime writes one form (UTC,
+    no offset) so that ordering and equality hold. The answer's wake-up of its run wrote
+    the run's updated_at without that type (sqlite3's own adapter: "...+00:00")."""
+    engine = create_engine(sqlite_url)
+    setup(engine)
+    block = blocking_shell(tmp_path / "ship.started", tmp_path / "ship.go")
+    flow = "name: asked\nsteps:\n  - id: approve\n    approval:\n      message: ok?\n"
+    flow += "      approvers: {users: [U0BOSS]}\n  - id: ship\n    needs: approve\n"
+    flow += f"    shell: {block}\n"
+    try:
+        with running(engine, flow, clock=FakeClock()) as orch:
+            try:
+                run_id = orch.start_run("asked", {}, started_by="U0OPS")
+                assert orch.wait(run_id, 30).status == "waiting"
+                [gate] = open_interactions(engine, run_id)
+                orch.decide(gate.id, "U0BOSS", "approve")
+                until(lambda: (tmp_path / "ship.started").exists(), what="the step after the gate")
+                with engine.connect() as conn:
+                    stored = conn.exec_driver_sql(
+                        "SELECT updated_at FROM workflow_run WHERE id = ?", (run_id,)
+                    ).scalar_one()
+                assert "+" not in stored and stored[19] == ".", stored  # "...HH:MM:SS.ffffff"
+            finally:
+                (tmp_path / "ship.go").touch()
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres
+def test_the_answers_one_statement_refuses_a_naive_time_as_every_timestamp_does(
+    pg_url: str,
+) -> None:
+    """UtcDateTime refuses a naive datetime (PostgreSQL would read it in the session's
+    zone). The gate's end and the run's wake-up share one time parameter, and the untyped
+    one (inside a CASE) was the one bound: a naive time went through unchecked."""
+    engine = create_engine(pg_url)
+    try:
+        setup(engine)
+        aware = datetime(2030, 1, 7, 9, 0, tzinfo=UTC)
+        writes = AnswerWrites(
+            "no-such-question", 1, {"status": "answered"},
+            {"at": aware, "actor": "U0BOSS", "action": "approve", "run_id": "r",
+             "interaction_id": "no-such-question", "detail": {}},
+        )  # fmt: skip
+        ended = {"status": "succeeded", "outputs": {}, "error": None}
+        with pytest.raises(ValueError, match="naive"), write_transaction(engine) as conn:
+            gate_writes.send(conn, writes, "r", "s", ended, aware.replace(tzinfo=None), None)
+    finally:
+        engine.dispose()

@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import engine_tasks
+import pytest
 import sqlalchemy as sa
 
 from orchestrator.engine import Orchestrator
@@ -145,3 +148,29 @@ def test_an_owner_that_died_and_was_not_reaped_is_dead() -> None:
     finally:
         child.kill()
         child.wait()
+
+
+def test_an_owner_alive_on_a_host_without_proc_is_alive(tmp_path: Path) -> None:
+    """Where /proc is missing (macOS, BSD) or hides other users' processes (hidepid=2),
+    reading /proc/PID/stat fails with "no such file" for a process that is alive: that
+    must not make its steps orphans. Here: a child with an empty tmpfs over /proc (a
+    private mount namespace) asks about this test's process, which is alive."""
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "import os, socket, sys\n"
+        "from orchestrator.leases import dead_here\n"
+        "assert not os.path.exists(f'/proc/{os.getpid()}/stat'), 'no /proc expected'\n"
+        "print(dead_here(f'{socket.gethostname()}/{sys.argv[1]}/0a1b2c3d'))\n"
+    )
+    hide = 'mount -t tmpfs none /proc && echo proc-hidden >&2 && exec "$0" "$@"'
+    hidden = ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", hide,
+              sys.executable, str(probe), str(os.getpid())]  # fmt: skip
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(Path(__file__).parents[1])}
+    try:
+        done = subprocess.run(hidden, capture_output=True, text=True, env=env, timeout=60)
+    except FileNotFoundError:
+        pytest.skip("no unshare(1) here")
+    if "proc-hidden" not in done.stderr:  # unshare or mount refused: not the case at hand
+        pytest.skip(f"no private mount namespace here: {done.stderr.strip()}")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

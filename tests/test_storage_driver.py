@@ -174,3 +174,23 @@ def test_a_prepared_statement_can_still_be_built_on(engine: Engine) -> None:
         assert prepared.execute(conn, stmt, {"r": "no-such-run", "u": NOW}).rowcount == 0
     cte = stmt.returning(runs.STEPS.c.step_id).cte("q")
     assert list(cte.c.keys()) == ["step_id"]
+
+
+def test_a_dialect_execution_listener_sees_a_claims_statement(engine: Engine) -> None:
+    """A `do_execute` listener (it may also run the statement itself) saw every statement
+    prepared.execute sent through SQLAlchemy: it must see them still."""
+    run_id = _new_run(engine)
+    seen: list[str] = []
+
+    def do_execute(_cursor: object, sql: str, *_rest: object) -> None:
+        seen.append(sql.split()[0])  # None: SQLAlchemy runs it as usual
+
+    sa.event.listen(engine, "do_execute", do_execute)
+    try:
+        with single_write(engine) as conn:
+            assert not driver.ready(conn)
+            assert prepared.execute(conn, SET, _set(run_id, "a", "running")).rowcount == 1
+    finally:
+        sa.event.remove(engine, "do_execute", do_execute)
+    assert seen == ["UPDATE"]
+    assert _status(engine, run_id, "a") == "running"
