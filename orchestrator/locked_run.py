@@ -9,15 +9,12 @@ UPDATE OF the run only). On SQLite, whose writers queue anyway, it is `load_run`
 
 from __future__ import annotations
 
-import json
-from datetime import datetime
-
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from orchestrator import runs
-from orchestrator.protocol import RunView, StepView
-from orchestrator.runs import RUNS, STEPS
+from orchestrator.protocol import RunView
+from orchestrator.runs import RUNS, STEPS, step_view
 
 RUN_COLUMNS = ("id", "workflow", "status", "params", "started_by", "channel", "thread_ts",
                 "error", "definition_hash", "created_at")  # fmt: skip
@@ -47,16 +44,4 @@ def load_locked(conn: Connection, run_id: str) -> RunView | None:
         id=run_id, workflow=workflow, status=status, params=params, started_by=started_by,
         channel=channel, thread_ts=thread_ts, error=error, steps=steps, digest=digest,
         created_at=created,
-    )  # fmt: skip
-
-
-def step_view(
-    step_id: str, status: str, attempts: int, started_at: datetime | None,
-    finished_at: datetime | None, error: str | None, outputs: str | None,
-) -> StepView:  # fmt: skip
-    """A step's view from its columns (STEP_COLUMNS, then its outputs as JSON text)."""
-    return StepView(
-        step_id=step_id, kind="", status=status, attempts=attempts, started_at=started_at,
-        finished_at=finished_at, error=error,
-        outputs=None if outputs is None else json.loads(outputs),
     )  # fmt: skip

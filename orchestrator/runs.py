@@ -316,7 +316,7 @@ def load_run(
     for step_id, version, *values in conn.execute(_STEP_VIEWS, {"run_id": run_id}):
         hit = cache.get(step_id)
         if hit is None or hit[0] != version:
-            hit = cache[step_id] = (version, _step_view(step_id, *values))
+            hit = cache[step_id] = (version, step_view(step_id, *values))
         steps.append(hit[1])
     return RunView(
         id=run_id, workflow=workflow, status=status, params=params, started_by=started_by,
@@ -325,10 +325,11 @@ def load_run(
     )  # fmt: skip
 
 
-def _step_view(
+def step_view(
     step_id: str, status: str, attempts: int, started_at: datetime | None,
     finished_at: datetime | None, error: str | None, outputs: str | None,
 ) -> StepView:  # fmt: skip
+    """A step's view from its columns (then its outputs as JSON text)."""
     return StepView(
         step_id=step_id, kind="", status=status, attempts=attempts, started_at=started_at,
         finished_at=finished_at, error=error,
