@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -124,3 +125,43 @@ def test_replicas_starting_together_all_succeed(db_url: str) -> None:
     assert current_revision(engines[0]) == head_revision()
     for e in engines:
         e.dispose()
+
+
+@pytest.mark.postgres
+def test_postgresql_indexes_match_the_models_predicates_included(pg_url: str) -> None:
+    """compare_metadata does not look at a partial index's WHERE: a migration that built
+    a full index where the model has a partial one (0024: step_run's report and status
+    indexes) would pass the test above, and every step change would pay for it."""
+    engine = create_engine(pg_url)
+    setup(engine)
+    other = f"t_{uuid.uuid4().hex[:12]}"
+    try:
+        with engine.begin() as conn:
+            migrated = conn.execute(sa.text("SELECT current_schema()")).scalar_one()
+            conn.execute(sa.text(f'CREATE SCHEMA "{other}"'))
+            # The migrated tables' columns, with the models' indexes built on them.
+            for table in SQLModel.metadata.sorted_tables:
+                conn.execute(sa.text(f'CREATE TABLE "{other}".{table.name} '
+                                     f"(LIKE {table.name} INCLUDING GENERATED)"))  # fmt: skip
+            conn.execute(sa.text(f'SET LOCAL search_path TO "{other}"'))
+            for table in SQLModel.metadata.sorted_tables:
+                for index in table.indexes:
+                    conn.execute(sa.schema.CreateIndex(index))
+                for unique in table.constraints:
+                    if isinstance(unique, sa.UniqueConstraint | sa.PrimaryKeyConstraint):
+                        conn.execute(sa.schema.AddConstraint(unique))
+        query = sa.text(
+            "SELECT indexname, replace(indexdef, :prefix, '') FROM pg_indexes"
+            " WHERE schemaname = :schema AND tablename <> 'alembic_version'"
+        )
+        with engine.connect() as conn:
+            built = {
+                schema: dict(conn.execute(query, {"schema": schema, "prefix": f"{schema}."}).all())
+                for schema in (migrated, other)
+            }
+        assert built[migrated] == built[other]
+        assert "WHERE (duration_ms IS NOT NULL)" in built[other]["ix_step_run_duration"]
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{other}" CASCADE'))
+        engine.dispose()
