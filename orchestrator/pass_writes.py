@@ -28,7 +28,12 @@ from orchestrator import runs
 from orchestrator.runs import RUNS, STEPS
 from storage import prepared
 
-MAX_FUSED = 32  # step changes sent in one statement; a larger pass sends them as usual
+# Step changes sent in one statement; a larger pass sends them as usual (an executemany
+# per set of columns, then the version bump). A statement of many CTEs is planned anew
+# each time its shape changes: a 16-step pass's 28 CTEs took 4.4 ms, the usual way
+# 3.2 ms (bench/engine.py's 2,000-step fan-out, docs/benchmarks.md session 10). A chain
+# step's pass (two changes) stays one round trip.
+MAX_FUSED = 4
 
 
 class StaleRun(Exception):

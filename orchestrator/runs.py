@@ -17,6 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from orchestrator import step_rows
 from orchestrator.interactions import INTERACTIONS, pending_interactions
 from orchestrator.protocol import RunView, StepView
 from orchestrator.workflow.definitions import Workflow
@@ -58,14 +59,7 @@ def insert_run(
             created_at=now, started_at=now, updated_at=now,
         )
     )  # fmt: skip
-    conn.execute(
-        sa.insert(STEPS),
-        [
-            {"run_id": run_id, "step_id": s, "status": StepStatus.PENDING, "attempts": 0,
-             "version": 0, "updated_at": now, "workflow": workflow, "run_created_at": now}
-            for s in step_ids
-        ],
-    )  # fmt: skip
+    step_rows.insert(conn, run_id, workflow, step_ids, now)
 
 
 def insert_started(
