@@ -15,6 +15,12 @@ file in a temp dir, `PostgresSaver` in a fresh schema), `durability="sync"` (eac
 superstep's checkpoint is written before the next starts, as our claim is committed
 before a step runs). Its state is a counter, not the growing dict of the in-memory
 graph, so LangGraph does not pay for serialising an ever larger state.
+
+A third row for the chain, informative: the floor of any engine that makes a step's
+claim durable before the step runs, on this database and this machine: as many
+one-row `UPDATE`s, each committed, as the chain has steps, through the same engine
+settings (storage/engine.py), nothing else. Its ratio to LangGraph in memory says
+how much of the 1.5x target is left for the scheduling itself.
 One untimed warm-up run of the first shape, then `--repeat` rounds that time each shape in
 turn (so every size sees the same database and the same load; 10,000 steps only once).
 Each row also gives the process's CPU per step (all threads): on a loaded machine the
@@ -127,6 +133,33 @@ def durable_langgraph_seconds(tasks: list[Any], kind: str, repeat: int, workers:
     return statistics.median(walls)
 
 
+def commit_floor_seconds(kind: str, n: int, repeat: int) -> float:
+    """Median wall seconds of `n` one-row UPDATEs, each its own commit, on a fresh
+    database of `kind` opened as opsloop opens it."""
+    from bench._databases import database_url
+    from storage.engine import create_engine
+
+    with database_url(kind, "bench-floor-") as url:
+        engine = create_engine(url)
+        try:
+            raw = engine.raw_connection()
+            cur = raw.cursor()
+            cur.execute("CREATE TABLE floor (id INTEGER PRIMARY KEY, v INTEGER NOT NULL)")
+            cur.execute("INSERT INTO floor VALUES (1, 0)")
+            raw.commit()
+            walls = []
+            for _ in range(repeat):
+                start = time.monotonic()
+                for _ in range(n):
+                    cur.execute("UPDATE floor SET v = v + 1 WHERE id = 1")
+                    raw.commit()
+                walls.append(time.monotonic() - start)
+            raw.close()
+        finally:
+            engine.dispose()
+    return statistics.median(walls)
+
+
 def measure(bench: Any, kind: str, args: Any, prof: Any) -> list[Any]:
     """Rows for `kind`: one per fan-out size and one for the chain, with their ratios.
 
@@ -171,6 +204,14 @@ def measure(bench: Any, kind: str, args: Any, prof: Any) -> list[Any]:
                 f"scaling: {shape} of {len(tasks)} no-op steps", kind, wall, "s",
                 durable[name], f"LangGraph+{saver} sync", None, samples, dict(extra),
             ))  # fmt: skip
+    chain = f"chain{args.chain}"
+    if chain in lang:
+        floor = commit_floor_seconds(kind, args.chain, args.repeat)
+        results.append(bench.Result(
+            f"scaling: floor, {args.chain} one-row UPDATEs each committed", kind, floor, "s",
+            lang[chain], "LangGraph chain", None, [floor],
+            {"per_step_ms": floor / args.chain * 1000},
+        ))  # fmt: skip
     small, big = (f"fanout{n}" for n in (1000, 2000))
     if small in walls and big in walls:
         ratio = walls[big][0] / walls[small][0]

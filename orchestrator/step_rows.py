@@ -27,15 +27,18 @@ def _bind(name: str) -> sa.BindParameter:
     return sa.bindparam(name, type_=STEPS.c[name].type)
 
 
+# Bound as unbounded strings: a cast to the column's VARCHAR(200)[] would cut a longer id
+# short where the column refuses it. In the array's order (its ids, so load_run's order).
 _IDS = (
-    sa.func.unnest(sa.bindparam("ids", type_=ARRAY(STEPS.c.step_id.type)))
-    .table_valued("id")
+    sa.func.unnest(sa.bindparam("ids", type_=ARRAY(sa.String())))
+    .table_valued("id", with_ordinality="n")
     .render_derived(name="ids")
 )
 _FROM_ARRAY = sa.insert(STEPS).from_select(
     _COLUMNS,
     sa.select(_bind("run_id"), _IDS.c.id, _bind("status"), _bind("attempts"), _bind("version"),
-              _bind("updated_at"), _bind("workflow"), _bind("run_created_at")),
+              _bind("updated_at"), _bind("workflow"), _bind("run_created_at"))
+    .order_by(_IDS.c.n),
 )  # fmt: skip
 
 

@@ -85,6 +85,7 @@ class WorkflowDefinition(SQLModel, table=True):
 
 # Partial index predicates on step_run (PostgreSQL; SQLite indexes every row).
 _FINISHED = sa.text("duration_ms IS NOT NULL")
+_FINISHED_OR_FAILED = sa.text("duration_ms IS NOT NULL OR status = 'failed'")
 _SOUGHT = sa.text("status IN ('running', 'waiting', 'failed')")
 
 
@@ -93,13 +94,15 @@ class StepRun(SQLModel, table=True):
     __table_args__ = (
         sa.UniqueConstraint("run_id", "step_id", name="uq_step_run_run_step"),
         # Reports read a step's percentiles off these (migration 0010). On PostgreSQL they
-        # hold finished steps only, and `status` only the statuses sought across runs
+        # hold finished (or failed) steps only, and `status` only the statuses sought across runs
         # (a replica's running steps, failures): a step's claim then adds an entry to
         # three indexes instead of seven (migration 0024, docs/storage.md).
         sa.Index("ix_step_run_window", "workflow", "step_id", "run_created_at", "duration_ms",
                  postgresql_where=_FINISHED),
+        # And failed steps: a step failed before it started has no duration, and a
+        # report finds a short window's failures by this index.
         sa.Index("ix_step_run_created", "run_created_at", "workflow", "step_id", "duration_ms",
-                 postgresql_where=_FINISHED),
+                 postgresql_where=_FINISHED_OR_FAILED),
         sa.Index("ix_step_run_duration", "workflow", "step_id", "duration_ms", "run_created_at",
                  postgresql_where=_FINISHED),
         sa.Index("ix_step_run_status", "status", postgresql_where=_SOUGHT),
