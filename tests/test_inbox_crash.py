@@ -147,8 +147,9 @@ def test_requests_acked_just_before_a_sigkill_are_each_done_once_after_restart(
             for name in commands.values():
                 until(lambda n=name: any("Started" in t for t in _replies(slack, n)),
                       timeout=30, what=f"the reply to {name}")  # fmt: skip
-            for run_id in commands:
-                assert [i.step_id for i in open_interactions(served.engine, run_id)] == ["approve"]
+            for run_id in commands:  # a run's gate opens after its "Started" reply: poll
+                until(lambda r=run_id: [i.step_id for i in open_interactions(served.engine, r)]
+                      == ["approve"], timeout=30, what=f"the gate of run {run_id}")  # fmt: skip
 
 
 def test_commands_acked_over_socket_mode_before_a_sigkill_each_start_one_run(
