@@ -136,3 +136,21 @@ def test_0024_goes_down_to_0023s_indexes_and_up_again(pg_url: str) -> None:
             assert conn.execute(sa.text("SELECT count(*) FROM step_run")).scalar() == 2
     finally:
         engine.dispose()
+
+
+def test_an_index_left_under_a_temporary_name_does_not_stop_the_upgrade(pg_url: str) -> None:
+    """0024 builds each index as `<name>_new` before swapping names: one left behind (by
+    hand, or an interrupted attempt made outside `setup`) stopped the upgrade with
+    DuplicateTable (found by review)."""
+    engine = create_engine(pg_url)
+    try:
+        setup(engine, revision="0023")
+        with engine.begin() as conn:
+            conn.execute(sa.text("CREATE INDEX ix_step_run_created_new ON step_run (id)"))
+        setup(engine)
+        with engine.connect() as conn:
+            built = _indexes(conn)
+        assert "ix_step_run_created_new" not in built
+        assert "OR" in built["ix_step_run_created"] and "failed" in built["ix_step_run_created"]
+    finally:
+        engine.dispose()

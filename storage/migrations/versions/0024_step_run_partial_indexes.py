@@ -55,6 +55,7 @@ def _replace(partial: bool) -> None:
     lock that the migration's transaction keeps until it commits, so every drop comes
     last: reads of step_run wait only for the drops and renames, not for the builds."""
     for name, (columns, where) in PARTIAL.items():
+        op.execute(f"DROP INDEX IF EXISTS {name}_new")  # left by hand: would stop the build
         op.create_index(f"{name}_new", "step_run", columns,
                         postgresql_where=where if partial else None)  # fmt: skip
     for name in PARTIAL:
