@@ -39,13 +39,13 @@ def commit_pass(
     share per workflow (step_limits.py)."""
     engine, now, cache = services.engine, services.clock.now(), live.cache(run_id)
     memory = live.memory
-    state, claims = memory.take(run_id)
+    state = memory.take(run_id)
 
     def once(given: RunState | None, trial: ViewCache) -> scheduler.Pass:
         with write_transaction(engine) as conn:
             return scheduler.run_pass(
                 conn, run_id, services.workflow_of, outcomes, state=given,
-                claims=claims if given else (), inflight=lambda: inflight_of(run_id),
+                inflight=lambda: inflight_of(run_id),
                 free=free, now=now, ownership=leases.ownership(services.replica, now),
                 new_thread_id=lambda step_id: new_thread_id(run_id, step_id), cache=trial,
                 grant=grant,
@@ -84,7 +84,7 @@ def pass_within(
     now = services.clock.now()
     try:
         done = scheduler.run_pass(
-            conn, run_id, services.workflow_of, (), state=state, claims=(),
+            conn, run_id, services.workflow_of, (), state=state,
             inflight=lambda: inflight_of(run_id), free=free, now=now,
             ownership=leases.ownership(services.replica, now),
             new_thread_id=lambda step_id: new_thread_id(run_id, step_id), grant=grant,

@@ -26,7 +26,6 @@ from orchestrator.workflow.definitions import Workflow
 from orchestrator.workflow.expressions import should_run
 from storage.statuses import FINISHED_STEP, StepStatus
 
-Patch = tuple[str, dict[str, Any]]  # a step id and the values a worker committed for it
 _STEP_FIELDS = frozenset(f.name for f in fields(StepView))
 
 
@@ -128,12 +127,6 @@ class RunState:
         """The run's status (without building the view)."""
         return self._run.status
 
-    def hand(self, step_ids: list[str]) -> None:
-        """Steps queued on this process's pool: their worker claims them."""
-        for step_id in step_ids:
-            self._ready.discard(step_id)
-            self._handed.add(step_id)
-
     def readiness(self, workers: int | None = None) -> Readiness:
         """What the pass may do now, costing the steps it decides, not the run: ready
         steps start longest chain ahead first (`Workflow.start_order`), within the
@@ -191,25 +184,19 @@ class _Results(Mapping[str, Mapping[str, Any]]):
 
 
 class RunMemory:
-    """Per run this process advances: its state between passes, and the claims its
-    workers committed since the last pass (which the next pass applies)."""
+    """Per run this process advances: its state between passes."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._states: dict[str, RunState] = {}
-        self._claims: dict[str, list[Patch]] = {}
         self._taken: set[str] = set()  # a pass holds the run's state
         self._lost: set[str] = set()  # ...and it was forgotten meanwhile: not kept
 
-    def claimed(self, run_id: str, step_id: str, values: dict[str, Any]) -> None:
-        with self._lock:
-            self._claims.setdefault(run_id, []).append((step_id, values))
-
-    def take(self, run_id: str) -> tuple[RunState | None, list[Patch]]:
-        """The run's state (None: rebuild it) and the claims to apply to it first."""
+    def take(self, run_id: str) -> RunState | None:
+        """The run's state (None: rebuild it)."""
         with self._lock:
             self._taken.add(run_id)
-            return self._states.pop(run_id, None), self._claims.pop(run_id, [])
+            return self._states.pop(run_id, None)
 
     def keep(self, run_id: str, state: RunState | None) -> None:
         """The pass that took the run's state is over; `state` for the next (None: none)."""
@@ -224,6 +211,5 @@ class RunMemory:
         say why, or the run ended or was cancelled here)."""
         with self._lock:
             self._states.pop(run_id, None)
-            self._claims.pop(run_id, None)
             if run_id in self._taken:
                 self._lost.add(run_id)

@@ -22,7 +22,7 @@ from orchestrator import runs
 from orchestrator.pass_writes import HeldWrites, StaleRun
 from orchestrator.planning import run_outcome
 from orchestrator.protocol import RunView
-from orchestrator.runstate import Patch, RunState
+from orchestrator.runstate import RunState
 from orchestrator.workflow.definitions import Step, Workflow
 from storage.statuses import FINISHED_RUN, RunStatus, StepStatus
 
@@ -77,7 +77,6 @@ def run_pass(
     outcomes: Iterable[Outcome],
     *,
     state: RunState | None,
-    claims: Iterable[Patch],
     inflight: Callable[[], frozenset[str]],
     free: int,
     now: datetime,
@@ -88,10 +87,9 @@ def run_pass(
 ) -> Pass:
     """Advance `run_id` as far as it goes without running anything; see the module doc.
 
-    `state` is the run as this process's last pass left it (runstate.py), with `claims`
-    (steps this process's workers claimed since) applied; None: the run is read, and
-    `inflight()` (steps handed to workers here) count as running whatever was read. A
-    pass that changes the run raises its version; if that shows that something else
+    `state` is the run as this process's last pass left it (runstate.py); None: the run
+    is read, and `inflight()` (steps handed to workers here) count as running whatever was
+    read. A pass that changes the run raises its version; if that shows that something else
     changed the run since `state` was read, the pass raises `StaleRun` (the caller rolls
     it back and passes again from a fresh read). At most `free` steps are claimed (a worker
     each); the rest stay pending and ready (`done.short`). `cache` is the run's step views
@@ -105,11 +103,8 @@ def run_pass(
         state = _rebuild(conn, run_id, workflow_of, inflight(), cache)
         if state is None:
             return done
-    else:
-        for step_id, values in claims:
-            state.apply(step_id, **values)
-        if conn.dialect.name == "postgresql":  # a kept state: its changes go with the bump
-            done.held = HeldWrites(run_id)
+    elif conn.dialect.name == "postgresql":  # a kept state: its changes go with the bump
+        done.held = HeldWrites(run_id)
     version = state.version
     done.state, done.run = state, state.run
     # Fenced by owner: if another replica took a step over (this one stopped renewing its

@@ -101,7 +101,7 @@ def test_a_pass_whose_state_missed_a_change_reads_again_instead_of_looping(
     def one_pass(state: RunState | None, outcomes: list[scheduler.Outcome]) -> scheduler.Pass:
         with write_transaction(engine) as conn:
             return scheduler.run_pass(
-                conn, run_id, lambda _run: wf, outcomes, state=state, claims=(),
+                conn, run_id, lambda _run: wf, outcomes, state=state,
                 inflight=frozenset, free=4, now=now, ownership=own,
                 new_thread_id=lambda step_id: f"{run_id}/{step_id}/t",
             )  # fmt: skip

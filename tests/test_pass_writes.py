@@ -44,7 +44,7 @@ class Passes:
     def once(self, state: RunState | None, outcomes: list[scheduler.Outcome]) -> scheduler.Pass:
         with write_transaction(self.engine) as conn:
             return scheduler.run_pass(
-                conn, self.run_id, lambda _run: WF, outcomes, state=state, claims=(),
+                conn, self.run_id, lambda _run: WF, outcomes, state=state,
                 inflight=frozenset, free=4, now=self.now, ownership=self.own,
                 new_thread_id=lambda step_id: f"{self.run_id}/{step_id}/t",
             )  # fmt: skip
