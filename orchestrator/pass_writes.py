@@ -70,11 +70,12 @@ class HeldWrites:
     def bump(self, conn: Connection) -> int | None:
         """Send what is held and raise the run's version; the new version (None: no run).
         StaleRun if a held change lost."""
-        rows = [(expect, owner, step_id, values) for expect, owner, changes in self._groups
-                for step_id, values in changes.items()]  # fmt: skip
-        if not rows or len(rows) > MAX_FUSED:
+        held = sum(len(changes) for _, _, changes in self._groups)
+        if not held or held > MAX_FUSED:  # counted first: most large passes go this way
             self.flush(conn)
             return runs.bump_run(conn, self.run_id)
+        rows = [(expect, owner, step_id, values) for expect, owner, changes in self._groups
+                for step_id, values in changes.items()]  # fmt: skip
         self._groups = []
         shape = tuple((tuple(values), owner is not None) for _, owner, _, values in rows)
         params: dict[str, Any] = {"the_run": self.run_id}
