@@ -72,20 +72,22 @@ def start(
     (None: the pass failed and the run was inserted without it; advance it). RateLimited
     if `new.started_by` has used up their starts."""
 
+    inserted = new.view()  # immutable: the first pass's state starts from it too
+
     def first_pass(conn: Connection) -> Settle:
         try:
-            state = RunState(new.wf, new.view(), 0, frozenset())
+            state = RunState(new.wf, inserted, 0, frozenset())
             return advancer.pass_within(conn, new.run_id, state)
         except Exception as exc:
             raise _PassFailed(str(exc)) from exc
 
     try:
-        return new.view(), _commit(services, live, new, rate_limit, first_pass)
+        return inserted, _commit(services, live, new, rate_limit, first_pass)
     except _PassFailed as failed:
         log.warning("run %s: its first pass failed in its insert's transaction (%s); "
                     "inserting it alone", new.run_id, failed)  # fmt: skip
     _commit(services, live, new, rate_limit, None)
-    return new.view(), None
+    return inserted, None
 
 
 def _commit(
